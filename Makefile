@@ -1,0 +1,37 @@
+# The two commands a new user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DURATION ?= 0
+
+.PHONY: install run test bench bench-pacing lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## run the whole pipeline on the embedded broker (Ctrl-C or DURATION=seconds stops it)
+run: install
+	$(BIN)/pacing run --duration $(DURATION)
+
+## the whole test suite on the embedded broker
+test: install
+	$(BIN)/python -m pytest -q
+
+## throughput benchmarks (prints a table)
+bench: install
+	$(BIN)/python -m benchmarks.throughput
+
+## pacing quality benchmark in the contact-centre simulator (prints a table)
+bench-pacing: install
+	$(BIN)/pacing simulate --matrix
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,266 @@
+"""Cluster-level configuration: one TOML file plus environment overrides, validated at start-up.
+
+Every process (worker, sink, emulator, simulator) reads the same settings, so every worker is
+equivalent and needs only the connection to the cluster. Option names follow the Genesys Pacing
+Server seed where one exists (``pacingEndpoint.targetEndpoint``, ``metrics.GcLatency.threshold``,
+``base_auth_url``, ``base_service_url``); the README lists the mapping.
+
+Precedence (highest first): ``PACING_…`` environment variables (nested with ``__``, e.g.
+``PACING_SINK__LINGER_MS=200``), ``KAFKA_BOOTSTRAP_SERVERS``, the file named by ``--config`` or
+``PACING_CONFIG``, then the defaults below. A wrong value raises :class:`ConfigError` naming the
+option, and the process stops before it touches Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+MEDIA_TYPES = ("callback", "call", "email", "generic", "messaging", "social", "webchat")
+ALGORITHMS = ("SUPER_PROGRESSIVE", "SUPER_PROGRESSIVE_DUAL", "PREDICTIVE_B", "PREDICTIVE_B_DUAL")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "sec": 1, None: 1, "min": 60, "m": 60, "h": 3600}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the option."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a seed-style duration string such as "30min", "10s", "500ms"."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 30min, 10s, 500ms)")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be a positive duration")
+    return seconds
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class KafkaSettings(_Section):
+    """Connection to the cluster and the topics' shape."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    stats_partitions: int = Field(12, ge=1, le=10_000)
+    replication_factor: int = Field(1, ge=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    session_timeout_s: float = Field(6.0, gt=0, description="group session timeout; Faust's 60 s makes a join take ~30 s")
+    rebalance_timeout_s: float = Field(6.0, gt=0)
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port…], got {value!r}")
+        return value
+
+
+class WorkerSettings(_Section):
+    """The pacing nodes (Faust workers)."""
+
+    app_id: str = "pacing-nodes"
+    store: str = Field("memory://", pattern=r"^(memory|rocksdb)://")
+    batch_max_events: int = Field(1000, ge=1, le=100_000)
+    batch_within_s: float = Field(0.2, gt=0, le=10)
+    keepalive_s: float = Field(30.0, gt=0, description="re-emit every decision at least this often")
+    stale_after_s: float = Field(300.0, gt=0, description="alarm TargetStale after this long without events")
+    standby_replicas: int = Field(1, ge=0)
+    web_port: int = Field(6066, ge=0, le=65535, description="/metrics, /healthz, /readyz; 0 = off")
+    data_dir: str = "var/worker"
+
+
+class TargetDefaults(_Section):
+    """Defaults for every pacing target; pacing.targets overrides them per target."""
+
+    supported_media_types: tuple[str, ...] = ("webchat",)
+    service_level_percentage: float = Field(0.8, ge=0, le=1)
+    service_level_duration_ms: int = Field(20_000, ge=0)
+    short_abandon_threshold_s: int = Field(10, ge=0)
+    algorithm: str | None = None
+    optimization_target: Literal["ABANDONMENT_RATE", "BUSY_FACTOR"] = "ABANDONMENT_RATE"
+    optimization_goal: float = Field(3.0, gt=0, lt=100)
+    proactive_ratio: float = Field(1.0, ge=0, le=1)
+    acceptance_prior: float = Field(0.3, gt=0, le=1)
+
+    @field_validator("supported_media_types")
+    @classmethod
+    def _known_media(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in value if m not in MEDIA_TYPES]
+        if unknown or not value:
+            raise ValueError(f"media types must be a non-empty subset of {MEDIA_TYPES}, got {value}")
+        return value
+
+    @field_validator("algorithm", mode="before")
+    @classmethod
+    def _known_algorithm(cls, value: Any) -> Any:
+        if value in (None, "", "AUTO"):
+            return None
+        if value not in ALGORITHMS:
+            raise ValueError(f"must be one of {ALGORITHMS} or AUTO, got {value!r}")
+        return value
+
+    @field_validator("optimization_target", mode="before")
+    @classmethod
+    def _seed_spelling(cls, value: Any) -> Any:
+        return "ABANDONMENT_RATE" if value == "ABANDONEMENT_RATE" else value  # the seed's [sic]
+
+
+class PacingEndpointSettings(_Section):
+    """Seed section ``pacingEndpoint``."""
+
+    target_endpoint: str = Field("v2/journey/actiontargets/bulk", alias="targetEndpoint", min_length=1)
+
+
+class SinkSettings(_Section):
+    """The bulk sink connector."""
+
+    group_id: str = "pacing-bulk-sink"
+    client_id: str = "pacing"
+    client_secret: SecretStr = SecretStr("pacing-secret")
+    batch_max_entities: int = Field(500, ge=1, le=10_000)
+    batch_max_bytes: int = Field(4_000_000, ge=1024)
+    linger_ms: int = Field(500, ge=0)
+    full_refresh_s: float = Field(300.0, gt=0, description="resend every known target this often")
+    request_timeout_s: float = Field(10.0, gt=0)
+    retry_initial_backoff_s: float = Field(0.5, gt=0)
+    retry_max_backoff_s: float = Field(30.0, gt=0)
+    commit_interval_s: float = Field(1.0, gt=0)
+    proxy_url: str | None = None
+    verify_tls: bool = True
+    web_port: int = Field(6070, ge=0, le=65535)
+
+
+class _ThresholdOption(_Section):
+    threshold: float = Field(gt=0)
+
+
+class _Reporter(_Section):
+    enabled: bool
+    log_frequency: float = Field(1800.0, alias="logFrequency")
+
+    @field_validator("log_frequency", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class MetricsSettings(_Section):
+    """Seed section ``metrics``: self-monitoring thresholds and reporters."""
+
+    gc_latency: _ThresholdOption = Field(_ThresholdOption(threshold=1000), alias="GcLatency")
+    gc_frequency: _ThresholdOption = Field(_ThresholdOption(threshold=24), alias="GcFrequency")
+    heap_memory_usage: _ThresholdOption = Field(
+        _ThresholdOption(threshold=90), alias="HeapMemoryUsage", description="% of the memory limit"
+    )
+    memory_limit_mb: int | None = Field(None, gt=0, description="default: the cgroup limit, else RAM")
+    reporter: dict[str, _Reporter] = Field(
+        default_factory=lambda: {
+            "log": _Reporter(enabled=False),
+            "console": _Reporter(enabled=False),
+            "messageServer": _Reporter(enabled=True),
+        }
+    )
+
+
+class Settings(BaseSettings):
+    """All options of the pacing service."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PACING_", env_nested_delimiter="__", extra="forbid", populate_by_name=True,
+        frozen=True,
+    )
+
+    tenant: str = Field("demo", min_length=1)
+    node_id: str = Field(default_factory=socket.gethostname, min_length=1)
+    base_auth_url: str = Field("http://127.0.0.1:8089/oauth/token", pattern=r"^https?://")
+    base_service_url: str = Field("http://127.0.0.1:8089/api/", pattern=r"^https?://")
+    kafka: KafkaSettings = KafkaSettings()
+    worker: WorkerSettings = WorkerSettings()
+    targets: TargetDefaults = TargetDefaults()
+    pacing_endpoint: PacingEndpointSettings = Field(PacingEndpointSettings(), alias="pacingEndpoint")
+    sink: SinkSettings = SinkSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @field_validator("base_service_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @property
+    def bulk_url(self) -> str:
+        """Where the sink posts: ``{base_service_url}{pacingEndpoint.targetEndpoint}``."""
+        return self.base_service_url + self.pacing_endpoint.target_endpoint.lstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file, which arrives as init arguments.
+        return env_settings, init_settings, file_secret_settings
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _option_name(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc if not str(part).startswith("function-"))
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read the file (``path``, else ``$PACING_CONFIG``, else none), apply overrides, validate.
+
+    Raises :class:`ConfigError` naming the first wrong option and why.
+    """
+    path = path or os.environ.get("PACING_CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"configuration file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and "PACING_KAFKA__BOOTSTRAP_SERVERS" not in os.environ:
+        data = _merge(data, {"kafka": {"bootstrap_servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]}})
+    data = _merge(data, overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"option '{_option_name(err['loc'])}': {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,81 @@
+"""Topic names (with the configured prefix) and their creation.
+
+Creating topics explicitly, with the partition counts and cleanup policies the contracts need,
+keeps producers, workers and the sink from racing to auto-create them with broker defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.config import Settings
+from streams.kafka import client_options
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The public topics of one deployment."""
+
+    stats: str
+    targets: str
+    actiontargets: str
+    alarms: str
+    stats_dlq: str
+    bulk_errors: str
+
+    @classmethod
+    def for_prefix(cls, prefix: str = "") -> TopicNames:
+        """Names under a tenant prefix (several deployments can share one cluster)."""
+        p = f"{prefix}." if prefix and not prefix.endswith(".") else prefix
+        return cls(
+            stats=f"{p}pacing.stats",
+            targets=f"{p}pacing.targets",
+            actiontargets=f"{p}pacing.actiontargets",
+            alarms=f"{p}pacing.alarms",
+            stats_dlq=f"{p}pacing.stats.dlq",
+            bulk_errors=f"{p}pacing.actiontargets.errors",
+        )
+
+
+def topic_names(settings: Settings) -> TopicNames:
+    """The topic names for these settings."""
+    return TopicNames.for_prefix(settings.kafka.topic_prefix)
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    """Every topic the pipeline needs, with partitions and cleanup policy."""
+    names = topic_names(settings)
+    n = settings.kafka.stats_partitions
+    rf = settings.kafka.replication_factor
+    compacted = {"cleanup.policy": "compact"}
+    return [
+        NewTopic(names.stats, n, rf),
+        NewTopic(names.targets, n, rf, topic_configs=compacted),
+        NewTopic(names.actiontargets, n, rf, topic_configs=compacted),
+        NewTopic(names.alarms, 1, rf),
+        NewTopic(names.stats_dlq, 1, rf),
+        NewTopic(names.bulk_errors, 1, rf),
+    ]
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create the missing topics; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topic_specs(settings) if t.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+            log.info("created topics %s", ", ".join(t.name for t in missing))
+    finally:
+        await admin.close()
