@@ -1,0 +1,321 @@
+"""The bulk sink connector: pacing decisions from Kafka to ``POST …/actiontargets/bulk``.
+
+Three loops share one :class:`DeliveryLedger`:
+- *consume* reads ``pacing.actiontargets`` in its own consumer group and keeps the latest
+  decision per target;
+- *send* posts batches (by count, bytes and linger time, plus a periodic full refresh),
+  retrying 408/429/5xx and transport errors with exponential backoff and jitter, honouring
+  ``Retry-After``, and raising/clearing the alarms;
+- *commit* commits, every ``commit_interval_s`` and on revocation, only offsets whose records
+  are all delivered — at-least-once: a crash re-sends, never skips (upserts are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.structs import TopicPartition
+
+from connectors.delivery import DeliveryLedger, Pending
+from connectors.entities import action_target
+from connectors.journey_client import (
+    Delivered,
+    InvalidResponse,
+    JourneyClient,
+    Outcome,
+    RequestRejected,
+    RetriableFailure,
+)
+from schemas import DecodeError, decode_decision
+from streams import alarms
+from streams.alarms import AlarmBoard, AlarmMessage
+from streams.config import Settings
+from streams.kafka import client_options
+from streams.metrics import SinkMetrics, start_metrics_server
+from streams.topics import ensure_topics, topic_names
+
+log = logging.getLogger(__name__)
+
+SCOPE = "sink"
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):
+    def __init__(self, sink: BulkSink):
+        self.sink = sink
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        revoked = list(revoked)
+        await self.sink.commit(only=set(revoked))
+        self.sink.ledger.revoke(revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        log.info("sink assigned %s", sorted(tp.partition for tp in assigned))
+
+
+class BulkSink:
+    """One sink process (several may run: they share the consumer group)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.names = topic_names(settings)
+        self.ledger = DeliveryLedger()
+        self.metrics = SinkMetrics()
+        self.board = AlarmBoard(settings.tenant, settings.node_id)
+        self._wake = asyncio.Event()
+        self._committed: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._oldest_pending_at: float | None = None
+        self._consecutive_failures = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or forever); commits what is safe on the way out."""
+        stop = stop or asyncio.Event()
+        await ensure_topics(self.settings)
+        options = client_options(self.settings)
+        kafka = self.settings.kafka
+        self._consumer = AIOKafkaConsumer(
+            group_id=self.settings.sink.group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=int(kafka.session_timeout_s * 1000),
+            rebalance_timeout_ms=int(kafka.rebalance_timeout_s * 1000),
+            heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000), **options,
+        )
+        self._consumer.subscribe([self.names.actiontargets], listener=_CommitOnRevoke(self))
+        self._producer = AIOKafkaProducer(acks="all", **options)
+        await self._producer.start()
+        await self._consumer.start()
+        web = None
+        if self.settings.sink.web_port:
+            web = await start_metrics_server(
+                self.metrics.registry, "0.0.0.0", self.settings.sink.web_port,
+                lambda: bool(self._consumer and self._consumer.assignment()),
+            )
+        session = aiohttp.ClientSession()
+        client = JourneyClient(self.settings, session)
+        tasks = [
+            asyncio.create_task(self._consume_loop(), name="sink-consume"),
+            asyncio.create_task(self._send_loop(client), name="sink-send"),
+            asyncio.create_task(self._commit_loop(), name="sink-commit"),
+        ]
+        log.info("sink posting to %s", self.settings.bulk_url)
+        try:
+            done, _ = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())],
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task in tasks and task.exception():
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            with contextlib.suppress(Exception):
+                await self.commit()
+            await session.close()
+            await self._consumer.stop()
+            await self._producer.stop()
+            if web is not None:
+                await web.cleanup()
+
+    # -- consume ------------------------------------------------------------------------
+
+    async def _consume_loop(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    self._intake(tp, record.offset, record.key, record.value)
+            if batches:
+                self.metrics.pending.set(self.ledger.pending_count)
+                self._wake.set()
+
+    def _intake(self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None) -> None:
+        self.metrics.records_in.inc()
+        if not value:
+            self.ledger.skip(tp, offset)  # a tombstone: nothing to upsert
+            return
+        try:
+            decision = decode_decision(value)
+        except DecodeError as exc:
+            log.error("unreadable decision at %s@%d (key %r): %s", tp, offset, key, exc.reason)
+            self.ledger.skip(tp, offset)
+            return
+        if decision.tenant != self.settings.tenant:
+            log.error("decision for tenant %r at %s@%d ignored", decision.tenant, tp, offset)
+            self.ledger.skip(tp, offset)
+            return
+        entity = action_target(decision)
+        size = len(json.dumps(entity, separators=(",", ":")))
+        self.ledger.record(tp, offset, decision.target_id, entity, size)
+        if self._oldest_pending_at is None:
+            self._oldest_pending_at = time.monotonic()
+
+    # -- send ---------------------------------------------------------------------------
+
+    async def _wait_for_batch(self) -> None:
+        """Until a full batch is ready, the linger time of the oldest pending record passed, or a refresh is due."""
+        sink = self.settings.sink
+        while True:
+            now = time.monotonic()
+            if now >= self._next_refresh:
+                queued = self.ledger.schedule_refresh()
+                self._next_refresh = now + sink.full_refresh_s
+                if queued:
+                    log.info("full refresh: %d targets queued", queued)
+                    self._oldest_pending_at = self._oldest_pending_at or now
+            ready = self.ledger.ready_count
+            if ready >= sink.batch_max_entities:
+                return
+            if ready and self._oldest_pending_at is not None:
+                wait = self._oldest_pending_at + sink.linger_ms / 1000 - now
+                if wait <= 0:
+                    return
+            else:
+                wait = self._next_refresh - now
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(wait, self._next_refresh - now)))
+
+    async def _send_loop(self, client: JourneyClient) -> None:
+        sink = self.settings.sink
+        self._next_refresh = time.monotonic() + sink.full_refresh_s
+        backoff = sink.retry_initial_backoff_s
+        while True:
+            await self._wait_for_batch()
+            batch = self.ledger.take_batch(sink.batch_max_entities, sink.batch_max_bytes)
+            if not batch:
+                self._oldest_pending_at = None
+                continue
+            started = time.monotonic()
+            outcome = await client.post_bulk([p.entity for p in batch])
+            self.metrics.latency.observe(time.monotonic() - started)
+            retry_after = await self._settle(batch, outcome)
+            self._oldest_pending_at = time.monotonic() if self.ledger.ready_count else None
+            self.metrics.pending.set(self.ledger.pending_count)
+            if retry_after is None:
+                backoff = sink.retry_initial_backoff_s
+                continue
+            # Full jitter on an exponential ceiling; the server's Retry-After is a floor.
+            delay = max(retry_after, random.uniform(backoff / 2, backoff))
+            backoff = min(backoff * 2, sink.retry_max_backoff_s)
+            log.warning("bulk request failed; retrying in %.1fs (%d targets pending)",
+                        delay, self.ledger.pending_count)
+            await asyncio.sleep(delay)
+
+    async def _settle(self, batch: list[Pending], outcome: Outcome) -> float | None:
+        """Book the outcome of one request; returns a retry delay floor when it must be retried."""
+        if isinstance(outcome, RetriableFailure):
+            self.ledger.failed(batch)
+            self.metrics.requests.labels("retriable_failure").inc()
+            self._consecutive_failures += 1
+            await self._alarm(self.board.raise_alarm(
+                alarms.PACING_REQUESTS_FAILED, SCOPE,
+                f"bulk request to {self.settings.bulk_url} failed: {outcome.reason}",
+                severity="critical", observed_value=float(self._consecutive_failures), threshold=1.0,
+            ))
+            return outcome.retry_after_s or 0.0
+        if isinstance(outcome, InvalidResponse):
+            self.ledger.failed(batch)
+            self.metrics.requests.labels("invalid_response").inc()
+            await self._alarm(self.board.raise_alarm(
+                alarms.PACING_RESPONSE_VALIDATION_ERROR, SCOPE, outcome.reason, severity="major"))
+            return 0.0
+        self._consecutive_failures = 0
+        await self._alarm(self.board.clear_alarm(
+            alarms.PACING_REQUESTS_FAILED, SCOPE, "bulk requests succeed again"))
+        self.metrics.batch_size.observe(len(batch))
+        if isinstance(outcome, RequestRejected):
+            self.metrics.requests.labels("rejected").inc()
+            log.error("bulk request rejected (%s); %d targets to the error topic", outcome.reason, len(batch))
+            await self._alarm(self.board.raise_alarm(
+                alarms.PACING_RESPONSE_VALIDATION_ERROR, SCOPE, f"request rejected: {outcome.reason}"))
+            await self._report_errors([(p, {"status": outcome.status, "message": outcome.reason}) for p in batch])
+            self.ledger.delivered(batch)  # resending the same request cannot succeed
+            return None
+        assert isinstance(outcome, Delivered)
+        self.metrics.requests.labels("success").inc()
+        await self._alarm(self.board.clear_alarm(
+            alarms.PACING_RESPONSE_VALIDATION_ERROR, SCOPE, "requests and responses are valid again"))
+        by_id = {p.target_id: p for p in batch}
+        failures = [(by_id[r.id], r.error.model_dump() if r.error else {"message": "success false"})
+                    for r in outcome.response.results if not r.success and r.id in by_id]
+        self.metrics.entities_sent.inc(len(batch) - len(failures))
+        if failures:
+            self.metrics.entity_errors.inc(len(failures))
+            await self._report_errors(failures)
+            await self._alarm(self.board.raise_alarm(
+                alarms.PACING_RESPONSE_TARGET_ERROR, SCOPE,
+                f"{len(failures)} of {len(batch)} targets rejected, e.g. {failures[0][0].target_id}: "
+                f"{failures[0][1].get('message')}", observed_value=float(len(failures)), threshold=0.0))
+        else:
+            await self._alarm(self.board.clear_alarm(
+                alarms.PACING_RESPONSE_TARGET_ERROR, SCOPE, "no target errors in the last response"))
+        log.info("bulk request delivered %d targets (%d rejected)", len(batch), len(failures))
+        self.ledger.delivered(batch)
+        return None
+
+    async def _report_errors(self, failures: list[tuple[Pending, dict[str, Any]]]) -> None:
+        assert self._producer is not None
+        for pending, error in failures:
+            await self._producer.send(
+                self.names.bulk_errors, key=pending.target_id.encode(),
+                value=json.dumps({"entity": pending.entity, "error": error}).encode(),
+            )
+
+    async def _alarm(self, message: AlarmMessage | None) -> None:
+        if message is None:
+            return
+        assert self._producer is not None
+        if message.alarm.state.value == "raised":
+            self.metrics.alarms.labels(message.alarm.name).inc()
+        log.warning("alarm %s %s: %s", message.alarm.name, message.alarm.state.value, message.alarm.message)
+        await self._producer.send_and_wait(self.names.alarms, key=message.key, value=message.value)
+
+    # -- commit -------------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sink.commit_interval_s)
+            await self.commit()
+
+    async def commit(self, only: set[TopicPartition] | None = None) -> None:
+        """Commit every owned partition's safe offset that moved since the last commit."""
+        if self._consumer is None:
+            return
+        owned = self._consumer.assignment()
+        offsets = {
+            tp: offset for tp, offset in self.ledger.safe_offsets().items()
+            if tp in owned and (only is None or tp in only) and self._committed.get(tp) != offset
+        }
+        if not offsets:
+            return
+        await self._consumer.commit(offsets)
+        self._committed.update(offsets)
+        self.metrics.committed.inc()
+
+
+def run_sink(settings: Settings) -> None:
+    """Run the sink until SIGINT/SIGTERM."""
+    import signal
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await BulkSink(settings).run(stop)
+
+    asyncio.run(main())

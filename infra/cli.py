@@ -1,0 +1,167 @@
+"""The ``pacing`` command: one entry point, a subcommand per process or tool."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from streams.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("pacing")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "bootstrap_servers", None):
+        overrides["kafka"] = {"bootstrap_servers": args.bootstrap_servers}
+    return load_settings(args.config, **overrides)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from infra.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(host=args.host, port=args.port)
+    broker.start()
+    print(f"embedded broker ready: KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            if not broker.running:
+                print("broker exited unexpectedly", file=sys.stderr)
+                return 1
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.pacing_node import run_worker
+
+    run_worker(_settings(args), loglevel=args.loglevel)
+    return 0
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from connectors.sink import run_sink
+
+    run_sink(_settings(args))
+    return 0
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from connectors.emulator import run_emulator
+
+    settings = _settings(args)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_emulator(args.host, args.port, settings.sink.client_id,
+                                 settings.sink.client_secret.get_secret_value()))
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from infra.console import produce_lines
+    from streams.topics import topic_names
+
+    settings = _settings(args)
+    topic = args.topic or topic_names(settings).stats
+    count = asyncio.run(produce_lines(settings, topic, args.key, sys.stdin))
+    print(f"produced {count} record(s) to {topic}", file=sys.stderr)
+    return 0
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    from infra.stat_feed import run_feed
+
+    settings = _settings(args)
+    with contextlib.suppress(KeyboardInterrupt):
+        sent = asyncio.run(run_feed(settings, args.targets, args.interval, args.duration, args.json, args.seed))
+        print(f"sent {sent} stat events", file=sys.stderr)
+    return 0
+
+
+def cmd_alarms(args: argparse.Namespace) -> int:
+    from infra.console import tail_alarms
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(tail_alarms(_settings(args), args.from_beginning))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from streams.simulation.command import main as simulate_main
+
+    return simulate_main(args.simulate_args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from infra.run import run_pipeline
+
+    return run_pipeline(args.config, duration_s=args.duration, targets=args.targets)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacing", description="Agent pacing service on Kafka.")
+    parser.add_argument("--config", help="TOML configuration file (default: $PACING_CONFIG)")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        if name not in ("broker", "simulate"):
+            p.add_argument("--bootstrap-servers", help="overrides kafka.bootstrap_servers")
+        return p
+
+    p = add("broker", cmd_broker, "run the embedded Tansu broker until Ctrl-C")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9092)
+    p = add("worker", cmd_worker, "run a pacing node (Faust worker)")
+    p.add_argument("--loglevel", default="info")
+    add("sink", cmd_sink, "run the bulk sink connector")
+    p = add("emulator", cmd_emulator, "run the local Journey API emulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8089)
+    p = add("produce", cmd_produce, "console producer: one record per stdin line (KEY<TAB>VALUE or --key)")
+    p.add_argument("--topic", help="default: the stats topic")
+    p.add_argument("--key")
+    p = add("feed", cmd_feed, "produce a synthetic stat stream for a few dozen targets")
+    p.add_argument("--targets", type=int, default=36)
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between reports")
+    p.add_argument("--duration", type=float, default=0, help="seconds; 0 = until Ctrl-C")
+    p.add_argument("--json", action="store_true", help="JSON values instead of Avro single-object")
+    p.add_argument("--seed", type=int, default=7)
+    p = add("alarms", cmd_alarms, "print alarm transitions as they arrive")
+    p.add_argument("--from-beginning", action="store_true")
+    p = add("simulate", cmd_simulate, "contact-centre simulation of the pacing engine (see --help)")
+    p.add_argument("simulate_args", nargs=argparse.REMAINDER)
+    p = add("run", cmd_run, "run the whole pipeline on the embedded broker with live progress")
+    p.add_argument("--duration", type=float, default=0, help="seconds; 0 = until Ctrl-C")
+    p.add_argument("--targets", type=int, default=36)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pacing`` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.config:
+        import os
+
+        os.environ["PACING_CONFIG"] = args.config  # child processes of `run` read the same file
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"pacing {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

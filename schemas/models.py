@@ -1,0 +1,309 @@
+"""Pydantic models mirroring the Avro records in ``schemas/avro``.
+
+Each model has the same field names, order and meaning as the newest Avro
+version of its record, so ``model.to_avro_dict()`` can be handed straight to
+fastavro and an Avro-decoded dict can be validated with ``Model.from_avro_dict``.
+The models carry the validation rules the Avro types cannot express (allowed
+statistic names, ranges, finite numbers); the codec runs every decoded record
+through them so bad input is rejected with a precise reason instead of
+reaching the pacing engine.
+
+All models are frozen (safe to share between tasks) and forbid unknown fields
+(a typo in a JSON producer is an error, not silently dropped data).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "COUNTERS",
+    "GAUGES",
+    "MEDIA_TYPES",
+    "STATISTICS",
+    "ActionTargetDecision",
+    "Alarm",
+    "AlarmState",
+    "AvroModel",
+    "StatEvent",
+    "TargetConfig",
+    "describe_validation_error",
+]
+
+#: Point-in-time statistics: the latest value replaces the previous one.
+GAUGES: frozenset[str] = frozenset(
+    {
+        "ready_agents",
+        "busy_agents",
+        "logged_in_agents",
+        "waiting_interactions",
+        "outstanding_offers",
+        "average_handle_time_s",
+    }
+)
+
+#: Monotonic running totals: rates are computed from differences between samples.
+COUNTERS: frozenset[str] = frozenset(
+    {
+        "interactions_entered",
+        "interactions_answered",
+        "answered_within_sl",
+        "interactions_abandoned",
+        "short_abandoned",
+        "offers_made",
+        "offers_accepted",
+    }
+)
+
+#: Every statistic name a StatEvent may carry.
+STATISTICS: frozenset[str] = GAUGES | COUNTERS
+
+#: Media types of the Genesys Cloud action-target model.
+MEDIA_TYPES: frozenset[str] = frozenset(
+    {"callback", "call", "email", "generic", "messaging", "social", "webchat"}
+)
+
+_MEDIA_TYPES_TEXT = ", ".join(sorted(MEDIA_TYPES))
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+_MAX_ID_LEN = 255
+
+# Reusable constrained types.
+_Tenant = Annotated[str, Field(min_length=1)]
+_TargetId = Annotated[str, Field(min_length=1, max_length=_MAX_ID_LEN)]
+_Fraction = Annotated[float, Field(ge=0, le=1)]
+_Count32 = Annotated[int, Field(ge=0, le=_INT32_MAX)]
+_EpochMs = Annotated[int, Field(gt=0, le=_INT64_MAX)]
+
+
+def _short_repr(value: Any, limit: int = 40) -> str:
+    """repr() of ``value`` cut to ``limit`` characters (reasons end up in Kafka headers)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_media_type(value: str) -> str:
+    if value not in MEDIA_TYPES:
+        raise ValueError(f"{_short_repr(value)} is not one of {_MEDIA_TYPES_TEXT}")
+    return value
+
+
+class AvroModel(BaseModel):
+    """Base of the record models: frozen, no extra fields, no NaN/inf floats."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    def to_avro_dict(self) -> dict[str, Any]:
+        """Return a dict fastavro can write with this record's newest schema."""
+        return self.model_dump()
+
+    @classmethod
+    def from_avro_dict(cls, data: dict[str, Any]) -> Self:
+        """Validate a dict read by fastavro (or parsed from JSON) into the model."""
+        return cls.model_validate(data)
+
+
+class StatEvent(AvroModel):
+    """One statistic value for one pacing target at one instant (topic ``pacing.stats``).
+
+    Gauges (``GAUGES``) are current values; counters (``COUNTERS``) are running
+    totals that only grow, so the engine derives rates from successive samples.
+    """
+
+    tenant: _Tenant
+    target_id: _TargetId
+    statistic: str
+    value: float = Field(ge=0)
+    timestamp: _EpochMs
+    source: str
+    media_type: str | None = None
+
+    @field_validator("statistic")
+    @classmethod
+    def _known_statistic(cls, value: str) -> str:
+        if value not in STATISTICS:
+            raise ValueError(f"{_short_repr(value)} is not a known statistic")
+        return value
+
+    @field_validator("media_type")
+    @classmethod
+    def _known_media_type(cls, value: str | None) -> str | None:
+        return None if value is None else _check_media_type(value)
+
+    @property
+    def is_counter(self) -> bool:
+        """True for a monotonic counter, False for a gauge."""
+        return self.statistic in COUNTERS
+
+
+class ActionTargetDecision(AvroModel):
+    """Pacing decision for one target, emitted by a pacing node (topic ``pacing.actiontargets``).
+
+    This is the internal record; the sink maps it onto the Genesys Cloud
+    ActionTarget JSON (``userData`` carries the pacing figures).
+    """
+
+    tenant: _Tenant
+    target_id: _TargetId
+    name: str
+    state: Literal["active", "inactive"]
+    supported_media_types: tuple[str, ...]
+    service_level_percentage: _Fraction
+    service_level_duration_ms: int = Field(ge=0, le=_INT64_MAX)
+    short_abandon_threshold: _Count32
+    description: str = ""
+    allowed_offers: _Count32
+    reactive_admission: _Fraction
+    ready_agents: _Count32
+    busy_agents: _Count32
+    logged_in_agents: _Count32
+    waiting_interactions: _Count32
+    outstanding_offers: _Count32
+    acceptance_rate: _Fraction
+    algorithm: str
+    computed_at: _EpochMs
+    node: str
+    figures: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("supported_media_types")
+    @classmethod
+    def _known_media_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for media_type in value:
+            _check_media_type(media_type)
+        return value
+
+    def to_avro_dict(self) -> dict[str, Any]:
+        """Return a dict fastavro can write (tuples become lists, the map a plain dict)."""
+        data = self.model_dump()
+        data["supported_media_types"] = list(self.supported_media_types)
+        return data
+
+
+class AlarmState(str, Enum):
+    """Alarm transition: raised once when the condition starts, cleared once when it ends."""
+
+    RAISED = "raised"
+    CLEARED = "cleared"
+
+
+class Alarm(AvroModel):
+    """Alarm raise / clear event (topic ``pacing.alarms``, key = name + scope)."""
+
+    name: str = Field(min_length=1)
+    state: AlarmState
+    severity: str
+    tenant: str
+    node: str
+    scope: str
+    message: str
+    observed_value: float | None = None
+    threshold: float | None = None
+    timestamp: _EpochMs
+
+    def to_avro_dict(self) -> dict[str, Any]:
+        """Return a dict fastavro can write (the enum as its symbol string)."""
+        data = self.model_dump()
+        data["state"] = self.state.value
+        return data
+
+
+class TargetConfig(AvroModel):
+    """Pacing target definition (topic ``pacing.targets``, compacted; a null value deletes it).
+
+    Optional fields left as ``None`` mean "use the deployment's default".
+    """
+
+    tenant: _Tenant
+    target_id: _TargetId
+    name: str
+    supported_media_types: tuple[str, ...]
+    service_level_percentage: float | None = Field(default=None, ge=0, le=1)
+    service_level_duration_ms: int | None = Field(default=None, ge=0, le=_INT64_MAX)
+    short_abandon_threshold: int | None = Field(default=None, ge=0, le=_INT32_MAX)
+    algorithm: str | None = None
+    optimization_target: str | None = None
+    optimization_goal: float | None = None
+    proactive_ratio: float | None = Field(default=None, ge=0, le=1)
+    description: str = ""
+
+    @field_validator("supported_media_types")
+    @classmethod
+    def _known_media_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for media_type in value:
+            _check_media_type(media_type)
+        return value
+
+    def to_avro_dict(self) -> dict[str, Any]:
+        """Return a dict fastavro can write (tuples become lists)."""
+        data = self.model_dump()
+        data["supported_media_types"] = list(self.supported_media_types)
+        return data
+
+
+def _loc_text(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "record"
+
+
+def _num(value: Any) -> str:
+    """Render a constraint bound: ``0`` rather than ``0.0``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _error_text(error: Any) -> str:
+    """One pydantic error as a short phrase, e.g. ``value must be >= 0``."""
+    loc = _loc_text(tuple(error.get("loc", ())))
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return f"{loc} is required"
+    if kind == "extra_forbidden":
+        return f"unexpected field {loc}"
+    if kind == "finite_number":
+        return f"{loc} must be finite"
+    if kind == "greater_than_equal":
+        return f"{loc} must be >= {_num(ctx.get('ge'))}"
+    if kind == "greater_than":
+        return f"{loc} must be > {_num(ctx.get('gt'))}"
+    if kind == "less_than_equal":
+        return f"{loc} must be <= {_num(ctx.get('le'))}"
+    if kind == "less_than":
+        return f"{loc} must be < {_num(ctx.get('lt'))}"
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        return f"{loc} must not be empty"
+    if kind == "string_too_long":
+        return f"{loc} must be at most {ctx.get('max_length')} characters"
+    if kind == "literal_error":
+        return f"{loc} must be {ctx.get('expected')}"
+    if kind == "enum":
+        return f"{loc} must be {ctx.get('expected')}"
+    if kind == "value_error":
+        message = str(error.get("msg", ""))
+        return f"{loc} {message.removeprefix('Value error, ')}"
+    return f"{loc}: {error.get('msg', 'invalid')}"
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Summarise a pydantic ValidationError in one short line.
+
+    Used for DLQ ``error`` headers and logs, so it names the field and the rule
+    (``value must be >= 0``, ``statistic 'x' is not a known statistic``) rather
+    than pydantic's multi-line report. Only the first error is spelled out.
+    """
+    errors = exc.errors(include_url=False)
+    if not errors:
+        return "invalid"
+    text = _error_text(errors[0])
+    if len(errors) > 1:
+        text += f" (+{len(errors) - 1} more)"
+    return text

@@ -1,0 +1,396 @@
+"""Avro single-object codec: wire format, fingerprints, evolution and rejection reasons."""
+
+from __future__ import annotations
+
+import copy
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas import (
+    AVRO_DIR,
+    MAGIC,
+    REGISTRY,
+    ActionTargetDecision,
+    Alarm,
+    AlarmState,
+    DecodeError,
+    EncodeError,
+    SchemaRegistry,
+    StatEvent,
+    TargetConfig,
+    decode,
+    decode_alarm,
+    decode_decision,
+    decode_stat_event,
+    decode_stat_events,
+    decode_target_config,
+    encode,
+    encode_alarm,
+    encode_decision,
+    encode_stat_event,
+    encode_target_config,
+)
+
+# --- independent CRC-64-AVRO (Avro spec, "Schema Fingerprints") -------------------
+
+EMPTY = 0xC15D213AA4D7A795
+_MASK = 0xFFFFFFFFFFFFFFFF
+
+
+def _table() -> list[int]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (EMPTY & -(fp & 1))
+        table.append(fp & _MASK)
+    return table
+
+
+_TABLE = _table()
+
+
+def crc64_avro(data: bytes) -> int:
+    """The spec's table-driven Rabin fingerprint, written out here on purpose."""
+    fp = EMPTY
+    for byte in data:
+        fp = (fp >> 8) ^ _TABLE[(fp ^ byte) & 0xFF]
+    return fp
+
+
+def signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def test_crc64_reference_vectors() -> None:
+    """Our reference implementation matches share/test/data/schema-tests.txt."""
+    assert crc64_avro(b'"null"') == 7195948357588979594
+    assert crc64_avro(b'"int"') == 8247732601305521295 == 0x7275D51A3F395C8F
+    assert signed(crc64_avro(b'{"name":"foo","type":"record","fields":[]}')) == (
+        -4824392279771201922
+    )
+
+
+def test_registry_fingerprints_match_independent_crc() -> None:
+    for record in ("StatEvent", "ActionTargetDecision", "Alarm", "TargetConfig"):
+        for sv in REGISTRY.versions(record):
+            expected = crc64_avro(sv.canonical_form.encode())
+            assert sv.fingerprint_int == expected
+            assert sv.fingerprint == struct.pack("<Q", expected)
+            # canonical form: no docs/defaults, full name, no whitespace
+            assert f'"name":"com.pacing.{record}"' in sv.canonical_form
+            assert '"doc"' not in sv.canonical_form
+            assert " " not in sv.canonical_form
+
+
+def test_registry_loads_every_schema_file() -> None:
+    names = {p.name for p in AVRO_DIR.glob("*.avsc")}
+    assert {
+        "stat_event.v1.avsc",
+        "action_target_decision.v1.avsc",
+        "alarm.v1.avsc",
+        "target_config.v1.avsc",
+    } <= names
+    total = sum(len(REGISTRY.versions(r)) for r in REGISTRY.records)
+    assert total == len(names)
+
+
+# --- fixtures -----------------------------------------------------------------------
+
+
+def make_event(**overrides: Any) -> StatEvent:
+    data: dict[str, Any] = {
+        "tenant": "acme",
+        "target_id": "target-1",
+        "statistic": "waiting_interactions",
+        "value": 7.0,
+        "timestamp": 1_700_000_000_123,
+        "source": "unit-test",
+        "media_type": "call",
+    }
+    data.update(overrides)
+    return StatEvent.model_validate(data)
+
+
+def make_decision() -> ActionTargetDecision:
+    return ActionTargetDecision(
+        tenant="acme",
+        target_id="target-1",
+        name="Sales callbacks",
+        state="active",
+        supported_media_types=("callback", "webchat"),
+        service_level_percentage=0.8,
+        service_level_duration_ms=20_000,
+        short_abandon_threshold=5,
+        description="pacing",
+        allowed_offers=12,
+        reactive_admission=0.75,
+        ready_agents=3,
+        busy_agents=9,
+        logged_in_agents=12,
+        waiting_interactions=4,
+        outstanding_offers=2,
+        acceptance_rate=0.6,
+        algorithm="erlang-c",
+        computed_at=1_700_000_000_000,
+        node="node-a",
+        figures={"aht_s": "183.5", "erlangs": "9.1"},
+    )
+
+
+def make_alarm() -> Alarm:
+    return Alarm(
+        name="PacingRequestsFailed",
+        state=AlarmState.RAISED,
+        severity="major",
+        tenant="acme",
+        node="node-a",
+        scope="sink",
+        message="5 consecutive bulk requests failed",
+        observed_value=5.0,
+        threshold=3.0,
+        timestamp=1_700_000_000_000,
+    )
+
+
+def make_target_config() -> TargetConfig:
+    return TargetConfig(
+        tenant="acme",
+        target_id="target-1",
+        name="Sales callbacks",
+        supported_media_types=("callback",),
+        service_level_percentage=0.9,
+        service_level_duration_ms=30_000,
+        algorithm="progressive",
+        proactive_ratio=0.25,
+    )
+
+
+# --- round trips ----------------------------------------------------------------------
+
+
+def test_stat_event_round_trip_and_header() -> None:
+    event = make_event()
+    payload = encode_stat_event(event)
+    assert payload[:2] == b"\xc3\x01" == MAGIC
+    sv = REGISTRY.latest("StatEvent")
+    expected_fp = crc64_avro(sv.canonical_form.encode()).to_bytes(8, "little")
+    assert payload[2:10] == expected_fp
+    assert decode_stat_event(payload) == event
+    # media_type null round-trips too
+    plain = make_event(media_type=None)
+    assert decode_stat_event(encode_stat_event(plain)) == plain
+
+
+def test_other_records_round_trip() -> None:
+    d = make_decision()
+    assert decode_decision(encode_decision(d)) == d
+    a = make_alarm()
+    assert decode_alarm(encode_alarm(a)) == a
+    cleared = a.model_copy(update={"state": AlarmState.CLEARED, "observed_value": None})
+    assert decode_alarm(encode_alarm(cleared)) == cleared
+    c = make_target_config()
+    payload = encode_target_config(c)
+    assert payload is not None
+    assert payload[2:10] == REGISTRY.latest("TargetConfig").fingerprint
+    assert decode_target_config(payload) == c
+
+
+def test_generic_encode_decode() -> None:
+    event = make_event()
+    assert encode(event) == encode("StatEvent", event) == encode_stat_event(event)
+    assert encode("StatEvent", event.model_dump()) == encode_stat_event(event)
+    assert decode("StatEvent", encode(event)) == event.model_dump()
+    alarm = make_alarm()
+    assert decode("Alarm", encode(alarm))["state"] == "raised"
+    with pytest.raises(TypeError):
+        encode("Alarm", event)
+
+
+def test_encode_validates_dicts() -> None:
+    with pytest.raises(ValueError, match="greater than or equal"):
+        encode("StatEvent", {**make_event().model_dump(), "value": -1.0})
+
+
+def test_registry_encode_type_error() -> None:
+    with pytest.raises(EncodeError):
+        REGISTRY.encode("StatEvent", {"tenant": "acme"})
+
+
+def test_target_config_tombstone() -> None:
+    assert encode_target_config(None) is None
+    assert decode_target_config(None) is None
+
+
+# --- JSON input -----------------------------------------------------------------------
+
+
+def test_stat_event_json_accepted() -> None:
+    event = make_event()
+    payload = b"\n  " + json.dumps(event.model_dump()).encode()
+    assert decode_stat_event(payload) == event
+    minimal = {k: v for k, v in event.model_dump().items() if k != "media_type"}
+    assert decode_stat_event(json.dumps(minimal).encode()).media_type is None
+
+
+def test_target_config_json_accepted() -> None:
+    payload = json.dumps(
+        {"tenant": "acme", "target_id": "t1", "name": "Sales", "supported_media_types": ["call"]}
+    ).encode()
+    config = decode_target_config(payload)
+    assert config is not None
+    assert config.target_id == "t1"
+    assert config.algorithm is None
+
+
+def test_decision_and_alarm_reject_json() -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_decision(json.dumps(make_decision().model_dump()).encode())
+    assert info.value.reason == "not Avro single-object encoding"
+
+
+# --- rejections -------------------------------------------------------------------------
+
+
+def reject(payload: bytes) -> str:
+    with pytest.raises(DecodeError) as info:
+        decode_stat_event(payload)
+    assert isinstance(info.value, ValueError)
+    assert str(info.value) == info.value.reason
+    return info.value.reason
+
+
+def test_reject_garbage() -> None:
+    assert reject(b"\x00\x01garbage") == "not Avro single-object or JSON"
+    assert reject(b"hello") == "not Avro single-object or JSON"
+    assert reject(b"[1, 2]") == "not Avro single-object or JSON"
+    assert reject(b"") == "empty payload"
+
+
+def test_reject_bad_json() -> None:
+    assert reject(b'{"tenant": ') == "invalid JSON: Expecting value at line 1 column 12"
+    assert reject(b'{"x": "\xff"}') == "invalid JSON: not UTF-8"
+
+
+def test_reject_unknown_fingerprint() -> None:
+    payload = encode_stat_event(make_event())
+    forged = MAGIC + struct.pack("<Q", 0x0123456789ABCDEF) + payload[10:]
+    assert reject(forged) == "unknown schema fingerprint 0x0123456789abcdef"
+
+
+def test_reject_wrong_record() -> None:
+    payload = encode_alarm(make_alarm())
+    fp = REGISTRY.latest("Alarm").fingerprint_int
+    assert reject(payload) == f"expected StatEvent, got Alarm (fingerprint 0x{fp:016x})"
+
+
+def test_reject_truncated() -> None:
+    payload = encode_stat_event(make_event())
+    assert reject(payload[:6]) == "truncated Avro single-object header"
+    for cut in (10, 11, len(payload) - 1):
+        assert reject(payload[:cut]) == "truncated Avro body (StatEvent v1)"
+
+
+def test_reject_trailing_bytes() -> None:
+    payload = encode_stat_event(make_event())
+    assert reject(payload + b"\x00\x00") == "2 trailing bytes after Avro body (StatEvent v1)"
+
+
+def test_reject_corrupt_body() -> None:
+    header = REGISTRY.latest("StatEvent").header
+    # string length 2 followed by invalid UTF-8
+    assert reject(header + b"\x04\xff\xfe") == "corrupt Avro body (StatEvent v1): UnicodeDecodeError"
+
+
+def avro_with(**overrides: Any) -> bytes:
+    """Avro payload bypassing model validation (as a foreign producer could send)."""
+    data = make_event().model_dump()
+    data.update(overrides)
+    return REGISTRY.encode("StatEvent", data)
+
+
+def test_reject_invalid_values() -> None:
+    assert reject(avro_with(value=-1.0)) == "invalid StatEvent: value must be >= 0"
+    assert reject(avro_with(value=float("nan"))) == "invalid StatEvent: value must be finite"
+    assert reject(avro_with(statistic="bogus")) == (
+        "invalid StatEvent: statistic 'bogus' is not a known statistic"
+    )
+    assert reject(avro_with(target_id="")) == "invalid StatEvent: target_id must not be empty"
+    assert reject(avro_with(timestamp=0)) == "invalid StatEvent: timestamp must be > 0"
+
+
+def test_reject_invalid_json_values() -> None:
+    good = make_event().model_dump()
+    assert reject(json.dumps({**good, "value": float("nan")}).encode()) == (
+        "invalid StatEvent: value must be finite"
+    )
+    assert reject(json.dumps({**good, "statistic": "nope"}).encode()) == (
+        "invalid StatEvent: statistic 'nope' is not a known statistic"
+    )
+    assert reject(json.dumps({**good, "colour": "red"}).encode()) == (
+        "invalid StatEvent: unexpected field colour"
+    )
+
+
+def test_bulk_decode_keeps_positions() -> None:
+    good = encode_stat_event(make_event())
+    results = decode_stat_events([good, b"junk", avro_with(value=-2.0), good])
+    assert results[0] == make_event()
+    assert results[3] == make_event()
+    assert isinstance(results[1], DecodeError)
+    assert results[1].reason == "not Avro single-object or JSON"
+    assert isinstance(results[2], DecodeError)
+    assert results[2].reason == "invalid StatEvent: value must be >= 0"
+
+
+# --- schema evolution ---------------------------------------------------------------------
+
+
+def _v2_stat_event() -> dict[str, Any]:
+    schema = json.loads((AVRO_DIR / "stat_event.v1.avsc").read_text())
+    v2 = copy.deepcopy(schema)
+    v2["fields"].append({"name": "quality", "type": "string", "default": "good"})
+    return v2
+
+
+@pytest.fixture
+def evolved(tmp_path: Path) -> SchemaRegistry:
+    """A registry with the real v1 plus a test-only v2 that adds a defaulted field."""
+    (tmp_path / "stat_event.v1.avsc").write_text((AVRO_DIR / "stat_event.v1.avsc").read_text())
+    (tmp_path / "stat_event.v2.avsc").write_text(json.dumps(_v2_stat_event()))
+    return SchemaRegistry.from_directory(tmp_path)
+
+
+def test_v1_writer_resolved_to_v2_reader(evolved: SchemaRegistry) -> None:
+    assert [sv.version for sv in evolved.versions("StatEvent")] == [1, 2]
+    assert evolved.latest("StatEvent").version == 2
+    v1_payload = encode_stat_event(make_event())  # default registry: v1 writer
+    assert v1_payload[2:10] == evolved.get("StatEvent", 1).fingerprint
+    data = evolved.decode("StatEvent", v1_payload)
+    assert data["quality"] == "good"  # filled from the v2 reader default
+    assert data["value"] == 7.0
+
+
+def test_v2_writer_read_with_v1_reader(evolved: SchemaRegistry) -> None:
+    v2_data = {**make_event().model_dump(), "quality": "estimated"}
+    payload = evolved.encode("StatEvent", v2_data)
+    v2 = evolved.get("StatEvent", 2)
+    assert payload[:10] == MAGIC + v2.fingerprint
+    assert v2.fingerprint_int == crc64_avro(v2.canonical_form.encode())
+    assert v2.fingerprint != evolved.get("StatEvent", 1).fingerprint
+    assert evolved.decode("StatEvent", payload)["quality"] == "estimated"
+    old = evolved.decode("StatEvent", payload, version=1)
+    assert "quality" not in old
+    assert StatEvent.model_validate(old) == make_event()
+    # a deployment that only knows v1 rejects the v2 fingerprint precisely
+    assert reject(payload) == f"unknown schema fingerprint 0x{v2.fingerprint_int:016x}"
+
+
+def test_registry_rejects_badly_named_files(tmp_path: Path) -> None:
+    (tmp_path / "stat_event.avsc").write_text((AVRO_DIR / "stat_event.v1.avsc").read_text())
+    with pytest.raises(ValueError, match=r"<name>\.v<N>\.avsc"):
+        SchemaRegistry.from_directory(tmp_path)
