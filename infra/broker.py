@@ -97,7 +97,7 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 20.0) -> str:
         """Start the broker and block until it answers metadata; returns the bootstrap address."""
         url = f"tcp://{self.host}:{self.port}"
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(
             [resolve_tansu(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],

@@ -38,7 +38,7 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, env: dict[str, str]) -> None:
-        log = open(LOG_DIR / f"{self.name}.log", "wb")  # noqa: SIM115 - owned by the child
+        log = open(LOG_DIR / f"{self.name}.log", "wb")
         self.process = subprocess.Popen(
             self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             start_new_session=True, preexec_fn=die_with_parent,

@@ -22,7 +22,7 @@ from typing import Any
 import faust
 from faust.types import TP, EventT
 
-from schemas import DecodeError, StatEvent, decode_stat_events, encode_decision
+from schemas import DecodeError, decode_stat_events, encode_decision
 from streams import alarms
 from streams.alarms import AlarmBoard, AlarmMessage
 from streams.config import Settings

@@ -1,0 +1,30 @@
+"""Fixtures of the integration tests: an emulator and an isolated pipeline per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from connectors.emulator import JourneyEmulator
+from tests.integration.pipeline import Pipeline
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[JourneyEmulator]:
+    """The Journey API emulator on a loopback port, in the test's event loop."""
+    journey = JourneyEmulator()
+    await journey.start()
+    yield journey
+    await journey.stop()
+
+
+@pytest.fixture
+async def pipeline(kafka_bootstrap: str, emulator: JourneyEmulator, tmp_path: Path) -> AsyncIterator[Pipeline]:
+    """An isolated deployment (own topic prefix); its children are stopped after the test."""
+    deployment = Pipeline(kafka_bootstrap, emulator, tmp_path)
+    yield deployment
+    deployment.stop()

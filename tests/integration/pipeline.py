@@ -1,0 +1,175 @@
+"""Test harness for the real pipeline: worker and sink as child processes, the emulator in-process.
+
+Each test gets its own topic prefix, so tests never see each other's records on the shared
+session broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from connectors.emulator import JourneyEmulator
+from infra.broker import die_with_parent, free_port
+from streams.config import Settings, load_settings
+from streams.topics import TopicNames
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def eventually(check: Callable[[], Awaitable[T] | T], timeout_s: float = 30.0, interval_s: float = 0.2,
+                     message: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``message`` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {message}; last value: {last!r}")
+
+
+class Pipeline:
+    """One isolated deployment on the shared broker: settings, env and child processes."""
+
+    def __init__(self, bootstrap: str, emulator: JourneyEmulator, tmp: Path, **env: str):
+        self.prefix = f"t{uuid.uuid4().hex[:10]}"
+        self.bootstrap = bootstrap
+        self.emulator = emulator
+        self.tmp = tmp
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "PACING_TENANT": "acme",
+            "PACING_KAFKA__TOPIC_PREFIX": self.prefix,
+            "PACING_KAFKA__STATS_PARTITIONS": "4",
+            "PACING_BASE_AUTH_URL": emulator.base_auth_url,
+            "PACING_BASE_SERVICE_URL": emulator.base_service_url,
+            "PACING_WORKER__DATA_DIR": str(tmp / "worker"),
+            "PACING_WORKER__BATCH_WITHIN_S": "0.05",
+            "PACING_SINK__LINGER_MS": "100",
+            "PACING_SINK__RETRY_INITIAL_BACKOFF_S": "0.2",
+            "PACING_SINK__RETRY_MAX_BACKOFF_S": "1",
+            "PACING_SINK__COMMIT_INTERVAL_S": "0.5",
+            **env,
+        }
+        self.env.pop("PACING_CONFIG", None)
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the children see (read from the same environment)."""
+        saved = dict(os.environ)
+        try:
+            os.environ.update({k: v for k, v in self.env.items() if k.startswith(("PACING_", "KAFKA_"))})
+            return load_settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    @property
+    def topics(self) -> TopicNames:
+        """This deployment's topic names."""
+        return TopicNames.for_prefix(self.prefix)
+
+    def spawn(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start ``pacing <args>`` as a child; its output goes to ``<tmp>/<name>.log``."""
+        log = open(self.tmp / f"{name}.log", "ab")
+        child = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", *args], cwd=ROOT, env={**self.env, **env},
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+        )
+        log.close()
+        self.children.append(child)
+        return child
+
+    async def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
+        """A pacing node, returned once it owns partitions (its /readyz answers 200)."""
+        port = free_port()
+        child = self.spawn("worker", "worker", PACING_WORKER__WEB_PORT=str(port), **env)
+        await self._wait_ready(child, port, "worker")
+        return child
+
+    async def start_sink(self, **env: str) -> subprocess.Popen[bytes]:
+        """A sink, returned once it owns partitions."""
+        port = free_port()
+        child = self.spawn("sink", "sink", PACING_SINK__WEB_PORT=str(port), **env)
+        await self._wait_ready(child, port, "sink")
+        return child
+
+    async def _wait_ready(self, child: subprocess.Popen[bytes], port: int, name: str) -> None:
+        async def ready() -> bool:
+            if child.poll() is not None:
+                raise AssertionError(f"{name} exited with {child.returncode}: {self.log_tail(name)}")
+            try:
+                async with aiohttp.ClientSession() as session, session.get(
+                    f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(total=1)
+                ) as response:
+                    return response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                return False
+
+        await eventually(ready, timeout_s=45, message=f"{name} ready")
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        """The end of a child's log, for failure messages."""
+        path = self.tmp / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop(self) -> None:
+        """Terminate every child (SIGTERM, then SIGKILL)."""
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    async def produce(self, records: list[tuple[bytes | None, bytes]], topic: str | None = None) -> None:
+        """Send raw records with a plain aiokafka producer."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        await producer.start()
+        try:
+            for key, value in records:
+                await producer.send_and_wait(topic or self.topics.stats, value, key=key)
+        finally:
+            await producer.stop()
+
+    async def read_all(self, topic: str, timeout_s: float = 2.0) -> list[Any]:
+        """Every record currently on ``topic`` (read from the beginning, no group)."""
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        records: list[Any] = []
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=200)
+                for part in batch.values():
+                    records.extend(part)
+        finally:
+            await consumer.stop()
+        return records
+
+
+def user_data(entity: Any) -> dict[str, str]:
+    """An emulator-stored entity's userData as a dict."""
+    return {item.key: item.value for item in entity.userData}

@@ -1,0 +1,93 @@
+"""End to end on the real broker: stat events in, bulk requests at the emulator out."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from schemas import StatEvent, decode_decision, encode_stat_event
+from streams.decisions import build_decision
+from streams.engine import TargetState
+from tests.integration.pipeline import Pipeline, eventually, user_data
+
+
+def stat_events(tenant: str, target_id: str, stats: dict[str, float], media: str = "webchat") -> list[StatEvent]:
+    now = int(time.time() * 1000)
+    return [StatEvent(tenant=tenant, target_id=target_id, statistic=name, value=value, timestamp=now,
+                      source="test", media_type=media) for name, value in stats.items()]
+
+
+def expected_decision(pipeline: Pipeline, events: list[StatEvent]):
+    state = TargetState(events[0].target_id)
+    for e in events:
+        state.apply(e.statistic, e.value, e.timestamp, e.media_type)
+    settings = pipeline.settings
+    return build_decision(settings.tenant, "test", state, settings.targets, int(time.time() * 1000))
+
+
+STAFFED = {"logged_in_agents": 8, "ready_agents": 5, "busy_agents": 3, "waiting_interactions": 1,
+           "outstanding_offers": 0, "offers_made": 100, "offers_accepted": 25}
+UNSTAFFED = {"logged_in_agents": 0, "ready_agents": 0, "busy_agents": 0, "waiting_interactions": 2}
+
+
+async def test_avro_and_json_events_reach_the_endpoint_as_pacing_figures(pipeline: Pipeline) -> None:
+    await pipeline.start_worker()
+    await pipeline.start_sink()
+    avro_events = stat_events("acme", "vq-avro", STAFFED)
+    json_events = stat_events("acme", "vq-json", UNSTAFFED, media="callback")
+    await pipeline.produce([(e.target_id.encode(), encode_stat_event(e)) for e in avro_events])
+    await pipeline.produce([(e.target_id.encode(), json.dumps(e.model_dump(mode="json")).encode())
+                            for e in json_events])
+
+    def both_delivered():
+        targets = pipeline.emulator.targets
+        return targets if {"vq-avro", "vq-json"} <= targets.keys() and all(
+            user_data(targets[t])["readyAgents"] == str(int(s["ready_agents"]))
+            for t, s in (("vq-avro", STAFFED), ("vq-json", UNSTAFFED))) else None
+
+    targets = await eventually(both_delivered, message="both targets at the endpoint")
+    staffed, unstaffed = targets["vq-avro"], targets["vq-json"]
+    expected = expected_decision(pipeline, avro_events)
+    figures = user_data(staffed)
+    assert staffed.state.value == "active" and expected.state == "active"
+    assert figures["allowedOffers"] == str(expected.allowed_offers) and expected.allowed_offers > 0
+    assert figures["readyAgents"] == "5" and figures["waitingInteractions"] == "1"
+    assert figures["acceptanceRate"] == "0.2500"
+    assert [m.value for m in staffed.supportedMediaTypes] == ["webchat"]
+    assert staffed.serviceLevel.percentage == 0.8 and staffed.serviceLevel.durationMs == 20000
+    assert unstaffed.state.value == "inactive"
+    assert user_data(unstaffed)["allowedOffers"] == "0"
+    assert [m.value for m in unstaffed.supportedMediaTypes] == ["callback"]
+    # The decisions topic holds the same figures, keyed by target id.
+    records = await pipeline.read_all(pipeline.topics.actiontargets)
+    latest = {r.key.decode(): decode_decision(r.value) for r in records}
+    assert latest["vq-avro"].allowed_offers == expected.allowed_offers
+
+
+async def test_bad_events_go_to_the_dlq_with_a_reason_and_good_ones_still_flow(pipeline: Pipeline) -> None:
+    await pipeline.start_worker()
+    await pipeline.start_sink()
+    invalid = json.dumps({"tenant": "acme", "target_id": "vq-1", "statistic": "ready_agents",
+                          "value": -3, "timestamp": int(time.time() * 1000), "source": "t"}).encode()
+    foreign = stat_events("globex", "vq-1", {"ready_agents": 4})[0]
+    good = stat_events("acme", "vq-after", {"ready_agents": 3, "logged_in_agents": 3})
+    await pipeline.produce([
+        (b"vq-1", b"\x00\x01 definitely not a stat event"),
+        (b"vq-1", invalid),
+        (b"vq-1", encode_stat_event(foreign)),
+        *[(b"vq-after", encode_stat_event(e)) for e in good],
+    ])
+    await eventually(lambda: "vq-after" in pipeline.emulator.targets, message="the good target delivered")
+
+    async def three_rejections():
+        records = await pipeline.read_all(pipeline.topics.stats_dlq, timeout_s=0.5)
+        return records if len(records) >= 3 else None
+
+    records = await eventually(three_rejections, message="three DLQ records")
+    reasons = [dict(r.headers)["error"].decode() for r in records]
+    assert [r.value for r in records][0] == b"\x00\x01 definitely not a stat event"
+    assert "not Avro single-object or JSON" in reasons[0]
+    assert "value" in reasons[1] and ">= 0" in reasons[1]
+    assert "globex" in reasons[2] and "acme" in reasons[2]
+    assert "vq-1" not in pipeline.emulator.targets
+    assert user_data(pipeline.emulator.targets["vq-after"])["readyAgents"] == "3"
