@@ -288,9 +288,7 @@ class SchemaRegistry:
         except EOFError:
             raise DecodeError(f"truncated Avro body ({record} v{writer.version})") from None
         except Exception as exc:  # fastavro raises assorted errors on corrupt input
-            raise DecodeError(
-                f"corrupt Avro body ({record} v{writer.version}): {type(exc).__name__}"
-            ) from None
+            raise DecodeError(f"corrupt Avro body ({record} v{writer.version}): {type(exc).__name__}") from None
         extra = len(payload) - stream.tell()
         if extra:
             raise DecodeError(f"{extra} trailing bytes after Avro body ({record} v{writer.version})")
@@ -309,9 +307,7 @@ def _decode_json(payload: bytes) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DecodeError(
-            f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        raise DecodeError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(data, dict):  # cannot happen after a leading '{', kept for safety
         raise DecodeError("invalid JSON: not an object")
     return data
@@ -421,17 +417,13 @@ def decode_stat_events(
 # ---------------------------------------------------------- ActionTargetDecision
 
 
-def encode_decision(
-    decision: ActionTargetDecision, *, registry: SchemaRegistry | None = None
-) -> bytes:
+def encode_decision(decision: ActionTargetDecision, *, registry: SchemaRegistry | None = None) -> bytes:
     """Encode an ActionTargetDecision as Avro single-object bytes (newest schema)."""
     reg = REGISTRY if registry is None else registry
     return reg.encode("ActionTargetDecision", decision.to_avro_dict())
 
 
-def decode_decision(
-    payload: bytes, *, registry: SchemaRegistry | None = None
-) -> ActionTargetDecision:
+def decode_decision(payload: bytes, *, registry: SchemaRegistry | None = None) -> ActionTargetDecision:
     """Decode and validate an ActionTargetDecision (Avro single-object only)."""
     data = decode("ActionTargetDecision", payload, registry=registry)
     return _validate(ActionTargetDecision, data)
@@ -453,9 +445,7 @@ def decode_alarm(payload: bytes, *, registry: SchemaRegistry | None = None) -> A
 # ----------------------------------------------------------------- TargetConfig
 
 
-def encode_target_config(
-    config: TargetConfig | None, *, registry: SchemaRegistry | None = None
-) -> bytes | None:
+def encode_target_config(config: TargetConfig | None, *, registry: SchemaRegistry | None = None) -> bytes | None:
     """Encode a TargetConfig as Avro single-object bytes; ``None`` (a deletion) stays ``None``.
 
     ``None`` is the tombstone for the compacted ``pacing.targets`` topic.
@@ -466,9 +456,7 @@ def encode_target_config(
     return reg.encode("TargetConfig", config.to_avro_dict())
 
 
-def decode_target_config(
-    payload: bytes | None, *, registry: SchemaRegistry | None = None
-) -> TargetConfig | None:
+def decode_target_config(payload: bytes | None, *, registry: SchemaRegistry | None = None) -> TargetConfig | None:
     """Decode and validate a ``pacing.targets`` value: Avro single-object or JSON object.
 
     A Kafka null value (``None``) is a tombstone and returns ``None`` (target deleted).

@@ -14,7 +14,7 @@ All models are frozen (safe to share between tasks) and forbid unknown fields
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -62,9 +62,7 @@ COUNTERS: frozenset[str] = frozenset(
 STATISTICS: frozenset[str] = GAUGES | COUNTERS
 
 #: Media types of the Genesys Cloud action-target model.
-MEDIA_TYPES: frozenset[str] = frozenset(
-    {"callback", "call", "email", "generic", "messaging", "social", "webchat"}
-)
+MEDIA_TYPES: frozenset[str] = frozenset({"callback", "call", "email", "generic", "messaging", "social", "webchat"})
 
 _MEDIA_TYPES_TEXT = ", ".join(sorted(MEDIA_TYPES))
 _INT32_MAX = 2**31 - 1
@@ -182,7 +180,7 @@ class ActionTargetDecision(AvroModel):
         return data
 
 
-class AlarmState(str, Enum):
+class AlarmState(StrEnum):
     """Alarm transition: raised once when the condition starts, cleared once when it ends."""
 
     RAISED = "raised"

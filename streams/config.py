@@ -66,6 +66,7 @@ class KafkaSettings(_Section):
     session_timeout_s: float = Field(6.0, gt=0, description="group session timeout; Faust's 60 s makes a join take ~30 s")
     rebalance_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
+    probe_end_offsets: bool = Field(True, description="confirm end offsets by fetch (Tansu under-reports them)")
 
     @field_validator("bootstrap_servers")
     @classmethod

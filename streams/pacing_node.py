@@ -99,7 +99,7 @@ class PacingNode:
         self.table = self.app.tables.add(
             PinnedPartitionTable(
                 self.app, name="target-state", default=None, partitions=partitions,
-                schema=faust.Schema(key_type=str, value_type=dict, key_serializer="json", value_serializer="json"),
+                schema=faust.Schema(key_serializer="json", value_serializer="json"),  # plain JSON both ways
                 help="per-target pacing state",
             )
         )
@@ -236,9 +236,13 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one pacing node until SIGINT/SIGTERM."""
     import asyncio
 
+    from streams.end_offsets import install_faust_end_offset_probe
+    from streams.kafka import client_options
     from streams.topics import ensure_topics
 
     asyncio.run(ensure_topics(settings))
+    if settings.kafka.probe_end_offsets:
+        install_faust_end_offset_probe(client_options(settings))
     node = PacingNode(settings)
     worker = faust.Worker(node.app, loglevel=loglevel)
     worker.execute_from_commandline()

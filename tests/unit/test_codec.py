@@ -70,9 +70,7 @@ def test_crc64_reference_vectors() -> None:
     """Our reference implementation matches share/test/data/schema-tests.txt."""
     assert crc64_avro(b'"null"') == 7195948357588979594
     assert crc64_avro(b'"int"') == 8247732601305521295 == 0x7275D51A3F395C8F
-    assert signed(crc64_avro(b'{"name":"foo","type":"record","fields":[]}')) == (
-        -4824392279771201922
-    )
+    assert signed(crc64_avro(b'{"name":"foo","type":"record","fields":[]}')) == (-4824392279771201922)
 
 
 def test_registry_fingerprints_match_independent_crc() -> None:
@@ -316,24 +314,18 @@ def avro_with(**overrides: Any) -> bytes:
 def test_reject_invalid_values() -> None:
     assert reject(avro_with(value=-1.0)) == "invalid StatEvent: value must be >= 0"
     assert reject(avro_with(value=float("nan"))) == "invalid StatEvent: value must be finite"
-    assert reject(avro_with(statistic="bogus")) == (
-        "invalid StatEvent: statistic 'bogus' is not a known statistic"
-    )
+    assert reject(avro_with(statistic="bogus")) == ("invalid StatEvent: statistic 'bogus' is not a known statistic")
     assert reject(avro_with(target_id="")) == "invalid StatEvent: target_id must not be empty"
     assert reject(avro_with(timestamp=0)) == "invalid StatEvent: timestamp must be > 0"
 
 
 def test_reject_invalid_json_values() -> None:
     good = make_event().model_dump()
-    assert reject(json.dumps({**good, "value": float("nan")}).encode()) == (
-        "invalid StatEvent: value must be finite"
-    )
+    assert reject(json.dumps({**good, "value": float("nan")}).encode()) == ("invalid StatEvent: value must be finite")
     assert reject(json.dumps({**good, "statistic": "nope"}).encode()) == (
         "invalid StatEvent: statistic 'nope' is not a known statistic"
     )
-    assert reject(json.dumps({**good, "colour": "red"}).encode()) == (
-        "invalid StatEvent: unexpected field colour"
-    )
+    assert reject(json.dumps({**good, "colour": "red"}).encode()) == ("invalid StatEvent: unexpected field colour")
 
 
 def test_bulk_decode_keeps_positions() -> None:

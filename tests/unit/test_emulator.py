@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -48,13 +49,18 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+def basic_auth(login: str, password: str) -> str:
+    """An HTTP Basic header value (built by hand: aiohttp's helpers differ across versions)."""
+    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
+
+
 async def get_token(
     http: aiohttp.ClientSession, emu: JourneyEmulator, secret: str = CLIENT_SECRET
 ) -> aiohttp.ClientResponse:
     return await http.post(
         emu.base_auth_url,
         data={"grant_type": "client_credentials"},
-        auth=aiohttp.BasicAuth(CLIENT_ID, secret),
+        headers={"Authorization": basic_auth(CLIENT_ID, secret)},
     )
 
 

@@ -88,8 +88,7 @@ def test_stat_event_valid_and_counter_flag() -> None:
         ({"timestamp": 0}, "timestamp must be > 0"),
         (
             {"media_type": "fax"},
-            "media_type 'fax' is not one of call, callback, email, generic, messaging, "
-            "social, webchat",
+            "media_type 'fax' is not one of call, callback, email, generic, messaging, social, webchat",
         ),
         ({"extra": 1}, "unexpected field extra"),
     ],
@@ -142,18 +141,11 @@ def test_decision_rules() -> None:
     assert d.description == ""
     assert d.figures == {}
     assert d.to_avro_dict()["supported_media_types"] == ["call"]
-    assert reason(ActionTargetDecision, decision(state="on")) == (
-        "state must be 'active' or 'inactive'"
-    )
-    assert reason(ActionTargetDecision, decision(reactive_admission=1.5)) == (
-        "reactive_admission must be <= 1"
-    )
-    assert reason(ActionTargetDecision, decision(allowed_offers=-1)) == (
-        "allowed_offers must be >= 0"
-    )
+    assert reason(ActionTargetDecision, decision(state="on")) == ("state must be 'active' or 'inactive'")
+    assert reason(ActionTargetDecision, decision(reactive_admission=1.5)) == ("reactive_admission must be <= 1")
+    assert reason(ActionTargetDecision, decision(allowed_offers=-1)) == ("allowed_offers must be >= 0")
     assert reason(ActionTargetDecision, decision(supported_media_types=["call", "fax"])) == (
-        "supported_media_types 'fax' is not one of call, callback, email, generic, "
-        "messaging, social, webchat"
+        "supported_media_types 'fax' is not one of call, callback, email, generic, messaging, social, webchat"
     )
 
 

@@ -1,0 +1,83 @@
+"""Configuration: seed option names, file + environment, errors that name the option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.config import ConfigError, load_settings, parse_duration
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PACING_CONFIG", "KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_file_with_seed_names(tmp_path: Path) -> None:
+    path = tmp_path / "pacing.toml"
+    path.write_text(
+        'tenant = "acme"\nbase_service_url = "https://api.example.test/api"\n'
+        '[pacingEndpoint]\ntargetEndpoint = "v2/journey/actiontargets/bulk"\n'
+        '[metrics.GcLatency]\nthreshold = 500\n'
+        '[metrics.reporter.log]\nenabled = true\nlogFrequency = "30min"\n'
+    )
+    settings = load_settings(path)
+    assert settings.tenant == "acme"
+    assert settings.bulk_url == "https://api.example.test/api/v2/journey/actiontargets/bulk"
+    assert settings.metrics.gc_latency.threshold == 500
+    assert settings.metrics.reporter["log"].log_frequency == 1800
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "pacing.toml"
+    path.write_text('[sink]\nlinger_ms = 900\n')
+    monkeypatch.setenv("PACING_SINK__LINGER_MS", "200")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
+    settings = load_settings(path)
+    assert settings.sink.linger_ms == 200
+    assert settings.kafka.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "option"),
+    [
+        ({"sink": {"batch_max_entities": 20_000}}, "sink.batch_max_entities"),
+        ({"pacingEndpoint": {"targetEndpoint": ""}}, "pacingEndpoint.targetEndpoint"),
+        ({"targets": {"algorithm": "GREEDY"}}, "targets.algorithm"),
+        ({"kafka": {"bootstrap_servers": "no-port"}}, "kafka.bootstrap_servers"),
+        ({"base_auth_url": "ftp://x"}, "base_auth_url"),
+        ({"metrics": {"GcLatency": {"threshold": -1}}}, "metrics.GcLatency.threshold"),
+        ({"sink": {"lingerms": 1}}, "sink.lingerms"),
+    ],
+)
+def test_wrong_option_is_named(overrides: dict, option: str) -> None:
+    with pytest.raises(ConfigError, match=f"option '{option}'"):
+        load_settings(**overrides)
+
+
+def test_missing_or_broken_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("tenant = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad)
+
+
+def test_seed_spelling_of_abandonment_is_accepted() -> None:
+    assert load_settings(targets={"optimization_target": "ABANDONEMENT_RATE"}).targets.optimization_target == (
+        "ABANDONMENT_RATE"
+    )
+
+
+def test_secrets_do_not_appear_in_the_settings_repr() -> None:
+    settings = load_settings(sink={"client_secret": "s3cr3t"})
+    assert "s3cr3t" not in repr(settings)
+    assert settings.sink.client_secret.get_secret_value() == "s3cr3t"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30min", 1800), ("10s", 10), ("500ms", 0.5), (2, 2), ("1h", 3600)])
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds

@@ -1,0 +1,98 @@
+"""The sink's bookkeeping: latest decision per target and safe commit offsets."""
+
+from __future__ import annotations
+
+from aiokafka.structs import TopicPartition
+
+from connectors.delivery import DeliveryLedger
+
+P0 = TopicPartition("pacing.actiontargets", 0)
+P1 = TopicPartition("pacing.actiontargets", 1)
+
+
+def entity(target: str, version: int) -> dict:
+    return {"id": target, "version": version}
+
+
+def test_nothing_pending_commits_the_next_offset_to_consume() -> None:
+    ledger = DeliveryLedger()
+    ledger.record(P0, 0, "a", entity("a", 1), 10)
+    batch = ledger.take_batch(10, 1000)
+    ledger.delivered(batch)
+    assert ledger.safe_offsets() == {P0: 1}
+    assert ledger.pending_count == 0
+
+
+def test_undelivered_record_holds_back_its_partition_only() -> None:
+    ledger = DeliveryLedger()
+    ledger.record(P0, 5, "a", entity("a", 1), 10)
+    ledger.record(P0, 6, "b", entity("b", 1), 10)
+    ledger.record(P1, 3, "c", entity("c", 1), 10)
+    batch = ledger.take_batch(10, 1000)
+    ledger.delivered([p for p in batch if p.target_id != "a"])
+    ledger.failed([p for p in batch if p.target_id == "a"])
+    assert ledger.safe_offsets() == {P0: 5, P1: 4}
+
+
+def test_newer_decision_supersedes_older_and_only_the_latest_is_sent() -> None:
+    ledger = DeliveryLedger()
+    ledger.record(P0, 0, "a", entity("a", 1), 10)
+    ledger.record(P0, 1, "a", entity("a", 2), 10)
+    batch = ledger.take_batch(10, 1000)
+    assert [p.entity["version"] for p in batch] == [2]
+    ledger.delivered(batch)
+    assert ledger.safe_offsets() == {P0: 2}
+
+
+def test_decision_arriving_while_older_is_in_flight_stays_pending() -> None:
+    ledger = DeliveryLedger()
+    ledger.record(P0, 0, "a", entity("a", 1), 10)
+    in_flight = ledger.take_batch(10, 1000)
+    ledger.record(P0, 1, "a", entity("a", 2), 10)
+    assert ledger.take_batch(10, 1000) == []  # one request per target at a time
+    ledger.delivered(in_flight)
+    assert ledger.safe_offsets() == {P0: 1}  # offset 1 not delivered yet
+    batch = ledger.take_batch(10, 1000)
+    assert [p.entity["version"] for p in batch] == [2]
+
+
+def test_failed_batch_is_retried_with_the_newest_data() -> None:
+    ledger = DeliveryLedger()
+    ledger.record(P0, 0, "a", entity("a", 1), 10)
+    ledger.failed(ledger.take_batch(10, 1000))
+    ledger.record(P0, 1, "a", entity("a", 2), 10)
+    assert [p.entity["version"] for p in ledger.take_batch(10, 1000)] == [2]
+    assert ledger.safe_offsets() == {P0: 1}
+
+
+def test_batches_respect_count_and_bytes_but_always_carry_one() -> None:
+    ledger = DeliveryLedger()
+    for i in range(5):
+        ledger.record(P0, i, f"t{i}", entity(f"t{i}", 1), 100)
+    assert len(ledger.take_batch(2, 10_000)) == 2
+    assert len(ledger.take_batch(10, 250)) == 2
+    assert len(ledger.take_batch(10, 1)) == 1
+
+
+def test_full_refresh_requeues_delivered_targets_without_holding_commits() -> None:
+    ledger = DeliveryLedger()
+    ledger.record(P0, 0, "a", entity("a", 1), 10)
+    ledger.delivered(ledger.take_batch(10, 1000))
+    assert ledger.schedule_refresh() == 1
+    assert ledger.safe_offsets() == {P0: 1}
+    assert [p.target_id for p in ledger.take_batch(10, 1000)] == ["a"]
+
+
+def test_revoked_partitions_are_forgotten() -> None:
+    ledger = DeliveryLedger()
+    ledger.record(P0, 0, "a", entity("a", 1), 10)
+    ledger.record(P1, 0, "b", entity("b", 1), 10)
+    ledger.revoke([P1])
+    assert ledger.safe_offsets() == {P0: 0}
+    assert [p.target_id for p in ledger.take_batch(10, 1000)] == ["a"]
+
+
+def test_skipped_records_advance_the_position() -> None:
+    ledger = DeliveryLedger()
+    ledger.skip(P0, 7)
+    assert ledger.safe_offsets() == {P0: 8}
