@@ -41,6 +41,8 @@ from streams.alarms import AlarmBoard, AlarmMessage
 from streams.config import Settings
 from streams.kafka import client_options
 from streams.metrics import SinkMetrics, start_metrics_server
+from streams.metrics_reporter import run_reporters
+from streams.process_health import ProcessHealth
 from streams.topics import ensure_topics, topic_names
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class BulkSink:
         self._producer: AIOKafkaProducer | None = None
         self._oldest_pending_at: float | None = None
         self._consecutive_failures = 0
+        self.health = ProcessHealth(settings.metrics, self.board)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -107,7 +110,11 @@ class BulkSink:
             asyncio.create_task(self._consume_loop(), name="sink-consume"),
             asyncio.create_task(self._send_loop(client), name="sink-send"),
             asyncio.create_task(self._commit_loop(), name="sink-commit"),
+            asyncio.create_task(self._health_loop(), name="sink-health"),
+            asyncio.create_task(run_reporters(self.settings, "sink", self.metrics.registry, self._publish_metrics),
+                                name="sink-reporters"),
         ]
+        self.health.install()
         log.info("sink posting to %s", self.settings.bulk_url)
         try:
             done, _ = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())],
@@ -123,6 +130,7 @@ class BulkSink:
                     await task
             with contextlib.suppress(Exception):
                 await self.commit()
+            self.health.uninstall()
             await session.close()
             await self._consumer.stop()
             await self._producer.stop()
@@ -283,6 +291,18 @@ class BulkSink:
             self.metrics.alarms.labels(message.alarm.name).inc()
         log.warning("alarm %s %s: %s", message.alarm.name, message.alarm.state.value, message.alarm.message)
         await self._producer.send_and_wait(self.names.alarms, key=message.key, value=message.value)
+
+    async def _publish_metrics(self, key: bytes, value: bytes) -> None:
+        assert self._producer is not None
+        await self._producer.send(self.names.metrics, key=key, value=value)
+
+    async def _health_loop(self, interval_s: float = 10.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            for message in self.health.check():
+                await self._alarm(message)
+            sample = self.health.sample()
+            self.metrics.observe_health(sample.max_gc_pause_ms, sample.memory_percent)
 
     # -- commit -------------------------------------------------------------------------
 

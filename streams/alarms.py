@@ -64,7 +64,9 @@ class AlarmBoard:
         self._raised[(name, scope)] = alarm
         return self._message(alarm)
 
-    def clear_alarm(self, name: str, scope: str, message: str, observed_value: float | None = None) -> AlarmMessage | None:
+    def clear_alarm(
+        self, name: str, scope: str, message: str, observed_value: float | None = None
+    ) -> AlarmMessage | None:
         """The record to publish if the alarm was raised, else None."""
         raised = self._raised.pop((name, scope), None)
         if raised is None:

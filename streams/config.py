@@ -63,7 +63,8 @@ class KafkaSettings(_Section):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
-    session_timeout_s: float = Field(6.0, gt=0, description="group session timeout; Faust's 60 s makes a join take ~30 s")
+    # Faust's default 60 s session and rebalance timeouts make a group join take ~30 s.
+    session_timeout_s: float = Field(6.0, gt=0)
     rebalance_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     probe_end_offsets: bool = Field(True, description="confirm end offsets by fetch (Tansu under-reports them)")

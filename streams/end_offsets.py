@@ -6,7 +6,7 @@ record batch* + 1 rather than the offset after its last record — measured here
 records then a batch of 5 give 8, not 12 — so a worker taking over a partition would stop
 restoring early and lose the newest state of some targets. The high watermark in a fetch
 response is right, so when ``kafka.probe_end_offsets`` is on (the default) every recovery's
-end offsets are confirmed by one fetch per partition at the reported end − 1. On Apache Kafka
+end offsets are confirmed by one fetch per partition at the reported end - 1. On Apache Kafka
 the probe confirms the reported value and costs one small fetch per recovered partition.
 """
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 async def probe_end_offsets(
     client_options: dict[str, Any], reported: Mapping[TopicPartition, int], timeout_s: float = 5.0
 ) -> dict[TopicPartition, int]:
-    """``reported`` raised to the high watermark a fetch at ``reported − 1`` sees."""
+    """``reported`` raised to the high watermark a fetch at ``reported - 1`` sees."""
     corrected = dict(reported)
     probed = [tp for tp, end in reported.items() if end > 0]
     if not probed:

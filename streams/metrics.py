@@ -13,11 +13,27 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
-class NodeMetrics:
-    """What a pacing node counts."""
+class ProcessMetrics:
+    """What every process reports about itself: alarms, GC pauses, memory."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.alarms = Counter("pacing_alarms_raised", "Alarms raised", ["name"], registry=r)
+        self.gc_pause = Gauge("pacing_gc_pause_max_ms", "Longest GC pause in the last minute", registry=r)
+        self.memory = Gauge("pacing_memory_percent", "Resident memory as % of the limit", registry=r)
+
+    def observe_health(self, max_gc_pause_ms: float, memory_percent: float) -> None:
+        """Record the latest self-monitoring sample."""
+        self.gc_pause.set(max_gc_pause_ms)
+        self.memory.set(memory_percent)
+
+
+class NodeMetrics(ProcessMetrics):
+    """What a pacing node counts."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        super().__init__(registry)
         r = self.registry
         self.events_in = Counter("pacing_events_in", "Stat events consumed", registry=r)
         self.events_rejected = Counter(
@@ -34,14 +50,13 @@ class NodeMetrics:
             "pacing_batch_events", "Events per processed batch",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000), registry=r,
         )
-        self.alarms = Counter("pacing_alarms_raised", "Alarms raised", ["name"], registry=r)
 
 
-class SinkMetrics:
+class SinkMetrics(ProcessMetrics):
     """What the bulk sink counts."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
-        self.registry = registry or CollectorRegistry()
+        super().__init__(registry)
         r = self.registry
         self.records_in = Counter("sink_records_in", "Decision records consumed", registry=r)
         self.requests = Counter("sink_requests", "Bulk requests by outcome", ["outcome"], registry=r)
@@ -54,7 +69,6 @@ class SinkMetrics:
         )
         self.pending = Gauge("sink_pending_targets", "Targets waiting to be delivered", registry=r)
         self.committed = Counter("sink_offsets_committed", "Offset commits", registry=r)
-        self.alarms = Counter("sink_alarms_raised", "Alarms raised", ["name"], registry=r)
 
 
 async def start_metrics_server(

@@ -13,6 +13,7 @@ batch (at-least-once) and folding is idempotent for replays (stale events are ig
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -29,7 +30,9 @@ from streams.config import Settings
 from streams.decisions import build_decision, decision_fingerprint
 from streams.engine import TargetState
 from streams.metrics import NodeMetrics, start_metrics_server
+from streams.metrics_reporter import run_reporters
 from streams.pinned_table import PinnedPartitionTable
+from streams.process_health import ProcessHealth
 from streams.target_definitions import TargetDefinitions
 from streams.topics import TopicNames, topic_names
 
@@ -74,6 +77,7 @@ class PacingNode:
         self.metrics = NodeMetrics()
         self.board = AlarmBoard(settings.tenant, settings.node_id)
         self.definitions = definitions or TargetDefinitions(settings)
+        self.health = ProcessHealth(settings.metrics, self.board)
         # What this worker last published per target: (fingerprint, wall-clock ms).
         self._published: dict[str, tuple[dict[str, Any] | None, int]] = {}
         self._ready = False
@@ -96,6 +100,7 @@ class PacingNode:
         self.decisions_topic = self.app.topic(self.names.actiontargets, partitions=partitions, **RAW)
         self.dlq_topic = self.app.topic(self.names.stats_dlq, **RAW)
         self.alarms_topic = self.app.topic(self.names.alarms, **RAW)
+        self.metrics_topic = self.app.topic(self.names.metrics, **RAW)
         self.table = self.app.tables.add(
             PinnedPartitionTable(
                 self.app, name="target-state", default=None, partitions=partitions,
@@ -126,9 +131,8 @@ class PacingNode:
                 await self._reject(event, result.reason)
                 continue
             if result.tenant != self.settings.tenant:
-                await self._reject(
-                    event, f"tenant {result.tenant!r} is not served here (this deployment serves {self.settings.tenant!r})"
-                )
+                served = self.settings.tenant
+                await self._reject(event, f"tenant {result.tenant!r} is not served here (serves {served!r})")
                 continue
             entry = touched.get(result.target_id)
             if entry is None:
@@ -219,11 +223,22 @@ class PacingNode:
             # The table is written only by the agent; the timer publishes from a copy.
             await self._decide_and_publish(state, dict(stored), now, keepalive=True, stale=stale)
         self.metrics.targets.set(count)
+        await self._check_health()
+
+    async def _check_health(self) -> None:
+        for message in self.health.check():
+            await self._publish_alarm(message)
+        sample = self.health.sample()
+        self.metrics.observe_health(sample.max_gc_pause_ms, sample.memory_percent)
 
     # -- side services -------------------------------------------------------------------
 
     async def _start_side_services(self) -> None:
+        self.health.install()
         await self.definitions.start()
+        self._reporters = asyncio.create_task(run_reporters(
+            self.settings, "worker", self.metrics.registry,
+            lambda key, value: self.metrics_topic.send(key=key, value=value)))
         port = self.settings.worker.web_port
         if port:
             self._web = await start_metrics_server(
@@ -234,8 +249,6 @@ class PacingNode:
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one pacing node until SIGINT/SIGTERM."""
-    import asyncio
-
     from streams.end_offsets import install_faust_end_offset_probe
     from streams.kafka import client_options
     from streams.topics import ensure_topics

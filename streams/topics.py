@@ -28,6 +28,7 @@ class TopicNames:
     alarms: str
     stats_dlq: str
     bulk_errors: str
+    metrics: str
 
     @classmethod
     def for_prefix(cls, prefix: str = "") -> TopicNames:
@@ -40,6 +41,7 @@ class TopicNames:
             alarms=f"{p}pacing.alarms",
             stats_dlq=f"{p}pacing.stats.dlq",
             bulk_errors=f"{p}pacing.actiontargets.errors",
+            metrics=f"{p}pacing.metrics",
         )
 
 
@@ -61,6 +63,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(names.alarms, 1, rf),
         NewTopic(names.stats_dlq, 1, rf),
         NewTopic(names.bulk_errors, 1, rf),
+        NewTopic(names.metrics, 1, rf),
     ]
 
 

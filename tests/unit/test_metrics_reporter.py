@@ -1,0 +1,42 @@
+"""The seed's metric reporters publish a snapshot at their logFrequency."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from streams.config import load_settings
+from streams.metrics import SinkMetrics
+from streams.metrics_reporter import run_reporters, snapshot
+
+
+def test_snapshot_carries_counters_with_labels() -> None:
+    metrics = SinkMetrics()
+    metrics.requests.labels("success").inc(3)
+    figures = snapshot(metrics.registry)
+    assert figures["sink_requests_total{outcome=success}"] == 3
+    assert not any(name.endswith("_bucket") for name in figures)
+
+
+async def test_message_server_reporter_publishes_at_its_frequency() -> None:
+    settings = load_settings(tenant="acme", node_id="n1", metrics={"reporter": {
+        "messageServer": {"enabled": True, "logFrequency": "50ms"},
+        "log": {"enabled": False}, "console": {"enabled": False}}})
+    metrics = SinkMetrics()
+    metrics.records_in.inc(7)
+    published: list[tuple[bytes, bytes]] = []
+
+    async def publish(key: bytes, value: bytes) -> None:
+        published.append((key, value))
+
+    task = asyncio.create_task(run_reporters(settings, "sink", metrics.registry, publish))
+    await asyncio.sleep(0.18)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert 2 <= len(published) <= 4
+    key, value = published[0]
+    record = json.loads(value)
+    assert key == b"sink:n1"
+    assert record["tenant"] == "acme" and record["metrics"]["sink_records_in_total"] == 7
