@@ -24,7 +24,7 @@ test: install
 
 ## throughput benchmarks (prints a table)
 bench: install
-	$(BIN)/python -m benchmarks.throughput
+	$(BIN)/python -m tests.benchmarks.throughput
 
 ## pacing quality benchmark in the contact-centre simulator (prints a table)
 bench-pacing: install

@@ -91,3 +91,25 @@ async def test_bad_events_go_to_the_dlq_with_a_reason_and_good_ones_still_flow(p
     assert "globex" in reasons[2] and "acme" in reasons[2]
     assert "vq-1" not in pipeline.emulator.targets
     assert user_data(pipeline.emulator.targets["vq-after"])["readyAgents"] == "3"
+
+
+async def test_target_definition_change_reaches_the_endpoint_without_restart(pipeline: Pipeline) -> None:
+    await pipeline.start_worker(PACING_WORKER__KEEPALIVE_S="3")
+    await pipeline.start_sink()
+    await pipeline.produce([(e.target_id.encode(), encode_stat_event(e))
+                            for e in stat_events("acme", "vq-def", STAFFED)])
+    first = await eventually(lambda: pipeline.emulator.targets.get("vq-def"), message="target at the endpoint")
+    assert first.name == "vq-def" and first.serviceLevel.percentage == 0.8
+
+    definition = {"tenant": "acme", "target_id": "vq-def", "name": "Sales chat",
+                  "supported_media_types": ["webchat", "callback"], "service_level_percentage": 0.9,
+                  "service_level_duration_ms": 30000}
+    await pipeline.produce([(b"vq-def", json.dumps(definition).encode())], topic=pipeline.topics.targets)
+
+    def redefined():
+        entity = pipeline.emulator.targets.get("vq-def")
+        return entity if entity is not None and entity.name == "Sales chat" else None
+
+    entity = await eventually(redefined, message="the new definition at the endpoint")
+    assert entity.serviceLevel.percentage == 0.9 and entity.serviceLevel.durationMs == 30000
+    assert [m.value for m in entity.supportedMediaTypes] == ["webchat", "callback"]
