@@ -145,31 +145,46 @@ class BulkSink:
             batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, records in batches.items():
                 for record in records:
-                    self._intake(tp, record.offset, record.key, record.value)
+                    problem = self._intake(tp, record.offset, record.key, record.value)
+                    if problem is not None:
+                        await self._report_unreadable(tp, record.offset, record.key, record.value, problem)
             if batches:
                 self.metrics.pending.set(self.ledger.pending_count)
                 self._wake.set()
 
-    def _intake(self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None) -> None:
+    def _intake(self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None) -> str | None:
+        """Book one consumed record; returns why it cannot be delivered, if it cannot."""
         self.metrics.records_in.inc()
         if not value:
             self.ledger.skip(tp, offset)  # a tombstone: nothing to upsert
-            return
+            return None
         try:
             decision = decode_decision(value)
         except DecodeError as exc:
-            log.error("unreadable decision at %s@%d (key %r): %s", tp, offset, key, exc.reason)
             self.ledger.skip(tp, offset)
-            return
+            return exc.reason
         if decision.tenant != self.settings.tenant:
-            log.error("decision for tenant %r at %s@%d ignored", decision.tenant, tp, offset)
             self.ledger.skip(tp, offset)
-            return
+            return f"tenant {decision.tenant!r} is not served here (serves {self.settings.tenant!r})"
         entity = action_target(decision)
         size = len(json.dumps(entity, separators=(",", ":")))
         self.ledger.record(tp, offset, decision.target_id, entity, size)
         if self._oldest_pending_at is None:
             self._oldest_pending_at = time.monotonic()
+        return None
+
+    async def _report_unreadable(
+        self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes, reason: str
+    ) -> None:
+        """An undeliverable decision record goes, as received, to the error topic with the reason."""
+        assert self._producer is not None
+        log.error("undeliverable decision at %s@%d (key %r): %s", tp, offset, key, reason)
+        self.metrics.entity_errors.inc()
+        await self._producer.send(
+            self.names.bulk_errors, key=key, value=value,
+            headers=[("error", reason.encode()), ("source.topic", tp.topic.encode()),
+                     ("source.partition", str(tp.partition).encode()), ("source.offset", str(offset).encode())],
+        )
 
     # -- send ---------------------------------------------------------------------------
 

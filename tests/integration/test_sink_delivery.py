@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -103,3 +104,27 @@ async def test_sink_killed_before_commit_resends_on_restart(pipeline: Pipeline) 
     assert resent
     assert delivered_before >= expected.keys()
     assert endpoint_view(pipeline) == expected
+
+
+async def test_rejected_targets_and_unreadable_records_reach_the_error_topic(pipeline: Pipeline) -> None:
+    pipeline.emulator.faults.set(fail_target_ids=["vq-2"])
+    await pipeline.start_worker()
+    await pipeline.start_sink()
+    await pipeline.produce([(b"vq-x", b"garbage that is no decision")], topic=pipeline.topics.actiontargets)
+    await pipeline.produce(events_for(range(4), ready=5))
+    await eventually(lambda: {"vq-0", "vq-1", "vq-3"} <= pipeline.emulator.targets.keys(),
+                     message="the accepted targets delivered")
+
+    async def errors():
+        records = await pipeline.read_all(pipeline.topics.bulk_errors, 0.5)
+        return records if len(records) >= 2 else None
+
+    records = await eventually(errors, message="two records on the error topic")
+    by_key = {r.key: r for r in records}
+    assert dict(by_key[b"vq-x"].headers)["error"] == b"not Avro single-object encoding"
+    rejected = json.loads(by_key[b"vq-2"].value)
+    assert rejected["entity"]["id"] == "vq-2" and rejected["error"]["code"] == "target.error"
+    assert "vq-2" not in pipeline.emulator.targets
+    alarms = [decode_alarm(r.value) for r in await pipeline.read_all(pipeline.topics.alarms, 0.5)]
+    target_errors = [a for a in alarms if a.name == "PacingResponseTargetError"]
+    assert target_errors and target_errors[0].state == AlarmState.RAISED and "vq-2" in target_errors[0].message
