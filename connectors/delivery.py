@@ -101,6 +101,10 @@ class DeliveryLedger:
 
     # -- commits and rebalances -----------------------------------------------------------
 
+    def consumed_offsets(self) -> dict[TopicPartition, int]:
+        """Per partition, the next offset to consume."""
+        return dict(self._next_offset)
+
     def safe_offsets(self) -> dict[TopicPartition, int]:
         """Per partition, the offset to commit: nothing below it is waiting for delivery."""
         safe = dict(self._next_offset)

@@ -151,6 +151,16 @@ class BulkSink:
             if batches:
                 self.metrics.pending.set(self.ledger.pending_count)
                 self._wake.set()
+            self._observe_lag()
+
+    def _observe_lag(self) -> None:
+        assert self._consumer is not None
+        positions = self.ledger.consumed_offsets()
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                consumed = positions.get(tp, self._committed.get(tp, 0))
+                self.metrics.lag.labels(str(tp.partition)).set(max(0, highwater - consumed))
 
     def _intake(self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None) -> str | None:
         """Book one consumed record; returns why it cannot be delivered, if it cannot."""

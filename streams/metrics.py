@@ -46,6 +46,8 @@ class NodeMetrics(ProcessMetrics):
             "pacing_decisions_emitted", "Decisions published", ["reason"], registry=r
         )
         self.targets = Gauge("pacing_targets_owned", "Targets in actively owned partitions", registry=r)
+        self.lag = Gauge("pacing_consumer_lag", "Stat events not yet processed, per owned partition",
+                         ["partition"], registry=r)
         self.batch_size = Histogram(
             "pacing_batch_events", "Events per processed batch",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000), registry=r,
@@ -68,6 +70,8 @@ class SinkMetrics(ProcessMetrics):
             buckets=(1, 10, 50, 100, 500, 1000, 5000, 10000), registry=r,
         )
         self.pending = Gauge("sink_pending_targets", "Targets waiting to be delivered", registry=r)
+        self.lag = Gauge("sink_consumer_lag", "Decision records not yet consumed, per owned partition",
+                         ["partition"], registry=r)
         self.committed = Counter("sink_offsets_committed", "Offset commits", registry=r)
 
 

@@ -78,6 +78,8 @@ class PacingNode:
         self.board = AlarmBoard(settings.tenant, settings.node_id)
         self.definitions = definitions or TargetDefinitions(settings)
         self.health = ProcessHealth(settings.metrics, self.board)
+        # Next offset to process per stats partition, for the lag gauge.
+        self._next_offset: dict[int, int] = {}
         # What this worker last published per target: (fingerprint, wall-clock ms).
         self._published: dict[str, tuple[dict[str, Any] | None, int]] = {}
         self._ready = False
@@ -126,6 +128,9 @@ class PacingNode:
         self.metrics.events_in.inc(len(events))
         decoded = decode_stat_events([event.value for event in events])
         touched: dict[str, tuple[TargetState, dict[str, Any], int]] = {}
+        for event in events:
+            message = event.message
+            self._next_offset[message.partition] = max(self._next_offset.get(message.partition, 0), message.offset + 1)
         for event, result in zip(events, decoded, strict=True):
             if isinstance(result, DecodeError):
                 await self._reject(event, result.reason)
@@ -223,7 +228,16 @@ class PacingNode:
             # The table is written only by the agent; the timer publishes from a copy.
             await self._decide_and_publish(state, dict(stored), now, keepalive=True, stale=stale)
         self.metrics.targets.set(count)
+        self._observe_lag(owned)
         await self._check_health()
+
+    def _observe_lag(self, owned: set[int]) -> None:
+        self.metrics.lag.clear()
+        for partition in owned:
+            highwater = self.app.consumer.highwater(TP(self.names.stats, partition))
+            if highwater is not None:
+                lag = max(0, highwater - self._next_offset.get(partition, highwater))
+                self.metrics.lag.labels(str(partition)).set(lag)
 
     async def _check_health(self) -> None:
         for message in self.health.check():

@@ -1,0 +1,48 @@
+"""What every algorithm returns, and the rules they share (capacity ceiling, reactive reserve)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from streams.engine.rates import Observation
+from streams.engine.settings import PacingSettings
+
+#: Offers are sized with at least this acceptance rate, so p → 0 never asks for infinite offers.
+MIN_ACCEPTANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An algorithm's answer for the next refresh period."""
+
+    offers: int
+    admission: float = 1.0
+    predicted_abandonment: float | None = None
+    predicted_service_level: float | None = None
+
+
+def sizing_acceptance(obs: Observation) -> float:
+    """The acceptance rate offers are sized with."""
+    return min(1.0, max(MIN_ACCEPTANCE, obs.acceptance))
+
+
+def offer_cap(obs: Observation, settings: PacingSettings) -> int:
+    """The most offers any algorithm may allow: ``max_offers_per_agent`` per agent, and never
+    more expected accepts in one period than there are agents in the group."""
+    agents = obs.agents
+    return max(0, min(settings.max_offers_per_agent * agents, math.floor(agents / sizing_acceptance(obs) + 1e-9)))
+
+
+def reactive_forecast(obs: Observation, settings: PacingSettings, dual: bool) -> float:
+    """Reactive arrivals per second to plan for: the observed rate; in dual modes at least the
+    ``1 - proactive_ratio`` share of the group's capacity is kept for them."""
+    if not dual:
+        return obs.reactive_rate
+    reserve = (1 - min(1.0, max(0.0, settings.proactive_ratio))) * obs.agents / obs.handle_time_s
+    return max(obs.reactive_rate, reserve)
+
+
+def horizon_s(settings: PacingSettings) -> float:
+    """How far ahead one decision reaches: the period, plus the time its last offers take to be answered."""
+    return settings.refresh_period_s + settings.offer_response_s

@@ -1,0 +1,68 @@
+"""Per-target pacing options, with the defaults a contact centre would start from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SUPER_PROGRESSIVE = "SUPER_PROGRESSIVE"
+SUPER_PROGRESSIVE_DUAL = "SUPER_PROGRESSIVE_DUAL"
+PREDICTIVE_B = "PREDICTIVE_B"
+PREDICTIVE_B_DUAL = "PREDICTIVE_B_DUAL"
+ALGORITHMS = (SUPER_PROGRESSIVE, SUPER_PROGRESSIVE_DUAL, PREDICTIVE_B, PREDICTIVE_B_DUAL)
+ABANDONMENT_RATE = "ABANDONMENT_RATE"
+BUSY_FACTOR = "BUSY_FACTOR"
+
+
+@dataclass(frozen=True)
+class PacingSettings:
+    """How one target is paced (defaults come from configuration, overrides from pacing.targets).
+
+    ``algorithm`` None, "" or "AUTO" chooses by group size: ``SUPER_PROGRESSIVE`` up to
+    ``auto_large_group`` logged-in agents, ``PREDICTIVE_B`` above, each in its ``_DUAL`` form
+    once reactive traffic is observed. ``optimization_goal`` is a percentage: the abandonment
+    ceiling for ``ABANDONMENT_RATE`` (short abandons excluded), the target agent occupancy for
+    ``BUSY_FACTOR``.
+    """
+
+    algorithm: str | None = None
+    optimization_target: str = ABANDONMENT_RATE
+    optimization_goal: float = 3.0
+    #: Dual modes: the share of the group's capacity proactive offers may take (1 = all of it
+    #: that the forecast reactive traffic leaves; 0.6 keeps at least 40 % for reactive traffic).
+    proactive_ratio: float = 1.0
+    #: Offer acceptance rate assumed until offers have been made.
+    acceptance_prior: float = 0.3
+    #: Service level target: this share of interactions answered within the duration.
+    service_level_percentage: float = 0.8
+    service_level_duration_ms: int = 20_000
+    #: Abandons within this many seconds are short: excluded from abandonment and service level.
+    short_abandon_threshold_s: float = 10.0
+    #: The allowed offers are for one refresh period.
+    refresh_period_s: float = 10.0
+    #: Rolling window for the rates derived from counters (at most 1800 s are kept).
+    rate_window_s: float = 900.0
+    #: Priors used until the statistics say otherwise.
+    handle_time_prior_s: float = 300.0
+    patience_prior_s: float = 60.0
+    #: Mean time a visitor takes to accept or decline an offer.
+    offer_response_s: float = 5.0
+    #: Hold offers back to keep the service level target as well as the optimization goal.
+    enforce_service_level: bool = True
+    #: Hard ceiling on offers per agent (ready + busy) in one refresh period.
+    max_offers_per_agent: int = 10
+    #: Event-time age after which a target is paced inactive (0 disables the check).
+    stale_after_s: float = 300.0
+    #: AUTO: groups with more logged-in agents than this use PREDICTIVE_B.
+    auto_large_group: int = 30
+
+    @property
+    def optimizes_busy_factor(self) -> bool:
+        """True for ``BUSY_FACTOR``; anything else (also the seed's ABANDONEMENT_RATE) is abandonment."""
+        return self.optimization_target == BUSY_FACTOR
+
+    @property
+    def goal_fraction(self) -> float:
+        """The optimization goal as a fraction, kept within sensible bounds."""
+        if self.optimizes_busy_factor:
+            return min(1.0, max(0.05, self.optimization_goal / 100))
+        return min(0.5, max(0.001, self.optimization_goal / 100))
