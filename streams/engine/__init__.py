@@ -1,10 +1,24 @@
 """The pacing engine: pure functions from a target's observed state to a pacing decision.
 
 Nothing in this package touches Kafka, clocks or I/O; the pacing nodes (streams.pacing_node)
-and the simulator drive it with the same calls, so what the simulator measures is what runs.
+and the simulator (streams.simulation) drive it with the same calls, so what the simulator
+measures is what runs. Modules: ``state`` (folding stat events), ``rates`` (rolling rates and
+priors), ``queueing`` and ``distributions`` (the maths), ``progressive``, ``predictive`` and
+``busy_factor`` (the algorithms), ``decide`` (choice, edge cases, the decision).
 """
 
-from streams.engine.decide import PacingDecision, PacingSettings, decide
+from streams.engine.decide import PacingDecision, choose_algorithm, decide
+from streams.engine.rates import Observation, observe
+from streams.engine.settings import ALGORITHMS, PacingSettings
 from streams.engine.state import TargetState
 
-__all__ = ["PacingDecision", "PacingSettings", "TargetState", "decide"]
+__all__ = [
+    "ALGORITHMS",
+    "Observation",
+    "PacingDecision",
+    "PacingSettings",
+    "TargetState",
+    "choose_algorithm",
+    "decide",
+    "observe",
+]
