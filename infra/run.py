@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -167,6 +168,7 @@ async def _supervise(children: list[Child], duration_s: float, bootstrap: str, a
 def run_pipeline(config: str | None, duration_s: float = 0, targets: int = 36) -> int:
     """Run broker, emulator, worker, sink and feed until Ctrl-C or ``duration_s``; returns an exit code."""
     settings = load_settings(config)  # fail fast on a wrong option, before starting anything
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # the progress line is the output here
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(log_path=LOG_DIR / "broker.log")
     print("starting the embedded broker …", flush=True)
