@@ -190,7 +190,7 @@ class BulkSink:
         assert self._producer is not None
         log.error("undeliverable decision at %s@%d (key %r): %s", tp, offset, key, reason)
         self.metrics.entity_errors.inc()
-        await self._producer.send(
+        await self._producer.send_and_wait(  # on the broker before the offset can be committed
             self.names.bulk_errors, key=key, value=value,
             headers=[("error", reason.encode()), ("source.topic", tp.topic.encode()),
                      ("source.partition", str(tp.partition).encode()), ("source.offset", str(offset).encode())],
@@ -302,11 +302,14 @@ class BulkSink:
 
     async def _report_errors(self, failures: list[tuple[Pending, dict[str, Any]]]) -> None:
         assert self._producer is not None
-        for pending, error in failures:
+        sent = [
             await self._producer.send(
                 self.names.bulk_errors, key=pending.target_id.encode(),
                 value=json.dumps({"entity": pending.entity, "error": error}).encode(),
             )
+            for pending, error in failures
+        ]
+        await asyncio.gather(*sent)  # on the broker before these offsets can be committed
 
     async def _alarm(self, message: AlarmMessage | None) -> None:
         if message is None:
