@@ -105,6 +105,8 @@ class TargetDefaults(_Section):
     optimization_goal: float = Field(3.0, gt=0, lt=100)
     proactive_ratio: float = Field(1.0, ge=0, le=1)
     acceptance_prior: float = Field(0.3, gt=0, le=1)
+    refresh_period_s: float = Field(10.0, gt=0, le=3600, description="seed refreshPeriod: offers are per period")
+    rate_window_s: float = Field(900.0, ge=60, le=1800, description="rolling window of rates from counters")
 
     @field_validator("supported_media_types")
     @classmethod

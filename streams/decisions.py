@@ -9,8 +9,10 @@ from schemas import ActionTargetDecision
 from streams.config import TargetDefaults
 from streams.engine import PacingDecision, PacingSettings, TargetState, decide
 
-# Fields that do not make a decision "different" when they alone change.
-_VOLATILE = frozenset({"computed_at", "node"})
+# Fields that do not make a decision "different" when they alone change: the time, the node,
+# and the engine's extra figures (rates drift a little on every tick; they ride along with the
+# next change or keepalive instead of flooding the sink).
+_VOLATILE = frozenset({"computed_at", "node", "figures"})
 _SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(PacingSettings))
 
 
@@ -25,8 +27,13 @@ def pacing_settings(defaults: TargetDefaults, overrides: dict[str, Any] | None =
         "service_level_percentage": defaults.service_level_percentage,
         "service_level_duration_ms": defaults.service_level_duration_ms,
         "short_abandon_threshold_s": defaults.short_abandon_threshold_s,
+        "refresh_period_s": defaults.refresh_period_s,
+        "rate_window_s": defaults.rate_window_s,
     }
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    overrides = dict(overrides or {})
+    if "short_abandon_threshold" in overrides:  # TargetConfig's name for it
+        overrides["short_abandon_threshold_s"] = overrides.pop("short_abandon_threshold")
+    values.update({k: v for k, v in overrides.items() if v is not None})
     return PacingSettings(**{k: v for k, v in values.items() if k in _SETTINGS_FIELDS and v is not None})
 
 
@@ -84,4 +91,7 @@ def _first(value: Any, default: Any) -> Any:
 
 def decision_fingerprint(decision: ActionTargetDecision) -> dict[str, Any]:
     """The parts of a decision whose change must be published at once."""
-    return {k: v for k, v in decision.model_dump(mode="json").items() if k not in _VOLATILE}
+    fingerprint = {k: v for k, v in decision.model_dump(mode="json").items() if k not in _VOLATILE}
+    fingerprint["acceptance_rate"] = round(decision.acceptance_rate, 3)
+    fingerprint["reactive_admission"] = round(decision.reactive_admission, 3)
+    return fingerprint

@@ -107,7 +107,8 @@ class PacingNode:
             )
         )
         self.app.agent(self.stats_topic, name="pacing-node", concurrency=1)(self._consume)
-        self.app.timer(max(0.5, min(worker.keepalive_s / 3, 5.0)), name="keepalive")(self._on_timer)
+        tick = min(worker.keepalive_s / 3, settings.targets.refresh_period_s, 5.0)
+        self.app.timer(max(0.5, tick), name="refresh")(self._on_timer)
         self.app.task(self._start_side_services)
 
     # -- the agent -----------------------------------------------------------------------

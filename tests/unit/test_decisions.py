@@ -1,0 +1,49 @@
+"""Decision records: defaults, per-target definitions, staleness."""
+
+from __future__ import annotations
+
+from streams.config import load_settings
+from streams.decisions import build_decision, decision_fingerprint, pacing_settings
+from streams.engine import TargetState
+
+
+def staffed() -> TargetState:
+    state = TargetState("vq-1")
+    for i, (name, value) in enumerate({"logged_in_agents": 10, "ready_agents": 4, "busy_agents": 6,
+                                       "waiting_interactions": 0}.items()):
+        state.apply(name, value, 1_000 + i)
+    return state
+
+
+def test_definition_overrides_defaults() -> None:
+    defaults = load_settings().targets
+    settings = pacing_settings(defaults, {"optimization_goal": 5.0, "short_abandon_threshold": 4,
+                                          "algorithm": None, "name": "ignored here"})
+    assert settings.optimization_goal == 5.0
+    assert settings.short_abandon_threshold_s == 4
+    assert settings.refresh_period_s == defaults.refresh_period_s
+
+
+def test_record_carries_definition_and_figures() -> None:
+    defaults = load_settings().targets
+    now = 2_000
+    decision = build_decision("acme", "n1", staffed(), defaults, now,
+                              {"name": "Sales", "supported_media_types": ["callback"], "short_abandon_threshold": 4})
+    assert (decision.name, decision.supported_media_types, decision.short_abandon_threshold) == (
+        "Sales", ("callback",), 4)
+    assert decision.ready_agents == 4 and decision.logged_in_agents == 10
+    assert decision.computed_at == now and decision.node == "n1"
+
+
+def test_stale_target_is_inactive_with_no_offers() -> None:
+    defaults = load_settings().targets
+    decision = build_decision("acme", "n1", staffed(), defaults, 2_000, stale=True)
+    assert decision.state == "inactive" and decision.allowed_offers == 0
+    assert decision.figures["stale"] == "true"
+
+
+def test_fingerprint_ignores_time_and_node() -> None:
+    defaults = load_settings().targets
+    first = build_decision("acme", "n1", staffed(), defaults, 2_000)
+    later = build_decision("acme", "n2", staffed(), defaults, 2_500)
+    assert decision_fingerprint(first) == decision_fingerprint(later)
