@@ -38,7 +38,8 @@ class DeliveryLedger:
         self._pending: dict[str, Pending] = {}
         self._in_flight: set[str] = set()
         self._next_offset: dict[TopicPartition, int] = {}
-        self._delivered: dict[str, dict[str, Any]] = {}
+        # What the endpoint holds per target, and the partition it came from (for revocation).
+        self._delivered: dict[str, tuple[dict[str, Any], TopicPartition | None]] = {}
 
     # -- intake -------------------------------------------------------------------------
 
@@ -54,7 +55,7 @@ class DeliveryLedger:
     def schedule_refresh(self) -> int:
         """Queue every delivered target again (periodic full refresh); returns how many."""
         queued = 0
-        for target_id, entity in self._delivered.items():
+        for target_id, (entity, _) in self._delivered.items():
             if target_id not in self._pending:
                 self._pending[target_id] = Pending(target_id, entity, 0, None, None)
                 queued += 1
@@ -70,7 +71,7 @@ class DeliveryLedger:
     @property
     def ready_count(self) -> int:
         """Targets waiting for delivery and not in flight."""
-        return len(self._pending) - len(self._in_flight)
+        return len(self._pending) - sum(1 for t in self._in_flight if t in self._pending)
 
     def take_batch(self, max_entities: int, max_bytes: int) -> list[Pending]:
         """Up to ``max_entities`` pending decisions within ``max_bytes`` (at least one), marked in flight."""
@@ -86,18 +87,34 @@ class DeliveryLedger:
         self._in_flight.update(p.target_id for p in batch)
         return batch
 
-    def delivered(self, batch: Iterable[Pending]) -> None:
-        """The endpoint has the batch; drop what was not superseded meanwhile."""
+    def delivered(self, batch: Iterable[Pending], rejected: Iterable[str] = ()) -> None:
+        """The endpoint answered for the batch; drop what was not superseded meanwhile.
+
+        ``rejected`` targets were refused by the endpoint: done with, but not re-sent by the
+        full refresh (they would only be refused again).
+        """
+        refused = set(rejected)
         for sent in batch:
             self._in_flight.discard(sent.target_id)
-            self._delivered[sent.target_id] = sent.entity
+            revoked_meanwhile = (sent.tp is not None and sent.tp not in self._next_offset) or (
+                sent.tp is None and sent.target_id not in self._delivered)
+            if sent.target_id in refused or revoked_meanwhile:
+                self._delivered.pop(sent.target_id, None)
+            else:
+                previous_tp = self._delivered.get(sent.target_id, (None, None))[1]
+                self._delivered[sent.target_id] = (sent.entity, sent.tp or previous_tp)
             if self._pending.get(sent.target_id) is sent:
                 del self._pending[sent.target_id]
 
     def failed(self, batch: Iterable[Pending]) -> None:
-        """The batch did not get through; it stays pending for the next attempt."""
+        """The batch did not get through; it stays pending, behind the others, for the next attempt.
+
+        Moving it to the back keeps one persistently failing batch from starving the rest.
+        """
         for sent in batch:
             self._in_flight.discard(sent.target_id)
+            if self._pending.get(sent.target_id) is sent:
+                self._pending[sent.target_id] = self._pending.pop(sent.target_id)
 
     # -- commits and rebalances -----------------------------------------------------------
 
@@ -119,5 +136,6 @@ class DeliveryLedger:
         for tp in revoked:
             self._next_offset.pop(tp, None)
         for target_id in [t for t, p in self._pending.items() if p.tp in revoked]:
-            if target_id not in self._in_flight:
-                del self._pending[target_id]
+            del self._pending[target_id]  # an in-flight one is then neither kept nor re-sent
+        for target_id in [t for t, (_, tp) in self._delivered.items() if tp in revoked]:
+            del self._delivered[target_id]

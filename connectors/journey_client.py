@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
-from connectors.bulk_models import BulkActionTargetsResponse
+from connectors.bulk_models import BulkActionTargetsResponse, TokenResponse
 from streams.config import Settings
 
 RETRIABLE_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
@@ -93,10 +93,14 @@ class JourneyClient:
         ) as response:
             if response.status != 200:
                 raise TokenError(f"token request answered {response.status}")
-            body = await response.json(content_type=None)
-        self._token = body["access_token"]
+            text = await response.text()
+        try:
+            token = TokenResponse.model_validate_json(text)
+        except ValidationError as exc:
+            raise TokenError(f"token response is not a token: {text[:200]!r}") from exc
+        self._token = token.access_token
         # Renew a little early so a request never leaves with a token about to expire.
-        self._token_expires_at = time.monotonic() + float(body.get("expires_in", 3600)) * 0.9
+        self._token_expires_at = time.monotonic() + token.expires_in * 0.9
 
     async def token(self, renew: bool = False) -> str:
         """A valid access token, fetched when missing, expiring or ``renew`` is asked."""

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from connectors.delivery import DeliveryLedger, Pending
@@ -47,7 +48,8 @@ from streams.topics import ensure_topics, topic_names
 
 log = logging.getLogger(__name__)
 
-SCOPE = "sink"
+# Never wait longer than this for a server's Retry-After: a bogus value must not park the sink.
+MAX_RETRY_AFTER_S = 300.0
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):
@@ -56,8 +58,10 @@ class _CommitOnRevoke(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         revoked = list(revoked)
-        await self.sink.commit(only=set(revoked))
-        self.sink.ledger.revoke(revoked)
+        try:
+            await self.sink.commit(only=set(revoked))
+        finally:
+            self.sink.ledger.revoke(revoked)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         log.info("sink assigned %s", sorted(tp.partition for tp in assigned))
@@ -72,6 +76,7 @@ class BulkSink:
         self.ledger = DeliveryLedger()
         self.metrics = SinkMetrics()
         self.board = AlarmBoard(settings.tenant, settings.node_id)
+        self.scope = f"sink:{settings.node_id}"  # several sinks: each raises and clears its own
         self._wake = asyncio.Event()
         self._committed: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -116,13 +121,14 @@ class BulkSink:
         ]
         self.health.install()
         log.info("sink posting to %s", self.settings.bulk_url)
+        stopping = asyncio.create_task(stop.wait())
         try:
-            done, _ = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())],
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task in tasks and task.exception():
                     raise task.exception()  # type: ignore[misc]
         finally:
+            stopping.cancel()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -170,13 +176,15 @@ class BulkSink:
             return None
         try:
             decision = decode_decision(value)
+            if decision.tenant != self.settings.tenant:
+                raise DecodeError(f"tenant {decision.tenant!r} is not served here (serves {self.settings.tenant!r})")
+            entity = action_target(decision)
         except DecodeError as exc:
             self.ledger.skip(tp, offset)
             return exc.reason
-        if decision.tenant != self.settings.tenant:
+        except Exception as exc:  # a record that decodes but cannot become an entity
             self.ledger.skip(tp, offset)
-            return f"tenant {decision.tenant!r} is not served here (serves {self.settings.tenant!r})"
-        entity = action_target(decision)
+            return f"cannot build an ActionTarget: {type(exc).__name__}: {exc}"
         size = len(json.dumps(entity, separators=(",", ":")))
         self.ledger.record(tp, offset, decision.target_id, entity, size)
         if self._oldest_pending_at is None:
@@ -255,33 +263,33 @@ class BulkSink:
             self.metrics.requests.labels("retriable_failure").inc()
             self._consecutive_failures += 1
             await self._alarm(self.board.raise_alarm(
-                alarms.PACING_REQUESTS_FAILED, SCOPE,
+                alarms.PACING_REQUESTS_FAILED, self.scope,
                 f"bulk request to {self.settings.bulk_url} failed: {outcome.reason}",
                 severity="critical", observed_value=float(self._consecutive_failures), threshold=1.0,
             ))
-            return outcome.retry_after_s or 0.0
+            return min(outcome.retry_after_s or 0.0, MAX_RETRY_AFTER_S)
         if isinstance(outcome, InvalidResponse):
             self.ledger.failed(batch)
             self.metrics.requests.labels("invalid_response").inc()
             await self._alarm(self.board.raise_alarm(
-                alarms.PACING_RESPONSE_VALIDATION_ERROR, SCOPE, outcome.reason, severity="major"))
+                alarms.PACING_RESPONSE_VALIDATION_ERROR, self.scope, outcome.reason, severity="major"))
             return 0.0
         self._consecutive_failures = 0
         await self._alarm(self.board.clear_alarm(
-            alarms.PACING_REQUESTS_FAILED, SCOPE, "bulk requests succeed again"))
+            alarms.PACING_REQUESTS_FAILED, self.scope, "bulk requests succeed again"))
         self.metrics.batch_size.observe(len(batch))
         if isinstance(outcome, RequestRejected):
             self.metrics.requests.labels("rejected").inc()
             log.error("bulk request rejected (%s); %d targets to the error topic", outcome.reason, len(batch))
             await self._alarm(self.board.raise_alarm(
-                alarms.PACING_RESPONSE_VALIDATION_ERROR, SCOPE, f"request rejected: {outcome.reason}"))
+                alarms.PACING_RESPONSE_VALIDATION_ERROR, self.scope, f"request rejected: {outcome.reason}"))
             await self._report_errors([(p, {"status": outcome.status, "message": outcome.reason}) for p in batch])
-            self.ledger.delivered(batch)  # resending the same request cannot succeed
+            self.ledger.delivered(batch, rejected=[p.target_id for p in batch])  # resending cannot succeed
             return None
         assert isinstance(outcome, Delivered)
         self.metrics.requests.labels("success").inc()
         await self._alarm(self.board.clear_alarm(
-            alarms.PACING_RESPONSE_VALIDATION_ERROR, SCOPE, "requests and responses are valid again"))
+            alarms.PACING_RESPONSE_VALIDATION_ERROR, self.scope, "requests and responses are valid again"))
         by_id = {p.target_id: p for p in batch}
         failures = [(by_id[r.id], r.error.model_dump() if r.error else {"message": "success false"})
                     for r in outcome.response.results if not r.success and r.id in by_id]
@@ -290,14 +298,14 @@ class BulkSink:
             self.metrics.entity_errors.inc(len(failures))
             await self._report_errors(failures)
             await self._alarm(self.board.raise_alarm(
-                alarms.PACING_RESPONSE_TARGET_ERROR, SCOPE,
+                alarms.PACING_RESPONSE_TARGET_ERROR, self.scope,
                 f"{len(failures)} of {len(batch)} targets rejected, e.g. {failures[0][0].target_id}: "
                 f"{failures[0][1].get('message')}", observed_value=float(len(failures)), threshold=0.0))
         else:
             await self._alarm(self.board.clear_alarm(
-                alarms.PACING_RESPONSE_TARGET_ERROR, SCOPE, "no target errors in the last response"))
+                alarms.PACING_RESPONSE_TARGET_ERROR, self.scope, "no target errors in the last response"))
         log.info("bulk request delivered %d targets (%d rejected)", len(batch), len(failures))
-        self.ledger.delivered(batch)
+        self.ledger.delivered(batch, rejected=[pending.target_id for pending, _ in failures])
         return None
 
     async def _report_errors(self, failures: list[tuple[Pending, dict[str, Any]]]) -> None:
@@ -350,7 +358,11 @@ class BulkSink:
         }
         if not offsets:
             return
-        await self._consumer.commit(offsets)
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:  # e.g. a rebalance in progress: the next commit catches up
+            log.warning("offset commit failed (%s); will retry", exc)
+            return
         self._committed.update(offsets)
         self.metrics.committed.inc()
 

@@ -20,6 +20,7 @@ PACING_REQUESTS_FAILED = "PacingRequestsFailed"
 PACING_RESPONSE_TARGET_ERROR = "PacingResponseTargetError"
 PACING_RESPONSE_VALIDATION_ERROR = "PacingResponseValidationError"
 TARGET_STALE = "TargetStale"
+PACING_DECISION_FAILED = "PacingDecisionFailed"
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,19 @@ class AlarmBoard:
         return self._message(alarm)
 
     def clear_alarm(
-        self, name: str, scope: str, message: str, observed_value: float | None = None
+        self, name: str, scope: str, message: str, observed_value: float | None = None, force: bool = False
     ) -> AlarmMessage | None:
-        """The record to publish if the alarm was raised, else None."""
+        """The record to publish if the alarm was raised here, else None.
+
+        ``force`` clears an alarm this process did not raise: the condition ended for a scope
+        that another process (for example the previous owner of a partition) raised it for.
+        """
         raised = self._raised.pop((name, scope), None)
-        if raised is None:
+        if raised is None and not force:
             return None
-        alarm = self._alarm(
-            name, scope, AlarmState.CLEARED, message, raised.severity, observed_value, raised.threshold
-        )
+        severity = raised.severity if raised else "major"
+        threshold = raised.threshold if raised else None
+        alarm = self._alarm(name, scope, AlarmState.CLEARED, message, severity, observed_value, threshold)
         return self._message(alarm)
 
     def _alarm(

@@ -46,6 +46,7 @@ class NodeMetrics(ProcessMetrics):
             "pacing_decisions_emitted", "Decisions published", ["reason"], registry=r
         )
         self.targets = Gauge("pacing_targets_owned", "Targets in actively owned partitions", registry=r)
+        self.decision_errors = Counter("pacing_decision_errors", "Targets the engine failed to decide", registry=r)
         self.lag = Gauge("pacing_consumer_lag", "Stat events not yet processed, per owned partition",
                          ["partition"], registry=r)
         self.batch_size = Histogram(

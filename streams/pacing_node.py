@@ -29,9 +29,9 @@ from streams.alarms import AlarmBoard, AlarmMessage
 from streams.config import Settings
 from streams.decisions import build_decision, decision_fingerprint
 from streams.engine import TargetState
+from streams.event_context import as_current_event
 from streams.metrics import NodeMetrics, start_metrics_server
 from streams.metrics_reporter import run_reporters
-from streams.pinned_table import PinnedPartitionTable
 from streams.process_health import ProcessHealth
 from streams.target_definitions import TargetDefinitions
 from streams.topics import TopicNames, topic_names
@@ -99,12 +99,10 @@ class PacingNode:
         )
         partitions = settings.kafka.stats_partitions
         self.stats_topic = self.app.topic(self.names.stats, partitions=partitions, **RAW)
-        self.table = self.app.tables.add(
-            PinnedPartitionTable(
-                self.app, name="target-state", default=None, partitions=partitions,
-                schema=faust.Schema(key_serializer="json", value_serializer="json"),  # plain JSON both ways
-                help="per-target pacing state",
-            )
+        self.table = self.app.Table(
+            "target-state", default=None, partitions=partitions,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),  # plain JSON both ways
+            help="per-target pacing state",
         )
         self.app.agent(self.stats_topic, name="pacing-node", concurrency=1)(self._consume)
         tick = min(worker.keepalive_s / 3, settings.targets.refresh_period_s, 5.0)
@@ -124,7 +122,7 @@ class PacingNode:
         self.metrics.batch_size.observe(len(events))
         self.metrics.events_in.inc(len(events))
         decoded = decode_stat_events([event.value for event in events])
-        touched: dict[str, tuple[TargetState, dict[str, Any], int]] = {}
+        touched: dict[str, tuple[TargetState, dict[str, Any], EventT]] = {}
         for event in events:
             message = event.message
             self._next_offset[message.partition] = max(self._next_offset.get(message.partition, 0), message.offset + 1)
@@ -138,33 +136,52 @@ class PacingNode:
                 continue
             entry = touched.get(result.target_id)
             if entry is None:
-                entry = self._load(result.target_id, event.message.partition)
+                entry = self._load(result.target_id, event)
                 touched[result.target_id] = entry
             if not entry[0].apply(result.statistic, result.value, result.timestamp, result.media_type):
                 self.metrics.events_stale.inc()
         now = _now_ms()
-        for target_id, (state, stored, partition) in touched.items():
+        stale_ms = self.settings.worker.stale_after_s * 1000
+        for target_id, (state, stored, event) in touched.items():
+            was_stale = now - stored.get("received_ms", now) > stale_ms
             stored["received_ms"] = now
             await self._decide_and_publish(state, stored, now, keepalive=False)
             stored["state"] = state.to_dict()
-            stored["partition"] = partition
-            self.table.put(target_id, stored, partition)
-            alarm = self.board.clear_alarm(alarms.TARGET_STALE, target_id, "statistics arrive again")
-            await self._publish_alarm(alarm)
+            stored["partition"] = event.message.partition
+            with as_current_event(event):  # the changelog record goes to the event's partition
+                self.table[target_id] = stored
+            # Cleared even if another worker raised it before a rebalance moved the target here.
+            await self._publish_alarm(self.board.clear_alarm(
+                alarms.TARGET_STALE, target_id, "statistics arrive again", force=was_stale))
 
-    def _load(self, target_id: str, partition: int) -> tuple[TargetState, dict[str, Any], int]:
+    def _load(self, target_id: str, event: EventT) -> tuple[TargetState, dict[str, Any], EventT]:
         stored = self.table.get(target_id)
         if stored is None:
-            return TargetState(target_id), {}, partition
-        return TargetState.from_dict(stored["state"]), dict(stored), partition
+            return TargetState(target_id), {}, event
+        return TargetState.from_dict(stored["state"]), dict(stored), event
 
     async def _decide_and_publish(
         self, state: TargetState, stored: dict[str, Any], now: int, keepalive: bool, stale: bool = False
     ) -> None:
-        decision = build_decision(
-            self.settings.tenant, self.settings.node_id, state, self.settings.targets, now,
-            self.definitions.get(state.target_id), stale=stale,
-        )
+        """Publish the target's decision if it changed (or, for keepalive, if one is due).
+
+        A decision that cannot be computed is logged, counted and alarmed for that target only:
+        the state is still stored and the other targets of the batch go on.
+        """
+        target_id = state.target_id
+        try:
+            decision = build_decision(
+                self.settings.tenant, self.settings.node_id, state, self.settings.targets, now,
+                self.definitions.get(target_id), stale=stale,
+            )
+        except Exception as exc:
+            self.metrics.decision_errors.inc()
+            log.exception("no decision for target %s", target_id)
+            await self._publish_alarm(self.board.raise_alarm(
+                alarms.PACING_DECISION_FAILED, target_id, f"the pacing engine failed: {type(exc).__name__}: {exc}"))
+            return
+        await self._publish_alarm(self.board.clear_alarm(
+            alarms.PACING_DECISION_FAILED, target_id, "the pacing engine decides again"))
         fingerprint = decision_fingerprint(decision)
         last_fingerprint, last_sent = self._published.get(state.target_id, (stored.get("decision"), 0))
         changed = fingerprint != last_fingerprint
@@ -215,14 +232,23 @@ class PacingNode:
         actives: set[TP] = self.app.assignor.assigned_actives()
         return {tp.partition for tp in actives if tp.topic == self.names.stats}
 
+    def _settled(self) -> bool:
+        """False while partitions move or tables restore: the timer must not publish half-restored state."""
+        return self.app.tables.recovery.completed.is_set() and not self.app.rebalancing
+
     async def _on_timer(self) -> None:
         """Keepalive and staleness for the targets this worker owns; no table writes here."""
+        if not self._settled():
+            return
         owned = self.owned_partitions()
         now = _now_ms()
         stale_ms = self.settings.worker.stale_after_s * 1000
         count = 0
-        for target_id, stored in list(self.table.items()):
+        for target_id in list(self.table.keys()):
+            # Read just before deciding: the agent may have written a newer state meanwhile.
+            stored = self.table.get(target_id)
             if not stored or stored.get("partition") not in owned:
+                self._published.pop(target_id, None)
                 continue
             count += 1
             stale = now - stored.get("received_ms", now) > stale_ms

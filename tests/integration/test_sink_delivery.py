@@ -63,7 +63,7 @@ async def test_failing_endpoint_raises_one_alarm_then_clears_and_delivers_everyt
 
     failed = await eventually(cleared, message="PacingRequestsFailed cleared")
     assert [a.state for a in failed] == [AlarmState.RAISED, AlarmState.CLEARED]
-    assert failed[0].scope == "sink" and "503" in failed[0].message
+    assert failed[0].scope.startswith("sink:") and "503" in failed[0].message
     assert endpoint_view(pipeline)["vq-15"]["readyAgents"] == "6"
     assert endpoint_view(pipeline)["vq-5"]["readyAgents"] == "4"
 

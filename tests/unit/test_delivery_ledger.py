@@ -96,3 +96,35 @@ def test_skipped_records_advance_the_position() -> None:
     ledger = DeliveryLedger()
     ledger.skip(P0, 7)
     assert ledger.safe_offsets() == {P0: 8}
+
+
+def test_revoked_partition_is_not_refreshed_nor_kept_after_an_in_flight_request() -> None:
+    ledger = DeliveryLedger()
+    ledger.record(P0, 0, "a", entity("a", 1), 10)
+    ledger.record(P1, 0, "b", entity("b", 1), 10)
+    ledger.delivered(ledger.take_batch(10, 1000))
+    ledger.record(P1, 1, "b", entity("b", 2), 10)
+    in_flight = ledger.take_batch(10, 1000)
+    ledger.revoke([P1])
+    assert ledger.ready_count == 0
+    ledger.failed(in_flight)
+    assert ledger.pending_count == 0
+    assert ledger.schedule_refresh() == 1  # only "a": "b" now belongs to another sink
+    assert [p.target_id for p in ledger.take_batch(10, 1000)] == ["a"]
+
+
+def test_failed_batch_goes_behind_the_others() -> None:
+    ledger = DeliveryLedger()
+    for i in range(4):
+        ledger.record(P0, i, f"t{i}", entity(f"t{i}", 1), 10)
+    ledger.failed(ledger.take_batch(2, 1000))
+    assert [p.target_id for p in ledger.take_batch(4, 1000)] == ["t2", "t3", "t0", "t1"]
+
+
+def test_rejected_targets_are_not_refreshed() -> None:
+    ledger = DeliveryLedger()
+    ledger.record(P0, 0, "good", entity("good", 1), 10)
+    ledger.record(P0, 1, "bad", entity("bad", 1), 10)
+    ledger.delivered(ledger.take_batch(10, 1000), rejected=["bad"])
+    assert ledger.safe_offsets() == {P0: 2}
+    assert ledger.schedule_refresh() == 1
