@@ -64,3 +64,25 @@ async def test_two_workers_split_targets_and_survivor_keeps_dead_workers_state(p
 
 async def _all(pending) -> bool:
     return len(await pending) == len(TARGETS)
+
+
+async def test_rocksdb_store_keeps_state_across_a_worker_restart(pipeline: Pipeline) -> None:
+    rocks = {"PACING_WORKER__STORE": "rocksdb://", "PACING_NODE_ID": "node-r"}
+    worker = await pipeline.start_worker(**rocks)
+    await pipeline.produce(events({"logged_in_agents": 10, "ready_agents": 4, "busy_agents": 6,
+                                   "offers_made": 200, "offers_accepted": 20}))
+    await eventually(lambda: _all(decisions_since(pipeline, 0)), message="every target decided")
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(20)
+
+    await pipeline.start_worker(**rocks)
+    restarted = int(time.time() * 1000)
+    await pipeline.produce(events({"ready_agents": 2}))
+
+    async def decided_after_restart():
+        latest = await decisions_since(pipeline, restarted)
+        return latest if len(latest) == len(TARGETS) and all(d.ready_agents == 2 for d in latest.values()) else None
+
+    latest = await eventually(decided_after_restart, timeout_s=45, message="decisions after the restart")
+    assert {round(d.acceptance_rate, 2) for d in latest.values()} == {0.1}
+    assert all(d.logged_in_agents == 10 for d in latest.values())
