@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 __all__ = [
     "COUNTERS",
@@ -89,6 +89,15 @@ def _check_media_type(value: str) -> str:
     return value
 
 
+def _check_media_types(value: tuple[str, ...]) -> tuple[str, ...]:
+    for media_type in value:
+        _check_media_type(media_type)
+    return value
+
+
+_MediaTypes = Annotated[tuple[str, ...], AfterValidator(_check_media_types)]
+
+
 class AvroModel(BaseModel):
     """Base of the record models: frozen, no extra fields, no NaN/inf floats."""
 
@@ -148,7 +157,7 @@ class ActionTargetDecision(AvroModel):
     target_id: _TargetId
     name: str
     state: Literal["active", "inactive"]
-    supported_media_types: tuple[str, ...]
+    supported_media_types: _MediaTypes
     service_level_percentage: _Fraction
     service_level_duration_ms: int = Field(ge=0, le=_INT64_MAX)
     short_abandon_threshold: _Count32
@@ -165,13 +174,6 @@ class ActionTargetDecision(AvroModel):
     computed_at: _EpochMs
     node: str
     figures: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("supported_media_types")
-    @classmethod
-    def _known_media_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for media_type in value:
-            _check_media_type(media_type)
-        return value
 
     def to_avro_dict(self) -> dict[str, Any]:
         """Return a dict fastavro can write (tuples become lists, the map a plain dict)."""
@@ -217,7 +219,7 @@ class TargetConfig(AvroModel):
     tenant: _Tenant
     target_id: _TargetId
     name: str
-    supported_media_types: tuple[str, ...]
+    supported_media_types: _MediaTypes
     service_level_percentage: float | None = Field(default=None, ge=0, le=1)
     service_level_duration_ms: int | None = Field(default=None, ge=0, le=_INT64_MAX)
     short_abandon_threshold: int | None = Field(default=None, ge=0, le=_INT32_MAX)
@@ -226,13 +228,6 @@ class TargetConfig(AvroModel):
     optimization_goal: float | None = None
     proactive_ratio: float | None = Field(default=None, ge=0, le=1)
     description: str = ""
-
-    @field_validator("supported_media_types")
-    @classmethod
-    def _known_media_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for media_type in value:
-            _check_media_type(media_type)
-        return value
 
     def to_avro_dict(self) -> dict[str, Any]:
         """Return a dict fastavro can write (tuples become lists)."""

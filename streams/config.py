@@ -23,7 +23,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-MEDIA_TYPES = ("callback", "call", "email", "generic", "messaging", "social", "webchat")
+from schemas.models import MEDIA_TYPES
+
 ALGORITHMS = ("SUPER_PROGRESSIVE", "SUPER_PROGRESSIVE_DUAL", "PREDICTIVE_B", "PREDICTIVE_B_DUAL")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "sec": 1, None: 1, "min": 60, "m": 60, "h": 3600}
@@ -113,7 +114,7 @@ class TargetDefaults(_Section):
     def _known_media(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         unknown = [m for m in value if m not in MEDIA_TYPES]
         if unknown or not value:
-            raise ValueError(f"media types must be a non-empty subset of {MEDIA_TYPES}, got {value}")
+            raise ValueError(f"media types must be a non-empty subset of {sorted(MEDIA_TYPES)}, got {value}")
         return value
 
     @field_validator("algorithm", mode="before")
