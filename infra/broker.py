@@ -103,7 +103,8 @@ class EmbeddedBroker:
              "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             # Own session: a terminal's Ctrl-C reaches us, and we stop the broker last.
-            start_new_session=True, preexec_fn=die_with_parent, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            start_new_session=True, preexec_fn=die_with_parent,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
         if out is not subprocess.DEVNULL:
             out.close()

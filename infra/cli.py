@@ -98,7 +98,7 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from streams.simulation.command import main as simulate_main
 
-    return simulate_main(args.simulate_args)
+    return simulate_main(args.extra)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -140,8 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p = add("alarms", cmd_alarms, "print alarm transitions as they arrive")
     p.add_argument("--from-beginning", action="store_true")
-    p = add("simulate", cmd_simulate, "contact-centre simulation of the pacing engine (see --help)")
-    p.add_argument("simulate_args", nargs=argparse.REMAINDER)
+    p = add("simulate", cmd_simulate, "contact-centre simulation of the pacing engine (--matrix: the benchmark)")
+    p.add_argument("--help-simulate", action="store_true", help="the simulator's own options")
     p = add("run", cmd_run, "run the whole pipeline on the embedded broker with live progress")
     p.add_argument("--duration", type=float, default=0, help="seconds; 0 = until Ctrl-C")
     p.add_argument("--targets", type=int, default=36)
@@ -150,7 +150,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pacing`` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "simulate":  # its options belong to the simulator
+        args.extra = ["--help"] if args.help_simulate else extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.config:
         import os

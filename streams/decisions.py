@@ -29,6 +29,9 @@ def pacing_settings(defaults: TargetDefaults, overrides: dict[str, Any] | None =
         "short_abandon_threshold_s": defaults.short_abandon_threshold_s,
         "refresh_period_s": defaults.refresh_period_s,
         "rate_window_s": defaults.rate_window_s,
+        # Staleness is the node's call, on arrival time (worker.stale_after_s): an ACD clock
+        # that runs behind ours must not turn every target off.
+        "stale_after_s": 0.0,
     }
     overrides = dict(overrides or {})
     if "short_abandon_threshold" in overrides:  # TargetConfig's name for it

@@ -2,7 +2,7 @@
 
 At the end of the horizon the group will hold the busy agents that have not finished, the
 waiting interactions, the accepts of pending offers and the reactive forecast; new offers may
-bring it up to ``goal × agents`` expected busy agents and no further. In steady state that is
+bring it up to ``goal * agents`` expected busy agents and no further. In steady state that is
 exactly the offers that replace the agents finishing within the horizon.
 """
 
@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 
+from streams.engine.admission import free_now
 from streams.engine.plan import Plan, horizon_s, offer_cap, reactive_forecast, sizing_acceptance
 from streams.engine.rates import Observation
 from streams.engine.settings import PacingSettings
 
 
 def busy_factor_plan(obs: Observation, settings: PacingSettings, dual: bool) -> Plan:
-    """Offers that bring the expected occupancy to the goal (dual: reactive admission likewise)."""
+    """Offers that bring the expected occupancy to the goal. The goal paces offers, not reactive
+    customers: dual forms admit reactive traffic while an agent is free for it."""
     horizon = horizon_s(settings)
     p = sizing_acceptance(obs)
     still_busy = obs.busy * math.exp(-horizon / obs.handle_time_s)
@@ -24,7 +26,4 @@ def busy_factor_plan(obs: Observation, settings: PacingSettings, dual: bool) -> 
     room = settings.goal_fraction * obs.agents - held
     reactive = reactive_forecast(obs, settings, dual) * horizon
     offers = min(offer_cap(obs, settings), max(0, math.floor((room - reactive) / p + 1e-9)))
-    admission = 1.0
-    if dual and obs.reactive_rate > 0:
-        admission = round(min(1.0, max(0.0, room / (obs.reactive_rate * horizon))), 2)
-    return Plan(offers, admission)
+    return Plan(offers, free_now(obs, offers) if dual else 1.0)

@@ -6,7 +6,7 @@ size), handles the ordinary edge cases itself and leaves the sizing to the algor
 - stale (no event for ``stale_after_s`` of event time) or nobody logged in → inactive, no offers;
 - no agent ready or busy, or a queue at least as long as the group → active, no offers, and in
   dual modes no reactive admission either;
-- otherwise the algorithm's plan, capped by ``plan.offer_cap``.
+- otherwise the algorithm's plan (every algorithm stays within ``plan.offer_cap``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from streams.engine.predictive import predictive_plan
 from streams.engine.progressive import progressive_plan
 from streams.engine.rates import Observation, observe
 from streams.engine.settings import (
+    ABANDONMENT_RATE,
     ALGORITHMS,
+    BUSY_FACTOR,
     PREDICTIVE_B,
     PREDICTIVE_B_DUAL,
     SUPER_PROGRESSIVE,
@@ -29,8 +31,8 @@ from streams.engine.settings import (
 )
 from streams.engine.state import TargetState
 
-#: AUTO picks a dual algorithm once this many reactive interactions entered within the window.
-AUTO_DUAL_REACTIVE = 2.0
+#: AUTO picks a dual algorithm once the counters have seen this many reactive interactions.
+AUTO_DUAL_REACTIVE = 3.0
 
 _PLANS: dict[str, Callable[[Observation, PacingSettings, bool], Plan]] = {
     SUPER_PROGRESSIVE: progressive_plan,
@@ -53,11 +55,13 @@ class PacingDecision:
 
 
 def choose_algorithm(configured: str | None, obs: Observation, settings: PacingSettings) -> str:
-    """The configured algorithm, or for AUTO (None, "", "AUTO" or unknown) one by group size."""
+    """The configured algorithm, or for AUTO (None, "", "AUTO" or unknown) one by group size, in
+    its dual form for a target that takes reactive traffic (its counters have seen some: a
+    window would miss the few reactive interactions of a small group)."""
     if configured in ALGORITHMS:
         return configured
     large = obs.logged_in > settings.auto_large_group
-    dual = obs.reactive_in_window >= AUTO_DUAL_REACTIVE
+    dual = obs.reactive_seen >= AUTO_DUAL_REACTIVE
     if large:
         return PREDICTIVE_B_DUAL if dual else PREDICTIVE_B
     return SUPER_PROGRESSIVE_DUAL if dual else SUPER_PROGRESSIVE
@@ -69,9 +73,7 @@ def decide(state: TargetState, settings: PacingSettings, now_ms: int) -> PacingD
     algorithm = choose_algorithm(settings.algorithm, obs, settings)
     dual = algorithm.endswith("_DUAL")
     stale = settings.stale_after_s > 0 and now_ms - state.last_event_ms > settings.stale_after_s * 1000
-    if stale or obs.agents == 0:
-        plan = Plan(0, 0.0 if dual else 1.0)
-    elif obs.waiting >= obs.agents:
+    if stale or obs.waiting >= obs.agents:  # also nobody ready or busy: 0 >= 0
         plan = Plan(0, 0.0 if dual else 1.0)
     elif settings.optimizes_busy_factor:
         plan = busy_factor_plan(obs, settings, dual)
@@ -95,7 +97,7 @@ def _figures(obs: Observation, plan: Plan, settings: PacingSettings, stale: bool
         "patienceS": f"{obs.patience_s:.0f}",
         "reactiveArrivalsPerHour": f"{obs.reactive_rate * 3600:.0f}",
         "refreshPeriodS": f"{settings.refresh_period_s:g}",
-        "optimizationTarget": settings.optimization_target,
+        "optimizationTarget": BUSY_FACTOR if settings.optimizes_busy_factor else ABANDONMENT_RATE,
         "optimizationGoal": f"{settings.optimization_goal:g}",
     }
     if plan.predicted_abandonment is not None:

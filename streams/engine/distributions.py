@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 _TAIL_SIGMAS = 9.0
+_NEGLIGIBLE = 1e-13
 
 
 @dataclass(frozen=True)
@@ -19,26 +20,31 @@ class Pmf:
     offset: int
     probs: tuple[float, ...]
 
-    def mean(self) -> float:
-        """Expected value."""
-        return self.offset + sum(i * p for i, p in enumerate(self.probs))
-
     def shifted(self, by: int) -> Pmf:
         """The distribution of X + by."""
         return Pmf(self.offset + by, self.probs)
 
     def negated(self) -> Pmf:
-        """The distribution of −X."""
+        """The distribution of -X."""
         return Pmf(-(self.offset + len(self.probs) - 1), tuple(reversed(self.probs)))
 
     def plus(self, other: Pmf) -> Pmf:
-        """The distribution of X + Y for independent X and Y."""
+        """The distribution of X + Y for independent X and Y (negligible tails dropped)."""
+        if len(other.probs) == 1 and other.probs[0] == 1.0:
+            return Pmf(self.offset + other.offset, self.probs)
+        if len(self.probs) == 1 and self.probs[0] == 1.0:
+            return Pmf(self.offset + other.offset, other.probs)
         out = [0.0] * (len(self.probs) + len(other.probs) - 1)
+        theirs = other.probs
         for i, a in enumerate(self.probs):
-            if a:
-                for j, b in enumerate(other.probs):
-                    out[i + j] += a * b
-        return Pmf(self.offset + other.offset, tuple(out))
+            for j, b in enumerate(theirs, i):
+                out[j] += a * b
+        low, high = 0, len(out)
+        while low < high - 1 and out[low] < _NEGLIGIBLE:
+            low += 1
+        while high - 1 > low and out[high - 1] < _NEGLIGIBLE:
+            high -= 1
+        return Pmf(self.offset + other.offset + low, tuple(out[low:high]))
 
 
 def point(value: int) -> Pmf:

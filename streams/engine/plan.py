@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from streams.engine.queueing import SteadyState, erlang_a_rate
 from streams.engine.rates import Observation
 from streams.engine.settings import PacingSettings
 
@@ -46,3 +47,12 @@ def reactive_forecast(obs: Observation, settings: PacingSettings, dual: bool) ->
 def horizon_s(settings: PacingSettings) -> float:
     """How far ahead one decision reaches: the period, plus the time its last offers take to be answered."""
     return settings.refresh_period_s + settings.offer_response_s
+
+
+def steady_capacity(obs: Observation, settings: PacingSettings) -> SteadyState:
+    """Erlang A at the largest arrival rate the group takes within the goal (and service level)."""
+    return erlang_a_rate(
+        obs.agents, float(round(obs.handle_time_s)), float(round(obs.patience_s)),
+        settings.short_abandon_threshold_s, settings.service_level_duration_ms / 1000,
+        settings.goal_fraction, settings.service_level_percentage if settings.enforce_service_level else 0.0,
+    )

@@ -60,7 +60,7 @@ class TargetState:
     gauge_ts: dict[str, int] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
     counter_ts: dict[str, int] = field(default_factory=dict)
-    counter_since_ms: int = 0
+    counter_since_ms: int | None = None
     buckets: dict[int, list[float]] = field(default_factory=dict)
     last_event_ms: int = 0
 
@@ -109,7 +109,7 @@ class TargetState:
             return False
         if previous_ts is None:
             # The first sample is the baseline: increments are observed from here on.
-            if not self.counter_since_ms or timestamp_ms < self.counter_since_ms:
+            if self.counter_since_ms is None or timestamp_ms < self.counter_since_ms:
                 self.counter_since_ms = timestamp_ms
         else:
             previous = self.counters[statistic]
@@ -155,7 +155,7 @@ class TargetState:
             gauge_ts={k: int(v) for k, v in data.get("gauge_ts", {}).items()},
             counters={k: float(v) for k, v in data.get("counters", {}).items()},
             counter_ts={k: int(v) for k, v in data.get("counter_ts", {}).items()},
-            counter_since_ms=int(data.get("counter_since_ms", 0)),
+            counter_since_ms=None if data.get("counter_since_ms") is None else int(data["counter_since_ms"]),
             buckets={int(row[0]): [float(v) for v in row[1:width + 1]] for row in data.get("buckets", [])},
             last_event_ms=int(data.get("last_event_ms", 0)),
         )

@@ -48,7 +48,7 @@ class ContactCentre:
         self._events: list[tuple[float, int, int, float]] = []  # (time, seq, kind, handle time)
         self._seq = 0
         self.busy = 0
-        self.queue: deque[tuple[float, float, bool]] = deque()  # (entered, gives up at, proactive)
+        self.queue: deque[tuple[float, float]] = deque()  # (entered, gives up at)
         self.pending: list[float] = []  # answer times of offers not yet answered
         self.admission = 1.0
         self.counters = dict.fromkeys(
@@ -130,7 +130,7 @@ class ContactCentre:
             self._answer(now, now)
         else:
             patience = self._patience_rng.expovariate(1 / self.sc.patience_s)
-            self.queue.append((now, now + patience, proactive))
+            self.queue.append((now, now + patience))
 
     def _answer(self, now: float, entered: float) -> None:
         self._account_busy(now)
@@ -151,7 +151,7 @@ class ContactCentre:
         self.busy -= 1
         self._handle_times.append(handle_s)
         while self.queue:
-            entered, gives_up, _ = self.queue.popleft()
+            entered, gives_up = self.queue.popleft()
             if gives_up <= now:
                 self._abandon(entered, gives_up)
             else:
@@ -160,8 +160,8 @@ class ContactCentre:
 
     def _expire(self, now: float) -> None:
         """Count the queued interactions whose patience ran out by ``now``."""
-        if any(gives_up <= now for _, gives_up, _ in self.queue):
-            keep: deque[tuple[float, float, bool]] = deque()
+        if any(gives_up <= now for _, gives_up in self.queue):
+            keep: deque[tuple[float, float]] = deque()
             for item in self.queue:
                 if item[1] <= now:
                     self._abandon(item[0], item[1])

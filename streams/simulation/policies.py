@@ -14,6 +14,9 @@ from typing import Protocol
 
 from streams.engine import PacingSettings, TargetState, decide
 
+#: Simulated time 0 as an event timestamp (14 Nov 2023): stat events carry realistic epoch times.
+EPOCH_MS = 1_700_000_000_000
+
 
 class Policy(Protocol):
     """Decides the offers of one refresh period."""
@@ -46,7 +49,7 @@ class EnginePolicy:
         self._previous: list[tuple[str, float, int]] = []
 
     def plan(self, stats: dict[str, float], now_s: float, period_s: float) -> tuple[list[float], float]:
-        now_ms = round(now_s * 1000)
+        now_ms = EPOCH_MS + round(now_s * 1000)
         events = [(name, value, now_ms) for name, value in stats.items()]
         for name, value, ts in events:
             self.state.apply(name, value, ts, "webchat")
@@ -61,7 +64,7 @@ class EnginePolicy:
 
 class ReadyPolicy:
     """Baseline "offer whenever an agent is ready": lines-per-agent with no safety margin,
-    (ready − waiting) / p − outstanding offers per period, with the true acceptance rate."""
+    (ready - waiting) / p - outstanding offers per period, with the true acceptance rate."""
 
     name = "ready/p"
 

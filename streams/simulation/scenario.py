@@ -36,11 +36,6 @@ class Scenario:
         """The share of the group's capacity the reactive traffic alone would take."""
         return self.reactive_per_hour * self.handle_time_s / 3600 / max(1, self.agents)
 
-    def label(self) -> str:
-        """A short description for tables."""
-        reactive = f"{100 * self.reactive_load:.0f}%" if self.reactive_per_hour else "none"
-        return f"{self.agents} agents, p={self.acceptance:g}, reactive {reactive}"
-
 
 @dataclass(frozen=True)
 class SimulationResult:

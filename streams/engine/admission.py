@@ -1,0 +1,42 @@
+"""The reactive admission probability the dual algorithms publish.
+
+Two views, the more generous wins:
+
+- now: an agent is free and not promised to the accepts expected from pending offers and from
+  the period's new ones — a reactive interaction is answered at once;
+- over the next handle time: Erlang A (``queueing.erlang_a_rate``) says how many interactions per
+  second the group can take at the goal and how many it then holds on average, so it can take
+  ``rate * handle`` more, less whatever it holds now beyond that average. The share of the
+  reactive forecast for that time which fits is admitted (the forecast counts as at least one
+  interaction, so a full group refuses even when no reactive traffic was seen lately).
+
+The result is 1 in normal operation, falls when reactive traffic alone exceeds the group or a
+burst has filled it, and is 0 while a small group is full and a reactive interaction would wait
+for minutes. Looking a handle time ahead keeps it from flickering with every accept, as a
+per-period check did (it refused a quarter of the reactive traffic of a 50-agent group that had
+room for it).
+"""
+
+from __future__ import annotations
+
+from streams.engine.plan import sizing_acceptance
+from streams.engine.queueing import SteadyState
+from streams.engine.rates import Observation
+
+
+def reactive_admission(obs: Observation, steady: SteadyState, offers: int) -> float:
+    """Probability that a new reactive interaction is admitted (two decimals), once the
+    period's ``offers`` are made: the same free agent is not promised twice."""
+    held = obs.busy + obs.waiting + _promised(obs, offers)
+    room = steady.arrival_rate * obs.handle_time_s + steady.in_system - held
+    ahead = room / max(1.0, obs.reactive_rate * obs.handle_time_s)
+    return round(min(1.0, max(0.0, ahead, free_now(obs, offers))), 2)
+
+
+def free_now(obs: Observation, offers: int) -> float:
+    """The "now" view alone, 0 to 1: is an agent free and not promised to expected accepts?"""
+    return round(min(1.0, max(0.0, obs.ready - obs.waiting - _promised(obs, offers))), 2)
+
+
+def _promised(obs: Observation, offers: int) -> float:
+    return (obs.outstanding + offers) * sizing_acceptance(obs)
