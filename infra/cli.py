@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 from streams.config import ConfigError, Settings, load_settings
+from streams.topics import TopicMismatch
 
 log = logging.getLogger("pacing")
 
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PACING_CONFIG"] = args.config  # child processes of `run` read the same file
     try:
         return args.handler(args)
-    except ConfigError as exc:
+    except (ConfigError, TopicMismatch) as exc:
         print(f"pacing {args.command}: {exc}", file=sys.stderr)
         return 2
 

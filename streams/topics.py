@@ -67,8 +67,17 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     ]
 
 
+class TopicMismatch(RuntimeError):
+    """An existing topic cannot serve the configuration (for example its partition count)."""
+
+
 async def ensure_topics(settings: Settings) -> None:
-    """Create the missing topics; existing ones are left as they are."""
+    """Create the missing topics, and check that the stats topic has the configured partitions.
+
+    The pacing nodes' table changelog must have as many partitions as ``pacing.stats``; a stats
+    topic created elsewhere (say, auto-created by a producer) with another count would make every
+    worker crash-loop, so start-up stops with a message naming the option instead.
+    """
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
@@ -80,5 +89,14 @@ async def ensure_topics(settings: Settings) -> None:
             except TopicAlreadyExistsError:
                 pass  # another process created them first
             log.info("created topics %s", ", ".join(t.name for t in missing))
+        stats = topic_names(settings).stats
+        if stats in existing:
+            described = await admin.describe_topics([stats])
+            actual = len(described[0]["partitions"])
+            if actual != settings.kafka.stats_partitions:
+                raise TopicMismatch(
+                    f"topic {stats} has {actual} partitions but option 'kafka.stats_partitions' is "
+                    f"{settings.kafka.stats_partitions}; set the option to {actual} (or recreate the topic)"
+                )
     finally:
         await admin.close()

@@ -26,6 +26,7 @@ from infra.broker import EmbeddedBroker, free_port
 from schemas import StatEvent, decode_stat_events, encode_decision, encode_stat_event
 from streams.decisions import build_decision
 from streams.engine import TargetState
+from streams.topics import ensure_topics
 from tests.integration.pipeline import Pipeline, eventually
 
 STATS = ("ready_agents", "busy_agents", "logged_in_agents", "waiting_interactions", "offers_made", "offers_accepted")
@@ -65,6 +66,7 @@ async def scrape(port: int, name: str) -> float:
 
 
 async def bench_worker(pipeline: Pipeline, records: list[tuple[bytes, bytes]]) -> float:
+    await ensure_topics(pipeline.settings)
     await produce_all(pipeline.bootstrap, pipeline.topics.stats, records)
     port = free_port()
     child = pipeline.spawn("worker", "worker", PACING_WORKER__WEB_PORT=str(port))
