@@ -22,10 +22,10 @@ async def test_stats_topic_with_other_partition_count_stops_start_up(kafka_boots
     await admin.start()
     await admin.create_topics([NewTopic(topic_names(settings).stats, 3, 1)])
     await admin.close()
-    with pytest.raises(TopicMismatch, match="has 3 partitions but option 'kafka.stats_partitions' is 6"):
+    with pytest.raises(TopicMismatch, match=r"has 3 partitions but option 'kafka\.stats_partitions' is 6"):
         await ensure_topics(settings)
 
-    worker = subprocess.run(
+    worker = subprocess.run(  # noqa: ASYNC221 - the test waits for the process on purpose
         [sys.executable, "-m", "infra.cli", "worker"], cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
              "PACING_KAFKA__TOPIC_PREFIX": prefix, "PACING_KAFKA__STATS_PARTITIONS": "6"},
