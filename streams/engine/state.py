@@ -21,17 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-GAUGE_NAMES = frozenset(
-    {
-        "ready_agents",
-        "busy_agents",
-        "logged_in_agents",
-        "waiting_interactions",
-        "outstanding_offers",
-        "average_handle_time_s",
-    }
-)
-#: Counter statistics, in the order of a bucket row.
+from schemas.models import COUNTERS, GAUGES
+
+GAUGE_NAMES = GAUGES
+#: Counter statistics, in the order of a bucket row. The order is part of the stored state
+#: (changelogs, RocksDB): append new counters, never reorder.
 COUNTER_NAMES: tuple[str, ...] = (
     "interactions_entered",
     "interactions_answered",
@@ -41,6 +35,8 @@ COUNTER_NAMES: tuple[str, ...] = (
     "offers_made",
     "offers_accepted",
 )
+if set(COUNTER_NAMES) != COUNTERS:  # every counter of the StatEvent contract needs a bucket column
+    raise ImportError(f"counter columns {COUNTER_NAMES} do not match the StatEvent counters {sorted(COUNTERS)}")
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
 #: Index in a bucket row of the waiting integral (interaction-seconds spent waiting).
 WAITING_AREA = len(COUNTER_NAMES)
