@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from infra.broker import EmbeddedBroker, die_with_parent, free_port
 from infra.console import format_alarm
 from streams.config import load_settings
+from streams.metrics_reporter import flatten
 from streams.topics import topic_names
 
 LOG_DIR = Path("var/run")
@@ -73,13 +74,7 @@ async def _scrape(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
             text = await response.text()
     except (aiohttp.ClientError, TimeoutError):
         return {}
-    figures: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.endswith("_total") or not sample.name.endswith(("_created", "_bucket")):
-                key = sample.name + "".join(f"{{{v}}}" for v in sample.labels.values())
-                figures[key] = figures.get(key, 0.0) + sample.value
-    return figures
+    return flatten(text_string_to_metric_families(text))
 
 
 def _sum(figures: dict[str, float], prefix: str) -> int:
@@ -123,8 +118,8 @@ async def _report(progress: Progress, ports: dict[str, int], emulator_base: str)
                 f"[{now - progress.started:6.0f}s] events in {events:>8,} ({rate:6,.0f}/s)"
                 f" | rejected {_sum(worker, 'pacing_events_rejected_total'):>4}"
                 f" | decisions {_sum(worker, 'pacing_decisions_emitted_total'):>6,}"
-                f" | bulk ok {_sum(sink, 'sink_requests_total{success}'):>4}"
-                f" failed {_sum(sink, 'sink_requests_total') - _sum(sink, 'sink_requests_total{success}'):>3}"
+                f" | bulk ok {_sum(sink, 'sink_requests_total{outcome=success}'):>4}"
+                f" failed {_sum(sink, 'sink_requests_total') - _sum(sink, 'sink_requests_total{outcome=success}'):>3}"
                 f" | delivered {_sum(sink, 'sink_entities_delivered_total'):>6,}"
                 f" | endpoint holds {targets if targets is not None else '?':>3} targets"
                 f" | alarms {len(progress.alarms)}",

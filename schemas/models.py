@@ -253,33 +253,31 @@ def _num(value: Any) -> str:
     return str(value)
 
 
+# pydantic error type -> phrase; ``{loc}`` is the field, the rest come from the error's context.
+_ERROR_TEMPLATES = {
+    "missing": "{loc} is required",
+    "extra_forbidden": "unexpected field {loc}",
+    "finite_number": "{loc} must be finite",
+    "greater_than_equal": "{loc} must be >= {ge}",
+    "greater_than": "{loc} must be > {gt}",
+    "less_than_equal": "{loc} must be <= {le}",
+    "less_than": "{loc} must be < {lt}",
+    "string_too_long": "{loc} must be at most {max_length} characters",
+    "literal_error": "{loc} must be {expected}",
+    "enum": "{loc} must be {expected}",
+}
+
+
 def _error_text(error: Any) -> str:
     """One pydantic error as a short phrase, e.g. ``value must be >= 0``."""
     loc = _loc_text(tuple(error.get("loc", ())))
     kind = error.get("type", "")
     ctx = error.get("ctx") or {}
-    if kind == "missing":
-        return f"{loc} is required"
-    if kind == "extra_forbidden":
-        return f"unexpected field {loc}"
-    if kind == "finite_number":
-        return f"{loc} must be finite"
-    if kind == "greater_than_equal":
-        return f"{loc} must be >= {_num(ctx.get('ge'))}"
-    if kind == "greater_than":
-        return f"{loc} must be > {_num(ctx.get('gt'))}"
-    if kind == "less_than_equal":
-        return f"{loc} must be <= {_num(ctx.get('le'))}"
-    if kind == "less_than":
-        return f"{loc} must be < {_num(ctx.get('lt'))}"
+    template = _ERROR_TEMPLATES.get(kind)
+    if template is not None:
+        return template.format(loc=loc, **{k: _num(v) for k, v in ctx.items()})
     if kind == "string_too_short" and ctx.get("min_length") == 1:
         return f"{loc} must not be empty"
-    if kind == "string_too_long":
-        return f"{loc} must be at most {ctx.get('max_length')} characters"
-    if kind == "literal_error":
-        return f"{loc} must be {ctx.get('expected')}"
-    if kind == "enum":
-        return f"{loc} must be {ctx.get('expected')}"
     if kind == "value_error":
         message = str(error.get("msg", ""))
         return f"{loc} {message.removeprefix('Value error, ')}"

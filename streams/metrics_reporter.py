@@ -10,10 +10,11 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 
 from streams.config import Settings
 
@@ -24,8 +25,13 @@ Publish = Callable[[bytes, bytes], Awaitable[None]]
 
 def snapshot(registry: CollectorRegistry) -> dict[str, float]:
     """Every sample of the registry as ``name{label=value,…}`` → value (histogram buckets left out)."""
+    return flatten(registry.collect())
+
+
+def flatten(families: Iterable[Metric]) -> dict[str, float]:
+    """Samples of metric families (from a registry or a scraped ``/metrics`` page) as one flat dict."""
     figures: dict[str, float] = {}
-    for family in registry.collect():
+    for family in families:
         for sample in family.samples:
             if sample.name.endswith(("_bucket", "_created")):
                 continue
