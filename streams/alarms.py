@@ -21,6 +21,10 @@ PACING_RESPONSE_TARGET_ERROR = "PacingResponseTargetError"
 PACING_RESPONSE_VALIDATION_ERROR = "PacingResponseValidationError"
 TARGET_STALE = "TargetStale"
 PACING_DECISION_FAILED = "PacingDecisionFailed"
+# The topics a process needs are gone (e.g. a broker restarted on memory storage); it recreates them.
+TOPICS_MISSING = "PacingTopicsMissing"
+# A process cannot write its results to Kafka (sends fail); nothing is committed meanwhile.
+KAFKA_UNAVAILABLE = "PacingKafkaUnavailable"
 
 
 @dataclass(frozen=True)
