@@ -34,6 +34,8 @@ class AlarmMessage:
     key: bytes
     value: bytes
     alarm: Alarm
+    #: For a clear: the raised alarm it ends (None when forced), so an unpublished clear can be undone.
+    previous: Alarm | None = None
 
 
 class AlarmBoard:
@@ -83,7 +85,16 @@ class AlarmBoard:
         severity = raised.severity if raised else "major"
         threshold = raised.threshold if raised else None
         alarm = self._alarm(name, scope, AlarmState.CLEARED, message, severity, observed_value, threshold)
-        return self._message(alarm)
+        return self._message(alarm, previous=raised)
+
+    def revert(self, message: AlarmMessage) -> None:
+        """Undo a transition whose record never reached the alarm topic, so that it is published again."""
+        key = (message.alarm.name, message.alarm.scope)
+        if message.alarm.state is AlarmState.RAISED:
+            if self._raised.get(key) is message.alarm:
+                del self._raised[key]
+        elif message.previous is not None:
+            self._raised.setdefault(key, message.previous)
 
     def _alarm(
         self,
@@ -102,5 +113,6 @@ class AlarmBoard:
         )
 
     @staticmethod
-    def _message(alarm: Alarm) -> AlarmMessage:
-        return AlarmMessage(key=f"{alarm.name}:{alarm.scope}".encode(), value=encode_alarm(alarm), alarm=alarm)
+    def _message(alarm: Alarm, previous: Alarm | None = None) -> AlarmMessage:
+        return AlarmMessage(key=f"{alarm.name}:{alarm.scope}".encode(), value=encode_alarm(alarm), alarm=alarm,
+                            previous=previous)

@@ -47,6 +47,15 @@ class NodeMetrics(ProcessMetrics):
         )
         self.targets = Gauge("pacing_targets_owned", "Targets in actively owned partitions", registry=r)
         self.decision_errors = Counter("pacing_decision_errors", "Targets the engine failed to decide", registry=r)
+        self.events_rerouted = Counter(
+            "pacing_events_rerouted", "Stat events forwarded to their target's home partition", registry=r
+        )
+        self.processing_errors = Counter(
+            "pacing_processing_errors", "Batch attempts abandoned because handling an event raised", registry=r
+        )
+        self.send_failures = Counter(
+            "pacing_send_failures", "Batch attempts or ticks whose writes Kafka did not acknowledge", registry=r
+        )
         self.lag = Gauge("pacing_consumer_lag", "Stat events not yet processed, per owned partition",
                          ["partition"], registry=r)
         self.batch_size = Histogram(

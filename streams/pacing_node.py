@@ -1,14 +1,23 @@
 """The pacing nodes: a Faust app whose agent turns stat events into pacing decisions.
 
-Per batch of events (``take_events``): decode in bulk, reject bad or foreign events to the
-DLQ with a reason, fold the good ones into each target's state, then — once per touched
-target, not per event — decide, publish the decision if it changed, and write the state to
-the changelog-backed table. A timer re-publishes every decision the worker owns at least every
-``keepalive_s`` and turns targets without fresh statistics inactive (alarm ``TargetStale``).
+Per batch of events (``noack_take``): decode in bulk; reject bad or foreign events to the DLQ
+with a reason; forward events that arrived off their target's home partition (producers may
+partition as their client does; :mod:`streams.partitioning`); fold the rest into each target's
+state, then — once per touched target, not per event — decide, publish the decision if it
+changed, and write the state to the changelog-backed table. A timer re-publishes every decision
+the worker owns at least every ``keepalive_s`` and turns targets without fresh statistics
+inactive (alarm ``TargetStale``).
 
-Offsets: Faust acks a batch's events after the loop body returns and commits acked offsets;
-messages sent while handling an event are flushed before that commit, so a crash replays the
-batch (at-least-once) and folding is idempotent for replays (stale events are ignored).
+At-least-once, exactly: a batch's events are acknowledged — and so their offsets become
+committable — only after every record the batch caused (decisions, changelog, DLQ, forwarded
+events, alarms) was acknowledged by the broker (:class:`streams.outbox.Outbox`).
+- A failed or unacknowledged write (Kafka unavailable) retries the batch with backoff, forever,
+  reporting not ready; alarm ``PacingKafkaUnavailable``. Folding is idempotent, so a replay
+  changes nothing that was already written.
+- An exception while handling one event (or one target) retries the batch without
+  acknowledging anything; an event that fails ``worker.max_attempts`` times goes to the DLQ with
+  the error as its reason instead of looping.
+- Anything else crashes the worker, which then replays from the last committed offset.
 """
 
 from __future__ import annotations
@@ -17,10 +26,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import faust
+from faust.serializers import codecs
 from faust.types import TP, EventT
 
 from schemas import DecodeError, decode_stat_events, encode_decision
@@ -29,9 +40,11 @@ from streams.alarms import AlarmBoard, AlarmMessage
 from streams.config import Settings
 from streams.decisions import build_decision, decision_fingerprint
 from streams.engine import TargetState
-from streams.event_context import as_current_event
+from streams.faust_compat import changelog_topic_name, store_locally
 from streams.metrics import NodeMetrics, start_metrics_server
 from streams.metrics_reporter import run_reporters
+from streams.outbox import Outbox, SendFailed
+from streams.partitioning import home_partition
 from streams.process_health import ProcessHealth
 from streams.target_definitions import TargetDefinitions
 from streams.topics import TopicNames, topic_names
@@ -39,6 +52,8 @@ from streams.topics import TopicNames, topic_names
 log = logging.getLogger(__name__)
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+RETRY_INITIAL_S = 0.2
+RETRY_MAX_S = 5.0
 
 
 def _now_ms() -> int:
@@ -68,6 +83,28 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+class EventsFailed(Exception):
+    """Handling these events raised; the batch is retried and, after enough attempts, they go to the DLQ."""
+
+    def __init__(self, events: Sequence[EventT], error: BaseException):
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.events = list(events)
+        self.error = error
+
+
+@dataclass
+class _Touched:
+    """A target folded in the current batch: its state, its stored table entry and its events."""
+
+    state: TargetState
+    stored: dict[str, Any]
+    events: list[EventT] = field(default_factory=list)
+
+
+def _event_key(event: EventT) -> tuple[int, int]:
+    return event.message.partition, event.message.offset
+
+
 class PacingNode:
     """One worker process: the Faust app, its topics, table, timer and metrics."""
 
@@ -82,6 +119,10 @@ class PacingNode:
         self._next_offset: dict[int, int] = {}
         # What this worker last published per target: (fingerprint, wall-clock ms).
         self._published: dict[str, tuple[dict[str, Any] | None, int]] = {}
+        # Failed attempts per event (partition, offset), and the events to give up on.
+        self._attempts: dict[tuple[int, int], int] = {}
+        self._poisoned: dict[tuple[int, int], str] = {}
+        self._kafka_failing = False
         self._ready = False
         worker = settings.worker
         datadir = Path(worker.data_dir) / settings.node_id
@@ -109,59 +150,140 @@ class PacingNode:
         self.app.timer(max(0.5, tick), name="refresh")(self._on_timer)
         self.app.task(self._start_side_services)
 
+    @property
+    def ready(self) -> bool:
+        """Serving: owns partitions (or processed a batch) and can write to Kafka."""
+        return (self._ready or bool(self.owned_partitions())) and not self._kafka_failing
+
+    def _outbox(self) -> Outbox:
+        return Outbox(self.app.producer, self.settings.worker.send_timeout_s)
+
     # -- the agent -----------------------------------------------------------------------
 
     async def _consume(self, stream: faust.StreamT) -> None:
         worker = self.settings.worker
-        async for events in stream.take_events(worker.batch_max_events, within=worker.batch_within_s):
-            await self.process_batch(events)
+        await self.definitions.wait_caught_up()  # no decision with default names before definitions are read
+        async for events in stream.noack_take(worker.batch_max_events, within=worker.batch_within_s):
+            for event in await self.handle_batch(events):
+                await stream.ack(event)
             self._ready = True
 
-    async def process_batch(self, events: Sequence[EventT]) -> None:
-        """Fold one batch of stat events and publish the decisions that changed."""
+    async def handle_batch(self, events: Sequence[EventT]) -> list[EventT]:
+        """Handle one batch until everything it caused is on the broker; returns the events to acknowledge.
+
+        Returns early, acknowledging nothing, when the worker stops or loses the partitions:
+        the batch is then replayed from the committed offset by whoever owns them next.
+        """
         self.metrics.batch_size.observe(len(events))
         self.metrics.events_in.inc(len(events))
-        decoded = decode_stat_events([event.value for event in events])
-        touched: dict[str, tuple[TargetState, dict[str, Any], EventT]] = {}
         for event in events:
             message = event.message
             self._next_offset[message.partition] = max(self._next_offset.get(message.partition, 0), message.offset + 1)
+        backoff = RETRY_INITIAL_S
+        while True:
+            if self.app.should_stop or self.app.rebalancing:
+                return []
+            outbox = self._outbox()
+            try:
+                await self._process(events, outbox)
+                await outbox.confirm()
+            except SendFailed as exc:
+                outbox.abandon()
+                await self._kafka_unavailable(exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX_S)
+                continue
+            except EventsFailed as exc:
+                outbox.abandon()
+                self._count_failure(exc)
+                continue
+            await self._kafka_available()
+            for event in events:
+                key = _event_key(event)
+                self._attempts.pop(key, None)
+                self._poisoned.pop(key, None)
+            return list(events)
+
+    def _count_failure(self, failure: EventsFailed) -> None:
+        """One more failed attempt for these events; those out of attempts are given up on (DLQ)."""
+        self.metrics.processing_errors.inc()
+        limit = self.settings.worker.max_attempts
+        for event in failure.events:
+            key = _event_key(event)
+            attempts = self._attempts.get(key, 0) + 1
+            self._attempts[key] = attempts
+            if attempts >= limit:
+                self._poisoned[key] = f"processing failed {attempts} times: {failure}"
+        log.error("handling %d events failed (%s); retrying the batch", len(failure.events), failure,
+                  exc_info=failure.error)
+
+    async def _process(self, events: Sequence[EventT], outbox: Outbox) -> None:
+        """Decode, reject, forward and fold the batch, then decide and store each touched target."""
+        decoded = decode_stat_events([event.value for event in events])
+        partitions = self.settings.kafka.stats_partitions
+        touched: dict[str, _Touched] = {}
         for event, result in zip(events, decoded, strict=True):
+            poisoned = self._poisoned.get(_event_key(event))
+            if poisoned is not None:
+                await self._reject(event, poisoned, outbox)
+                continue
             if isinstance(result, DecodeError):
-                await self._reject(event, result.reason)
+                await self._reject(event, result.reason, outbox)
                 continue
             if result.tenant != self.settings.tenant:
                 served = self.settings.tenant
-                await self._reject(event, f"tenant {result.tenant!r} is not served here (serves {served!r})")
+                await self._reject(event, f"tenant {result.tenant!r} is not served here (serves {served!r})", outbox)
+                continue
+            home = home_partition(result.target_id, partitions)
+            if home != event.message.partition:
+                await self._forward(event, result.target_id, home, outbox)
                 continue
             entry = touched.get(result.target_id)
             if entry is None:
-                entry = self._load(result.target_id, event)
-                touched[result.target_id] = entry
-            if not entry[0].apply(result.statistic, result.value, result.timestamp, result.media_type):
+                entry = touched[result.target_id] = self._load(result.target_id)
+            entry.events.append(event)
+            try:
+                folded = entry.state.apply(result.statistic, result.value, result.timestamp, result.media_type)
+            except Exception as exc:
+                raise EventsFailed([event], exc) from exc
+            if not folded:
                 self.metrics.events_stale.inc()
         now = _now_ms()
-        stale_ms = self.settings.worker.stale_after_s * 1000
-        for target_id, (state, stored, event) in touched.items():
-            was_stale = now - stored.get("received_ms", now) > stale_ms
-            stored["received_ms"] = now
-            await self._decide_and_publish(state, stored, now, keepalive=False)
-            stored["state"] = state.to_dict()
-            stored["partition"] = event.message.partition
-            with as_current_event(event):  # the changelog record goes to the event's partition
-                self.table[target_id] = stored
-            # Cleared even if another worker raised it before a rebalance moved the target here.
-            await self._publish_alarm(self.board.clear_alarm(
-                alarms.TARGET_STALE, target_id, "statistics arrive again", force=was_stale))
+        for target_id, entry in touched.items():
+            try:
+                await self._store_target(target_id, entry, now, outbox)
+            except SendFailed:
+                raise
+            except Exception as exc:
+                raise EventsFailed(entry.events, exc) from exc
 
-    def _load(self, target_id: str, event: EventT) -> tuple[TargetState, dict[str, Any], EventT]:
+    async def _store_target(self, target_id: str, entry: _Touched, now: int, outbox: Outbox) -> None:
+        """Decide and publish one folded target, and write its table entry (changelog included)."""
+        stored = entry.stored
+        event = entry.events[0]
+        was_stale = now - stored.get("received_ms", now) > self.settings.worker.stale_after_s * 1000
+        stored["received_ms"] = now
+        await self._decide_and_publish(entry.state, stored, now, outbox, keepalive=False)
+        stored["state"] = entry.state.to_dict()
+        stored["partition"] = event.message.partition
+        store_locally(self.table, event, target_id, stored)
+        await outbox.send(
+            changelog_topic_name(self.table), codecs.dumps("json", target_id), codecs.dumps("json", stored),
+            partition=event.message.partition,
+        )
+        # Cleared even if another worker raised it before a rebalance moved the target here.
+        await self._publish_alarm(self.board.clear_alarm(
+            alarms.TARGET_STALE, target_id, "statistics arrive again", force=was_stale), outbox)
+
+    def _load(self, target_id: str) -> _Touched:
         stored = self.table.get(target_id)
         if stored is None:
-            return TargetState(target_id), {}, event
-        return TargetState.from_dict(stored["state"]), dict(stored), event
+            return _Touched(TargetState(target_id), {})
+        return _Touched(TargetState.from_dict(stored["state"]), dict(stored))
 
     async def _decide_and_publish(
-        self, state: TargetState, stored: dict[str, Any], now: int, keepalive: bool, stale: bool = False
+        self, state: TargetState, stored: dict[str, Any], now: int, outbox: Outbox, keepalive: bool,
+        stale: bool = False,
     ) -> None:
         """Publish the target's decision if it changed (or, for keepalive, if one is due).
 
@@ -178,52 +300,90 @@ class PacingNode:
             self.metrics.decision_errors.inc()
             log.exception("no decision for target %s", target_id)
             await self._publish_alarm(self.board.raise_alarm(
-                alarms.PACING_DECISION_FAILED, target_id, f"the pacing engine failed: {type(exc).__name__}: {exc}"))
+                alarms.PACING_DECISION_FAILED, target_id, f"the pacing engine failed: {type(exc).__name__}: {exc}"),
+                outbox)
             return
         await self._publish_alarm(self.board.clear_alarm(
-            alarms.PACING_DECISION_FAILED, target_id, "the pacing engine decides again"))
+            alarms.PACING_DECISION_FAILED, target_id, "the pacing engine decides again"), outbox)
         fingerprint = decision_fingerprint(decision)
-        last_fingerprint, last_sent = self._published.get(state.target_id, (stored.get("decision"), 0))
+        last_fingerprint, last_sent = self._published.get(target_id, (stored.get("decision"), 0))
         changed = fingerprint != last_fingerprint
         due = now - last_sent >= self.settings.worker.keepalive_s * 1000
         if not (changed or (keepalive and due)):
             return
-        await self._send(self.names.actiontargets, state.target_id.encode(), encode_decision(decision))
-        self._published[state.target_id] = (fingerprint, now)
+        reason = "changed" if changed else "keepalive"
+
+        def published() -> None:
+            self._published[target_id] = (fingerprint, now)
+            self.metrics.decisions.labels(reason).inc()
+
+        await outbox.send(self.names.actiontargets, target_id.encode(), encode_decision(decision),
+                          on_confirmed=published)
         stored["decision"] = fingerprint
-        self.metrics.decisions.labels("changed" if changed else "keepalive").inc()
 
-    async def _send(
-        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
-    ) -> None:
-        """Hand a record to the producer without waiting for the broker.
-
-        Faust flushes its producer before every offset commit, so everything sent while handling
-        a batch is on the broker before the batch's offsets are committed (at-least-once). The
-        transport producer skips Faust's per-message channel machinery, which costs more than
-        the pacing work itself.
-        """
-        await self.app.producer.send(topic, key, value, None, None, headers)
-
-    async def _reject(self, event: EventT, reason: str) -> None:
-        self.metrics.events_rejected.labels(reason.split(":")[0][:40]).inc()
-        log.warning("rejected event at %s[%d]@%d: %s", event.message.topic, event.message.partition,
-                    event.message.offset, reason)
+    async def _forward(self, event: EventT, target_id: str, home: int, outbox: Outbox) -> None:
+        """Send an event that arrived off its home partition to that partition, keyed by its target."""
         message = event.message
-        await self._send(
+        headers = [*_headers(message.headers),
+                   ("pacing.rerouted-from", f"{message.topic}/{message.partition}@{message.offset}".encode())]
+        await outbox.send(self.names.stats, target_id.encode(), message.value, partition=home, headers=headers,
+                          on_confirmed=self.metrics.events_rerouted.inc)
+
+    async def _reject(self, event: EventT, reason: str, outbox: Outbox) -> None:
+        message = event.message
+        log.warning("rejected event at %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
+        label = reason.split(":")[0][:40]
+        await outbox.send(
             self.names.stats_dlq, message.key, message.value,
-            [("error", reason.encode()), ("source.topic", message.topic.encode()),
-             ("source.partition", str(message.partition).encode()), ("source.offset", str(message.offset).encode())],
+            headers=[("error", reason.encode()), ("source.topic", message.topic.encode()),
+                     ("source.partition", str(message.partition).encode()),
+                     ("source.offset", str(message.offset).encode())],
+            on_confirmed=self.metrics.events_rejected.labels(label).inc,
         )
 
-    async def _publish_alarm(self, message: AlarmMessage | None) -> None:
+    async def _publish_alarm(self, message: AlarmMessage | None, outbox: Outbox) -> None:
         if message is None:
             return
-        if message.alarm.state.value == "raised":
-            self.metrics.alarms.labels(message.alarm.name).inc()
-        log.warning("alarm %s %s [%s]: %s", message.alarm.name, message.alarm.state.value,
-                    message.alarm.scope, message.alarm.message)
-        await self._send(self.names.alarms, message.key, message.value)
+        alarm = message.alarm
+        log.warning("alarm %s %s [%s]: %s", alarm.name, alarm.state.value, alarm.scope, alarm.message)
+
+        def published() -> None:
+            if alarm.state.value == "raised":
+                self.metrics.alarms.labels(alarm.name).inc()
+
+        await outbox.send(self.names.alarms, message.key, message.value,
+                          on_confirmed=published, on_failed=lambda: self.board.revert(message))
+
+    async def _publish_alarms_now(self, *messages: AlarmMessage | None) -> bool:
+        """Publish alarm transitions outside a batch; False (and undone) if Kafka did not take them."""
+        outbox = self._outbox()
+        try:
+            for message in messages:
+                await self._publish_alarm(message, outbox)
+            await outbox.confirm()
+        except SendFailed as exc:
+            outbox.abandon()
+            log.error("could not publish alarms: %s", exc)
+            return False
+        return True
+
+    async def _kafka_unavailable(self, failure: SendFailed, retry_in_s: float) -> None:
+        self.metrics.send_failures.inc()
+        log.error("writes to Kafka failed, nothing acknowledged; retrying the batch in %.1fs: %s",
+                  retry_in_s, failure)
+        if not self._kafka_failing:
+            self._kafka_failing = True
+            await self._publish_alarms_now(self.board.raise_alarm(
+                alarms.KAFKA_UNAVAILABLE, self.settings.node_id,
+                f"writes to Kafka fail; stat events are not acknowledged until they succeed: {failure}",
+                severity="critical"))
+
+    async def _kafka_available(self) -> None:
+        if self._kafka_failing:
+            self._kafka_failing = False
+            log.info("writes to Kafka succeed again")
+            await self._publish_alarms_now(self.board.clear_alarm(
+                alarms.KAFKA_UNAVAILABLE, self.settings.node_id, "writes to Kafka succeed again"))
 
     # -- the timer -----------------------------------------------------------------------
 
@@ -234,7 +394,8 @@ class PacingNode:
 
     def _settled(self) -> bool:
         """False while partitions move or tables restore: the timer must not publish half-restored state."""
-        return self.app.tables.recovery.completed.is_set() and not self.app.rebalancing
+        return (self.app.tables.recovery.completed.is_set() and not self.app.rebalancing
+                and self.definitions.caught_up)
 
     async def _on_timer(self) -> None:
         """Keepalive and staleness for the targets this worker owns; no table writes here."""
@@ -244,6 +405,7 @@ class PacingNode:
         now = _now_ms()
         stale_ms = self.settings.worker.stale_after_s * 1000
         count = 0
+        outbox = self._outbox()
         for target_id in list(self.table.keys()):
             # Read just before deciding: the agent may have written a newer state meanwhile.
             stored = self.table.get(target_id)
@@ -258,13 +420,22 @@ class PacingNode:
                     f"no statistics for {self.settings.worker.stale_after_s:.0f}s; target paced inactive",
                     severity="minor", observed_value=(now - stored["received_ms"]) / 1000,
                     threshold=self.settings.worker.stale_after_s,
-                ))
+                ), outbox)
             state = TargetState.from_dict(stored["state"])
             # The table is written only by the agent; the timer publishes from a copy.
-            await self._decide_and_publish(state, dict(stored), now, keepalive=True, stale=stale)
+            await self._decide_and_publish(state, dict(stored), now, outbox, keepalive=True, stale=stale)
+        for message in self.health.check():
+            await self._publish_alarm(message, outbox)
+        try:
+            await outbox.confirm()
+        except SendFailed as exc:  # nothing is lost: what was not confirmed is published at the next tick
+            outbox.abandon()
+            self.metrics.send_failures.inc()
+            log.error("keepalive decisions and alarms not published: %s", exc)
         self.metrics.targets.set(count)
         self._observe_lag(owned)
-        await self._check_health()
+        sample = self.health.sample()
+        self.metrics.observe_health(sample.max_gc_pause_ms, sample.memory_percent)
 
     def _observe_lag(self, owned: set[int]) -> None:
         self.metrics.lag.clear()
@@ -274,26 +445,31 @@ class PacingNode:
                 lag = max(0, highwater - self._next_offset.get(partition, highwater))
                 self.metrics.lag.labels(str(partition)).set(lag)
 
-    async def _check_health(self) -> None:
-        for message in self.health.check():
-            await self._publish_alarm(message)
-        sample = self.health.sample()
-        self.metrics.observe_health(sample.max_gc_pause_ms, sample.memory_percent)
-
     # -- side services -------------------------------------------------------------------
+
+    async def _publish_metrics(self, key: bytes, value: bytes) -> None:
+        outbox = self._outbox()
+        await outbox.send(self.names.metrics, key, value)
+        await outbox.confirm()
 
     async def _start_side_services(self) -> None:
         self.health.install()
         await self.definitions.start()
         self._reporters = asyncio.create_task(run_reporters(
-            self.settings, "worker", self.metrics.registry,
-            lambda key, value: self._send(self.names.metrics, key, value)))
+            self.settings, "worker", self.metrics.registry, self._publish_metrics))
         port = self.settings.worker.web_port
         if port:
-            self._web = await start_metrics_server(
-                self.metrics.registry, "0.0.0.0", port, lambda: self._ready or bool(self.owned_partitions())
-            )
+            self._web = await start_metrics_server(self.metrics.registry, "0.0.0.0", port, lambda: self.ready)
             log.info("metrics on http://0.0.0.0:%d/metrics", port)
+
+
+def _headers(headers: Any) -> list[tuple[str, bytes]]:
+    """A record's headers as a list of pairs, whichever form the client gave them in."""
+    if not headers:
+        return []
+    if isinstance(headers, dict):
+        return list(headers.items())
+    return list(headers)
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

@@ -3,6 +3,10 @@
 Every worker reads the whole topic (no consumer group, from the beginning) into memory — a
 global table: definitions are few, small, and needed by whichever worker owns the target.
 A record with an empty value deletes the definition (a tombstone).
+
+A node publishes no decision before it has read the topic to its end (:meth:`wait_caught_up`):
+otherwise, after a restart, targets would first go out with default names and service levels
+and then flap back to their definitions.
 """
 
 from __future__ import annotations
@@ -29,7 +33,21 @@ class TargetDefinitions:
         self.settings = settings
         self._definitions: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._caught_up = asyncio.Event()
         self.rejected = 0
+
+    @property
+    def caught_up(self) -> bool:
+        """True once every definition on the topic when following started has been read."""
+        return self._caught_up.is_set()
+
+    async def wait_caught_up(self, warn_every_s: float = 10.0) -> None:
+        """Wait until the topic has been read to its end (logging while it takes long)."""
+        while not self._caught_up.is_set():
+            try:
+                await asyncio.wait_for(self._caught_up.wait(), timeout=warn_every_s)
+            except TimeoutError:
+                log.warning("still reading pacing target definitions; no decision is published until done")
 
     def get(self, target_id: str) -> dict[str, Any] | None:
         """The definition of ``target_id``, or None to use the configured defaults."""
@@ -76,7 +94,28 @@ class TargetDefinitions:
         )
         await consumer.start()
         try:
-            async for record in consumer:
-                self.apply(record.key, record.value)
+            while True:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        self.apply(record.key, record.value)
+                if not self._caught_up.is_set() and await self._at_end(consumer):
+                    log.info("read %d pacing target definitions", len(self._definitions))
+                    self._caught_up.set()
         finally:
             await consumer.stop()
+
+    @staticmethod
+    async def _at_end(consumer: AIOKafkaConsumer) -> bool:
+        """Every assigned partition read up to the high watermark of its last fetch response.
+
+        The high watermark, not ListOffsets: the embedded broker under-reports the latter.
+        """
+        assigned = consumer.assignment()
+        if not assigned:
+            return False
+        for tp in assigned:
+            highwater = consumer.highwater(tp)
+            if highwater is None or await consumer.position(tp) < highwater:
+                return False
+        return True

@@ -1,0 +1,90 @@
+"""Records a pacing node writes for one unit of work, confirmed by the broker before it counts.
+
+At-least-once needs more than a flush before each commit: aiokafka's flush does not raise, so a
+decision, DLQ, alarm or changelog record that failed to send would go unnoticed while the
+source offsets were committed. An :class:`Outbox` keeps every send's delivery future;
+:meth:`Outbox.confirm` waits for all of them and raises :class:`SendFailed` if any failed or
+timed out. Only then does the caller acknowledge the source events (and so let their offsets
+be committed), run the ``on_confirmed`` callbacks (caches of what was published) — or, on
+failure, the ``on_failed`` ones (alarm transitions that never reached the topic are undone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+
+class SendFailed(Exception):
+    """A record could not be written to Kafka; the work that produced it must be redone."""
+
+
+class TransportProducer(Protocol):
+    """The send call of Faust's transport producer (``app.producer``)."""
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+        timestamp: float | None, headers: Any,
+    ) -> Awaitable[Any]: ...
+
+
+Callback = Callable[[], None]
+
+
+class Outbox:
+    """The sends of one batch or tick, and what to do once they are confirmed or have failed."""
+
+    def __init__(self, producer: TransportProducer, timeout_s: float):
+        self._producer = producer
+        self._timeout_s = timeout_s
+        self._deliveries: list[tuple[str, Awaitable[Any]]] = []
+        self._on_confirmed: list[Callback] = []
+        self._on_failed: list[Callback] = []
+
+    def __len__(self) -> int:
+        return len(self._deliveries)
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        on_confirmed: Callback | None = None,
+        on_failed: Callback | None = None,
+    ) -> None:
+        """Hand one record to the producer; its delivery is checked by :meth:`confirm`."""
+        if on_failed is not None:
+            self._on_failed.append(on_failed)
+        try:
+            delivery = await self._producer.send(topic, key, value, partition, None, headers)
+        except Exception as exc:  # the client refused it outright (unknown topic, buffer timeout …)
+            raise SendFailed(f"cannot send to {topic}: {type(exc).__name__}: {exc}") from exc
+        self._deliveries.append((topic, delivery))
+        if on_confirmed is not None:
+            self._on_confirmed.append(on_confirmed)
+
+    async def confirm(self) -> None:
+        """Wait until the broker acknowledged every record; :class:`SendFailed` otherwise."""
+        if self._deliveries:
+            futures = [asyncio.ensure_future(delivery) for _, delivery in self._deliveries]
+            _, pending = await asyncio.wait(futures, timeout=self._timeout_s)
+            if pending:
+                topics = sorted({topic for (topic, _), future in zip(self._deliveries, futures, strict=True)
+                                 if future in pending})
+                raise SendFailed(f"{len(pending)} records not acknowledged within {self._timeout_s:.0f}s "
+                                 f"(topics {', '.join(topics)})")
+            for (topic, _), future in zip(self._deliveries, futures, strict=True):
+                exc = future.exception()
+                if exc is not None:
+                    raise SendFailed(f"cannot send to {topic}: {type(exc).__name__}: {exc}") from exc
+        for callback in self._on_confirmed:
+            callback()
+
+    def abandon(self) -> None:
+        """The work failed: undo what assumed these records would be published."""
+        for callback in reversed(self._on_failed):
+            callback()
