@@ -93,6 +93,8 @@ class WorkerSettings(_Section):
     keepalive_s: float = Field(30.0, gt=0, description="re-emit every decision at least this often")
     stale_after_s: float = Field(300.0, gt=0, description="alarm TargetStale after this long without events")
     standby_replicas: int = Field(1, ge=0)
+    max_attempts: int = Field(3, ge=1, le=100, description="an event whose processing fails this often goes to the DLQ")
+    send_timeout_s: float = Field(30.0, gt=0, le=600, description="wait this long for the broker to acknowledge writes")
     web_port: int = Field(6066, ge=0, le=65535, description="/metrics, /healthz, /readyz; 0 = off")
     data_dir: str = "var/worker"
 
@@ -155,8 +157,14 @@ class SinkSettings(_Section):
     retry_initial_backoff_s: float = Field(0.5, gt=0)
     retry_max_backoff_s: float = Field(30.0, gt=0)
     commit_interval_s: float = Field(1.0, gt=0)
-    proxy_url: str | None = None
+    proxy_url: str | None = Field(None, pattern=r"^https?://", description="forward proxy for token and bulk requests")
+    proxy_username: str | None = Field(None, description="Basic proxy authentication (needs proxy_url)")
+    proxy_password: SecretStr | None = None
     verify_tls: bool = True
+    ca_file: str | None = Field(None, description="PEM bundle of CAs to trust instead of the system's")
+    topic_check_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="how often the sink checks that its topics still exist (recreated if not)"
+    )
     web_port: int = Field(6070, ge=0, le=65535)
 
 
