@@ -39,6 +39,7 @@ import math
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -237,7 +238,9 @@ class JourneyEmulator:
     """The emulator as an object: start it in-process (tests) or via :func:`run_emulator`.
 
     State lives in memory: issued tokens, the target store (id → latest accepted entity), a
-    bounded record of bulk requests, and the fault switch :attr:`faults`.
+    bounded record of bulk requests, and the fault switch :attr:`faults`. ``clock`` (seconds,
+    default :func:`time.monotonic`) measures token lifetimes and the rate-limit window, so tests
+    can step time instead of sleeping through it.
     """
 
     def __init__(
@@ -249,6 +252,7 @@ class JourneyEmulator:
         rate_limit_per_s: int | None = None,
         max_recorded_requests: int = 10_000,
         max_recorded_bodies: int = 100,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if token_ttl_s <= 0:
             raise ValueError("token_ttl_s must be positive")
@@ -258,6 +262,7 @@ class JourneyEmulator:
         self._client_secret = client_secret
         self.token_ttl_s = token_ttl_s
         self.rate_limit_per_s = rate_limit_per_s
+        self._clock = clock
         self.faults = FaultControl()
         self._tokens: dict[str, float] = {}
         self._admitted: deque[float] = deque()
@@ -373,7 +378,7 @@ class JourneyEmulator:
         return id_ok and secret_ok
 
     def _issue_token(self) -> str:
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = {tok: exp for tok, exp in self._tokens.items() if exp > now}
         token = secrets.token_urlsafe(32)
         self._tokens[token] = now + self.token_ttl_s
@@ -387,7 +392,7 @@ class JourneyEmulator:
         expires = self._tokens.get(token.strip())
         if expires is None:
             return "unknown token"
-        if expires <= time.monotonic():
+        if expires <= self._clock():
             return "token expired"
         return None
 
@@ -397,7 +402,7 @@ class JourneyEmulator:
         """Seconds to wait if this request exceeds the per-second limit, else None (admitted)."""
         if self.rate_limit_per_s is None:
             return None
-        now = time.monotonic()
+        now = self._clock()
         while self._admitted and self._admitted[0] <= now - 1.0:
             self._admitted.popleft()
         if len(self._admitted) >= self.rate_limit_per_s:
