@@ -23,7 +23,7 @@ or corrupt Avro body, JSON nested thousands deep, integer literals of
 thousands of digits, lone surrogates, ``NaN``... A poison record therefore
 costs one rejection, never the batch it came in. Limits that bound the work
 per payload: :data:`MAX_PAYLOAD_BYTES`, :data:`MAX_JSON_DEPTH`,
-:data:`MAX_JSON_INT_DIGITS`. Stat events are validated strictly (no
+:data:`MAX_JSON_INT_DIGITS`, :data:`MAX_JSON_FIELDS`. Stat events are validated strictly (no
 ``true`` or ``"5"`` for a number, no ``1.7e12`` for the integer timestamp),
 exactly as their Avro types say.
 
@@ -61,6 +61,7 @@ __all__ = [
     "AVRO_DIR",
     "MAGIC",
     "MAX_JSON_DEPTH",
+    "MAX_JSON_FIELDS",
     "MAX_JSON_INT_DIGITS",
     "MAX_PAYLOAD_BYTES",
     "MODELS",
@@ -106,6 +107,10 @@ MAX_JSON_DEPTH = 32
 #: most 309 digits). Longer literals would otherwise raise ``ValueError`` (>4,300
 #: digits by default) or cost quadratic time (with the limit switched off).
 MAX_JSON_INT_DIGITS = 640
+
+#: Most fields a JSON record may have (a TargetConfig has 12, a StatEvent 7). Thousands of
+#: unknown fields would otherwise cost validation one error each (tens of milliseconds).
+MAX_JSON_FIELDS = 64
 
 _MAX_REASON_CHARS = 200
 
@@ -516,6 +521,10 @@ def _decode_json(payload: bytes) -> dict[str, Any]:
         raise DecodeError("invalid JSON: integer literal too long", DecodeCategory.TOO_LARGE) from None
     if type(data) is not dict:  # cannot happen after a leading '{', kept for safety
         raise DecodeError("invalid JSON: not an object", DecodeCategory.MALFORMED_JSON)
+    if len(data) > MAX_JSON_FIELDS:
+        raise DecodeError(
+            f"invalid JSON: object of {len(data)} fields (limit {MAX_JSON_FIELDS})", DecodeCategory.TOO_LARGE
+        )
     if "\\u" in text:  # only escapes can produce lone surrogates; UTF-8 input cannot
         _reject_lone_surrogates(data)
     return data

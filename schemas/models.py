@@ -301,7 +301,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     (``value must be >= 0``, ``statistic 'x' is not a known statistic``) rather
     than pydantic's multi-line report. Only the first error is spelled out.
     """
-    errors = exc.errors(include_url=False)
+    errors = exc.errors(include_url=False, include_input=False)
     if not errors:
         return "invalid"
     text = _error_text(errors[0])

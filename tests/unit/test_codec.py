@@ -472,6 +472,15 @@ def test_json_depth_check_is_linear() -> None:
     assert time.perf_counter() - started < 1.0  # about 10 ms; quadratic was over 10 s
 
 
+def test_json_objects_with_too_many_fields_are_rejected_before_validation() -> None:
+    payload = b"{" + b",".join(b'"k%d": 1' % i for i in range(6000)) + b"}"
+    error = rejected(payload)
+    assert error.reason == "invalid JSON: object of 6000 fields (limit 64)"
+    assert error.category is DecodeCategory.TOO_LARGE
+    many = {**make_event().model_dump(), **{f"k{i}": 1 for i in range(57)}}  # 64 fields: validation says which
+    assert rejected(json.dumps(many).encode()).reason == "invalid StatEvent: unexpected field k0 (+56 more)"
+
+
 def test_json_depth_ignores_brackets_inside_strings() -> None:
     payload = json.dumps({**make_event().model_dump(), "source": "[{" * 100 + '\\"]'}).encode()
     assert decode_stat_event(payload).source == "[{" * 100 + '\\"]'
