@@ -57,10 +57,45 @@ def sink_settings(bootstrap: str, emulator: JourneyEmulator, prefix: str, sink: 
         # Short group timeouts: a restarted sink rejoins once the broker dropped the old member.
         kafka={"bootstrap_servers": bootstrap, "topic_prefix": prefix, "stats_partitions": GROUP_PARTITIONS,
                "session_timeout_s": 3, "rebalance_timeout_s": 3, "heartbeat_interval_s": 0.5, **(kafka or {})},
-        sink={"linger_ms": 50, "retry_initial_backoff_s": 0.1, "retry_max_backoff_s": 0.4,
+        # Its own consumer group: a group shared with other tests' sinks would rebalance with them.
+        sink={"group_id": f"{prefix}.sink", "linger_ms": 50, "retry_initial_backoff_s": 0.1, "retry_max_backoff_s": 0.4,
               "commit_interval_s": 0.1, "request_timeout_s": 5, "web_port": 0, **(sink or {})},
         **overrides,
     )
+
+
+async def committed_offsets(bootstrap: str, group_id: str, topic: str, partitions: int) -> dict[TopicPartition, int]:
+    """A consumer group's committed offsets on ``topic`` (partitions without a commit left out)."""
+    # A group member that never joins: it only fetches the group's offsets (the admin client's
+    # OffsetFetch version does not decode against Tansu).
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        committed = {}
+        for partition in range(partitions):
+            tp = TopicPartition(topic, partition)
+            offset = await consumer.committed(tp)
+            if offset is not None and offset >= 0:
+                committed[tp] = offset
+    finally:
+        await consumer.stop()
+    return committed
+
+
+async def produce_decisions(bootstrap: str, topic: str,
+                            decisions: Iterable[ActionTargetDecision]) -> dict[TopicPartition, int]:
+    """Publish decisions keyed by target id; returns, per partition, the offset after the last one."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    ends: dict[TopicPartition, int] = {}
+    try:
+        for item in decisions:
+            meta = await producer.send_and_wait(topic, encode_decision(item), key=item.target_id.encode())
+            tp = TopicPartition(meta.topic, meta.partition)
+            ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
+    finally:
+        await producer.stop()
+    return ends
 
 
 class SinkRun:
@@ -114,36 +149,12 @@ class SinkRun:
 
     async def produce(self, decisions: Iterable[ActionTargetDecision]) -> dict[TopicPartition, int]:
         """Publish decisions keyed by target id; returns, per partition, the offset after the last one."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-        await producer.start()
-        ends: dict[TopicPartition, int] = {}
-        try:
-            for item in decisions:
-                meta = await producer.send_and_wait(self.topics.actiontargets, encode_decision(item),
-                                                    key=item.target_id.encode())
-                tp = TopicPartition(meta.topic, meta.partition)
-                ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
-        finally:
-            await producer.stop()
-        return ends
+        return await produce_decisions(self.bootstrap, self.topics.actiontargets, decisions)
 
     async def committed(self) -> dict[TopicPartition, int]:
         """The sink group's committed offsets on the decision topic, as the broker has them."""
-        # A group member that never joins: it only fetches the group's offsets (the admin
-        # client's OffsetFetch version does not decode against Tansu).
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.settings.sink.group_id,
-                                    enable_auto_commit=False)
-        await consumer.start()
-        try:
-            committed = {}
-            for partition in range(GROUP_PARTITIONS):
-                tp = TopicPartition(self.topics.actiontargets, partition)
-                offset = await consumer.committed(tp)
-                if offset is not None and offset >= 0:
-                    committed[tp] = offset
-        finally:
-            await consumer.stop()
-        return committed
+        return await committed_offsets(self.bootstrap, self.settings.sink.group_id, self.topics.actiontargets,
+                                       GROUP_PARTITIONS)
 
     async def read_all(self, topic: str, timeout_s: float = 0.5) -> list[Any]:
         """Every record on ``topic`` now (from the beginning, no group)."""

@@ -6,8 +6,16 @@ import json
 import signal
 import time
 
+from connectors.emulator import JourneyEmulator
 from schemas import AlarmState, StatEvent, decode_alarm, decode_decision, encode_stat_event
 from tests.integration.pipeline import Pipeline, eventually, user_data
+from tests.integration.sink_harness import (
+    SinkRun,
+    committed_offsets,
+    decision,
+    endpoint_ready_agents,
+    produce_decisions,
+)
 
 
 def events_for(targets: range, ready: int) -> list[tuple[bytes, bytes]]:
@@ -84,26 +92,81 @@ async def converged(pipeline: Pipeline, count: int, newest: tuple[str, str] | No
     return await eventually(check, message=f"endpoint holds the latest decision of {count} targets")
 
 
-async def test_sink_killed_before_commit_resends_on_restart(pipeline: Pipeline) -> None:
-    await pipeline.start_worker()
-    # A sink that would commit only after an hour: killed, it has delivered but not committed.
-    sink = await pipeline.start_sink(PACING_SINK__COMMIT_INTERVAL_S="3600")
-    await pipeline.produce(events_for(range(12), ready=3))
-    await eventually(lambda: _complete(pipeline, 12), message="12 targets delivered")
-    await pipeline.produce(events_for(range(6), ready=7))
-    expected = await converged(pipeline, 12, newest=("vq-5", "7"))
+async def test_offsets_are_committed_only_after_delivery(kafka_bootstrap: str, emulator: JourneyEmulator) -> None:
+    # Commits every 0.1 s: a sink that committed what it consumed rather than what it delivered
+    # would move the group offset past the undelivered decisions within the first attempts.
+    async with SinkRun(kafka_bootstrap, emulator, sink={"commit_interval_s": 0.1}) as run:
+        delivered = await run.produce(decision(f"vq-{i}", 3) for i in range(8))
+        await eventually(lambda: _committed_at(run, delivered), message="first decisions delivered and committed")
+
+        emulator.faults.set(status=503)
+        undelivered = await run.produce(decision(f"vq-{i}", 7) for i in range(4))
+        newer = {f"vq-{i}" for i in range(4)}
+        # Failed attempts are spaced by backoff (up to 0.4 s): eight of them span many commit intervals.
+        await eventually(lambda: sum(r.status == 503 and newer <= set(r.entity_ids or ()) for r in emulator.requests)
+                         >= 8, message="eight failed attempts with the newer decisions")
+        assert run.sink is not None and run.sink.ledger.pending_count == 4  # consumed, not delivered
+        committed = await run.committed()
+        for tp in undelivered:
+            assert committed.get(tp, 0) <= delivered.get(tp, 0), (
+                f"{tp} committed at {committed.get(tp)} past undelivered records starting at {delivered.get(tp, 0)}")
+        assert endpoint_ready_agents(emulator) == {f"vq-{i}": "3" for i in range(8)}
+
+        emulator.faults.clear()
+        await eventually(lambda: endpoint_ready_agents(emulator)
+                         == {f"vq-{i}": "7" if i < 4 else "3" for i in range(8)}, message="newer decisions delivered")
+        await eventually(lambda: _committed_at(run, {**delivered, **undelivered}),
+                         message="offsets committed once delivered")
+
+
+async def _committed_at(run: SinkRun, ends: dict) -> bool:
+    return await run.committed() == ends
+
+
+async def test_sink_killed_with_undelivered_decisions_resends_exactly_those_on_restart(
+        pipeline: Pipeline, kafka_bootstrap: str) -> None:
+    fast_group = {"PACING_KAFKA__SESSION_TIMEOUT_S": "3", "PACING_KAFKA__REBALANCE_TIMEOUT_S": "3",
+                  "PACING_KAFKA__HEARTBEAT_INTERVAL_S": "0.5", "PACING_SINK__COMMIT_INTERVAL_S": "0.1",
+                  "PACING_SINK__GROUP_ID": f"{pipeline.prefix}.sink"}  # no rebalances with other tests' sinks
+    topic = pipeline.topics.actiontargets
+    group = fast_group["PACING_SINK__GROUP_ID"]
+    partitions = pipeline.settings.kafka.stats_partitions
+    sink = await pipeline.start_sink(**fast_group)
+    delivered = await produce_decisions(kafka_bootstrap, topic, (decision(f"vq-{i}", 3) for i in range(12)))
+    await eventually(lambda: endpoint_ready_agents(pipeline.emulator) == {f"vq-{i}": "3" for i in range(12)},
+                     message="12 targets delivered")
+
+    async def committed_at(ends: dict) -> bool:
+        return await committed_offsets(kafka_bootstrap, group, topic, partitions) == ends
+
+    await eventually(lambda: committed_at(delivered), message="the delivered decisions committed")
+
+    # Newer decisions for six targets meet a failing endpoint; the sink is killed before delivering them.
+    pipeline.emulator.faults.set(status=503)
+    undelivered = await produce_decisions(kafka_bootstrap, topic, (decision(f"vq-{i}", 7) for i in range(6)))
+    newer = {f"vq-{i}" for i in range(6)}
+    await eventually(lambda: sum(r.status == 503 and newer <= set(r.entity_ids or ())
+                                 for r in pipeline.emulator.requests) >= 3, message="three failed attempts")
     sink.send_signal(signal.SIGKILL)
     sink.wait(10)
-    delivered_before = {tid for r in pipeline.emulator.requests for tid in (r.entity_ids or [])}
+    pipeline.emulator.faults.clear()
     pipeline.emulator.clear_requests()
 
-    await pipeline.start_sink()
-    resent = await eventually(
-        lambda: {tid for r in pipeline.emulator.requests if r.status == 200 for tid in (r.entity_ids or [])}
-        >= expected.keys() or None, message="restarted sink re-sends the uncommitted decisions")
-    assert resent
-    assert delivered_before >= expected.keys()
-    assert endpoint_view(pipeline) == expected
+    await pipeline.start_sink(**fast_group)
+    expected = {f"vq-{i}": "7" if i < 6 else "3" for i in range(12)}
+    await eventually(lambda: endpoint_ready_agents(pipeline.emulator) == expected,
+                     message="the restarted sink delivered the six newer decisions")
+    sent = [(entity["id"], user_data_of(entity)["readyAgents"])
+            for r in pipeline.emulator.requests if r.status == 200 and isinstance(r.body, dict)
+            for entity in r.body["entities"]]
+    # Exactly the uncommitted decisions, with their values: not the committed older ones.
+    assert sorted(sent) == sorted((f"vq-{i}", "7") for i in range(6))
+    await eventually(lambda: committed_at({**delivered, **undelivered}), message="offsets committed after resend")
+
+
+def user_data_of(entity: dict) -> dict[str, str]:
+    """A request entity's userData as a dict."""
+    return {item["key"]: item["value"] for item in entity["userData"]}
 
 
 async def test_rejected_targets_and_unreadable_records_reach_the_error_topic(pipeline: Pipeline) -> None:

@@ -39,13 +39,12 @@ async def raised_with(run: SinkRun, name: str, *phrases: str) -> bool:
         p in transitions[0].message for p in phrases)
 
 
-@pytest.mark.parametrize(("endpoint", "status"), [
-    ("v2/journey/actiontargetz/bulk", 404),  # a typo in pacingEndpoint.targetEndpoint: no such route
-    ("../emulator/health", 405),             # a path that exists but does not take POST
-])
 async def test_wrong_endpoint_is_retried_alarmed_and_nothing_is_committed(
-        kafka_bootstrap: str, emulator: JourneyEmulator, endpoint: str, status: int) -> None:
-    wrong = SinkRun(kafka_bootstrap, emulator, pacingEndpoint={"targetEndpoint": endpoint})
+        kafka_bootstrap: str, emulator: JourneyEmulator) -> None:
+    # A typo in pacingEndpoint.targetEndpoint: the emulator's router answers 404 (405 and the
+    # other operator-error statuses are classified alike: tests/unit/test_journey_client.py).
+    status = 404
+    wrong = SinkRun(kafka_bootstrap, emulator, pacingEndpoint={"targetEndpoint": "v2/journey/actiontargetz/bulk"})
     async with wrong:
         ends = await wrong.produce(decision(f"vq-{i}", 4) for i in range(6))
         await eventually(lambda: attempts(wrong) >= 3, message="several retried attempts")
