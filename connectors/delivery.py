@@ -130,17 +130,26 @@ class DeliveryLedger:
                 safe[pending.tp] = min(safe.get(pending.tp, pending.offset), pending.offset)
         return safe
 
-    def reset_positions(self) -> None:
-        """The topic was recreated (its records and offsets are gone): forget every position.
+    def position(self, tp: TopicPartition) -> int | None:
+        """The next offset to consume on ``tp``, if anything was consumed there."""
+        return self._next_offset.get(tp)
 
-        The undelivered decisions are kept, now without an offset (like refresh entries), so none
-        is lost and none holds back — or pushes forward — a commit on the new, empty topic.
+    def reset_positions(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        """The topic was recreated (its records and offsets are gone): forget the partitions' positions.
+
+        ``partitions`` None means all. The undelivered decisions are kept, now without an offset
+        (like refresh entries), so none is lost and none holds back — or pushes forward — a
+        commit on the new, empty topic.
         """
-        self._next_offset.clear()
+        reset = None if partitions is None else set(partitions)
+        for tp in list(self._next_offset):
+            if reset is None or tp in reset:
+                del self._next_offset[tp]
         for target_id, pending in self._pending.items():
-            if pending.tp is not None:
+            if pending.tp is not None and (reset is None or pending.tp in reset):
                 self._pending[target_id] = Pending(target_id, pending.entity, pending.size, None, None)
-        self._delivered = {target_id: (entity, None) for target_id, (entity, _) in self._delivered.items()}
+        self._delivered = {target_id: (entity, None if reset is None or tp in reset else tp)
+                           for target_id, (entity, tp) in self._delivered.items()}
 
     def revoke(self, partitions: Iterable[TopicPartition]) -> None:
         """Forget partitions handed to another sink; it re-reads them from the committed offset."""

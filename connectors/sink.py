@@ -106,13 +106,15 @@ class BulkSink:
         # Targets the endpoint rejected and has not accepted since (→ PacingResponseTargetError).
         self._rejected: dict[str, TopicPartition | None] = {}
         self._topics_missing: list[str] = []
+        self._cluster_unreachable = False  # the last topic check got no answer
         self._resubscribe = asyncio.Event()  # the consume loop restarts its consumer when set
         self._resumed = asyncio.Event()  # set by the consume loop once the new consumer owns partitions
         self.health = ProcessHealth(settings.metrics, self.board)
 
     def ready(self) -> bool:
-        """Ready (``/readyz``): the consumer owns partitions and every topic of the sink exists."""
-        return bool(self._consumer and self._consumer.assignment()) and not self._topics_missing
+        """Ready (``/readyz``): the consumer owns partitions, the cluster answers and the sink's topics exist."""
+        return (bool(self._consumer and self._consumer.assignment()) and not self._topics_missing
+                and not self._cluster_unreachable)
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         kafka = self.settings.kafka
@@ -202,8 +204,16 @@ class BulkSink:
         if old is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.stop(), timeout=self.settings.kafka.session_timeout_s)
-        consumer = self._new_consumer()
-        await consumer.start()
+        while True:
+            consumer = self._new_consumer()
+            try:
+                await consumer.start()
+                break
+            except KafkaError as exc:  # the broker is still coming back
+                log.warning("sink consumer restart failed (%s); retrying", exc)
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                await asyncio.sleep(1.0)
         self._consumer = consumer
         log.info("sink consumer restarted on %s", self.names.actiontargets)
 
@@ -219,6 +229,14 @@ class BulkSink:
     def _intake(self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None) -> str | None:
         """Book one consumed record; returns why it cannot be delivered, if it cannot."""
         self.metrics.records_in.inc()
+        position = self.ledger.position(tp)
+        if position is not None and offset < position:
+            # The log went backwards: the topic was recreated under us (a broker that lost its
+            # data). Old positions would commit offsets past records of the new topic.
+            log.warning("%s went back from offset %d to %d: topic recreated; forgetting its old positions",
+                        tp, position, offset)
+            self.ledger.reset_positions([tp])
+            self._committed.pop(tp, None)
         if not value:
             self.ledger.skip(tp, offset)  # a tombstone: nothing to upsert
             return None
@@ -453,11 +471,14 @@ class BulkSink:
                     if admin is None:
                         admin = AIOKafkaAdminClient(**client_options(self.settings))
                         await admin.start()
-                    missing = await missing_topics(self.settings, own, admin=admin)
-                    if missing:
-                        await self._recover_topics(missing)
-                except (KafkaError, OSError) as exc:  # broker away: try again with a fresh client
-                    log.warning("topic check failed (%s); will retry", exc)
+                    missing = await asyncio.wait_for(missing_topics(self.settings, own, admin=admin),
+                                                     timeout=max(interval, 5.0))
+                    self._cluster_unreachable = False
+                    if missing or self._topics_missing:  # the latter: a recovery interrupted before
+                        await self._recover_topics(missing or self._topics_missing)
+                except (KafkaError, OSError, TimeoutError) as exc:  # broker away: try again, fresh client
+                    self._cluster_unreachable = True
+                    log.warning("topic check failed (%s); will retry", str(exc) or type(exc).__name__)
                     if admin is not None:
                         with contextlib.suppress(Exception):
                             await admin.close()

@@ -128,3 +128,18 @@ def test_rejected_targets_are_not_refreshed() -> None:
     ledger.delivered(ledger.take_batch(10, 1000), rejected=["bad"])
     assert ledger.safe_offsets() == {P0: 2}
     assert ledger.schedule_refresh() == 1
+
+
+def test_reset_positions_keeps_undelivered_decisions_without_offsets() -> None:
+    # The topic was recreated (a broker lost its data): old offsets mean nothing on the new one.
+    ledger = DeliveryLedger()
+    ledger.record(P0, 40, "a", entity("a", 1), 10)
+    ledger.record(P1, 7, "b", entity("b", 1), 10)
+    ledger.reset_positions([P0])
+    assert ledger.safe_offsets() == {P1: 7}  # P0 neither held back at 40 nor pushed to 41
+    assert ledger.position(P0) is None and ledger.position(P1) == 8
+    assert sorted(p.target_id for p in ledger.take_batch(10, 1000)) == ["a", "b"]  # "a" still delivered
+    ledger.reset_positions()
+    assert ledger.safe_offsets() == {}
+    ledger.record(P0, 0, "c", entity("c", 1), 10)  # the new topic starts again at 0
+    assert ledger.safe_offsets() == {P0: 0}
