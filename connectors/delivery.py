@@ -130,6 +130,18 @@ class DeliveryLedger:
                 safe[pending.tp] = min(safe.get(pending.tp, pending.offset), pending.offset)
         return safe
 
+    def reset_positions(self) -> None:
+        """The topic was recreated (its records and offsets are gone): forget every position.
+
+        The undelivered decisions are kept, now without an offset (like refresh entries), so none
+        is lost and none holds back — or pushes forward — a commit on the new, empty topic.
+        """
+        self._next_offset.clear()
+        for target_id, pending in self._pending.items():
+            if pending.tp is not None:
+                self._pending[target_id] = Pending(target_id, pending.entity, pending.size, None, None)
+        self._delivered = {target_id: (entity, None) for target_id, (entity, _) in self._delivered.items()}
+
     def revoke(self, partitions: Iterable[TopicPartition]) -> None:
         """Forget partitions handed to another sink; it re-reads them from the committed offset."""
         revoked = set(partitions)

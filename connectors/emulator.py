@@ -26,7 +26,8 @@ Endpoints
     ``{"status": "ok"}`` once the server listens (for start-up scripts).
 
 Order of checks on a bulk request: bearer token, content type, rate limit, then the injected
-fault (delay, then status), then the body.
+fault (delay, body size, then status), then the body. ``JourneyEmulator.start(ssl_context=…)``
+serves it all over HTTPS.
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ import json
 import logging
 import math
 import secrets
+import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import BasicAuth, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -93,13 +96,16 @@ class FaultSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     status: int | None = Field(None, ge=400, le=599, description="answer every bulk request so")
-    retry_after: int | None = Field(None, ge=0, description="Retry-After seconds with `status`")
+    retry_after: Annotated[int, Field(ge=0)] | str | None = Field(
+        None, description="Retry-After with `status`: seconds, or verbatim text such as an HTTP date"
+    )
     delay_s: float = Field(0.0, ge=0, description="sleep before answering (timeouts)")
     fail_target_ids: list[str] = Field(
         default_factory=list,
         description=f"these ids fail alone: {TARGET_ERROR_STATUS} {TARGET_ERROR_CODE}",
     )
     malformed_response: bool = Field(False, description="200 with a body that fails the model")
+    max_body_bytes: int | None = Field(None, ge=0, description="413 for a request body larger than this")
     remaining: int | None = Field(None, ge=1, description="only the next N bulk requests")
 
     @property
@@ -107,6 +113,7 @@ class FaultSettings(BaseModel):
         """Whether any misbehaviour is switched on."""
         return bool(
             self.status or self.delay_s or self.fail_target_ids or self.malformed_response
+            or self.max_body_bytes is not None
         )
 
     def describe(self) -> str:
@@ -120,6 +127,8 @@ class FaultSettings(BaseModel):
             parts.append(f"fail_ids={len(self.fail_target_ids)}")
         if self.malformed_response:
             parts.append("malformed")
+        if self.max_body_bytes is not None:
+            parts.append(f"max_body={self.max_body_bytes}")
         return "fault=" + ",".join(parts)
 
 
@@ -237,7 +246,9 @@ class JourneyEmulator:
     """The emulator as an object: start it in-process (tests) or via :func:`run_emulator`.
 
     State lives in memory: issued tokens, the target store (id → latest accepted entity), a
-    bounded record of bulk requests, and the fault switch :attr:`faults`.
+    bounded record of bulk requests, and the fault switch :attr:`faults`. ``clock`` (seconds,
+    default :func:`time.monotonic`) measures token lifetimes and the rate-limit window, so tests
+    can step time instead of sleeping through it.
     """
 
     def __init__(
@@ -249,6 +260,7 @@ class JourneyEmulator:
         rate_limit_per_s: int | None = None,
         max_recorded_requests: int = 10_000,
         max_recorded_bodies: int = 100,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if token_ttl_s <= 0:
             raise ValueError("token_ttl_s must be positive")
@@ -258,6 +270,7 @@ class JourneyEmulator:
         self._client_secret = client_secret
         self.token_ttl_s = token_ttl_s
         self.rate_limit_per_s = rate_limit_per_s
+        self._clock = clock
         self.faults = FaultControl()
         self._tokens: dict[str, float] = {}
         self._admitted: deque[float] = deque()
@@ -288,14 +301,19 @@ class JourneyEmulator:
         )
         return app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on host:port (0 picks a free port); returns the base URL ``http://host:port``."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
+        """Listen on host:port (0 picks a free port); returns the base URL ``http(s)://host:port``.
+
+        With ``ssl_context`` (a server context holding the certificate) it serves HTTPS.
+        """
         if self._runner is not None:
             raise RuntimeError("emulator already started")
         runner = web.AppRunner(self.make_app(), access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port)
+            site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -303,7 +321,8 @@ class JourneyEmulator:
         self._runner = runner
         bound_host, bound_port = runner.addresses[0][:2]
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-        self._base_url = f"http://{url_host}:{bound_port}"
+        scheme = "https" if ssl_context is not None else "http"
+        self._base_url = f"{scheme}://{url_host}:{bound_port}"
         return self._base_url
 
     async def stop(self) -> None:
@@ -373,7 +392,7 @@ class JourneyEmulator:
         return id_ok and secret_ok
 
     def _issue_token(self) -> str:
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = {tok: exp for tok, exp in self._tokens.items() if exp > now}
         token = secrets.token_urlsafe(32)
         self._tokens[token] = now + self.token_ttl_s
@@ -387,7 +406,7 @@ class JourneyEmulator:
         expires = self._tokens.get(token.strip())
         if expires is None:
             return "unknown token"
-        if expires <= time.monotonic():
+        if expires <= self._clock():
             return "token expired"
         return None
 
@@ -397,7 +416,7 @@ class JourneyEmulator:
         """Seconds to wait if this request exceeds the per-second limit, else None (admitted)."""
         if self.rate_limit_per_s is None:
             return None
-        now = time.monotonic()
+        now = self._clock()
         while self._admitted and self._admitted[0] <= now - 1.0:
             self._admitted.popleft()
         if len(self._admitted) >= self.rate_limit_per_s:
@@ -410,12 +429,13 @@ class JourneyEmulator:
     async def _handle_bulk(self, request: web.Request) -> web.Response:
         started = time.monotonic()
         received_at = time.time()
-        raw = (await request.read()).decode("utf-8", errors="replace")
+        body = await request.read()
+        raw = body.decode("utf-8", errors="replace")
         fault: FaultSettings | None = None
         outcome = self._gate(request)
         if outcome is None:
             fault = self.faults.take()
-            outcome = await self._faulted(fault) if fault else None
+            outcome = await self._faulted(fault, len(body)) if fault else None
         parsed = _parse_json(raw)
         if outcome is None:
             outcome = self._process(parsed, fault)
@@ -445,10 +465,12 @@ class JourneyEmulator:
             return _error_response(429, message, {"Retry-After": str(wait)})
         return None
 
-    async def _faulted(self, fault: FaultSettings) -> _Outcome | None:
-        """Apply the delay and the status fault; None lets the request be processed."""
+    async def _faulted(self, fault: FaultSettings, body_bytes: int) -> _Outcome | None:
+        """Apply the delay, the body-size limit and the status fault; None lets the request be processed."""
         if fault.delay_s:
             await asyncio.sleep(fault.delay_s)
+        if fault.max_body_bytes is not None and body_bytes > fault.max_body_bytes:
+            return _error_response(413, f"request body of {body_bytes} bytes exceeds {fault.max_body_bytes}")
         if fault.status is None:
             return None
         headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}

@@ -4,10 +4,16 @@ Three loops share one :class:`DeliveryLedger`:
 - *consume* reads ``pacing.actiontargets`` in its own consumer group and keeps the latest
   decision per target;
 - *send* posts batches (by count, bytes and linger time, plus a periodic full refresh),
-  retrying 408/429/5xx and transport errors with exponential backoff and jitter, honouring
-  ``Retry-After``, and raising/clearing the alarms;
+  retrying 408/429/5xx, transport errors and operator errors (wrong URL, missing permission)
+  with exponential backoff and full jitter, never sooner than ``Retry-After``; a 413 splits the
+  batch; only 400/422 discard what was sent (to the error topic); it raises/clears the alarms;
 - *commit* commits, every ``commit_interval_s`` and on revocation, only offsets whose records
   are all delivered — at-least-once: a crash re-sends, never skips (upserts are idempotent).
+
+A fourth loop checks every ``topic_check_interval_s`` that the sink's topics still exist: a
+broker restarted on memory storage loses them, and the consumer would then wait forever. It
+reports not ready, raises ``PacingTopicsMissing``, recreates the topics, restarts the consumer
+and clears the alarm once partitions are assigned again.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
@@ -32,7 +39,9 @@ from connectors.journey_client import (
     Delivered,
     InvalidResponse,
     JourneyClient,
+    OperatorError,
     Outcome,
+    PayloadTooLarge,
     RequestRejected,
     RetriableFailure,
 )
@@ -44,12 +53,22 @@ from streams.kafka import client_options
 from streams.metrics import SinkMetrics, start_metrics_server
 from streams.metrics_reporter import run_reporters
 from streams.process_health import ProcessHealth
-from streams.topics import ensure_topics, topic_names
+from streams.topics import ensure_topics, missing_topics, topic_names
 
 log = logging.getLogger(__name__)
 
 # Never wait longer than this for a server's Retry-After: a bogus value must not park the sink.
 MAX_RETRY_AFTER_S = 300.0
+
+
+def full_jitter_delay(ceiling_s: float, retry_after_s: float | None = None, rng: random.Random | None = None) -> float:
+    """Seconds to wait before the next attempt: "full jitter" — uniform over [0, ceiling].
+
+    Spreading retries over the whole interval keeps many sinks from retrying in step after a
+    shared outage. The server's ``Retry-After`` (capped at :data:`MAX_RETRY_AFTER_S`) is a floor.
+    """
+    floor = min(retry_after_s or 0.0, MAX_RETRY_AFTER_S)
+    return max(floor, (rng or random).uniform(0.0, ceiling_s))
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):
@@ -62,6 +81,7 @@ class _CommitOnRevoke(ConsumerRebalanceListener):
             await self.sink.commit(only=set(revoked))
         finally:
             self.sink.ledger.revoke(revoked)
+            await self.sink._forget_rejected(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         log.info("sink assigned %s", sorted(tp.partition for tp in assigned))
@@ -83,7 +103,27 @@ class BulkSink:
         self._producer: AIOKafkaProducer | None = None
         self._oldest_pending_at: float | None = None
         self._consecutive_failures = 0
+        # Targets the endpoint rejected and has not accepted since (→ PacingResponseTargetError).
+        self._rejected: dict[str, TopicPartition | None] = {}
+        self._topics_missing: list[str] = []
+        self._resubscribe = asyncio.Event()  # the consume loop restarts its consumer when set
+        self._resumed = asyncio.Event()  # set by the consume loop once the new consumer owns partitions
         self.health = ProcessHealth(settings.metrics, self.board)
+
+    def ready(self) -> bool:
+        """Ready (``/readyz``): the consumer owns partitions and every topic of the sink exists."""
+        return bool(self._consumer and self._consumer.assignment()) and not self._topics_missing
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        kafka = self.settings.kafka
+        consumer = AIOKafkaConsumer(
+            group_id=self.settings.sink.group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=int(kafka.session_timeout_s * 1000),
+            rebalance_timeout_ms=int(kafka.rebalance_timeout_s * 1000),
+            heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000), **client_options(self.settings),
+        )
+        consumer.subscribe([self.names.actiontargets], listener=_CommitOnRevoke(self))
+        return consumer
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -92,23 +132,13 @@ class BulkSink:
         stop = stop or asyncio.Event()
         await ensure_topics(self.settings)
         options = client_options(self.settings)
-        kafka = self.settings.kafka
-        self._consumer = AIOKafkaConsumer(
-            group_id=self.settings.sink.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=int(kafka.session_timeout_s * 1000),
-            rebalance_timeout_ms=int(kafka.rebalance_timeout_s * 1000),
-            heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000), **options,
-        )
-        self._consumer.subscribe([self.names.actiontargets], listener=_CommitOnRevoke(self))
+        self._consumer = self._new_consumer()
         self._producer = AIOKafkaProducer(acks="all", **options)
         await self._producer.start()
         await self._consumer.start()
         web = None
         if self.settings.sink.web_port:
-            web = await start_metrics_server(
-                self.metrics.registry, "0.0.0.0", self.settings.sink.web_port,
-                lambda: bool(self._consumer and self._consumer.assignment()),
-            )
+            web = await start_metrics_server(self.metrics.registry, "0.0.0.0", self.settings.sink.web_port, self.ready)
         session = aiohttp.ClientSession()
         client = JourneyClient(self.settings, session)
         tasks = [
@@ -116,6 +146,7 @@ class BulkSink:
             asyncio.create_task(self._send_loop(client), name="sink-send"),
             asyncio.create_task(self._commit_loop(), name="sink-commit"),
             asyncio.create_task(self._health_loop(), name="sink-health"),
+            asyncio.create_task(self._topics_loop(), name="sink-topics"),
             asyncio.create_task(run_reporters(self.settings, "sink", self.metrics.registry, self._publish_metrics),
                                 name="sink-reporters"),
         ]
@@ -138,7 +169,8 @@ class BulkSink:
                 await self.commit()
             self.health.uninstall()
             await session.close()
-            await self._consumer.stop()
+            if self._consumer is not None:
+                await self._consumer.stop()
             await self._producer.stop()
             if web is not None:
                 await web.cleanup()
@@ -146,8 +178,12 @@ class BulkSink:
     # -- consume ------------------------------------------------------------------------
 
     async def _consume_loop(self) -> None:
-        assert self._consumer is not None
         while True:
+            if self._resubscribe.is_set():
+                await self._restart_consumer()
+            assert self._consumer is not None
+            if not self._resumed.is_set() and self._consumer.assignment():
+                self._resumed.set()
             batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, records in batches.items():
                 for record in records:
@@ -158,6 +194,18 @@ class BulkSink:
                 self.metrics.pending.set(self.ledger.pending_count)
                 self._wake.set()
             self._observe_lag()
+
+    async def _restart_consumer(self) -> None:
+        """Replace the consumer (its topic was recreated: positions, assignment and group are stale)."""
+        self._resubscribe.clear()
+        old, self._consumer = self._consumer, None  # commit() leaves a missing consumer alone
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), timeout=self.settings.kafka.session_timeout_s)
+        consumer = self._new_consumer()
+        await consumer.start()
+        self._consumer = consumer
+        log.info("sink consumer restarted on %s", self.names.actiontargets)
 
     def _observe_lag(self) -> None:
         assert self._consumer is not None
@@ -240,28 +288,49 @@ class BulkSink:
             if not batch:
                 self._oldest_pending_at = None
                 continue
-            started = time.monotonic()
-            outcome = await client.post_bulk([p.entity for p in batch])
-            self.metrics.latency.observe(time.monotonic() - started)
-            retry_after = await self._settle(batch, outcome)
+            retry_after = await self._post(client, batch)
             self._oldest_pending_at = time.monotonic() if self.ledger.ready_count else None
             self.metrics.pending.set(self.ledger.pending_count)
             if retry_after is None:
                 backoff = sink.retry_initial_backoff_s
                 continue
             # Full jitter on an exponential ceiling; the server's Retry-After is a floor.
-            delay = max(retry_after, random.uniform(backoff / 2, backoff))
+            delay = full_jitter_delay(backoff, retry_after)
             backoff = min(backoff * 2, sink.retry_max_backoff_s)
             log.warning("bulk request failed; retrying in %.1fs (%d targets pending)",
                         delay, self.ledger.pending_count)
             await asyncio.sleep(delay)
 
+    async def _post(self, client: JourneyClient, batch: list[Pending]) -> float | None:
+        """Send one batch and book the outcome; returns a retry delay floor when it must be retried.
+
+        A 413 halves the batch and sends each half (recursively); a single entity that is still
+        too large is rejected alone, to the error topic, like a per-target error. When a part
+        fails otherwise, the parts not sent yet go back to the ledger for the next attempt.
+        """
+        started = time.monotonic()
+        outcome = await client.post_bulk([p.entity for p in batch])
+        self.metrics.latency.observe(time.monotonic() - started)
+        if not isinstance(outcome, PayloadTooLarge) or len(batch) == 1:
+            return await self._settle(batch, outcome)
+        self.metrics.requests.labels("too_large").inc()
+        half = len(batch) // 2
+        log.warning("bulk request of %d targets too large; splitting it in two", len(batch))
+        retry_after = await self._post(client, batch[:half])
+        if retry_after is not None:
+            self.ledger.failed(batch[half:])
+            return retry_after
+        return await self._post(client, batch[half:])
+
     async def _settle(self, batch: list[Pending], outcome: Outcome) -> float | None:
         """Book the outcome of one request; returns a retry delay floor when it must be retried."""
-        if isinstance(outcome, RetriableFailure):
+        if isinstance(outcome, RetriableFailure | OperatorError):
+            # Nothing is discarded: the batch stays in the ledger, its offsets uncommitted.
             self.ledger.failed(batch)
-            self.metrics.requests.labels("retriable_failure").inc()
+            label = "operator_error" if isinstance(outcome, OperatorError) else "retriable_failure"
+            self.metrics.requests.labels(label).inc()
             self._consecutive_failures += 1
+            log.error("bulk request failed: %s", outcome.reason)
             await self._alarm(self.board.raise_alarm(
                 alarms.PACING_REQUESTS_FAILED, self.scope,
                 f"bulk request to {self.settings.bulk_url} failed: {outcome.reason}",
@@ -278,6 +347,11 @@ class BulkSink:
         await self._alarm(self.board.clear_alarm(
             alarms.PACING_REQUESTS_FAILED, self.scope, "bulk requests succeed again"))
         self.metrics.batch_size.observe(len(batch))
+        if isinstance(outcome, PayloadTooLarge):  # one entity alone is too large: only it is rejected
+            self.metrics.requests.labels("too_large").inc()
+            log.error("target %s alone is too large for the endpoint: %s", batch[0].target_id, outcome.reason)
+            await self._settle_results(batch, [(p, {"status": 413, "message": outcome.reason}) for p in batch])
+            return None
         if isinstance(outcome, RequestRejected):
             self.metrics.requests.labels("rejected").inc()
             log.error("bulk request rejected (%s); %d targets to the error topic", outcome.reason, len(batch))
@@ -293,20 +367,45 @@ class BulkSink:
         by_id = {p.target_id: p for p in batch}
         failures = [(by_id[r.id], r.error.model_dump() if r.error else {"message": "success false"})
                     for r in outcome.response.results if not r.success and r.id in by_id]
+        await self._settle_results(batch, failures)
+        return None
+
+    async def _settle_results(self, batch: list[Pending], failures: list[tuple[Pending, dict[str, Any]]]) -> None:
+        """The endpoint answered per target: the failures go to the error topic, the batch is done.
+
+        ``PacingResponseTargetError`` is raised once when a target is rejected and cleared once
+        when every target rejected so far has been accepted since (a newer decision of it, as
+        the rejected one is never re-sent); a batch without those targets changes nothing.
+        """
         self.metrics.entities_sent.inc(len(batch) - len(failures))
+        failed = {pending.target_id for pending, _ in failures}
+        for pending in batch:
+            if pending.target_id not in failed:
+                self._rejected.pop(pending.target_id, None)
+        for pending, _ in failures:
+            self._rejected[pending.target_id] = pending.tp
         if failures:
             self.metrics.entity_errors.inc(len(failures))
             await self._report_errors(failures)
             await self._alarm(self.board.raise_alarm(
                 alarms.PACING_RESPONSE_TARGET_ERROR, self.scope,
                 f"{len(failures)} of {len(batch)} targets rejected, e.g. {failures[0][0].target_id}: "
-                f"{failures[0][1].get('message')}", observed_value=float(len(failures)), threshold=0.0))
-        else:
+                f"{failures[0][1].get('message')}", observed_value=float(len(self._rejected)), threshold=0.0))
+        elif not self._rejected:
             await self._alarm(self.board.clear_alarm(
-                alarms.PACING_RESPONSE_TARGET_ERROR, self.scope, "no target errors in the last response"))
+                alarms.PACING_RESPONSE_TARGET_ERROR, self.scope, "every rejected target has been accepted since"))
         log.info("bulk request delivered %d targets (%d rejected)", len(batch), len(failures))
-        self.ledger.delivered(batch, rejected=[pending.target_id for pending, _ in failures])
-        return None
+        self.ledger.delivered(batch, rejected=list(failed))
+
+    async def _forget_rejected(self, revoked: set[TopicPartition]) -> None:
+        """Targets of partitions handed to another sink are its concern now; clear if none is left."""
+        if not revoked or not self._rejected:
+            return
+        for target_id in [t for t, tp in self._rejected.items() if tp in revoked]:
+            del self._rejected[target_id]
+        if not self._rejected:
+            await self._alarm(self.board.clear_alarm(
+                alarms.PACING_RESPONSE_TARGET_ERROR, self.scope, "the rejected targets moved to another sink"))
 
     async def _report_errors(self, failures: list[tuple[Pending, dict[str, Any]]]) -> None:
         assert self._producer is not None
@@ -339,6 +438,53 @@ class BulkSink:
                 await self._alarm(message)
             sample = self.health.sample()
             self.metrics.observe_health(sample.max_gc_pause_ms, sample.memory_percent)
+
+    # -- topics -------------------------------------------------------------------------
+
+    async def _topics_loop(self) -> None:
+        """Notice that the sink's topics are gone (broker restarted on memory storage) and recover."""
+        interval = self.settings.sink.topic_check_interval_s
+        own = [self.names.actiontargets, self.names.bulk_errors, self.names.alarms, self.names.metrics]
+        admin: AIOKafkaAdminClient | None = None
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    if admin is None:
+                        admin = AIOKafkaAdminClient(**client_options(self.settings))
+                        await admin.start()
+                    missing = await missing_topics(self.settings, own, admin=admin)
+                    if missing:
+                        await self._recover_topics(missing)
+                except (KafkaError, OSError) as exc:  # broker away: try again with a fresh client
+                    log.warning("topic check failed (%s); will retry", exc)
+                    if admin is not None:
+                        with contextlib.suppress(Exception):
+                            await admin.close()
+                    admin = None
+        finally:
+            if admin is not None:
+                with contextlib.suppress(Exception):
+                    await admin.close()
+
+    async def _recover_topics(self, missing: list[str]) -> None:
+        """Not ready, alarm, recreate the topics, restart the consumer; clear once partitions are assigned."""
+        self._topics_missing = missing
+        log.error("topics missing: %s; recreating them", ", ".join(missing))
+        await ensure_topics(self.settings)
+        # The old records and offsets are gone: keep the undelivered decisions, forget their positions.
+        self.ledger.reset_positions()
+        self._committed.clear()
+        await self._alarm(self.board.raise_alarm(
+            alarms.TOPICS_MISSING, self.scope,
+            f"topics missing: {', '.join(missing)} (recreated; the sink resumes once it owns partitions)",
+            severity="critical", observed_value=float(len(missing)), threshold=0.0))
+        self._resumed.clear()
+        self._resubscribe.set()
+        await self._resumed.wait()
+        self._topics_missing = []
+        await self._alarm(self.board.clear_alarm(
+            alarms.TOPICS_MISSING, self.scope, f"topics {', '.join(missing)} recreated; consuming again"))
 
     # -- commit -------------------------------------------------------------------------
 

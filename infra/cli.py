@@ -12,9 +12,13 @@ import threading
 from collections.abc import Callable
 
 from streams.config import ConfigError, Settings, load_settings
+from streams.preflight import KafkaUnreachable
 from streams.topics import TopicMismatch
 
 log = logging.getLogger("pacing")
+
+_KAFKA_COMMANDS = frozenset({"worker", "sink", "produce", "feed", "alarms"})
+"""Subcommands that need the cluster: each first checks that it answers (one line if not)."""
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -22,6 +26,13 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "bootstrap_servers", None):
         overrides["kafka"] = {"bootstrap_servers": args.bootstrap_servers}
     return load_settings(args.config, **overrides)
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Fail fast, in one line, when Kafka cannot be reached (see :mod:`streams.preflight`)."""
+    from streams.preflight import check_kafka
+
+    asyncio.run(check_kafka(_settings(args)))
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -163,10 +174,15 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ["PACING_CONFIG"] = args.config  # child processes of `run` read the same file
     try:
+        if args.command in _KAFKA_COMMANDS:
+            _preflight(args)
         return args.handler(args)
     except (ConfigError, TopicMismatch) as exc:
         print(f"pacing {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KafkaUnreachable as exc:
+        print(f"pacing {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

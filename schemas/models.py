@@ -242,7 +242,10 @@ def _loc_text(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else str(part)
+            part = str(part)
+            if len(part) > 40 or not part.isprintable():  # an unknown key from a producer: quote it, short
+                part = _short_repr(part)
+            text += f".{part}" if text else part
     return text or "record"
 
 
@@ -265,6 +268,13 @@ _ERROR_TEMPLATES = {
     "string_too_long": "{loc} must be at most {max_length} characters",
     "literal_error": "{loc} must be {expected}",
     "enum": "{loc} must be {expected}",
+    "string_type": "{loc} must be a string",
+    "string_unicode": "{loc} must be valid Unicode (no lone surrogates)",
+    "float_type": "{loc} must be a number",
+    "float_parsing": "{loc} must be a number",
+    "int_type": "{loc} must be an integer",
+    "int_parsing": "{loc} must be an integer",
+    "int_from_float": "{loc} must be an integer",
 }
 
 

@@ -7,6 +7,7 @@ keeps producers, workers and the sink from racing to auto-create them with broke
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -65,6 +66,27 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(names.bulk_errors, 1, rf),
         NewTopic(names.metrics, 1, rf),
     ]
+
+
+async def missing_topics(
+    settings: Settings, names: Iterable[str] | None = None, admin: AIOKafkaAdminClient | None = None
+) -> list[str]:
+    """Which of ``names`` (default: every topic of the deployment) the cluster does not have, sorted.
+
+    A broker restarted on memory storage comes back without topics; long-running processes call
+    this periodically to notice. ``admin`` reuses a started client; otherwise one is opened.
+    """
+    wanted = set(names) if names is not None else {spec.name for spec in topic_specs(settings)}
+    own = admin is None
+    client = admin or AIOKafkaAdminClient(**client_options(settings))
+    if own:
+        await client.start()
+    try:
+        existing = set(await client.list_topics())
+    finally:
+        if own:
+            await client.close()
+    return sorted(wanted - existing)
 
 
 class TopicMismatch(RuntimeError):

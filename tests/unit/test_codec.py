@@ -13,10 +13,12 @@ import pytest
 from schemas import (
     AVRO_DIR,
     MAGIC,
+    MAX_PAYLOAD_BYTES,
     REGISTRY,
     ActionTargetDecision,
     Alarm,
     AlarmState,
+    DecodeCategory,
     DecodeError,
     EncodeError,
     SchemaRegistry,
@@ -301,7 +303,7 @@ def test_reject_trailing_bytes() -> None:
 def test_reject_corrupt_body() -> None:
     header = REGISTRY.latest("StatEvent").header
     # string length 2 followed by invalid UTF-8
-    assert reject(header + b"\x04\xff\xfe") == "corrupt Avro body (StatEvent v1): UnicodeDecodeError"
+    assert reject(header + b"\x04\xff\xfe") == "corrupt Avro body (StatEvent v1): a string is not valid UTF-8"
 
 
 def avro_with(**overrides: Any) -> bytes:
@@ -321,7 +323,10 @@ def test_reject_invalid_values() -> None:
 
 def test_reject_invalid_json_values() -> None:
     good = make_event().model_dump()
-    assert reject(json.dumps({**good, "value": float("nan")}).encode()) == ("invalid StatEvent: value must be finite")
+    # json.dumps writes NaN, which is not JSON
+    assert reject(json.dumps({**good, "value": float("nan")}).encode()) == "invalid JSON: NaN is not a JSON number"
+    assert reject(json.dumps({**good, "value": 1e400}).encode()) == "invalid JSON: Infinity is not a JSON number"
+    assert reject(json.dumps({**good}).encode().replace(b"7.0", b"1e400")) == "invalid StatEvent: value must be finite"
     assert reject(json.dumps({**good, "statistic": "nope"}).encode()) == (
         "invalid StatEvent: statistic 'nope' is not a known statistic"
     )
@@ -386,3 +391,242 @@ def test_registry_rejects_badly_named_files(tmp_path: Path) -> None:
     (tmp_path / "stat_event.avsc").write_text((AVRO_DIR / "stat_event.v1.avsc").read_text())
     with pytest.raises(ValueError, match=r"<name>\.v<N>\.avsc"):
         SchemaRegistry.from_directory(tmp_path)
+
+
+# --- never raises: regressions of payloads that crashed the decoder (issue 6, item 1) -----
+
+
+def _zigzag(n: int) -> bytes:
+    """Avro varint of ``n`` (zig-zag, 7 bits a byte)."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _avro_str(text: bytes) -> bytes:
+    return _zigzag(len(text)) + text
+
+
+def rejected(payload: Any) -> DecodeError:
+    """The batch decoder's rejection of ``payload``; nothing may escape it."""
+    [result] = decode_stat_events([payload])
+    assert isinstance(result, DecodeError), result
+    assert result.reason and result.reason.isprintable() and len(result.reason) <= 200
+    assert result.category in set(DecodeCategory) and result.category is not DecodeCategory.INTERNAL_ERROR
+    # The single decoder agrees, and raises nothing but DecodeError.
+    with pytest.raises(DecodeError) as info:
+        decode_stat_event(payload)
+    assert (info.value.reason, info.value.category) == (result.reason, result.category)
+    return result
+
+
+def test_null_value_is_a_rejection_not_a_type_error() -> None:
+    error = rejected(None)
+    assert (error.reason, error.category) == ("null value", DecodeCategory.EMPTY)
+    assert (rejected(b"").reason, rejected(b"").category) == ("empty payload", DecodeCategory.EMPTY)
+    with pytest.raises(DecodeError, match="null value"):
+        decode_decision(None)
+    with pytest.raises(DecodeError, match="null value"):
+        decode_alarm(None)
+    assert decode_target_config(b"") is None  # an empty value deletes, like a null one
+
+
+@pytest.mark.parametrize("depth", [33, 1_000, 10_000])
+@pytest.mark.parametrize("shape", ["object", "array"])
+def test_deep_json_is_a_rejection_not_a_recursion_error(depth: int, shape: str) -> None:
+    if shape == "object":
+        payload = b'{"a":' * depth + b"1" + b"}" * depth
+    else:
+        payload = b'{"a":' + b"[" * depth + b"]" * depth + b"}"
+    error = rejected(payload)
+    assert error.reason == "invalid JSON: nested deeper than 32 levels"
+    assert error.category is DecodeCategory.TOO_LARGE
+    with pytest.raises(DecodeError, match="nested deeper"):
+        decode_target_config(payload)
+
+
+def test_json_depth_ignores_brackets_inside_strings() -> None:
+    payload = json.dumps({**make_event().model_dump(), "source": "[{" * 100 + '\\"]'}).encode()
+    assert decode_stat_event(payload).source == "[{" * 100 + '\\"]'
+    shallow = json.dumps({**make_event().model_dump(), "a": [[]] * 100}).encode()  # many brackets, depth 3
+    assert rejected(shallow).reason == "invalid StatEvent: unexpected field a"
+
+
+@pytest.mark.parametrize("digits", [641, 4_301, 5_000, 60_000])
+def test_huge_integer_literal_is_a_rejection_not_a_value_error(digits: int) -> None:
+    good = json.dumps(make_event().model_dump()).encode()
+    payload = good.replace(b"1700000000123", b"9" * digits)
+    error = rejected(payload)
+    assert error.reason == f"invalid JSON: integer literal of {digits} digits (limit 640)"
+    assert error.category is DecodeCategory.TOO_LARGE
+    negative = good.replace(b"1700000000123", b"-" + b"1" * digits)
+    assert rejected(negative).reason == f"invalid JSON: integer literal of {digits} digits (limit 640)"
+    with pytest.raises(DecodeError, match="integer literal"):
+        decode_target_config(b'{"x": ' + b"1" * digits + b"}")
+
+
+def test_integer_literal_within_the_limit_is_validated() -> None:
+    good = json.dumps(make_event().model_dump()).encode()
+    assert rejected(good.replace(b"1700000000123", b"9" * 640)).reason == (
+        "invalid StatEvent: timestamp must be <= 9223372036854775807"
+    )
+    assert decode_stat_event(good.replace(b"7.0", b"1" + b"0" * 300)).value == 1e300
+
+
+def test_json_lone_surrogates_are_rejected() -> None:
+    good = json.dumps(make_event().model_dump()).encode()
+    for escape in (b"\\ud800", b"\\udfff", b"x\\udc00", b"\\ud83dx"):
+        error = rejected(good.replace(b'"target-1"', b'"' + escape + b'"'))
+        assert error.reason == "invalid JSON: field target_id holds a lone surrogate"
+        assert error.category is DecodeCategory.MALFORMED_JSON
+    assert rejected(b'{"\\ud800": 1}').reason == "invalid JSON: a field name holds a lone surrogate"
+    # a surrogate *pair* is an ordinary character
+    assert decode_stat_event(good.replace(b'"unit-test"', b'"\\ud83d\\ude00"')).source == "\U0001f600"
+    # inside a list (TargetConfig) validation names it, escaped
+    with pytest.raises(DecodeError, match=r"supported_media_types '\\ud800' is not one of"):
+        decode_target_config(b'{"tenant": "acme", "target_id": "t", "name": "n", "supported_media_types": ["\\ud800"]}')
+
+
+def test_avro_lone_surrogate_and_invalid_utf8_are_rejected() -> None:
+    header = REGISTRY.latest("StatEvent").header
+    for bad in ("\ud800".encode("utf-8", "surrogatepass"), b"\xff", b"\xc3", b"\xed\xbf\xbf"):
+        body = (_avro_str(b"acme") + _avro_str(bad) + _avro_str(b"ready_agents") + struct.pack("<d", 1.0)
+                + _zigzag(1_700_000_000_000) + _avro_str(b"s") + b"\x00")
+        error = rejected(header + body)
+        assert error.reason == "corrupt Avro body (StatEvent v1): a string is not valid UTF-8"
+        assert error.category is DecodeCategory.MALFORMED_AVRO
+
+
+def test_nan_and_infinity_literals_and_overflowing_floats() -> None:
+    good = json.dumps(make_event().model_dump()).encode()
+    for literal in (b"NaN", b"Infinity", b"-Infinity"):
+        error = rejected(good.replace(b"7.0", literal))
+        assert error.reason == f"invalid JSON: {literal.decode()} is not a JSON number"
+        assert error.category is DecodeCategory.MALFORMED_JSON
+    for literal in (b"1e400", b"-1e400", b"1" + b"0" * 400 + b".0"):
+        assert rejected(good.replace(b"7.0", literal)).reason.startswith("invalid StatEvent: value must be")
+    assert decode_stat_event(good.replace(b"7.0", b"1e-400")).value == 0.0
+
+
+def test_wrong_json_types_are_rejected_not_coerced() -> None:
+    good = make_event().model_dump()
+    cases = {
+        "value": (True, "value must be a number"),
+        "timestamp": ("1700000000000", "timestamp must be an integer"),
+        "tenant": (5, "tenant must be a string"),
+        "media_type": (["call"], "media_type must be a string"),
+        "source": ({"a": 1}, "source must be a string"),
+    }
+    for field, (value, reason) in cases.items():
+        error = rejected(json.dumps({**good, field: value}).encode())
+        assert error.reason == f"invalid StatEvent: {reason}"
+        assert error.category is DecodeCategory.INVALID_FIELD
+    assert rejected(json.dumps({**good, "timestamp": 1.7e12}).encode()).reason == (
+        "invalid StatEvent: timestamp must be an integer"
+    )
+    assert decode_stat_event(json.dumps({**good, "value": 7}).encode()).value == 7.0  # an int is a double
+
+
+def test_huge_declared_avro_lengths_cost_nothing() -> None:
+    header = REGISTRY.latest("StatEvent").header
+    for length in (2**62, 10**9, -5, -(2**62)):
+        error = rejected(header + _zigzag(length) + b"acme")
+        assert error.reason == "truncated Avro body (StatEvent v1)"
+        assert error.category is DecodeCategory.MALFORMED_AVRO
+    # a union branch out of range
+    body = (_avro_str(b"acme") + _avro_str(b"t") + _avro_str(b"ready_agents") + struct.pack("<d", 1.0)
+            + _zigzag(1_700_000_000_000) + _avro_str(b"s") + _zigzag(7))
+    error = rejected(header + body)
+    assert error.reason == "corrupt Avro body (StatEvent v1): a union branch, enum symbol or varint is out of range"
+    # a varint that never ends
+    assert rejected(header + b"\xff" * 3000).category is DecodeCategory.MALFORMED_AVRO
+
+
+def test_oversized_payloads_are_rejected_before_parsing() -> None:
+    payload = b'{"source": "' + b"x" * MAX_PAYLOAD_BYTES + b'"}'
+    error = rejected(payload)
+    assert error.reason == f"payload of {len(payload)} bytes exceeds the 65536-byte limit"
+    assert error.category is DecodeCategory.TOO_LARGE
+    avro = encode_stat_event(make_event())
+    assert rejected(avro + b"\x00" * MAX_PAYLOAD_BYTES).category is DecodeCategory.TOO_LARGE
+
+
+def test_categories_of_the_classic_rejections() -> None:
+    event = encode_stat_event(make_event())
+    cases = {
+        b"hello": DecodeCategory.UNKNOWN_FORMAT,
+        MAGIC + b"\x00" * 8 + event[10:]: DecodeCategory.UNKNOWN_SCHEMA,
+        encode_alarm(make_alarm()): DecodeCategory.WRONG_RECORD,
+        event[:6]: DecodeCategory.MALFORMED_AVRO,
+        event[:-1]: DecodeCategory.MALFORMED_AVRO,
+        event + b"\x00": DecodeCategory.MALFORMED_AVRO,
+        b'{"tenant": ': DecodeCategory.MALFORMED_JSON,
+        b'{"x": "\xff"}': DecodeCategory.MALFORMED_JSON,
+        avro_with(value=-1.0): DecodeCategory.INVALID_FIELD,
+    }
+    for payload, category in cases.items():
+        assert rejected(payload).category is category, payload
+    with pytest.raises(DecodeError) as info:
+        decode_decision(json.dumps(make_decision().model_dump()).encode())
+    assert info.value.category is DecodeCategory.UNKNOWN_FORMAT
+
+
+def test_other_payload_types() -> None:
+    event = encode_stat_event(make_event())
+    assert decode_stat_events([bytearray(event), memoryview(event)]) == [make_event(), make_event()]
+    for payload in ("text", 5, object()):
+        error = rejected(payload)
+        assert error.reason == f"payload is {type(payload).__name__}, not bytes"
+        assert error.category is DecodeCategory.UNKNOWN_FORMAT
+
+
+def test_reasons_are_one_short_printable_line() -> None:
+    good = make_event().model_dump()
+    error = rejected(json.dumps({**good, "a\nb\r\u2028" * 50: 1}).encode())
+    assert error.reason.startswith("invalid StatEvent: unexpected field 'a\\nb\\r\\u2028a\\nb")
+    assert "\n" not in error.reason and len(error.reason) <= 200
+    error = DecodeError("x" * 1000 + "\ud800\n", DecodeCategory.INVALID_FIELD)
+    assert len(error.reason) == 200 and error.reason.endswith("...")
+    assert DecodeError("tab\there \ud800").reason == "tab\\there \\ud800"
+    assert DecodeError("").reason == "rejected"
+
+
+def test_decode_error_api() -> None:
+    import pickle
+
+    error = DecodeError("tenant 'x' is not served here", DecodeCategory.WRONG_TENANT)
+    assert error.category == "wrong_tenant" and str(error) == error.reason
+    assert DecodeError("no category given").category is DecodeCategory.INVALID_FIELD
+    assert DecodeError("by value", "too_large").category is DecodeCategory.TOO_LARGE
+    copy_ = pickle.loads(pickle.dumps(error))
+    assert (copy_.reason, copy_.category) == (error.reason, error.category)
+    assert {c.value for c in DecodeCategory} == {
+        "empty", "too_large", "unknown_format", "unknown_schema", "wrong_record", "malformed_avro",
+        "malformed_json", "invalid_field", "wrong_tenant", "internal_error",
+    }
+
+
+def test_unexpected_decoder_failure_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug inside the decoder costs the one payload (category internal_error), not the batch."""
+    import schemas.codec as codec
+
+    def broken(*_: Any) -> Any:
+        raise ZeroDivisionError("boom")
+
+    good = encode_stat_event(make_event())
+    monkeypatch.setattr(codec, "_decode_json", broken)
+    results = decode_stat_events([good, b"{}", good])
+    assert results[0] == results[2] == make_event()
+    assert isinstance(results[1], DecodeError)
+    assert results[1].category is DecodeCategory.INTERNAL_ERROR
+    assert results[1].reason == "decoder failed: ZeroDivisionError: boom"
+    with pytest.raises(DecodeError, match="decoder failed"):
+        decode_stat_event(b"{}")
+    with pytest.raises(DecodeError, match="decoder failed"):
+        decode_target_config(b"{}")

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -47,6 +48,19 @@ async def emulator() -> AsyncIterator[JourneyEmulator]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@dataclass
+class FakeClock:
+    """A clock the test moves by hand: token lifetimes and rate windows without sleeping."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def basic_auth(login: str, password: str) -> str:
@@ -122,14 +136,18 @@ async def test_bulk_without_valid_token_is_401(
     assert emulator.targets == {}
 
 
-async def test_expired_token_is_401(http: aiohttp.ClientSession) -> None:
-    emu = JourneyEmulator(token_ttl_s=0.2)
+async def test_token_is_valid_for_its_lifetime_then_401(http: aiohttp.ClientSession) -> None:
+    clock = FakeClock()
+    emu = JourneyEmulator(token_ttl_s=60, clock=clock)
     await emu.start()
     try:
         headers = await bearer(http, emu)
         status, _, _ = await post_bulk(http, emu, {"entities": [target("a")]}, headers)
         assert status == 200
-        await asyncio.sleep(0.3)
+        clock.advance(59.9)
+        status, _, _ = await post_bulk(http, emu, {"entities": [target("a")]}, headers)
+        assert status == 200
+        clock.advance(0.1)
         status, body, _ = await post_bulk(http, emu, {"entities": [target("a")]}, headers)
         assert status == 401
         assert "expired" in body["message"]
@@ -222,7 +240,8 @@ async def test_wrong_content_type_is_415(
 
 
 async def test_rate_limit_answers_429_with_retry_after(http: aiohttp.ClientSession) -> None:
-    emu = JourneyEmulator(rate_limit_per_s=2)
+    clock = FakeClock()
+    emu = JourneyEmulator(rate_limit_per_s=2, clock=clock)
     await emu.start()
     try:
         headers = await bearer(http, emu)
@@ -234,7 +253,10 @@ async def test_rate_limit_answers_429_with_retry_after(http: aiohttp.ClientSessi
             retry_after = response.headers.get("Retry-After") or retry_after
         assert statuses == [200, 200, 429, 429]
         assert retry_after is not None and int(retry_after) >= 1
-        await asyncio.sleep(1.05)
+        clock.advance(0.99)  # still inside the one-second window of the two admitted requests
+        status, _, _ = await post_bulk(http, emu, {"entities": [target("a")]}, headers)
+        assert status == 429
+        clock.advance(0.02)  # the window has slid past them
         status, _, _ = await post_bulk(http, emu, {"entities": [target("a")]}, headers)
         assert status == 200
     finally:
