@@ -71,6 +71,7 @@ class Pipeline:
         self.env.pop("PACING_CONFIG", None)
         self.children: list[subprocess.Popen[bytes]] = []
         self.worker_ports: list[int] = []
+        self.sink_ports: list[int] = []
 
     @property
     def settings(self) -> Settings:
@@ -124,6 +125,7 @@ class Pipeline:
     async def start_sink(self, **env: str) -> subprocess.Popen[bytes]:
         """A sink, returned once it owns partitions."""
         port = free_port()
+        self.sink_ports.append(port)
         child = self.spawn("sink", "sink", PACING_SINK__WEB_PORT=str(port), **env)
         await self._wait_ready(child, port, "sink")
         return child
@@ -132,15 +134,19 @@ class Pipeline:
         async def ready() -> bool:
             if child.poll() is not None:
                 raise AssertionError(f"{name} exited with {child.returncode}: {self.log_tail(name)}")
-            try:
-                async with aiohttp.ClientSession() as session, session.get(
-                    f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(total=1)
-                ) as response:
-                    return response.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                return False
+            return await self.ready(port)
 
         await eventually(ready, timeout_s=45, message=f"{name} ready")
+
+    async def ready(self, port: int) -> bool:
+        """Whether the child serving ``port`` answers /readyz with 200."""
+        try:
+            async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(total=1)
+            ) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         """The end of a child's log, for failure messages."""
