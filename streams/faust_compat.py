@@ -10,6 +10,8 @@
   local store; the node sends the changelog record itself (:func:`changelog_topic_name`) and
   waits for the broker's acknowledgement before it acknowledges the source events.
 - After the broker lost a topic's log, :func:`forget_positions` resets Faust's own offset marks.
+- A batch given up on when the worker stops or partitions move is taken out of the set Faust
+  waits on before it commits (:func:`release_unacknowledged`).
 
 Tested against the pinned faust-streaming version in ``tests/unit/test_faust_compat.py``.
 """
@@ -55,3 +57,15 @@ def forget_positions(consumer: Any, partitions: Iterable[TP]) -> None:
     for tp in partitions:
         consumer._read_offset[tp] = None
         consumer._committed_offset[tp] = None
+
+
+def release_unacknowledged(consumer: Any, events: Iterable[EventT]) -> None:
+    """Stop Faust waiting for events this worker gives up on without acknowledging them.
+
+    On stop and on every rebalance Faust waits until all delivered messages are acknowledged.
+    A batch abandoned then (its writes could not be confirmed) is never acknowledged; it is
+    replayed from the committed offset — Faust seeks every assigned partition there after a
+    rebalance — so the wait must not include it.
+    """
+    for event in events:
+        consumer._unacked_messages.discard(event.message)

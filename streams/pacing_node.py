@@ -41,7 +41,7 @@ from streams.alarms import AlarmBoard, AlarmMessage
 from streams.config import Settings
 from streams.decisions import build_decision, decision_fingerprint
 from streams.engine import TargetState
-from streams.faust_compat import changelog_topic_name, forget_positions, store_locally
+from streams.faust_compat import changelog_topic_name, forget_positions, release_unacknowledged, store_locally
 from streams.metrics import NodeMetrics, start_metrics_server
 from streams.metrics_reporter import run_reporters
 from streams.outbox import Outbox, SendFailed
@@ -186,6 +186,7 @@ class PacingNode:
         backoff = RETRY_INITIAL_S
         while True:
             if self.app.should_stop or self.app.rebalancing:
+                release_unacknowledged(self.app.consumer, events)
                 return []
             outbox = self._outbox()
             try:

@@ -7,6 +7,7 @@ worker that acknowledged a failed batch would lose all of its good events.
 
 from __future__ import annotations
 
+import signal
 import time
 
 from schemas import StatEvent, decode_alarm, encode_stat_event
@@ -83,3 +84,20 @@ async def test_writes_kafka_did_not_acknowledge_are_redone_before_the_batch_coun
 async def _both(states_coro) -> list[str] | None:
     states = await states_coro
     return states if "cleared" in states else None
+
+
+async def test_while_kafka_refuses_writes_the_worker_is_not_ready_and_still_stops_cleanly(pipeline: Pipeline) -> None:
+    worker = await pipeline.start_worker(faulty=True, PACING_TEST_SEND_FAILS="pacing.actiontargets:-1")
+    port = pipeline.worker_ports[-1]
+    await pipeline.produce(stats("vq-stuck", 2))
+    await eventually(lambda: _not_ready(pipeline, port), message="the worker reports not ready")
+    assert await pipeline.metric(port, "pacing_send_failures_total") >= 1
+
+    worker.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    await eventually(lambda: worker.poll() is not None, timeout_s=30, message="the worker stops on SIGTERM")
+    assert time.monotonic() - started < 30
+
+
+async def _not_ready(pipeline: Pipeline, port: int) -> bool:
+    return not await pipeline.ready(port)

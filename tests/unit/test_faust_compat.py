@@ -39,7 +39,7 @@ def test_current_event_is_a_context_variable_faust_reads() -> None:
 def test_the_apis_the_node_uses_keep_their_shape() -> None:
     assert "noack_take" in vars(Stream)
     assert list(inspect.signature(Collection.send_changelog).parameters)[:4] == ["self", "partition", "key", "value"]
-    assert {"_read_offset", "_committed_offset"} <= set(Consumer.__annotations__)
+    assert {"_read_offset", "_committed_offset", "_unacked_messages"} <= set(Consumer.__annotations__)
 
 
 def test_forget_positions_resets_faust_marks() -> None:
