@@ -460,26 +460,38 @@ def _reject_json_constant(literal: str) -> float:
 
 # Integers through a digit-limited hook; NaN/Infinity/-Infinity (a Python extension to JSON) refused.
 _JSON_DECODER = json.JSONDecoder(parse_int=_parse_json_int, parse_constant=_reject_json_constant)
-# A JSON string literal (escapes included), and every byte that is not a bracket.
-_JSON_STRING_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# A JSON string literal (escapes included, any byte after a backslash), or an unterminated one
+# up to the end: every quote that starts a match is consumed by it, so the scan stays linear
+# (a pattern that can fail after scanning to the end is retried from every later quote:
+# quadratic, seconds for 32 KiB of \"\"\"...). And every byte that is not a bracket.
+_JSON_STRING_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_BRACKETS_AS_PARENS = bytes.maketrans(b"[{]}", b"(())")
 
 
 def _json_too_deep(payload: bytes) -> bool:
     """True if ``payload`` nests objects/arrays deeper than :data:`MAX_JSON_DEPTH`.
 
-    Free when there are few brackets (the usual case); otherwise brackets inside
-    string literals are ignored and the depth is counted, stopping at the limit.
+    Free when there are few brackets (the usual case). Otherwise string literals
+    are removed, brackets kept as ``(`` and ``)``, and innermost ``()`` pairs
+    removed level by level: a pair left after :data:`MAX_JSON_DEPTH` rounds is
+    nested deeper. Unclosed openings (truncated JSON, which the parser still
+    recurses into) count too. All in C-speed bytes operations, linear per round:
+    under a millisecond for 64 KiB of brackets.
     """
     if payload.count(b"{") + payload.count(b"[") <= MAX_JSON_DEPTH:
         return False
-    depth = 0
-    for byte in _JSON_STRING_RE.sub(b"", payload).translate(None, _NOT_BRACKETS):
-        depth += _DEPTH_STEP[byte]
-        if depth > MAX_JSON_DEPTH:
+    brackets = _JSON_STRING_RE.sub(b"", payload).translate(_BRACKETS_AS_PARENS, _NOT_BRACKETS)
+    for _ in range(MAX_JSON_DEPTH):
+        inner_removed = brackets.replace(b"()", b"")
+        if len(inner_removed) == len(brackets):
+            break
+        brackets = inner_removed
+    else:
+        if b"()" in brackets:
             return True
-    return False
+    # No pair left: what remains is unmatched, ")))(((": the openings are nesting the parser enters.
+    return brackets.count(b"(") > MAX_JSON_DEPTH
 
 
 def _decode_json(payload: bytes) -> dict[str, Any]:

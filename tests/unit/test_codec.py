@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -451,6 +452,26 @@ def test_deep_json_is_a_rejection_not_a_recursion_error(depth: int, shape: str) 
         decode_target_config(payload)
 
 
+def test_unclosed_json_nesting_is_too_deep_too() -> None:
+    """Truncated JSON: the parser recurses into every opening before it finds the end."""
+    assert rejected(b"{" + b"[" * 5_000).reason == "invalid JSON: nested deeper than 32 levels"
+    assert rejected(b'{"a": ' + b"[" * 31).reason.startswith("invalid JSON: Expecting value")
+
+
+def test_json_depth_check_is_linear() -> None:
+    """A string that never ends after many escaped quotes once cost seconds (regex retried at every quote)."""
+    payloads = [
+        b'{"a": ' + b"[" * 40 + b'"' + b'\\"' * 30_000,
+        b'{"a": ' + b"[" * 40 + b'"' + b'\\"' * 30_000 + b"\\",
+        b'{"a": [' + b"[]," * 20_000 + b"[]]}",
+        b'{"a": [' + b'"[",' * 15_000 + b'"x"]}',
+    ]
+    started = time.perf_counter()
+    for payload in payloads:
+        rejected(payload)
+    assert time.perf_counter() - started < 1.0  # about 10 ms; quadratic was over 10 s
+
+
 def test_json_depth_ignores_brackets_inside_strings() -> None:
     payload = json.dumps({**make_event().model_dump(), "source": "[{" * 100 + '\\"]'}).encode()
     assert decode_stat_event(payload).source == "[{" * 100 + '\\"]'
@@ -486,6 +507,11 @@ def test_json_lone_surrogates_are_rejected() -> None:
         assert error.reason == "invalid JSON: field target_id holds a lone surrogate"
         assert error.category is DecodeCategory.MALFORMED_JSON
     assert rejected(b'{"\\ud800": 1}').reason == "invalid JSON: a field name holds a lone surrogate"
+    # source is an unconstrained string, which pydantic passes through unchecked: it used to be
+    # accepted, giving an event that cannot be encoded again (UnicodeEncodeError in Avro or a key)
+    assert rejected(good.replace(b'"unit-test"', b'"\\ud83d"')).reason == (
+        "invalid JSON: field source holds a lone surrogate"
+    )
     # a surrogate *pair* is an ordinary character
     assert decode_stat_event(good.replace(b'"unit-test"', b'"\\ud83d\\ude00"')).source == "\U0001f600"
     # inside a list (TargetConfig) validation names it, escaped
