@@ -69,6 +69,9 @@ class KafkaSettings(_Section):
     rebalance_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     probe_end_offsets: bool = Field(True, description="confirm end offsets by fetch (Tansu under-reports them)")
+    topic_check_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="how often workers and sink check that their topics still exist"
+    )
     connect_timeout_s: float = Field(
         10.0, gt=0, le=300, description="start-up gives up (one line, exit 1) if no bootstrap server answers by then"
     )

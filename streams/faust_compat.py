@@ -9,6 +9,9 @@
   delivery future, so a failed write would go unnoticed. :func:`store_locally` updates only the
   local store; the node sends the changelog record itself (:func:`changelog_topic_name`) and
   waits for the broker's acknowledgement before it acknowledges the source events.
+- After the broker lost a topic's log, :func:`forget_positions` resets Faust's own offset marks.
+- A batch given up on when the worker stops or partitions move is taken out of the set Faust
+  waits on before it commits (:func:`release_unacknowledged`).
 
 Tested against the pinned faust-streaming version in ``tests/unit/test_faust_compat.py``.
 """
@@ -16,12 +19,12 @@ Tested against the pinned faust-streaming version in ``tests/unit/test_faust_com
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from faust.streams import _current_event
-from faust.types import EventT, TableT
+from faust.types import TP, EventT, TableT
 
 
 @contextmanager
@@ -43,3 +46,26 @@ def store_locally(table: TableT, event: EventT, key: Any, value: Any) -> None:
 def changelog_topic_name(table: TableT) -> str:
     """The name of the table's changelog topic."""
     return table.changelog_topic.get_topic_name()
+
+
+def forget_positions(consumer: Any, partitions: Iterable[TP]) -> None:
+    """Forget Faust's read and commit marks of partitions whose log started again at offset 0.
+
+    After a broker lost a topic (memory storage, restart), Faust would otherwise drop every new
+    record below the old read mark and never commit offsets below the old commit mark.
+    """
+    for tp in partitions:
+        consumer._read_offset[tp] = None
+        consumer._committed_offset[tp] = None
+
+
+def release_unacknowledged(consumer: Any, events: Iterable[EventT]) -> None:
+    """Stop Faust waiting for events this worker gives up on without acknowledging them.
+
+    On stop and on every rebalance Faust waits until all delivered messages are acknowledged.
+    A batch abandoned then (its writes could not be confirmed) is never acknowledged; it is
+    replayed from the committed offset — Faust seeks every assigned partition there after a
+    rebalance — so the wait must not include it.
+    """
+    for event in events:
+        consumer._unacked_messages.discard(event.message)

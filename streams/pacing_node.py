@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.admin import NewTopic
 from faust.serializers import codecs
 from faust.types import TP, EventT
 
@@ -40,14 +41,14 @@ from streams.alarms import AlarmBoard, AlarmMessage
 from streams.config import Settings
 from streams.decisions import build_decision, decision_fingerprint
 from streams.engine import TargetState
-from streams.faust_compat import changelog_topic_name, store_locally
+from streams.faust_compat import changelog_topic_name, forget_positions, release_unacknowledged, store_locally
 from streams.metrics import NodeMetrics, start_metrics_server
 from streams.metrics_reporter import run_reporters
 from streams.outbox import Outbox, SendFailed
 from streams.partitioning import home_partition
 from streams.process_health import ProcessHealth
 from streams.target_definitions import TargetDefinitions
-from streams.topics import TopicNames, topic_names
+from streams.topics import TopicNames, missing_topics, repair_topics, topic_names
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ class PacingNode:
         self._attempts: dict[tuple[int, int], int] = {}
         self._poisoned: dict[tuple[int, int], str] = {}
         self._kafka_failing = False
+        # What the cluster lost, while the worker recovers from it (not ready meanwhile).
+        self._topics_lost: list[str] = []
         self._ready = False
         worker = settings.worker
         datadir = Path(worker.data_dir) / settings.node_id
@@ -148,12 +151,13 @@ class PacingNode:
         self.app.agent(self.stats_topic, name="pacing-node", concurrency=1)(self._consume)
         tick = min(worker.keepalive_s / 3, settings.targets.refresh_period_s, 5.0)
         self.app.timer(max(0.5, tick), name="refresh")(self._on_timer)
+        self.app.timer(settings.kafka.topic_check_interval_s, name="topic-watch")(self._watch_topics)
         self.app.task(self._start_side_services)
 
     @property
     def ready(self) -> bool:
         """Serving: owns partitions (or processed a batch) and can write to Kafka."""
-        return (self._ready or bool(self.owned_partitions())) and not self._kafka_failing
+        return (self._ready or bool(self.owned_partitions())) and not self._kafka_failing and not self._topics_lost
 
     def _outbox(self) -> Outbox:
         return Outbox(self.app.producer, self.settings.worker.send_timeout_s)
@@ -182,6 +186,7 @@ class PacingNode:
         backoff = RETRY_INITIAL_S
         while True:
             if self.app.should_stop or self.app.rebalancing:
+                release_unacknowledged(self.app.consumer, events)
                 return []
             outbox = self._outbox()
             try:
@@ -444,6 +449,83 @@ class PacingNode:
             if highwater is not None:
                 lag = max(0, highwater - self._next_offset.get(partition, highwater))
                 self.metrics.lag.labels(str(partition)).set(lag)
+
+    # -- lost topics ---------------------------------------------------------------------
+
+    def _changelog_spec(self) -> NewTopic:
+        kafka = self.settings.kafka
+        return NewTopic(changelog_topic_name(self.table), kafka.stats_partitions, kafka.replication_factor,
+                        topic_configs={"cleanup.policy": "compact"})
+
+    def _regressed_partitions(self) -> dict[int, tuple[int, int]]:
+        """Owned stats partitions whose log end fell below what this worker already read: the log was lost."""
+        regressed = {}
+        for partition in self.owned_partitions():
+            highwater = self.app.consumer.highwater(TP(self.names.stats, partition))
+            read = self._next_offset.get(partition, 0)
+            if highwater is not None and highwater < read:
+                regressed[partition] = (read, highwater)
+        return regressed
+
+    async def _watch_topics(self) -> None:
+        """Notice that the cluster lost this deployment's topics (a broker restarted on memory storage); recover.
+
+        Recovery: not ready, recreate what is missing or was auto-created wrong, forget the old
+        offsets, write the state this worker still holds to the new changelog, alarm
+        ``PacingTopicsMissing``; cleared at the first check that finds everything in place.
+        """
+        names = self.names
+        required = [names.stats, names.targets, names.actiontargets, names.alarms, names.stats_dlq,
+                    changelog_topic_name(self.table)]
+        try:
+            missing = await missing_topics(self.settings, required)
+        except Exception as exc:  # the broker is away: the next check tries again
+            log.warning("topic check failed: %s", exc)
+            return
+        regressed = self._regressed_partitions()
+        if not missing and not regressed:
+            if self._topics_lost:
+                lost, self._topics_lost = self._topics_lost, []
+                await self._publish_alarms_now(self.board.clear_alarm(
+                    alarms.TOPICS_MISSING, self.settings.node_id,
+                    f"topics back in place after: {'; '.join(lost)}"))
+            return
+        problems = [f"{name} missing" for name in missing] + [
+            f"{names.stats}[{p}] went back from offset {read} to {end}" for p, (read, end) in regressed.items()]
+        self._topics_lost = problems
+        log.error("the cluster lost topics: %s; recovering", "; ".join(problems))
+        try:
+            repaired = await repair_topics(self.settings, [self._changelog_spec()])
+        except Exception as exc:
+            log.error("could not recreate topics (%s); will try again", exc)
+            return
+        for partition in regressed:
+            self._next_offset.pop(partition, None)
+        forget_positions(self.app.consumer, [TP(names.stats, p) for p in regressed])
+        reseeded = await self._reseed_changelog()
+        await self._publish_alarms_now(self.board.raise_alarm(
+            alarms.TOPICS_MISSING, self.settings.node_id,
+            f"the cluster lost topics ({'; '.join(problems)}); {'; '.join(repaired) or 'nothing to recreate'}; "
+            f"state of {reseeded} targets written to the new changelog",
+            severity="critical", observed_value=float(len(problems)), threshold=0.0))
+
+    async def _reseed_changelog(self) -> int:
+        """Write every owned target's state again, so that the new changelog can restore it."""
+        owned = self.owned_partitions()
+        outbox = self._outbox()
+        count = 0
+        for target_id in list(self.table.keys()):
+            stored = self.table.get(target_id)
+            if stored and stored.get("partition") in owned:
+                await outbox.send(changelog_topic_name(self.table), codecs.dumps("json", target_id),
+                                  codecs.dumps("json", stored), partition=stored["partition"])
+                count += 1
+        try:
+            await outbox.confirm()
+        except SendFailed as exc:
+            log.error("could not write the state again: %s", exc)
+            return 0
+        return count
 
     # -- side services -------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ keeps producers, workers and the sink from racing to auto-create them with broke
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -122,3 +123,51 @@ async def ensure_topics(settings: Settings) -> None:
                 )
     finally:
         await admin.close()
+
+
+async def repair_topics(settings: Settings, extra: Iterable[NewTopic] = (), *,
+                        admin: AIOKafkaAdminClient | None = None) -> list[str]:
+    """After the cluster lost topics: recreate the missing ones and those auto-created with the wrong partitions.
+
+    A broker restarted on memory storage comes back empty, and the first client that asks for a
+    topic gets it auto-created with the broker's default partition count. Keyed topics must have
+    the configured count (the table changelog is co-partitioned with ``pacing.stats``), so such
+    a topic is deleted and created again: it can only hold the few records written since the
+    loss. Returns what was done, one phrase per topic.
+    """
+    specs = [*topic_specs(settings), *extra]
+    own = admin is None
+    client = admin or AIOKafkaAdminClient(**client_options(settings))
+    if own:
+        await client.start()
+    done: list[str] = []
+    try:
+        existing = set(await client.list_topics())
+        present = [spec for spec in specs if spec.name in existing]
+        described = {d["topic"]: len(d["partitions"]) for d in await client.describe_topics([s.name for s in present])}
+        wrong = [spec for spec in present if spec.num_partitions > 1
+                 and described.get(spec.name, spec.num_partitions) != spec.num_partitions]
+        if wrong:
+            await client.delete_topics([spec.name for spec in wrong])
+            done += [f"{spec.name} recreated ({described[spec.name]} partitions, expected {spec.num_partitions})"
+                     for spec in wrong]
+        missing = [spec for spec in specs if spec.name not in existing]
+        to_create = [*missing, *wrong]
+        if to_create:
+            for attempt in range(20):  # a deleted topic can take a moment to go
+                try:
+                    await client.create_topics(to_create)
+                    break
+                except TopicAlreadyExistsError:
+                    existing = set(await client.list_topics())
+                    to_create = [spec for spec in to_create if spec.name not in existing]
+                    if not to_create or attempt == 19:
+                        break
+                    await asyncio.sleep(0.25)
+            done += [f"{spec.name} created" for spec in missing]
+    finally:
+        if own:
+            await client.close()
+    if done:
+        log.warning("topics repaired: %s", "; ".join(done))
+    return done

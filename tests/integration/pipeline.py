@@ -70,6 +70,8 @@ class Pipeline:
         }
         self.env.pop("PACING_CONFIG", None)
         self.children: list[subprocess.Popen[bytes]] = []
+        self.worker_ports: list[int] = []
+        self.sink_ports: list[int] = []
 
     @property
     def settings(self) -> Settings:
@@ -87,27 +89,43 @@ class Pipeline:
         """This deployment's topic names."""
         return TopicNames.for_prefix(self.prefix)
 
-    def spawn(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        """Start ``pacing <args>`` as a child; its output goes to ``<tmp>/<name>.log``."""
+    def spawn(self, name: str, *args: str, module: str = "infra.cli", **env: str) -> subprocess.Popen[bytes]:
+        """Start ``pacing <args>`` (or another ``module``) as a child; its output goes to ``<tmp>/<name>.log``."""
         log = open(self.tmp / f"{name}.log", "ab")
         child = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", *args], cwd=ROOT, env={**self.env, **env},
+            [sys.executable, "-m", module, *args], cwd=ROOT, env={**self.env, **env},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )
         log.close()
         self.children.append(child)
         return child
 
-    async def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
-        """A pacing node, returned once it owns partitions (its /readyz answers 200)."""
+    async def start_worker(self, faulty: bool = False, **env: str) -> subprocess.Popen[bytes]:
+        """A pacing node, returned once it owns partitions (its /readyz answers 200).
+
+        ``faulty`` runs it with the fault injection of :mod:`tests.integration.faulty_worker`.
+        """
         port = free_port()
-        child = self.spawn("worker", "worker", PACING_WORKER__WEB_PORT=str(port), **env)
+        self.worker_ports.append(port)
+        if faulty:
+            child = self.spawn("worker", module="tests.integration.faulty_worker", PACING_WORKER__WEB_PORT=str(port),
+                               **env)
+        else:
+            child = self.spawn("worker", "worker", PACING_WORKER__WEB_PORT=str(port), **env)
         await self._wait_ready(child, port, "worker")
         return child
+
+    async def metric(self, port: int, name: str) -> float:
+        """The sum of a Prometheus metric's samples on a child's /metrics."""
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            text = await response.text()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith((f"{name} ", f"{name}{{")))
 
     async def start_sink(self, **env: str) -> subprocess.Popen[bytes]:
         """A sink, returned once it owns partitions."""
         port = free_port()
+        self.sink_ports.append(port)
         child = self.spawn("sink", "sink", PACING_SINK__WEB_PORT=str(port), **env)
         await self._wait_ready(child, port, "sink")
         return child
@@ -116,15 +134,19 @@ class Pipeline:
         async def ready() -> bool:
             if child.poll() is not None:
                 raise AssertionError(f"{name} exited with {child.returncode}: {self.log_tail(name)}")
-            try:
-                async with aiohttp.ClientSession() as session, session.get(
-                    f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(total=1)
-                ) as response:
-                    return response.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                return False
+            return await self.ready(port)
 
         await eventually(ready, timeout_s=45, message=f"{name} ready")
+
+    async def ready(self, port: int) -> bool:
+        """Whether the child serving ``port`` answers /readyz with 200."""
+        try:
+            async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(total=1)
+            ) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         """The end of a child's log, for failure messages."""
@@ -144,12 +166,12 @@ class Pipeline:
                 child.wait()
 
     async def produce(self, records: list[tuple[bytes | None, bytes]], topic: str | None = None) -> None:
-        """Send raw records with a plain aiokafka producer."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        """Send raw records with a plain aiokafka producer (Kafka's murmur2 partitioner), all at once."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
         await producer.start()
         try:
-            for key, value in records:
-                await producer.send_and_wait(topic or self.topics.stats, value, key=key)
+            sent = [await producer.send(topic or self.topics.stats, value, key=key) for key, value in records]
+            await asyncio.gather(*sent)
         finally:
             await producer.stop()
 

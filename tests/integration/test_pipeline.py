@@ -113,3 +113,25 @@ async def test_target_definition_change_reaches_the_endpoint_without_restart(pip
     entity = await eventually(redefined, message="the new definition at the endpoint")
     assert entity.serviceLevel.percentage == 0.9 and entity.serviceLevel.durationMs == 30000
     assert [m.value for m in entity.supportedMediaTypes] == ["webchat", "callback"]
+
+
+async def test_a_restarted_worker_publishes_defined_names_from_its_first_decision(pipeline: Pipeline) -> None:
+    # Many definitions ahead of ours, and statistics already waiting: the worker must read the
+    # definitions to their end before its first decision, or vq-named would go out as "vq-named".
+    def definition(target_id: str, name: str) -> tuple[bytes, bytes]:
+        return target_id.encode(), json.dumps({"tenant": "acme", "target_id": target_id, "name": name,
+                                               "supported_media_types": ["webchat"]}).encode()
+
+    definitions = [definition(f"vq-other-{i}", f"Other {i}") for i in range(3000)]
+    definitions.append(definition("vq-named", "Billing chat"))
+    await pipeline.produce(definitions, topic=pipeline.topics.targets)
+    await pipeline.produce([(e.target_id.encode(), encode_stat_event(e))
+                            for e in stat_events("acme", "vq-named", STAFFED)])
+    await pipeline.start_worker()
+
+    async def first_decision():
+        records = await pipeline.read_all(pipeline.topics.actiontargets, timeout_s=0.5)
+        return records[0] if records else None
+
+    decision = decode_decision((await eventually(first_decision, message="a first decision")).value)
+    assert decision.target_id == "vq-named" and decision.name == "Billing chat"
