@@ -199,8 +199,10 @@ class JourneyClient:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
             except TokenError as exc:
                 if exc.status is not None and exc.status < 500 and exc.status not in RETRIABLE_STATUSES:
+                    hint = ("proxy authentication required: check sink.proxy_username/proxy_password"
+                            if exc.status == 407 else "check sink.client_id/client_secret")
                     return OperatorError(exc.status, self.settings.base_auth_url,
-                                         f"authorization failed: {exc} (check sink.client_id/client_secret)")
+                                         f"authorization failed: {exc} ({hint})")
                 return RetriableFailure(f"authorization failed: {exc}")
             except aiohttp.ClientHttpProxyError as exc:
                 proxy = _without_credentials(self.settings.sink.proxy_url or "")
@@ -229,6 +231,9 @@ class JourneyClient:
         if status == 401:
             return OperatorError(status, url, f"{detail} (after a token renewal: do the credentials have "
                                  "the permission?)", retry_after)
+        if status == 407:  # a plain-HTTP request through a proxy that wants credentials
+            return OperatorError(status, url, f"{detail} (proxy authentication required: check "
+                                 "sink.proxy_username/proxy_password)", retry_after)
         if not 200 <= status < 300:
             return OperatorError(status, url, f"{detail} (check base_service_url, pacingEndpoint.targetEndpoint "
                                  "and the client's permissions)", retry_after)

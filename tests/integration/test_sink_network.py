@@ -16,12 +16,15 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import trustme
 
 from connectors.emulator import JourneyEmulator
+from connectors.journey_client import Delivered, JourneyClient, OperatorError
 from infra.broker import die_with_parent, free_port
 from schemas import AlarmState
+from streams.config import load_settings
 from tests.integration.pipeline import eventually
 from tests.integration.sink_harness import SinkRun, decision, endpoint_ready_agents
 
@@ -228,3 +231,26 @@ async def test_proxy_down_raises_the_alarm_and_loses_nothing(
 async def _cleared(run: SinkRun) -> list | None:
     transitions = await run.alarms("PacingRequestsFailed")
     return transitions if transitions and transitions[-1].state == AlarmState.CLEARED else None
+
+
+async def test_client_proxy_credentials_in_the_url_or_options_and_407_over_plain_http(
+        https_emulator: JourneyEmulator, emulator: JourneyEmulator, ca_file: str, proxies: list[ForwardProxy],
+        tmp_path: Path) -> None:
+    proxy = await start_proxy(proxies, tmp_path, basic_auth="pacing:pr0xy-secret")
+    target = [{"id": "vq-1", "name": "one", "state": "active", "supportedMediaTypes": ["webchat"],
+               "serviceLevel": {"percentage": 0.8, "durationMs": 20000}, "shortAbandonThreshold": 10,
+               "description": "", "userData": []}]
+
+    async def post(journey: JourneyEmulator, **sink: object) -> object:
+        settings = load_settings(base_auth_url=journey.base_auth_url, base_service_url=journey.base_service_url,
+                                 sink={"ca_file": ca_file, **sink})
+        async with aiohttp.ClientSession() as http:
+            return await JourneyClient(settings, http).post_bulk(target)
+
+    in_url = f"http://pacing:pr0xy-secret@127.0.0.1:{proxy.port}"
+    assert isinstance(await post(https_emulator, proxy_url=in_url), Delivered)
+    plain = await post(emulator, proxy_url=proxy.url)  # http:// endpoint: the proxy's 407 is the response
+    assert isinstance(plain, OperatorError) and plain.status == 407 and "proxy" in plain.reason
+    refused = await post(https_emulator, proxy_url=proxy.url, proxy_username="pacing", proxy_password="wrong")
+    assert isinstance(refused, OperatorError) and refused.status == 407
+    assert "pr0xy-secret" not in refused.reason and "wrong" not in refused.reason
