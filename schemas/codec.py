@@ -508,7 +508,8 @@ def _json_too_deep(payload: bytes) -> bool:
 
 def _decode_json(payload: bytes) -> dict[str, Any]:
     """Parse a JSON object; any failure is a :class:`DecodeError` naming what is wrong."""
-    if _json_too_deep(payload):
+    # Few brackets (the usual case) cannot nest too deep: the full check only when there are more.
+    if payload.count(0x7B) + payload.count(0x5B) > MAX_JSON_DEPTH and _json_too_deep(payload):
         raise DecodeError(f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels", DecodeCategory.TOO_LARGE)
     try:
         text = payload.decode("utf-8")
@@ -676,8 +677,10 @@ def _decode_stat_event(payload: object, reg: SchemaRegistry) -> StatEvent:
         payload = _checked_bytes(payload)
     if payload[:2] == MAGIC:
         data = reg._decode_avro("StatEvent", payload, None)
+    elif payload.lstrip(_JSON_WS)[:1] == b"{":
+        data = _decode_json(payload)
     else:
-        data = _decode_dict("StatEvent", payload, True, reg)
+        data = _decode_dict("StatEvent", payload, True, reg)  # the rejection: empty, not Avro or JSON
     try:
         # Strict: the Avro types exactly (JSON true or "5" is not a double, 1.7e12 not a long).
         return StatEvent.model_validate(data, strict=True)
