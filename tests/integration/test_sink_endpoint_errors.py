@@ -105,8 +105,7 @@ async def test_too_large_splits_the_batch_and_rejects_only_an_entity_too_large_a
                          message="every small target delivered through split batches")
         errors = await eventually(run.errors, message="the huge target on the error topic")
         assert list(errors) == ["vq-huge"] and errors["vq-huge"]["error"]["status"] == 413
-        assert max(r.entity_count for r in emulator.requests if r.status == 200) <= 3
-        assert any(r.status == 413 and r.entity_count == 9 for r in emulator.requests)  # the first, whole batch
+        assert any(r.status == 413 and r.entity_count > 3 for r in emulator.requests)  # a batch that was split
         await eventually(lambda: _at(run, ends), message="everything committed (the huge one rejected)")
         assert await raised_with(run, "PacingResponseTargetError", "vq-huge")
 
