@@ -10,7 +10,7 @@ Three loops share one :class:`DeliveryLedger`:
 - *commit* commits, every ``commit_interval_s`` and on revocation, only offsets whose records
   are all delivered — at-least-once: a crash re-sends, never skips (upserts are idempotent).
 
-A fourth loop checks every ``topic_check_interval_s`` that the sink's topics still exist: a
+A fourth loop checks every ``kafka.topic_check_interval_s`` (``sink.`` overrides) that its topics exist: a
 broker restarted on memory storage loses them, and the consumer would then wait forever. It
 reports not ready, raises ``PacingTopicsMissing``, recreates the topics, restarts the consumer
 and clears the alarm once partitions are assigned again.
@@ -53,7 +53,7 @@ from streams.kafka import client_options
 from streams.metrics import SinkMetrics, start_metrics_server
 from streams.metrics_reporter import run_reporters
 from streams.process_health import ProcessHealth
-from streams.topics import ensure_topics, missing_topics, topic_names
+from streams.topics import ensure_topics, missing_topics, repair_topics, topic_names
 
 log = logging.getLogger(__name__)
 
@@ -461,7 +461,7 @@ class BulkSink:
 
     async def _topics_loop(self) -> None:
         """Notice that the sink's topics are gone (broker restarted on memory storage) and recover."""
-        interval = self.settings.sink.topic_check_interval_s
+        interval = self.settings.sink.topic_check_interval_s or self.settings.kafka.topic_check_interval_s
         own = [self.names.actiontargets, self.names.bulk_errors, self.names.alarms, self.names.metrics]
         admin: AIOKafkaAdminClient | None = None
         try:
@@ -492,7 +492,7 @@ class BulkSink:
         """Not ready, alarm, recreate the topics, restart the consumer; clear once partitions are assigned."""
         self._topics_missing = missing
         log.error("topics missing: %s; recreating them", ", ".join(missing))
-        await ensure_topics(self.settings)
+        await repair_topics(self.settings)  # also those a producer auto-created with the wrong partitions
         # The old records and offsets are gone: keep the undelivered decisions, forget their positions.
         self.ledger.reset_positions()
         self._committed.clear()

@@ -68,7 +68,7 @@ async def test_sink_recreates_its_topics_after_a_broker_restart_and_resumes(
         private_broker: EmbeddedBroker, emulator: JourneyEmulator) -> None:
     web_port = free_port()
     run = SinkRun(private_broker.bootstrap_servers, emulator,
-                  sink={"topic_check_interval_s": 0.2, "web_port": web_port})
+                  sink={"web_port": web_port}, kafka={"topic_check_interval_s": 0.2})
     watch = ReadinessWatch(web_port)
     async with run:
         await run.produce([decision("vq-before", 1)])
