@@ -20,7 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas.models import MEDIA_TYPES
@@ -68,13 +68,28 @@ class KafkaSettings(_Section):
     session_timeout_s: float = Field(6.0, gt=0)
     rebalance_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
-    probe_end_offsets: bool = Field(True, description="confirm end offsets by fetch (Tansu under-reports them)")
+    broker_kind: Literal["auto", "tansu", "kafka"] = Field(
+        "auto", description="which broker serves: auto asks the cluster (streams/end_offsets.py); "
+        "Tansu-only workarounds run only where needed"
+    )
+    probe_end_offsets: bool = Field(
+        True, description="confirm end offsets by fetch where the broker under-reports them (Tansu); "
+        "off by default with broker_kind = kafka, skipped on a cluster detected as Apache Kafka"
+    )
     topic_check_interval_s: float = Field(
         5.0, gt=0, le=3600, description="how often workers and sink check that their topics still exist"
     )
     connect_timeout_s: float = Field(
         10.0, gt=0, le=300, description="start-up gives up (one line, exit 1) if no bootstrap server answers by then"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_probe_on_kafka(cls, data: Any) -> Any:
+        """``broker_kind = "kafka"`` turns the Tansu end-offset probe off unless it is set explicitly."""
+        if isinstance(data, dict) and data.get("broker_kind") == "kafka" and "probe_end_offsets" not in data:
+            return {**data, "probe_end_offsets": False}
+        return data
 
     @field_validator("bootstrap_servers")
     @classmethod
