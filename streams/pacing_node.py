@@ -35,7 +35,7 @@ from aiokafka.admin import NewTopic
 from faust.serializers import codecs
 from faust.types import TP, EventT
 
-from schemas import DecodeError, decode_stat_events, encode_decision
+from schemas import DecodeCategory, DecodeError, StatEvent, decode_stat_events, encode_decision
 from streams import alarms
 from streams.alarms import AlarmBoard, AlarmMessage
 from streams.config import Settings
@@ -53,6 +53,8 @@ from streams.topics import TopicNames, missing_topics, repair_topics, topic_name
 log = logging.getLogger(__name__)
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+#: The ``pacing_events_rejected`` label of events given up on after ``worker.max_attempts``.
+PROCESSING_FAILED = "processing_failed"
 RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
 
@@ -223,44 +225,60 @@ class PacingNode:
                   exc_info=failure.error)
 
     async def _process(self, events: Sequence[EventT], outbox: Outbox) -> None:
-        """Decode, reject, forward and fold the batch, then decide and store each touched target."""
-        decoded = decode_stat_events([event.value for event in events])
-        partitions = self.settings.kafka.stats_partitions
-        touched: dict[str, _Touched] = {}
-        for event, result in zip(events, decoded, strict=True):
-            poisoned = self._poisoned.get(_event_key(event))
-            if poisoned is not None:
-                await self._reject(event, poisoned, outbox)
-                continue
-            if isinstance(result, DecodeError):
-                await self._reject(event, result.reason, outbox)
-                continue
-            if result.tenant != self.settings.tenant:
-                served = self.settings.tenant
-                await self._reject(event, f"tenant {result.tenant!r} is not served here (serves {served!r})", outbox)
-                continue
-            home = home_partition(result.target_id, partitions)
-            if home != event.message.partition:
-                await self._forward(event, result.target_id, home, outbox)
-                continue
-            entry = touched.get(result.target_id)
-            if entry is None:
-                entry = touched[result.target_id] = self._load(result.target_id)
-            entry.events.append(event)
-            try:
-                folded = entry.state.apply(result.statistic, result.value, result.timestamp, result.media_type)
-            except Exception as exc:
-                raise EventsFailed([event], exc) from exc
-            if not folded:
-                self.metrics.events_stale.inc()
-        now = _now_ms()
-        for target_id, entry in touched.items():
-            try:
-                await self._store_target(target_id, entry, now, outbox)
-            except SendFailed:
-                raise
-            except Exception as exc:
-                raise EventsFailed(entry.events, exc) from exc
+        """Decode, reject, forward and fold the batch, then decide and store each touched target.
+
+        Every failure is pinned on the events it came from (:class:`EventsFailed`): the event being
+        folded, the events of the target being stored, or — outside both — the whole batch.
+        """
+        try:
+            decoded = decode_stat_events([event.value for event in events])
+            touched: dict[str, _Touched] = {}
+            for event, result in zip(events, decoded, strict=True):
+                try:
+                    await self._fold(event, result, touched, outbox)
+                except (SendFailed, EventsFailed):
+                    raise
+                except Exception as exc:
+                    raise EventsFailed([event], exc) from exc
+            now = _now_ms()
+            for target_id, entry in touched.items():
+                try:
+                    await self._store_target(target_id, entry, now, outbox)
+                except SendFailed:
+                    raise
+                except Exception as exc:
+                    raise EventsFailed(entry.events, exc) from exc
+        except (SendFailed, EventsFailed):
+            raise
+        except Exception as exc:
+            raise EventsFailed(events, exc) from exc
+
+    async def _fold(
+        self, event: EventT, result: StatEvent | DecodeError, touched: dict[str, _Touched], outbox: Outbox
+    ) -> None:
+        """One event: rejected, forwarded to its home partition, or folded into its target's state."""
+        poisoned = self._poisoned.get(_event_key(event))
+        if poisoned is not None:
+            await self._reject(event, poisoned, PROCESSING_FAILED, outbox)
+            return
+        if isinstance(result, DecodeError):
+            await self._reject(event, result.reason, str(result.category), outbox)
+            return
+        if result.tenant != self.settings.tenant:
+            served = self.settings.tenant
+            await self._reject(event, f"tenant {result.tenant!r} is not served here (serves {served!r})",
+                               str(DecodeCategory.WRONG_TENANT), outbox)
+            return
+        home = home_partition(result.target_id, self.settings.kafka.stats_partitions)
+        if home != event.message.partition:
+            await self._forward(event, result.target_id, home, outbox)
+            return
+        entry = touched.get(result.target_id)
+        if entry is None:
+            entry = touched[result.target_id] = self._load(result.target_id)
+        entry.events.append(event)
+        if not entry.state.apply(result.statistic, result.value, result.timestamp, result.media_type):
+            self.metrics.events_stale.inc()
 
     async def _store_target(self, target_id: str, entry: _Touched, now: int, outbox: Outbox) -> None:
         """Decide and publish one folded target, and write its table entry (changelog included)."""
@@ -334,16 +352,16 @@ class PacingNode:
         await outbox.send(self.names.stats, target_id.encode(), message.value, partition=home, headers=headers,
                           on_confirmed=self.metrics.events_rerouted.inc)
 
-    async def _reject(self, event: EventT, reason: str, outbox: Outbox) -> None:
+    async def _reject(self, event: EventT, reason: str, category: str, outbox: Outbox) -> None:
+        """To the DLQ as received; the reason in its ``error`` header, its class in the metric label."""
         message = event.message
         log.warning("rejected event at %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
-        label = reason.split(":")[0][:40]
         await outbox.send(
             self.names.stats_dlq, message.key, message.value,
             headers=[("error", reason.encode()), ("source.topic", message.topic.encode()),
                      ("source.partition", str(message.partition).encode()),
                      ("source.offset", str(message.offset).encode())],
-            on_confirmed=self.metrics.events_rejected.labels(label).inc,
+            on_confirmed=self.metrics.events_rejected.labels(category).inc,
         )
 
     async def _publish_alarm(self, message: AlarmMessage | None, outbox: Outbox) -> None:
