@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from streams.config import ConfigError, Settings, load_settings
 from streams.preflight import KafkaUnreachable
@@ -36,11 +37,36 @@ def _preflight(args: argparse.Namespace) -> None:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from infra.broker import EmbeddedBroker
+    from infra.broker import BrokerError, EmbeddedBroker
 
-    broker = EmbeddedBroker(host=args.host, port=args.port)
-    broker.start()
-    print(f"embedded broker ready: KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+    broker: Any
+    if args.kind == "kafka":
+        from infra.kafka_broker import KafkaCluster, ensure_kafka_lib, kafka_unavailable_reason, kafka_version
+
+        reason = kafka_unavailable_reason()
+        if reason:
+            print(f"pacing broker: {reason}", file=sys.stderr)
+            return 1
+        def interrupt(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)  # start() stops the nodes it started, then re-raises
+        try:
+            ensure_kafka_lib(quiet=False)
+            broker = KafkaCluster(nodes=args.nodes, host=args.host, port=args.port, fast_start=False)
+            broker.start()
+        except BrokerError as exc:
+            print(f"pacing broker: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+        nodes = f"{args.nodes} node{'s' if args.nodes > 1 else ''}"
+        print(f"Apache Kafka {kafka_version()} ready ({nodes}, data and logs in {broker.data_dir}): "
+              f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+    else:
+        broker = EmbeddedBroker(host=args.host, port=args.port)
+        broker.start()
+        print(f"embedded broker ready: KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -132,9 +158,12 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--bootstrap-servers", help="overrides kafka.bootstrap_servers")
         return p
 
-    p = add("broker", cmd_broker, "run the embedded Tansu broker until Ctrl-C")
+    p = add("broker", cmd_broker, "run the embedded Tansu broker (or Apache Kafka: --kind kafka) until Ctrl-C")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9092)
+    p.add_argument("--port", type=int, default=9092, help="client port (of the first node)")
+    p.add_argument("--kind", choices=["tansu", "kafka"], default="tansu",
+                   help="tansu: the embedded broker; kafka: Apache Kafka from infra/kafka (needs java and mvn)")
+    p.add_argument("--nodes", type=int, choices=[1, 3], default=1, help="Apache Kafka nodes (KRaft quorum)")
     p = add("worker", cmd_worker, "run a pacing node (Faust worker)")
     p.add_argument("--loglevel", default="info")
     add("sink", cmd_sink, "run the bulk sink connector")
