@@ -45,7 +45,7 @@ from connectors.journey_client import (
     RequestRejected,
     RetriableFailure,
 )
-from schemas import DecodeError, decode_decision
+from schemas import DecodeCategory, DecodeError, decode_decision
 from streams import alarms
 from streams.alarms import AlarmBoard, AlarmMessage
 from streams.config import Settings
@@ -243,7 +243,8 @@ class BulkSink:
         try:
             decision = decode_decision(value)
             if decision.tenant != self.settings.tenant:
-                raise DecodeError(f"tenant {decision.tenant!r} is not served here (serves {self.settings.tenant!r})")
+                raise DecodeError(f"tenant {decision.tenant!r} is not served here (serves {self.settings.tenant!r})",
+                                  DecodeCategory.WRONG_TENANT)
             entity = action_target(decision)
         except DecodeError as exc:
             self.ledger.skip(tp, offset)
