@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DURATION ?= 0
 
-.PHONY: install run test bench bench-pacing lint clean
+.PHONY: install run test test-kafka kafka kafka-lib bench bench-pacing lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,18 @@ run: install
 ## the whole test suite on the embedded broker
 test: install
 	$(BIN)/python -m pytest -q
+
+## Apache Kafka's jars (infra/kafka/pom.xml) into infra/kafka/.cache: Maven runs only when missing or stale
+kafka-lib: install
+	@$(BIN)/python -m infra.kafka_broker resolve
+
+## a single-node Apache Kafka on 127.0.0.1:9092 in the foreground until Ctrl-C (needs java and mvn)
+kafka: install
+	$(BIN)/pacing broker --kind kafka
+
+## the integration tests on a single-node Apache Kafka, plus the three-node cluster tests (tests/kafka)
+test-kafka: install kafka-lib
+	PACING_TEST_BROKER=kafka $(BIN)/python -m pytest -q tests/integration tests/kafka
 
 ## throughput benchmarks (prints a table)
 bench: install

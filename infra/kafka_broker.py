@@ -481,16 +481,27 @@ async def _port_open(address: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m infra.kafka_broker resolve``: fetch the jars (the Makefile's first step)."""
+    """``python -m infra.kafka_broker resolve|check``: the Makefile's first step of ``make test-kafka``.
+
+    ``resolve`` fetches the jars into the cache (exit 1 if Maven fails); without Java or Maven it
+    only says so (exit 0: the Kafka tests then skip with that reason). ``check`` exits 1 then.
+    """
     parser = argparse.ArgumentParser(prog="python -m infra.kafka_broker")
-    parser.add_argument("action", choices=["resolve", "check"],
-                        help="resolve: the jars into the cache; check: print why Kafka cannot run (exit 1)")
+    parser.add_argument("action", choices=["resolve", "check"])
     args = parser.parse_args(argv)
     reason = kafka_unavailable_reason()
-    if args.action == "check" or reason:
-        print(reason or f"Apache Kafka {kafka_version()} can run here", file=sys.stderr)
-        return 1 if reason else 0
-    print(ensure_kafka_lib(quiet=False))
+    if reason:
+        print(f"{reason}; the Apache Kafka tests will be skipped", file=sys.stderr)
+        return 1 if args.action == "check" else 0
+    if args.action == "check":
+        print(f"Apache Kafka {kafka_version()} can run here", file=sys.stderr)
+        return 0
+    try:
+        lib = ensure_kafka_lib(quiet=False)
+    except KafkaUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"Apache Kafka {kafka_version()}: {lib}", file=sys.stderr)
     return 0
 
 
