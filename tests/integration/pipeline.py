@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from connectors.emulator import JourneyEmulator
 from infra.broker import die_with_parent, free_port
 from streams.config import Settings, load_settings
-from streams.topics import TopicNames
+from streams.topics import TopicNames, ensure_topics
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +42,33 @@ async def eventually(check: Callable[[], Awaitable[T] | T], timeout_s: float = 3
             return last
         await asyncio.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {message}; last value: {last!r}")
+
+
+async def read_topic(bootstrap: str, topic: str, timeout_s: float = 2.0) -> list[Any]:
+    """Every record currently on ``topic`` (read from the beginning for ``timeout_s``, no group)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for part in (await consumer.getmany(timeout_ms=100)).values():
+                records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def stat_records(target_id: str, ready: int, logged_in: int = 10, tenant: str = "acme") -> list[tuple[bytes, bytes]]:
+    """Keyed Avro stat events of one target, now: logged-in, ready and busy agents."""
+    from schemas import StatEvent, encode_stat_event
+
+    now = int(time.time() * 1000)
+    values = {"logged_in_agents": logged_in, "ready_agents": ready, "busy_agents": logged_in - ready}
+    return [(target_id.encode(), encode_stat_event(StatEvent(
+        tenant=tenant, target_id=target_id, statistic=name, value=value, timestamp=now, source="test")))
+        for name, value in values.items()]
 
 
 class Pipeline:
@@ -72,6 +99,7 @@ class Pipeline:
         self.children: list[subprocess.Popen[bytes]] = []
         self.worker_ports: list[int] = []
         self.sink_ports: list[int] = []
+        self._topics_ensured = False
 
     @property
     def settings(self) -> Settings:
@@ -166,7 +194,15 @@ class Pipeline:
                 child.wait()
 
     async def produce(self, records: list[tuple[bytes | None, bytes]], topic: str | None = None) -> None:
-        """Send raw records with a plain aiokafka producer (Kafka's murmur2 partitioner), all at once."""
+        """Send raw records with a plain aiokafka producer (Kafka's murmur2 partitioner), all at once.
+
+        The deployment's topics are created first, as a worker's start-up would: a cluster that
+        does not auto-create topics (Apache Kafka in ``make test-kafka``, most production ones)
+        refuses records for a topic that does not exist yet.
+        """
+        if not self._topics_ensured and (topic is None or topic.startswith(f"{self.prefix}.")):
+            await ensure_topics(self.settings)
+            self._topics_ensured = True
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
         await producer.start()
         try:
@@ -177,19 +213,7 @@ class Pipeline:
 
     async def read_all(self, topic: str, timeout_s: float = 2.0) -> list[Any]:
         """Every record currently on ``topic`` (read from the beginning, no group)."""
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap, group_id=None,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
-        await consumer.start()
-        records: list[Any] = []
-        try:
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=200)
-                for part in batch.values():
-                    records.extend(part)
-        finally:
-            await consumer.stop()
-        return records
+        return await read_topic(self.bootstrap, topic, timeout_s)
 
 
 def user_data(entity: Any) -> dict[str, str]:

@@ -25,7 +25,7 @@ from connectors.sink import BulkSink
 from schemas import ActionTargetDecision, Alarm, decode_alarm, encode_decision
 from streams.config import Settings, load_settings
 from streams.topics import TopicNames, ensure_topics
-from tests.integration.pipeline import eventually
+from tests.integration.pipeline import eventually, read_topic
 
 GROUP_PARTITIONS = 2
 
@@ -158,18 +158,7 @@ class SinkRun:
 
     async def read_all(self, topic: str, timeout_s: float = 0.5) -> list[Any]:
         """Every record on ``topic`` now (from the beginning, no group)."""
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap, group_id=None,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
-        await consumer.start()
-        records: list[Any] = []
-        try:
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                for part in (await consumer.getmany(timeout_ms=100)).values():
-                    records.extend(part)
-        finally:
-            await consumer.stop()
-        return records
+        return await read_topic(self.bootstrap, topic, timeout_s)
 
     async def alarms(self, name: str) -> list[Alarm]:
         """The transitions of alarm ``name`` on the alarm topic, in order."""

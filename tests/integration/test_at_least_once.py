@@ -10,18 +10,10 @@ from __future__ import annotations
 import signal
 import time
 
-from schemas import StatEvent, decode_alarm, encode_stat_event
-from tests.integration.pipeline import Pipeline, eventually, user_data
+from schemas import decode_alarm
+from tests.integration.pipeline import Pipeline, eventually, stat_records, user_data
 
 GOOD = [f"vq-{i}" for i in range(30)]
-
-
-def stats(target_id: str, ready: int) -> list[tuple[bytes, bytes]]:
-    now = int(time.time() * 1000)
-    values = {"logged_in_agents": 10, "ready_agents": ready, "busy_agents": 10 - ready}
-    return [(target_id.encode(), encode_stat_event(StatEvent(
-        tenant="acme", target_id=target_id, statistic=name, value=value, timestamp=now, source="test")))
-        for name, value in values.items()]
 
 
 async def dlq(pipeline: Pipeline, count: int) -> list:
@@ -43,10 +35,10 @@ def delivered(pipeline: Pipeline, targets: list[str], ready: int) -> bool:
 
 
 async def test_an_event_that_keeps_failing_goes_to_the_dlq_and_its_batch_is_not_lost(pipeline: Pipeline) -> None:
-    records = [r for t in GOOD for r in stats(t, 4)]
-    poison = stats("poison-1", 4)[0]
+    records = [r for t in GOOD for r in stat_records(t, 4)]
+    poison = stat_records("poison-1", 4)[0]
     middle = len(records) // 2
-    records[middle:middle] = [poison, *stats("flaky-1", 4)]
+    records[middle:middle] = [poison, *stat_records("flaky-1", 4)]
     await pipeline.produce(records)
     await pipeline.start_sink()
     worker = await pipeline.start_worker(faulty=True, PACING_TEST_FOLD_FAILS="poison-:-1,flaky-:2")
@@ -64,7 +56,7 @@ async def test_an_event_that_keeps_failing_goes_to_the_dlq_and_its_batch_is_not_
 
 
 async def test_writes_kafka_did_not_acknowledge_are_redone_before_the_batch_counts(pipeline: Pipeline) -> None:
-    records = [r for t in GOOD for r in stats(t, 6)]
+    records = [r for t in GOOD for r in stat_records(t, 6)]
     records.append((b"vq-bad", b"not a stat event"))
     await pipeline.produce(records)
     await pipeline.start_sink()
@@ -89,7 +81,7 @@ async def _both(states_coro) -> list[str] | None:
 async def test_while_kafka_refuses_writes_the_worker_is_not_ready_and_still_stops_cleanly(pipeline: Pipeline) -> None:
     worker = await pipeline.start_worker(faulty=True, PACING_TEST_SEND_FAILS="pacing.actiontargets:-1")
     port = pipeline.worker_ports[-1]
-    await pipeline.produce(stats("vq-stuck", 2))
+    await pipeline.produce(stat_records("vq-stuck", 2))
     await eventually(lambda: _not_ready(pipeline, port), message="the worker reports not ready")
     assert await pipeline.metric(port, "pacing_send_failures_total") >= 1
 

@@ -8,7 +8,6 @@ clients auto-create after the restart are wrong and must be recreated.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,16 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors.emulator import JourneyEmulator
 from infra.broker import EmbeddedBroker
-from schemas import StatEvent, decode_alarm, encode_stat_event
-from tests.integration.pipeline import Pipeline, eventually, user_data
-
-
-def stats(target_id: str, ready: int) -> list[tuple[bytes, bytes]]:
-    now = int(time.time() * 1000)
-    values = {"logged_in_agents": 10, "ready_agents": ready, "busy_agents": 10 - ready}
-    return [(target_id.encode(), encode_stat_event(StatEvent(
-        tenant="acme", target_id=target_id, statistic=name, value=value, timestamp=now, source="test")))
-        for name, value in values.items()]
+from schemas import decode_alarm
+from tests.integration.pipeline import Pipeline, eventually, stat_records, user_data
 
 
 @pytest.fixture
@@ -46,7 +37,7 @@ async def test_worker_and_sink_recover_from_a_broker_that_lost_every_topic(
         await pipeline.start_worker(PACING_NODE_ID="worker-1")
         await pipeline.start_sink(PACING_NODE_ID="sink-1")
         worker_port, sink_port = pipeline.worker_ports[0], pipeline.sink_ports[0]
-        await pipeline.produce(stats("vq-before", 3))
+        await pipeline.produce(stat_records("vq-before", 3))
         await eventually(lambda: "vq-before" in emulator.targets, message="a decision before the restart")
 
         private_broker.stop()
@@ -64,7 +55,7 @@ async def test_worker_and_sink_recover_from_a_broker_that_lost_every_topic(
         await eventually(lambda: pipeline.ready(sink_port), timeout_s=30, message="the sink ready again")
         assert await _partitions(pipeline, pipeline.topics.stats) == 6
 
-        await pipeline.produce(stats("vq-after", 4))
+        await pipeline.produce(stat_records("vq-after", 4))
         await eventually(lambda: "vq-after" in emulator.targets
                          and user_data(emulator.targets["vq-after"])["readyAgents"] == "4",
                          timeout_s=30, message="a decision after the restart at the endpoint")
