@@ -48,7 +48,7 @@ from streams.outbox import Outbox, SendFailed
 from streams.partitioning import home_partition
 from streams.process_health import ProcessHealth
 from streams.target_definitions import TargetDefinitions
-from streams.topics import TopicNames, missing_topics, repair_topics, topic_names
+from streams.topics import TopicNames, repair_topics, topic_names, topic_problems, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -493,23 +493,23 @@ class PacingNode:
         ``PacingTopicsMissing``; cleared at the first check that finds everything in place.
         """
         names = self.names
-        required = [names.stats, names.targets, names.actiontargets, names.alarms, names.stats_dlq,
-                    changelog_topic_name(self.table)]
+        required = {names.stats, names.targets, names.actiontargets, names.alarms, names.stats_dlq}
+        specs = [spec for spec in topic_specs(self.settings) if spec.name in required]
         try:
-            missing = await missing_topics(self.settings, required)
+            problems = await topic_problems(self.settings, [*specs, self._changelog_spec()])
         except Exception as exc:  # the broker is away: the next check tries again
             log.warning("topic check failed: %s", exc)
             return
         regressed = self._regressed_partitions()
-        if not missing and not regressed:
+        if not problems and not regressed:
             if self._topics_lost:
                 lost, self._topics_lost = self._topics_lost, []
                 await self._publish_alarms_now(self.board.clear_alarm(
                     alarms.TOPICS_MISSING, self.settings.node_id,
                     f"topics back in place after: {'; '.join(lost)}"))
             return
-        problems = [f"{name} missing" for name in missing] + [
-            f"{names.stats}[{p}] went back from offset {read} to {end}" for p, (read, end) in regressed.items()]
+        problems += [f"{names.stats}[{partition}] went back from offset {read} to {end}"
+                     for partition, (read, end) in regressed.items()]
         self._topics_lost = problems
         log.error("the cluster lost topics: %s; recovering", "; ".join(problems))
         try:

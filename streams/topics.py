@@ -90,6 +90,32 @@ async def missing_topics(
     return sorted(wanted - existing)
 
 
+async def topic_problems(settings: Settings, specs: Iterable[NewTopic], admin: AIOKafkaAdminClient | None = None
+                         ) -> list[str]:
+    """What is wrong with these topics on the cluster: missing, or keyed with another partition count.
+
+    After a broker lost its topics, clients may have auto-created some of them again with the
+    broker's default partition count before anyone checks, so "present" is not enough.
+    """
+    specs = list(specs)
+    own = admin is None
+    client = admin or AIOKafkaAdminClient(**client_options(settings))
+    if own:
+        await client.start()
+    try:
+        existing = set(await client.list_topics())
+        keyed = [spec for spec in specs if spec.name in existing and spec.num_partitions > 1]
+        counts = {d["topic"]: len(d["partitions"])
+                  for d in (await client.describe_topics([s.name for s in keyed]) if keyed else [])}
+    finally:
+        if own:
+            await client.close()
+    problems = [f"{spec.name} missing" for spec in specs if spec.name not in existing]
+    problems += [f"{spec.name} has {counts[spec.name]} partitions, expected {spec.num_partitions}"
+                 for spec in keyed if counts.get(spec.name, spec.num_partitions) != spec.num_partitions]
+    return sorted(problems)
+
+
 class TopicMismatch(RuntimeError):
     """An existing topic cannot serve the configuration (for example its partition count)."""
 

@@ -49,7 +49,9 @@ async def test_worker_and_sink_recover_from_a_broker_that_lost_every_topic(
             a.state.value == "raised" and a.scope == "worker-1" for a in found)), timeout_s=30,
             message="PacingTopicsMissing raised by the worker")
         raised = next(a for a in alarms if a.state.value == "raised" and a.scope == "worker-1")
-        assert "lost topics" in raised.message and pipeline.topics.stats in raised.message
+        # Which topics the worker finds lost depends on who repaired first (the sink recreates the
+        # public ones); the table's changelog is the worker's alone.
+        assert "the cluster lost topics" in raised.message and "target-state-changelog" in raised.message
 
         await eventually(lambda: pipeline.ready(worker_port), timeout_s=30, message="the worker ready again")
         await eventually(lambda: pipeline.ready(sink_port), timeout_s=30, message="the sink ready again")
@@ -59,11 +61,15 @@ async def test_worker_and_sink_recover_from_a_broker_that_lost_every_topic(
         await eventually(lambda: "vq-after" in emulator.targets
                          and user_data(emulator.targets["vq-after"])["readyAgents"] == "4",
                          timeout_s=30, message="a decision after the restart at the endpoint")
-        for scope in ("worker-1", "sink:sink-1"):
-            found = await eventually(lambda s=scope: _topic_alarms(pipeline, lambda alarms, s=s: any(
-                x.state.value == "cleared" and x.scope == s for x in alarms)), timeout_s=30,
-                message=f"PacingTopicsMissing of {scope} cleared")
-            assert [x.state.value for x in found if x.scope == scope] == ["raised", "cleared"]
+        found = await eventually(lambda: _topic_alarms(pipeline, lambda alarms: any(
+            x.state.value == "cleared" and x.scope == "worker-1" for x in alarms)), timeout_s=30,
+            message="the worker's PacingTopicsMissing cleared")
+        assert [x.state.value for x in found if x.scope == "worker-1"] == ["raised", "cleared"]
+        # The sink raises its own only if it finds topics lost before the worker recreated them all;
+        # whatever it raised it clears.
+        sink_states = [x.state.value for x in await _topic_alarms(pipeline, lambda _: True)
+                       if x.scope == "sink:sink-1"]
+        assert sink_states in ([], ["raised", "cleared"]), sink_states
 
         # A worker started now is not stuck restoring a changelog that vanished.
         await pipeline.start_worker()
