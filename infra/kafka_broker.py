@@ -66,10 +66,10 @@ FAST_START_OPTIONS = (
     # C1 only: a node is ready in about half the time and the JIT does not compete with the tests
     # for the two cores; peak throughput is lower, so benchmarks pass fast_start=False.
     "-XX:TieredStopAtLevel=1",
-    "-Xss512k",
 )
 
 _LIB_STAMP = ".pom-sha256"
+_PORT_ATTEMPTS = 3
 _BROKER_MAIN = "kafka.Kafka"
 _STORAGE_TOOL = "kafka.tools.StorageTool"
 
@@ -248,6 +248,7 @@ class KafkaCluster:
             raise ValueError("a cluster needs at least one node")
         self.nodes = nodes
         self.host = host
+        self._requested_port = port
         self.ports = [port or free_port(host)] + [free_port(host) for _ in range(nodes - 1)]
         self.controller_ports = [free_port(host) for _ in range(nodes)]
         self.heap = heap
@@ -317,17 +318,43 @@ class KafkaCluster:
         ensure_kafka_lib()
         self._launcher = self._launcher or concurrent.futures.ThreadPoolExecutor(1, "kafka-launcher")
         try:
-            if not self._formatted:
-                self._format(timeout_s)
-            for index in range(self.nodes):
-                self._launch(index)
-            asyncio.run(self._await_brokers(self.bootstrap_servers, set(range(self.nodes)), timeout_s))
+            for attempt in range(1, _PORT_ATTEMPTS + 1):
+                if not self._formatted:
+                    self._format(timeout_s)
+                for index in range(self.nodes):
+                    self._launch(index)
+                try:
+                    asyncio.run(self._await_brokers(self.bootstrap_servers, set(range(self.nodes)), timeout_s))
+                    break
+                except BrokerError:
+                    if attempt == _PORT_ATTEMPTS or not self._lost_a_port_race():
+                        raise
+                    log.warning("a port chosen for Kafka was taken before its node bound it; new ports, new storage")
+                    self._start_afresh()
         except BaseException:
             self.stop()
             raise
         log.info("Apache Kafka %s ready at %s (%d node(s), data in %s)", kafka_version(), self.bootstrap_servers,
                  self.nodes, self.data_dir)
         return self.bootstrap_servers
+
+    def _lost_a_port_race(self) -> bool:
+        """Whether a node died because its port was taken (chosen free, then taken by another process
+        -- say, as the local port of an outgoing connection -- before the JVM bound it)."""
+        return any(not self.alive(i) and self.log_path(i).exists()
+                   and "Address already in use" in self.log_path(i).read_text(errors="replace")
+                   for i in range(self.nodes))
+
+    def _start_afresh(self) -> None:
+        """Kill every node, forget its storage and logs, and choose new ports (all but a port the
+        caller asked for) for another attempt."""
+        for index in range(self.nodes):
+            self.kill(index)
+            shutil.rmtree(self.node_dir(index), ignore_errors=True)
+        self.ports = [self.ports[0] if self._requested_port else free_port(self.host)] + [
+            free_port(self.host) for _ in range(self.nodes - 1)]
+        self.controller_ports = [free_port(self.host) for _ in range(self.nodes)]
+        self._formatted = False
 
     def _format(self, timeout_s: float) -> None:
         """``kafka-storage format`` of every node with the cluster id, run side by side."""
