@@ -111,6 +111,12 @@ class WorkerSettings(_Section):
     keepalive_s: float = Field(30.0, gt=0, description="re-emit every decision at least this often")
     stale_after_s: float = Field(300.0, gt=0, description="alarm TargetStale after this long without events")
     standby_replicas: int = Field(1, ge=0)
+    decide_interval_s: float = Field(
+        1.0, gt=0, le=10, description="dirty targets are decided and written once per this interval"
+    )
+    max_pending_events: int = Field(
+        50_000, ge=1, le=10_000_000, description="flush early when this many events wait for the next decision tick"
+    )
     max_attempts: int = Field(3, ge=1, le=100, description="an event whose processing fails this often goes to the DLQ")
     send_timeout_s: float = Field(30.0, gt=0, le=600, description="wait this long for the broker to acknowledge writes")
     web_port: int = Field(6066, ge=0, le=65535, description="/metrics, /healthz, /readyz; 0 = off")

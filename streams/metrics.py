@@ -62,6 +62,10 @@ class NodeMetrics(ProcessMetrics):
             "pacing_batch_events", "Events per processed batch",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000), registry=r,
         )
+        self.flushed_targets = Histogram(
+            "pacing_flush_targets", "Targets decided and written per decision tick",
+            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000), registry=r,
+        )
 
 
 class SinkMetrics(ProcessMetrics):

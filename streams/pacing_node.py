@@ -125,6 +125,14 @@ class PacingNode:
         # Failed attempts per event (partition, offset), and the events to give up on.
         self._attempts: dict[tuple[int, int], int] = {}
         self._poisoned: dict[tuple[int, int], str] = {}
+        # The work since the last flush: events folded but not yet acknowledged (in arrival order),
+        # the live state of the targets they touched, and the records they caused so far.
+        self._pending: list[EventT] = []
+        self._live: dict[str, _Touched] = {}
+        self._outbox: Outbox | None = None
+        self._rebuild_needed = False
+        self._lock = asyncio.Lock()
+        self._stream: faust.StreamT | None = None
         self._kafka_failing = False
         # What the cluster lost, while the worker recovers from it (not ready meanwhile).
         self._topics_lost: list[str] = []
@@ -153,6 +161,7 @@ class PacingNode:
         self.app.agent(self.stats_topic, name="pacing-node", concurrency=1)(self._consume)
         tick = min(worker.keepalive_s / 3, settings.targets.refresh_period_s, 5.0)
         self.app.timer(max(0.5, tick), name="refresh")(self._on_timer)
+        self.app.timer(worker.decide_interval_s, name="decide")(self._flush_on_tick)
         self.app.timer(settings.kafka.topic_check_interval_s, name="topic-watch")(self._watch_topics)
         self.app.task(self._start_side_services)
 
@@ -161,7 +170,7 @@ class PacingNode:
         """Serving: owns partitions (or processed a batch) and can write to Kafka."""
         return (self._ready or bool(self.owned_partitions())) and not self._kafka_failing and not self._topics_lost
 
-    def _outbox(self) -> Outbox:
+    def _new_outbox(self) -> Outbox:
         return Outbox(self.app.producer, self.settings.worker.send_timeout_s)
 
     # -- the agent -----------------------------------------------------------------------
@@ -169,47 +178,105 @@ class PacingNode:
     async def _consume(self, stream: faust.StreamT) -> None:
         worker = self.settings.worker
         await self.definitions.wait_caught_up()  # no decision with default names before definitions are read
+        self._stream = stream
+        self._outbox = self._new_outbox()
         async for events in stream.noack_take(worker.batch_max_events, within=worker.batch_within_s):
-            for event in await self.handle_batch(events):
-                await stream.ack(event)
+            async with self._lock:
+                await self._take(events)
+            if len(self._pending) >= worker.max_pending_events:
+                await self.flush()  # back-pressure: do not let unacknowledged work pile up
             self._ready = True
 
-    async def handle_batch(self, events: Sequence[EventT]) -> list[EventT]:
-        """Handle one batch until everything it caused is on the broker; returns the events to acknowledge.
-
-        Returns early, acknowledging nothing, when the worker stops or loses the partitions:
-        the batch is then replayed from the committed offset by whoever owns them next.
-        """
+    async def _take(self, events: Sequence[EventT]) -> None:
+        """Fold a batch into the live state of its targets; nothing is decided or acknowledged yet."""
         self.metrics.batch_size.observe(len(events))
         self.metrics.events_in.inc(len(events))
         for event in events:
             message = event.message
             self._next_offset[message.partition] = max(self._next_offset.get(message.partition, 0), message.offset + 1)
-        backoff = RETRY_INITIAL_S
+        self._pending.extend(events)
+        if self._rebuild_needed:
+            return  # the next flush folds everything pending again
+        try:
+            await self._process(events, self._outbox)
+        except EventsFailed as exc:
+            self._count_failure(exc)
+            self._rebuild_needed = True
+        except SendFailed:
+            self._rebuild_needed = True
+
+    async def _flush_on_tick(self) -> None:
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Decide and store every target folded since the last flush; then acknowledge its events.
+
+        Once per ``worker.decide_interval_s``: each dirty target is decided, published if its
+        decision changed, and written to the table once, however many events it got. The events
+        are acknowledged only after Kafka confirmed every record they caused. A failure redoes
+        the work from the table's state and the pending events (folding is idempotent) until it
+        succeeds, or until the worker stops or partitions move — then nothing is acknowledged and
+        the events are replayed from the committed offset.
+        """
+        async with self._lock:
+            backoff = RETRY_INITIAL_S
+            while self._pending or self._live:
+                try:
+                    if self._rebuild_needed:
+                        await self._rebuild()
+                    await self._store_dirty(self._outbox)
+                    await self._outbox.confirm()
+                except SendFailed as exc:
+                    self._rebuild_needed = True
+                    await self._kafka_unavailable(exc, backoff)
+                    if self._give_up():
+                        return
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, RETRY_MAX_S)
+                    continue
+                except EventsFailed as exc:
+                    self._count_failure(exc)
+                    self._rebuild_needed = True
+                    continue
+                await self._acknowledge()
+                await self._kafka_available()
+
+    async def _rebuild(self) -> None:
+        """Forget the live state and fold every pending event again, on top of the table's state."""
         while True:
-            if self.app.should_stop or self.app.rebalancing:
-                release_unacknowledged(self.app.consumer, events)
-                return []
-            outbox = self._outbox()
+            self._reset_work()
             try:
-                await self._process(events, outbox)
-                await outbox.confirm()
-            except SendFailed as exc:
-                outbox.abandon()
-                await self._kafka_unavailable(exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX_S)
-                continue
-            except EventsFailed as exc:
-                outbox.abandon()
+                await self._process(self._pending, self._outbox)
+            except EventsFailed as exc:  # out of attempts, its events are rejected at the next round
                 self._count_failure(exc)
                 continue
-            await self._kafka_available()
-            for event in events:
-                key = _event_key(event)
-                self._attempts.pop(key, None)
-                self._poisoned.pop(key, None)
-            return list(events)
+            self._rebuild_needed = False
+            return
+
+    def _give_up(self) -> bool:
+        """When stopping or rebalancing, drop the pending work: it is replayed from the committed offset."""
+        if not (self.app.should_stop or self.app.rebalancing):
+            return False
+        release_unacknowledged(self.app.consumer, self._pending)
+        self._pending = []
+        self._reset_work()
+        return True
+
+    def _reset_work(self) -> None:
+        self._outbox.abandon()
+        self._outbox = self._new_outbox()
+        self._live.clear()
+
+    async def _acknowledge(self) -> None:
+        """Everything pending is on the broker: acknowledge its events, in order, and start afresh."""
+        pending, self._pending = self._pending, []
+        self._live.clear()
+        self._outbox = self._new_outbox()
+        for event in pending:
+            key = _event_key(event)
+            self._attempts.pop(key, None)
+            self._poisoned.pop(key, None)
+            await self._stream.ack(event)
 
     def _count_failure(self, failure: EventsFailed) -> None:
         """One more failed attempt for these events; those out of attempts are given up on (DLQ)."""
@@ -221,37 +288,40 @@ class PacingNode:
             self._attempts[key] = attempts
             if attempts >= limit:
                 self._poisoned[key] = f"processing failed {attempts} times: {failure}"
-        log.error("handling %d events failed (%s); retrying the batch", len(failure.events), failure,
+        log.error("handling %d events failed (%s); their work is redone", len(failure.events), failure,
                   exc_info=failure.error)
 
     async def _process(self, events: Sequence[EventT], outbox: Outbox) -> None:
-        """Decode, reject, forward and fold the batch, then decide and store each touched target.
+        """Decode, reject, forward and fold events into the live state of their targets.
 
         Every failure is pinned on the events it came from (:class:`EventsFailed`): the event being
-        folded, the events of the target being stored, or — outside both — the whole batch.
+        folded or, outside that, all of them.
         """
         try:
             decoded = decode_stat_events([event.value for event in events])
-            touched: dict[str, _Touched] = {}
             for event, result in zip(events, decoded, strict=True):
                 try:
-                    await self._fold(event, result, touched, outbox)
+                    await self._fold(event, result, self._live, outbox)
                 except (SendFailed, EventsFailed):
                     raise
                 except Exception as exc:
                     raise EventsFailed([event], exc) from exc
-            now = _now_ms()
-            for target_id, entry in touched.items():
-                try:
-                    await self._store_target(target_id, entry, now, outbox)
-                except SendFailed:
-                    raise
-                except Exception as exc:
-                    raise EventsFailed(entry.events, exc) from exc
         except (SendFailed, EventsFailed):
             raise
         except Exception as exc:
             raise EventsFailed(events, exc) from exc
+
+    async def _store_dirty(self, outbox: Outbox) -> None:
+        """Decide, publish and write every target folded since the last flush (its events pinned on failure)."""
+        now = _now_ms()
+        for target_id, entry in self._live.items():
+            try:
+                await self._store_target(target_id, entry, now, outbox)
+            except SendFailed:
+                raise
+            except Exception as exc:
+                raise EventsFailed(entry.events, exc) from exc
+        self.metrics.flushed_targets.observe(len(self._live))
 
     async def _fold(
         self, event: EventT, result: StatEvent | DecodeError, touched: dict[str, _Touched], outbox: Outbox
@@ -379,7 +449,7 @@ class PacingNode:
 
     async def _publish_alarms_now(self, *messages: AlarmMessage | None) -> bool:
         """Publish alarm transitions outside a batch; False (and undone) if Kafka did not take them."""
-        outbox = self._outbox()
+        outbox = self._new_outbox()
         try:
             for message in messages:
                 await self._publish_alarm(message, outbox)
@@ -424,11 +494,17 @@ class PacingNode:
         """Keepalive and staleness for the targets this worker owns; no table writes here."""
         if not self._settled():
             return
+        async with self._lock:  # between flushes: never beside a flush publishing the same targets
+            await self._keepalive()
+
+    async def _keepalive(self) -> None:
         owned = self.owned_partitions()
         now = _now_ms()
         stale_ms = self.settings.worker.stale_after_s * 1000
+        keepalive_ms = self.settings.worker.keepalive_s * 1000
+        redefined = self.definitions.take_changed()
         count = 0
-        outbox = self._outbox()
+        outbox = self._new_outbox()
         for target_id in list(self.table.keys()):
             # Read just before deciding: the agent may have written a newer state meanwhile.
             stored = self.table.get(target_id)
@@ -437,13 +513,18 @@ class PacingNode:
                 continue
             count += 1
             stale = now - stored.get("received_ms", now) > stale_ms
+            went_stale = None
             if stale:
-                await self._publish_alarm(self.board.raise_alarm(
+                went_stale = self.board.raise_alarm(
                     alarms.TARGET_STALE, target_id,
                     f"no statistics for {self.settings.worker.stale_after_s:.0f}s; target paced inactive",
                     severity="minor", observed_value=(now - stored["received_ms"]) / 1000,
                     threshold=self.settings.worker.stale_after_s,
-                ), outbox)
+                )
+                await self._publish_alarm(went_stale, outbox)
+            last_sent = self._published.get(target_id, (None, 0))[1]
+            if went_stale is None and target_id not in redefined and now - last_sent < keepalive_ms:
+                continue  # decided at its last flush or keepalive, same definition: not due yet
             state = TargetState.from_dict(stored["state"])
             # The table is written only by the agent; the timer publishes from a copy.
             await self._decide_and_publish(state, dict(stored), now, outbox, keepalive=True, stale=stale)
@@ -530,7 +611,7 @@ class PacingNode:
     async def _reseed_changelog(self) -> int:
         """Write every owned target's state again, so that the new changelog can restore it."""
         owned = self.owned_partitions()
-        outbox = self._outbox()
+        outbox = self._new_outbox()
         count = 0
         for target_id in list(self.table.keys()):
             stored = self.table.get(target_id)
@@ -548,7 +629,7 @@ class PacingNode:
     # -- side services -------------------------------------------------------------------
 
     async def _publish_metrics(self, key: bytes, value: bytes) -> None:
-        outbox = self._outbox()
+        outbox = self._new_outbox()
         await outbox.send(self.names.metrics, key, value)
         await outbox.confirm()
 

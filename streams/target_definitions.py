@@ -34,6 +34,7 @@ class TargetDefinitions:
         self._definitions: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
+        self._changed: set[str] = set()
         self.rejected = 0
 
     @property
@@ -53,6 +54,11 @@ class TargetDefinitions:
         """The definition of ``target_id``, or None to use the configured defaults."""
         return self._definitions.get(target_id)
 
+    def take_changed(self) -> set[str]:
+        """Target ids whose definition changed since the last call (their decisions are due now)."""
+        changed, self._changed = self._changed, set()
+        return changed
+
     def __len__(self) -> int:
         return len(self._definitions)
 
@@ -60,7 +66,9 @@ class TargetDefinitions:
         """Fold one record of ``pacing.targets`` (a tombstone deletes)."""
         if not value:
             if key:
-                self._definitions.pop(key.decode(errors="replace"), None)
+                target_id = key.decode(errors="replace")
+                if self._definitions.pop(target_id, None) is not None:
+                    self._changed.add(target_id)
             return
         try:
             config = decode_target_config(value)
@@ -73,6 +81,7 @@ class TargetDefinitions:
             log.warning("ignored pacing target definition %s for tenant %r", config.target_id, config.tenant)
             return
         self._definitions[config.target_id] = config.model_dump()
+        self._changed.add(config.target_id)
 
     async def start(self) -> None:
         """Start following the topic in the background."""

@@ -94,7 +94,7 @@ async def test_bad_events_go_to_the_dlq_with_a_reason_and_good_ones_still_flow(p
 
 
 async def test_target_definition_change_reaches_the_endpoint_without_restart(pipeline: Pipeline) -> None:
-    await pipeline.start_worker(PACING_WORKER__KEEPALIVE_S="3")
+    await pipeline.start_worker(PACING_WORKER__KEEPALIVE_S="600")
     await pipeline.start_sink()
     await pipeline.produce([(e.target_id.encode(), encode_stat_event(e))
                             for e in stat_events("acme", "vq-def", STAFFED)])
