@@ -65,7 +65,8 @@ async def scrape(port: int, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
-async def bench_worker(pipeline: Pipeline, records: list[tuple[bytes, bytes]]) -> float:
+async def bench_worker(pipeline: Pipeline, records: list[tuple[bytes, bytes]]) -> tuple[float, float, float]:
+    """Events/s draining the backlog, and changelog records and decisions written per 100,000 events."""
     await ensure_topics(pipeline.settings)
     await produce_all(pipeline.bootstrap, pipeline.topics.stats, records)
     port = free_port()
@@ -76,8 +77,12 @@ async def bench_worker(pipeline: Pipeline, records: list[tuple[bytes, bytes]]) -
     await eventually(lambda: _at_least(port, "pacing_events_in_total", len(records)), timeout_s=600,
                      interval_s=0.05, message="worker drained the backlog")
     rate = (len(records) - first) / (time.perf_counter() - started)
+    await asyncio.sleep(2 * float(pipeline.settings.worker.decide_interval_s))  # the last tick's output
+    per_100k = 100_000 / len(records)
+    changelog = await scrape(port, "pacing_flush_targets_sum") * per_100k
+    decisions = await scrape(port, "pacing_decisions_emitted_total") * per_100k
     child.terminate()
-    return rate
+    return rate, changelog, decisions
 
 
 async def bench_sink(pipeline: Pipeline, targets: int, updates: int) -> float:
@@ -122,9 +127,11 @@ async def main(bootstrap: str, events: int, targets: int) -> None:
             pipeline = Pipeline(bootstrap, emulator, Path(tmp),
                                 PACING_KAFKA__STATS_PARTITIONS="12", PACING_WORKER__BATCH_MAX_EVENTS="5000")
             try:
-                rate = await bench_worker(pipeline, records)
+                rate, changelog, decisions = await bench_worker(pipeline, records)
                 rows.append((f"pacing node: {events:,} events over {targets:,} targets, 1 worker",
                              f"{rate:,.0f}", "events/s"))
+                rows.append(("  changelog records written", f"{changelog:,.0f}", "per 100,000 events"))
+                rows.append(("  decisions published", f"{decisions:,.0f}", "per 100,000 events"))
                 rate = await bench_sink(pipeline, targets, 3)
                 rows.append((f"sink: {3 * targets:,} decisions for {targets:,} targets (produce + deliver)",
                              f"{rate:,.0f}", "decisions/s"))
