@@ -20,7 +20,7 @@ run: install
 
 ## the whole test suite on the embedded broker
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 ## Apache Kafka's jars (infra/kafka/pom.xml) into infra/kafka/.cache: Maven runs only when missing or stale
 kafka-lib: install
@@ -32,7 +32,7 @@ kafka: install
 
 ## the integration tests on a single-node Apache Kafka, plus the three-node cluster tests (tests/kafka)
 test-kafka: install kafka-lib
-	PACING_TEST_BROKER=kafka $(BIN)/python -m pytest -q tests/integration tests/kafka
+	PACING_TEST_BROKER=kafka $(BIN)/python -m pytest -q -rs tests/integration tests/kafka
 
 ## throughput benchmarks (prints a table)
 bench: install
