@@ -109,8 +109,13 @@ class ToolRun:
     """What one of Kafka's command-line tools did."""
 
     returncode: int
-    stdout: str
+    stdout: bytes
     stderr: str
+
+    @property
+    def text(self) -> str:
+        """Standard output as text."""
+        return self.stdout.decode(errors="replace")
 
 
 async def run_kafka_tool(main_class: str, *args: str, stdin: bytes | None = None,
@@ -127,4 +132,5 @@ async def run_kafka_tool(main_class: str, *args: str, stdin: bytes | None = None
         out, err = await process.communicate()
         raise AssertionError(f"{main_class} did not finish within {timeout_s}s; stderr: "
                              f"{err.decode(errors='replace')[-2000:]}") from None
-    return ToolRun(process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
+    assert process.returncode is not None
+    return ToolRun(process.returncode, out, err.decode(errors="replace"))
