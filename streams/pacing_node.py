@@ -661,7 +661,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     asyncio.run(ensure_topics(settings))
     if settings.kafka.probe_end_offsets:
-        install_faust_end_offset_probe(client_options(settings))
+        install_faust_end_offset_probe(client_options(settings), settings.kafka.broker_kind)
     node = PacingNode(settings)
     worker = faust.Worker(node.app, loglevel=loglevel)
     worker.execute_from_commandline()

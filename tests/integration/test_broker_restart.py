@@ -8,6 +8,7 @@ clients auto-create after the restart are wrong and must be recreated.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 

@@ -9,6 +9,7 @@ the alarm, and deliver a decision produced after the recovery.
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +23,11 @@ from schemas import AlarmState
 from tests.integration.pipeline import eventually
 from tests.integration.sink_harness import SinkRun, decision, endpoint_ready_agents
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.environ.get("PACING_TEST_BROKER") == "kafka",
+                       reason="restarts its own embedded Tansu broker: the same in both passes, run once"),
+]
 
 
 @pytest.fixture
