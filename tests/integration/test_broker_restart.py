@@ -20,6 +20,9 @@ from infra.broker import EmbeddedBroker
 from schemas import decode_alarm
 from tests.integration.pipeline import Pipeline, eventually, stat_records, user_data
 
+pytestmark = pytest.mark.skipif(os.environ.get("PACING_TEST_BROKER") == "kafka",
+                                reason="restarts its own embedded Tansu broker: the same in both passes, run once")
+
 
 @pytest.fixture
 async def private_broker() -> AsyncIterator[EmbeddedBroker]:

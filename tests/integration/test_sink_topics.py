@@ -9,8 +9,8 @@ the alarm, and deliver a decision produced after the recovery.
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 
