@@ -73,15 +73,22 @@ def _plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handl
     actual = Horizon(ready, busy, waiting, outstanding, p, handle_s, period_s, response_s, costs, exact)
     planning = Horizon(ready - reserve, busy, waiting, outstanding, p, handle_s, period_s, response_s, costs,
                        exact) if reserve else actual
-    base = planning.costs(0, reactive)
-
-    def keeps_goal(offers: int) -> bool:
-        abandon, bad = planning.costs(offers, reactive)
-        return _within(abandon - base[0], bad - base[1], offers * p, goal, service_level)
-
     guess = (ready - reserve - waiting + busy * (1 - math.exp(-actual.length_s / handle_s))
              - outstanding * p - reactive * actual.length_s) / p
-    offers = _largest(keeps_goal, cap, guess)
+
+    def margins(offers: list[int]) -> list[float]:
+        """How far each offer count stays within the goal (>= 0: it keeps it; see ``_within``)."""
+        results = planning.costs_of([0, *offers], reactive)
+        (base_abandon, base_bad), rest = results[0], results[1:]
+        out = []
+        for n, (abandon, bad) in zip(offers, rest, strict=True):
+            margin = goal * n * p + 1e-12 - (abandon - base_abandon)
+            if service_level is not None:
+                margin = min(margin, (1 - service_level) * n * p + 1e-12 - (bad - base_bad))
+            out.append(margin)
+        return out
+
+    offers = _largest(margins, cap, guess)
     abandon, bad = actual.costs(offers, reactive)
     arriving = (offers + outstanding) * p + reactive * actual.reactive_span_s
     return Plan(offers, 1.0, abandon / arriving if arriving > 0 else 0.0,
@@ -98,50 +105,44 @@ def reactive_reserve(agents: int, reactive_rate: float, handle_s: float, queued_
     """
     if reactive_rate <= 0 or queued_abandon <= goal:
         return 0
-    weights = [1.0]
+    weight = total = 1.0
     for k in range(1, agents + 1):
-        weights.append(weights[-1] * (agents - k + 1) / handle_s / reactive_rate)
-        if queued_abandon / sum(weights) <= goal:
+        weight *= (agents - k + 1) / handle_s / reactive_rate
+        total += weight  # the running sum of the weights, as sum() of the list gave
+        if queued_abandon / total <= goal:
             return k
     return agents
 
 
-def _within(abandon: float, bad: float, arrivals: float, goal: float, service_level: float | None) -> bool:
-    """Do these added abandons (and abandons + late answers) fit the goal for these arrivals?"""
-    if abandon > goal * arrivals + 1e-12:
-        return False
-    return service_level is None or bad <= (1 - service_level) * arrivals + 1e-12
+def _largest(margins: Callable[[list[int]], list[float]], cap: int, guess: float) -> int:
+    """The largest n ≤ cap whose margin is >= 0 (margins fall as n grows, and n = 0 keeps
+    the goal): the same answer as a gallop and bisection over n, in fewer evaluations.
 
-
-def _largest(keeps_goal: Callable[[int], bool], cap: int, guess: float) -> int:
-    """The largest n ≤ cap with keeps_goal(n): costs grow with n, so gallop from the
-    lines-per-agent guess to a bracket, then bisect."""
+    Each round evaluates a pair (n, n + 1) in one batch: the pair's margins and their slope
+    give a Newton step towards the root of the margin, kept within the bracket of known good
+    and bad counts (bisection, or doubling while no bad count is known, when the step is not).
+    The answer is found when a good n and a bad n + 1 are known.
+    """
     if cap <= 0:
         return 0
+    good, bad = 0, cap + 1  # margin(0) >= 0; cap + 1 stands for "not yet seen"
     n = min(cap, max(1, round(guess)))
-    step = max(1, n // 4)
-    if keeps_goal(n):
-        low = n
-        while True:
-            if low >= cap:
-                return cap
-            trial = min(cap, low + step)
-            if not keeps_goal(trial):
-                high = trial
-                break
-            low, step = trial, step * 2
-    else:
-        high = n
-        while True:
-            trial = max(0, high - step)
-            if trial == 0 or keeps_goal(trial):
-                low = trial
-                break
-            high, step = trial, step * 2
-    while high - low > 1:
-        mid = (low + high) // 2
-        if keeps_goal(mid):
-            low = mid
-        else:
-            high = mid
-    return low
+    for _ in range(64):
+        pair = [n, n + 1] if n < cap else [n]
+        values = margins(pair)
+        for m, value in zip(pair, values, strict=True):
+            if value >= 0:
+                good = max(good, m)
+            else:
+                bad = min(bad, m)
+        if good >= cap:
+            return cap
+        if bad == good + 1:
+            return good
+        target = math.nan
+        if len(values) == 2 and values[1] < values[0]:
+            target = n + values[0] / (values[0] - values[1])  # where the pair's line crosses 0
+        if not good < target < bad - 1:
+            target = (good + bad) / 2 if bad <= cap else min(cap, max(good + 1, 2 * good))
+        n = max(good + 1, min(bad - 1, math.floor(target)))
+    return good
