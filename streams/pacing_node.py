@@ -42,6 +42,7 @@ from streams.config import Settings
 from streams.decisions import build_decision, decision_fingerprint
 from streams.engine import TargetState
 from streams.faust_compat import changelog_topic_name, forget_positions, release_unacknowledged, store_locally
+from streams.kafka import ssl_context
 from streams.metrics import NodeMetrics, start_metrics_server
 from streams.metrics_reporter import run_reporters
 from streams.outbox import Outbox, SendFailed
@@ -73,16 +74,16 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
         "broker_heartbeat_interval": kafka.heartbeat_interval_s,
         "topic_replication_factor": kafka.replication_factor,
     }
+    context = ssl_context(settings)  # the same verifying context as every other client of ours
     if kafka.sasl_mechanism:
         options["broker_credentials"] = faust.SASLCredentials(
             username=kafka.sasl_username,
             password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
             mechanism=kafka.sasl_mechanism,
-            ssl_context=faust.SSLCredentials(cafile=kafka.ssl_cafile)
-            if kafka.security_protocol == "SASL_SSL" else None,
+            ssl_context=context,
         )
-    elif kafka.security_protocol == "SSL":
-        options["broker_credentials"] = faust.SSLCredentials(cafile=kafka.ssl_cafile)
+    elif context is not None:
+        options["broker_credentials"] = faust.SSLCredentials(context)
     return options
 
 

@@ -165,11 +165,6 @@ async def test_sink_and_cli_work_over_sasl_ssl(secured_kafka: SaslSslKafka, emul
         pipeline.stop()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "product bug: streams/pacing_node.py faust_broker_options builds faust.SSLCredentials(cafile=...) "
-    "without a purpose, which raises TypeError in ssl.create_default_context (faust 0.15.3), and would "
-    "pass that object where SASLCredentials expects an ssl.SSLContext: `pacing worker` cannot start "
-    "with security_protocol SSL or SASL_SSL. Remove this mark with the fix."))
 async def test_worker_sink_and_cli_work_over_sasl_ssl(secured_kafka: SaslSslKafka, emulator: JourneyEmulator,
                                                       tmp_path: Path) -> None:
     """The whole pipeline on the SASL_SSL listener: a stat event typed into ``pacing produce``
