@@ -57,27 +57,6 @@ def exact_for(logged_in: int, p: float) -> bool:
     return p >= _EXACT_MIN_P and logged_in <= _EXACT_MAX_AGENTS
 
 
-#: One independent count in a sum of counts: ("binomial", trials, q), ("poisson", 0, mean) or
-#: ("constant", 0, value), with a sign (-1: subtracted).
-_Term = tuple[str, int, float, int]
-
-
-def _binomial(trials: int, q: float, sign: int) -> list[_Term]:
-    return [("binomial", trials, q, sign)] if trials > 0 and q > 0 else []
-
-
-def _poisson(mean: float, sign: int) -> list[_Term]:
-    return [("poisson", 0, mean, sign)] if mean > 0 else []
-
-
-def _moments(term: _Term) -> tuple[float, float]:
-    """(mean with its sign, variance) of one term."""
-    kind, trials, q, sign = term
-    if kind == "binomial":
-        return sign * trials * q, trials * q * (1 - q)
-    return sign * q, q if kind == "poisson" else 0.0
-
-
 class Horizon:
     """Expected costs of everything arriving in the horizon (and the reactive tail after it)."""
 
@@ -105,6 +84,7 @@ class Horizon:
         self.tail_finish = 1 - math.exp(-(length / 2 + self.tail_s / 2) / handle_s)
         self.reactive_span_s = self.length_s + self.tail_s
         self._memo: dict[tuple[int, float], tuple[float, float]] = {}
+        self._layouts: dict[float, _Layout] = {}
 
     def costs(self, offers: int, reactive_rate: float) -> tuple[float, float]:
         """Expected (abandons, abandons + late answers) of all arrivals, with ``offers`` new offers."""
@@ -118,93 +98,177 @@ class Horizon:
                 self._memo[(n, reactive_rate)] = result
         return [self._memo[(n, reactive_rate)] for n in offers]
 
-    def _rows(self, offers: int, reactive_rate: float) -> list[list[_Term]]:
-        """The distributions of free-minus-queue whose expected queue costs make up the costs:
-        before and after each slice's arrivals, then before and after the reactive tail."""
-        p, o = self.p, self.outstanding
-        reactive = reactive_rate * self.slice_s
-        start: list[_Term] = [("constant", 0, float(self.start), 1)]
-        finishing = [_binomial(self.busy, q, 1) for q in self.finish_share]
-        rows: list[list[_Term]] = []
-        if self.exact:
-            total = offers + o
-            mean_new, mean_pending = offers * p, o * p
-            accepts = mean_new + mean_pending
-            arrived = 0.0
-            for s in range(_SLICES):
-                share = (mean_new * self.new_share[s] + mean_pending * self.pending_share[s]) / accepts \
-                    if accepts > 0 else 0.0
-                finished = [t for f in finishing[:s + 1] for t in f]
-                before = [*start, *finished, *_poisson(reactive * s, -1),
-                          *_binomial(total, p * min(1.0, arrived), -1)]
-                arrived = 1.0 if s == _SLICES - 1 else arrived + share
-                after = [*start, *finished, *_poisson(reactive * (s + 1), -1),
-                         *_binomial(total, p * min(1.0, arrived), -1)]
-                rows += [before, after]
-        else:
-            arrivals: list[_Term] = []
-            for s in range(_SLICES):
-                before = [*start, *(t for f in finishing[:s + 1] for t in f), *arrivals]
-                arrivals += [*_binomial(offers, p * self.new_share[s], -1),
-                             *_binomial(o, p * self.pending_share[s], -1), *_poisson(reactive, -1)]
-                rows += [before, [*start, *(t for f in finishing[:s + 1] for t in f), *arrivals]]
-        if reactive_rate > 0:
-            tail_before = [*rows[-1], *_binomial(self.agents, self.tail_finish, 1)]
-            rows += [tail_before, [*tail_before, *_poisson(reactive_rate * self.tail_s, -1)]]
-        return rows
-
     def _compute(self, offers: list[int], reactive_rate: float) -> list[tuple[float, float]]:
-        rows = [row for n in offers for row in self._rows(n, reactive_rate)]
-        # Window: the same power-of-two size for every row, centred on each row's mean.
-        means, spread = [], 0.0
-        for row in rows:
-            moments = [_moments(t) for t in row]
-            means.append(sum(m for m, _ in moments))
-            spread = max(spread, sum(v for _, v in moments))
-        half = _WINDOW_SIGMAS * math.sqrt(spread) + _WINDOW_PAD
-        size = 1 << max(5, math.ceil(math.log2(2 * half + 1)))
-        offsets = np.array([math.floor(m) - size // 2 for m in means], dtype=float)
-        # Every distinct random count once; each row's transform is the product of its counts'
-        # (a sum of logs: one matrix product), times z^(constants - offset) to place its window.
-        index: dict[_Term, int] = {}
-        constants = np.zeros(len(rows))
-        pairs: list[tuple[int, int]] = []
+        layout = self._layouts.get(reactive_rate)
+        if layout is None:
+            layout = self._layouts[reactive_rate] = _Layout(self, reactive_rate)
+        return layout.costs(offers)
+
+
+class _Layout:
+    """The distributions of free-minus-queue of one horizon at one reactive rate, whose expected
+    queue costs make up its costs: before and after each slice's arrivals, then before and after
+    the reactive tail. Each is ``start`` plus a sum of independent counts; the counts that do not
+    depend on the offers are fixed here (``fixed`` rows x terms: how often a row adds (+1) or
+    subtracts (-1) each), the offers' binomials are added per evaluation."""
+
+    def __init__(self, horizon: Horizon, reactive_rate: float):
+        h = horizon
+        self.h = h
+        p, o = h.p, h.outstanding
+        reactive = reactive_rate * h.slice_s
+        terms: list[tuple[str, int, float, int]] = []  # (kind, trials, q, sign)
+
+        def term(kind: str, trials: int, q: float, sign: int) -> int | None:
+            if q <= 0 or (kind == "binomial" and trials <= 0):
+                return None
+            key = (kind, trials, q, sign)
+            if key not in terms:
+                terms.append(key)
+            return terms.index(key)
+
+        finishing = [term("binomial", h.busy, q, 1) for q in h.finish_share]
+        rows: list[list[tuple[int | None, int]]] = []  # per row: (term, multiplicity)
+        selects: list[int] = []  # exact: which cumulative share the row's accepts use (-1: none)
+        if h.exact:
+            one_slice = term("poisson", 0, reactive, -1)
+            for s in range(_SLICES):
+                before = [(f, 1) for f in finishing[:s + 1]] + [(one_slice, s)]
+                rows += [before, [*before[:-1], (one_slice, s + 1)]]
+                selects += [s - 1, s]
+            new: list[int | None] = []
+        else:
+            arrivals: list[tuple[int | None, int]] = []
+            new = [term("binomial", 1, p * share, -1) for share in h.new_share]  # per offer
+            for s in range(_SLICES):
+                before = [(f, 1) for f in finishing[:s + 1]] + arrivals
+                arrivals += [(term("binomial", o, p * h.pending_share[s], -1), 1),
+                             (term("poisson", 0, reactive, -1), 1)]
+                rows += [before, [(f, 1) for f in finishing[:s + 1]] + arrivals]
+                selects += [s - 1, s]
+        if reactive_rate > 0:
+            tail_before = [*rows[-1], (term("binomial", h.agents, h.tail_finish, 1), 1)]
+            rows += [tail_before, [*tail_before, (term("poisson", 0, reactive_rate * h.tail_s, -1), 1)]]
+            selects += [_SLICES - 1, _SLICES - 1]
+        self.terms = terms
+        self.fixed = np.zeros((len(rows), len(terms)))
         for r, row in enumerate(rows):
-            for term in row:
-                if term[0] == "constant":
-                    constants[r] += term[3] * term[2]
-                else:
-                    pairs.append((r, index.setdefault(term, len(index))))
-        terms = list(index)
-        frequency = np.arange(size // 2 + 1) * (2 * np.pi / size)
-        logs = np.zeros((len(terms), len(frequency)), dtype=complex)
-        if terms:
-            q = np.array([t[2] for t in terms])[:, None]
-            signed = np.array([t[3] for t in terms], dtype=float)[:, None] * frequency[None, :]
-            w = np.exp(-1j * signed)  # E[w^X] = E[e^(-iθ sign X)]
-            binomial = np.array([t[0] == "binomial" for t in terms])
-            trials = np.array([t[1] for t in terms], dtype=float)[:, None]
-            base = np.where(binomial[:, None], 1 - q + q * w, 1.0)
-            base[base == 0] = 1e-300  # Binomial(n, 1/2) at θ = π: the power is 0
-            logs = np.where(binomial[:, None], trials * np.log(base), q * (w - 1))
-        counts = np.zeros((len(rows), len(terms)))
-        for r, t in pairs:
-            counts[r, t] += 1
-        exponent = counts @ logs - 1j * (constants - offsets)[:, None] * frequency[None, :]
+            for t, times in row:
+                if t is not None:
+                    self.fixed[r, t] += times
+        means, variances = zip(*(_moments(t) for t in terms), strict=True) if terms else ((), ())
+        self.mean0 = h.start + self.fixed @ np.array(means, dtype=float)
+        self.var0 = self.fixed @ np.array(variances, dtype=float)
+        self.sign = np.array([1.0 if r % 2 else -1.0 for r in range(len(rows))])  # after - before
+        # Offers: non-exact, row r subtracts Binomial(n, p·new_share[s]) for every slice s <= selects[r];
+        # exact, Binomial(n + pending, p·(share_0 + ... + share_selects[r])).
+        self.selects = np.array(selects)
+        self.new = [t for t in new if t is not None]
+        self.slices = np.array([[1.0 if 0 <= s <= selects[r] else 0.0 for s in range(_SLICES)]
+                                for r in range(len(rows))])
+        if not h.exact:
+            per_offer = [p * share for share in h.new_share]
+            self.mean_n = -self.slices @ np.array(per_offer)
+            self.var_n = self.slices @ np.array([q * (1 - q) for q in per_offer])
+        self._transforms: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # by window size
+
+    def _prepared(self, needed: float) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """A window size of at least ``needed`` and, on its rfft grid: e^(-iθ), the rows' fixed
+        log transforms and (non-exact) the log transform of one offer's accepts for each row.
+        A size prepared before is reused while it is at most twice what is needed."""
+        for size, ready in self._transforms.items():
+            if needed <= size <= 2 * needed:
+                return (size, *ready)
+        size = _fft_size(needed)
+        theta = np.arange(size // 2 + 1) * (2 * np.pi / size)
+        down = np.exp(-1j * theta)
+        terms = list(self.terms)
+        if not self.h.exact:
+            terms += [("binomial", 1, self.h.p * share, -1) for share in self.h.new_share]
+        logs = _log_transforms(terms, down)
+        fixed = self.fixed @ logs[:len(self.terms)]
+        per_offer = self.slices @ logs[len(self.terms):] if not self.h.exact else fixed[:0]
+        self._transforms[size] = (down, fixed, per_offer)
+        return size, down, fixed, per_offer
+
+    def costs(self, offers: list[int]) -> list[tuple[float, float]]:
+        """(abandons, abandons + late answers) for each offer count."""
+        h = self.h
+        n = np.array(offers, dtype=float)[:, None]
+        if h.exact:
+            shares = np.array([self._cumulative_shares(m) for m in offers])  # (K, slices)
+            picked = np.take_along_axis(shares, np.broadcast_to(np.maximum(self.selects, 0), (len(offers),
+                                                                                              len(self.selects))), 1)
+            q = h.p * np.where(self.selects >= 0, picked, 0.0)  # (K, rows)
+            trials = n + h.outstanding
+            means, variances = self.mean0 - trials * q, self.var0 + trials * q * (1 - q)
+        else:
+            means, variances = self.mean0 + n * self.mean_n, self.var0 + n * self.var_n
+        half = _WINDOW_SIGMAS * math.sqrt(float(variances.max())) + _WINDOW_PAD
+        size, down, fixed, per_offer = self._prepared(2 * half + 1)
+        offsets = np.floor(means) - size // 2  # (K, rows): each row's window starts here
+        # z^(start - offset) places each row's window (z = e^(-iθ): the shift by the constant part)
+        exponent = fixed[None] + (h.start - offsets)[:, :, None] * (1j * np.angle(down))[None, None]
+        if h.exact:
+            up = np.conj(down)
+            exponent = exponent + trials[:, :, None] * np.log(1 - q[:, :, None] + q[:, :, None] * up[None, None])
+        else:
+            exponent = exponent + n[:, :, None] * per_offer[None]
         # P(X = offset + j) for j in the window; FFT noise leaves values of ~1e-17 anywhere.
-        pmf = np.fft.irfft(np.exp(exponent), n=size, axis=1)
-        queue = -(offsets.astype(np.int64)[:, None] + np.arange(size)[None, :])
-        abandon_cost, bad_cost = self.queue_costs.along(queue)
-        abandon = (pmf * abandon_cost).sum(axis=1)
-        bad = (pmf * bad_cost).sum(axis=1)
-        per = len(rows) // len(offers)
-        out = []
-        for i in range(len(offers)):
-            a, b = abandon[i * per:(i + 1) * per], bad[i * per:(i + 1) * per]
-            # Costs only grow with arrivals: FFT noise must not make a zero cost -1e-17.
-            out.append((max(0.0, float(a[1::2].sum() - a[0::2].sum())),
-                        max(0.0, float(b[1::2].sum() - b[0::2].sum()))))
+        pmf = np.fft.irfft(np.exp(exponent), n=size, axis=2)
+        low = int(offsets.min())
+        queue = -np.arange(low, int(offsets.max()) + size)
+        abandon_cost, bad_cost = h.queue_costs.along(queue)
+        window = (offsets - low).astype(np.int64)[:, :, None] + np.arange(size)
+        abandon = np.einsum("krj,krj->k", pmf, abandon_cost[window] * self.sign[None, :, None])
+        bad = np.einsum("krj,krj->k", pmf, bad_cost[window] * self.sign[None, :, None])
+        # Costs only grow with arrivals: FFT noise must not make a zero cost -1e-17.
+        return [(max(0.0, float(a)), max(0.0, float(b))) for a, b in zip(abandon, bad, strict=True)]
+
+    def _cumulative_shares(self, offers: int) -> list[float]:
+        """Exact: the share of all accepts to come that has arrived by the end of each slice."""
+        h = self.h
+        mean_new, mean_pending = offers * h.p, h.outstanding * h.p
+        accepts = mean_new + mean_pending
+        out, arrived = [], 0.0
+        for s in range(_SLICES):
+            share = (mean_new * h.new_share[s] + mean_pending * h.pending_share[s]) / accepts if accepts > 0 else 0.0
+            arrived = 1.0 if s == _SLICES - 1 else min(1.0, arrived + share)
+            out.append(arrived)
         return out
+
+
+def _moments(term: tuple[str, int, float, int]) -> tuple[float, float]:
+    """(mean with its sign, variance) of one count."""
+    kind, trials, q, sign = term
+    if kind == "binomial":
+        return sign * trials * q, trials * q * (1 - q)
+    return sign * q, q
+
+
+def _log_transforms(terms: list[tuple[str, int, float, int]], down: np.ndarray) -> np.ndarray:
+    """log E[e^(-iθ·sign·X)] of each count (rows) on the grid (``down`` = e^(-iθ))."""
+    if not terms:
+        return np.zeros((0, len(down)), dtype=complex)
+    q = np.array([t[2] for t in terms])[:, None]
+    trials = np.array([t[1] for t in terms], dtype=float)[:, None]
+    binomial = np.array([t[0] == "binomial" for t in terms])[:, None]
+    w = np.where(np.array([t[3] > 0 for t in terms])[:, None], down[None, :], np.conj(down)[None, :])
+    base = np.where(binomial, 1 - q + q * w, 1.0)
+    base[base == 0] = 1e-300  # Binomial(n, 1/2) at θ = π: the power is 0
+    return np.where(binomial, trials * np.log(base), q * (w - 1))
+
+
+def _fft_size(at_least: float) -> int:
+    """The smallest 2^a·3^b (a >= 4) of at least ``at_least``: sizes the FFT handles fast."""
+    best = 1 << max(4, math.ceil(math.log2(at_least)))
+    three = 3
+    while three < best:
+        candidate = three << max(0, math.ceil(math.log2(at_least / three)))
+        if candidate >= at_least and candidate >= 16:
+            best = min(best, candidate)
+        three *= 3
+    return best
 
 
 def _slice_shares(cdf: Callable[[float], float], length: float) -> list[float]:

@@ -37,6 +37,8 @@ _TERMS = np.arange(1, _EXACT_STAGES, dtype=float)[:, None]
 _BELOW = (np.arange(1, _EXACT_STAGES)[:, None] <= np.arange(_EXACT_STAGES)[None, :]).astype(float)
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
 _SQRT_HALF = math.sqrt(0.5)
+#: Up to this x the exact gamma tails are summed in Python (few terms each), above with numpy.
+_SMALL_X = 8.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,14 +105,25 @@ def _gamma_tail(x: np.ndarray) -> np.ndarray:
     m = min(count, _EXACT_STAGES)
     head = np.minimum(x[:m], 745.0)  # exp(-745) is 0: beyond, the sum is 0 however large its terms
     largest = float(head.max())
-    # Terms beyond x + 12 sqrt(x) + 12 are below 1e-17 of the sum: no need to form them.
-    top = min(m - 1, math.ceil(largest + 12 * math.sqrt(max(largest, 0.0)) + 12))
-    total = np.exp(-head)
-    if top >= 1:
-        terms = np.cumprod(head / _TERMS[:top], axis=0)  # x^i / i!, i = 1..top
-        total = total * (1.0 + (terms * _BELOW[:top, :m]).sum(axis=0))
-    out[:m] = np.where(x[:m] > 0, np.minimum(total, 1.0), 1.0)
-    if count > _EXACT_STAGES:
+    if largest <= _SMALL_X:
+        values = head.tolist()
+        for j, v in enumerate(values):
+            if j + 1 > v + 12 * math.sqrt(v) + 12:
+                break  # here and beyond (x grows slower than the stage count) the tail is 1
+            out[j] = _poisson_below(j + 1, v)
+    else:
+        # Terms beyond x + 12 sqrt(x) + 12 are below 1e-17 of the sum: no need to form them.
+        top = min(m - 1, math.ceil(largest + 12 * math.sqrt(largest) + 12))
+        total = np.exp(-head)
+        if top >= 1:
+            terms = np.cumprod(head / _TERMS[:top], axis=0)  # x^i / i!, i = 1..top
+            total = total * (1.0 + (terms * _BELOW[:top, :m]).sum(axis=0))
+        out[:m] = np.where(x[:m] > 0, np.minimum(total, 1.0), 1.0)
+    if _EXACT_STAGES < count <= _EXACT_STAGES + 8:  # a few Wilson-Hilferty positions: cheaper in Python
+        for j, v in enumerate(x[_EXACT_STAGES:].tolist(), _EXACT_STAGES + 1):
+            z = ((v / j) ** (1 / 3) - (1 - 1 / (9 * j))) * math.sqrt(9 * j)
+            out[j - 1] = 0.5 * math.erfc(z * _SQRT_HALF) if v > 0 else 1.0
+    elif count > _EXACT_STAGES:
         n = np.arange(_EXACT_STAGES + 1, count + 1, dtype=float)
         tail_x = x[_EXACT_STAGES:]
         z = ((tail_x / n) ** (1 / 3) - (1 - 1 / (9 * n))) * np.sqrt(9 * n)
@@ -121,6 +134,29 @@ def _gamma_tail(x: np.ndarray) -> np.ndarray:
             q[inner] = 0.5 * _ERFC(z[inner] * _SQRT_HALF).astype(float)
         out[_EXACT_STAGES:] = q
     return out
+
+
+def _poisson_below(n: int, x: float) -> float:
+    """P(Poisson(x) < n), for a small x: 1 where the rest is below 1e-17, else the shorter of
+    the sum below n and the complement above it."""
+    if x <= 0:
+        return 1.0
+    root = math.sqrt(x)
+    if n > x + 12 * root + 12:
+        return 1.0
+    if n > x + 1:  # the terms above n fall at once: few of them matter
+        term = math.exp(n * math.log(x) - x - math.lgamma(n + 1))
+        rest, i = term, n
+        while term > 1e-17 * rest:
+            i += 1
+            term *= x / i
+            rest += term
+        return max(0.0, 1.0 - rest)
+    term = total = math.exp(-x)
+    for i in range(1, n):
+        term *= x / i
+        total += term
+    return min(1.0, total)
 
 
 @dataclass(frozen=True)
