@@ -11,8 +11,7 @@ options from a configuration file (``security_protocol``, ``sasl_mechanism``, ``
 - the sink starts (creating the deployment's topics over SASL_SSL) and delivers a decision to
   the endpoint; ``pacing produce`` writes a JSON stat event; both authenticated as the user;
 - the whole pipeline (worker included) carries a stat event typed into ``pacing produce`` to the
-  endpoint -- marked as an expected failure while ``pacing worker`` cannot start with TLS (see
-  the mark's reason);
+  endpoint, every process authenticated as the user;
 - ``pacing worker`` with a wrong password stops at start-up with exit code 1 and one line on
   stderr that names the authentication failure (no traceback).
 """
