@@ -117,15 +117,12 @@ class _Layout:
         self.h = h
         p, o = h.p, h.outstanding
         reactive = reactive_rate * h.slice_s
-        terms: list[tuple[str, int, float, int]] = []  # (kind, trials, q, sign)
+        index: dict[tuple[str, int, float, int], int] = {}  # (kind, trials, q, sign) -> column
 
         def term(kind: str, trials: int, q: float, sign: int) -> int | None:
             if q <= 0 or (kind == "binomial" and trials <= 0):
                 return None
-            key = (kind, trials, q, sign)
-            if key not in terms:
-                terms.append(key)
-            return terms.index(key)
+            return index.setdefault((kind, trials, q, sign), len(index))
 
         finishing = [term("binomial", h.busy, q, 1) for q in h.finish_share]
         rows: list[list[tuple[int | None, int]]] = []  # per row: (term, multiplicity)
@@ -150,7 +147,7 @@ class _Layout:
             tail_before = [*rows[-1], (term("binomial", h.agents, h.tail_finish, 1), 1)]
             rows += [tail_before, [*tail_before, (term("poisson", 0, reactive_rate * h.tail_s, -1), 1)]]
             selects += [_SLICES - 1, _SLICES - 1]
-        self.terms = terms
+        self.terms = terms = list(index)
         self.fixed = np.zeros((len(rows), len(terms)))
         for r, row in enumerate(rows):
             for t, times in row:

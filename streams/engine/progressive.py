@@ -77,7 +77,8 @@ def _plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handl
              - outstanding * p - reactive * actual.length_s) / p
 
     def margins(offers: list[int]) -> list[float]:
-        """How far each offer count stays within the goal (>= 0: it keeps it; see ``_within``)."""
+        """How far each offer count stays within the goal: >= 0 when its added abandons (and, with the
+        service level, abandons + late answers) fit the goal share of its own accepts."""
         results = planning.costs_of([0, *offers], reactive)
         (base_abandon, base_bad), rest = results[0], results[1:]
         out = []

@@ -37,8 +37,6 @@ _TERMS = np.arange(1, _EXACT_STAGES, dtype=float)[:, None]
 _BELOW = (np.arange(1, _EXACT_STAGES)[:, None] <= np.arange(_EXACT_STAGES)[None, :]).astype(float)
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
 _SQRT_HALF = math.sqrt(0.5)
-#: Up to this x the exact gamma tails are summed in Python (few terms each), above with numpy.
-_SMALL_X = 8.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,8 +83,10 @@ def position_costs(agents: int, handle_s: float, patience_s: float, short_s: flo
     rate = stages / mean_wait
     served_share = (rate / (rate + gamma)) ** stages
     keep_short = math.exp(-gamma * short_s)
-    abandon_j = keep_short * _gamma_tail(rate * short_s) - served_share * _gamma_tail((rate + gamma) * short_s)
-    late_j = served_share * _gamma_tail((rate + gamma) * sl_s)
+    short, short_served, late = _gamma_tails(np.stack((rate * short_s, (rate + gamma) * short_s,
+                                                       (rate + gamma) * sl_s)))
+    abandon_j = keep_short * short - served_share * short_served
+    late_j = served_share * late
     return QueueCosts(agents, _cumulative(np.maximum(abandon_j, 0.0)), _cumulative(np.maximum(late_j, 0.0)),
                       _cumulative(1 - served_share))
 
@@ -97,66 +97,32 @@ def _cumulative(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _gamma_tail(x: np.ndarray) -> np.ndarray:
-    """P(Gamma(j + 1, 1) > x[j]) = P(Poisson(x[j]) < j + 1) for every queue position j:
-    the Poisson sum for up to 60 stages, Wilson-Hilferty beyond."""
-    count = len(x)
-    out = np.ones(count)
+def _gamma_tails(x: np.ndarray) -> np.ndarray:
+    """P(Gamma(j + 1, 1) > x[t, j]) = P(Poisson(x[t, j]) < j + 1) for every queue position j of
+    each row t: the Poisson sum for up to 60 stages, Wilson-Hilferty beyond."""
+    rows, count = x.shape
+    out = np.ones((rows, count))
     m = min(count, _EXACT_STAGES)
-    head = np.minimum(x[:m], 745.0)  # exp(-745) is 0: beyond, the sum is 0 however large its terms
+    head = np.minimum(x[:, :m], 745.0)  # exp(-745) is 0: beyond, the sum is 0 however large its terms
     largest = float(head.max())
-    if largest <= _SMALL_X:
-        values = head.tolist()
-        for j, v in enumerate(values):
-            if j + 1 > v + 12 * math.sqrt(v) + 12:
-                break  # here and beyond (x grows slower than the stage count) the tail is 1
-            out[j] = _poisson_below(j + 1, v)
-    else:
-        # Terms beyond x + 12 sqrt(x) + 12 are below 1e-17 of the sum: no need to form them.
-        top = min(m - 1, math.ceil(largest + 12 * math.sqrt(largest) + 12))
-        total = np.exp(-head)
-        if top >= 1:
-            terms = np.cumprod(head / _TERMS[:top], axis=0)  # x^i / i!, i = 1..top
-            total = total * (1.0 + (terms * _BELOW[:top, :m]).sum(axis=0))
-        out[:m] = np.where(x[:m] > 0, np.minimum(total, 1.0), 1.0)
-    if _EXACT_STAGES < count <= _EXACT_STAGES + 8:  # a few Wilson-Hilferty positions: cheaper in Python
-        for j, v in enumerate(x[_EXACT_STAGES:].tolist(), _EXACT_STAGES + 1):
-            z = ((v / j) ** (1 / 3) - (1 - 1 / (9 * j))) * math.sqrt(9 * j)
-            out[j - 1] = 0.5 * math.erfc(z * _SQRT_HALF) if v > 0 else 1.0
-    elif count > _EXACT_STAGES:
+    # Terms beyond x + 12 sqrt(x) + 12 are below 1e-17 of the sum: no need to form them.
+    top = min(m - 1, math.ceil(largest + 12 * math.sqrt(max(largest, 0.0)) + 12))
+    total = np.exp(-head)
+    if top >= 1:
+        terms = np.cumprod(head[:, None, :] / _TERMS[None, :top, :], axis=1)  # x^i / i!, i = 1..top
+        total = total * (1.0 + (terms * _BELOW[None, :top, :m]).sum(axis=1))
+    out[:, :m] = np.where(x[:, :m] > 0, np.minimum(total, 1.0), 1.0)
+    if count > _EXACT_STAGES:
         n = np.arange(_EXACT_STAGES + 1, count + 1, dtype=float)
-        tail_x = x[_EXACT_STAGES:]
+        tail_x = x[:, _EXACT_STAGES:]
         z = ((tail_x / n) ** (1 / 3) - (1 - 1 / (9 * n))) * np.sqrt(9 * n)
         # erfc(z/√2)/2 is exactly 1.0 in floating point below z = -8.5 and < 1e-19 above 9.
         q = np.where(z >= 9.0, 0.0, 1.0)
-        inner = np.flatnonzero((z > -8.5) & (z < 9.0) & (tail_x > 0))
-        if len(inner):
+        inner = np.nonzero((z > -8.5) & (z < 9.0) & (tail_x > 0))
+        if len(inner[0]):
             q[inner] = 0.5 * _ERFC(z[inner] * _SQRT_HALF).astype(float)
-        out[_EXACT_STAGES:] = q
+        out[:, _EXACT_STAGES:] = q
     return out
-
-
-def _poisson_below(n: int, x: float) -> float:
-    """P(Poisson(x) < n), for a small x: 1 where the rest is below 1e-17, else the shorter of
-    the sum below n and the complement above it."""
-    if x <= 0:
-        return 1.0
-    root = math.sqrt(x)
-    if n > x + 12 * root + 12:
-        return 1.0
-    if n > x + 1:  # the terms above n fall at once: few of them matter
-        term = math.exp(n * math.log(x) - x - math.lgamma(n + 1))
-        rest, i = term, n
-        while term > 1e-17 * rest:
-            i += 1
-            term *= x / i
-            rest += term
-        return max(0.0, 1.0 - rest)
-    term = total = math.exp(-x)
-    for i in range(1, n):
-        term *= x / i
-        total += term
-    return min(1.0, total)
 
 
 @dataclass(frozen=True)
@@ -186,35 +152,37 @@ class _ErlangA:
         rates[1:agents + 1] = np.arange(1, agents + 1) * service
         rates[agents + 1:] = agents * service + np.arange(1, self.max_queue + 1) * gamma
         self.log_c = -np.cumsum(np.log(rates))
-        self.k = np.arange(len(rates), dtype=float)
-        # Cost increments of an arrival that finds j ahead with every agent busy (j = 0..max_queue).
-        self.d_abandon = np.diff(costs.abandon)[:self.max_queue + 1]
-        self.d_late = np.diff(costs.late)[:self.max_queue + 1]
-        self.d_lost = np.diff(costs.lost)[:self.max_queue + 1]
+        k = np.arange(len(rates), dtype=float)
+        self.k = k
+        self.ones_k = np.stack((np.ones_like(k), k), axis=1)  # w @ ones_k = (Σ w, Σ k w)
+        # Cost increments of an arrival that finds j ahead with every agent busy (j = 0..max_queue),
+        # plain and times k: the queue's weights times these give every share and its derivative.
+        increments = np.stack([np.diff(c)[:self.max_queue + 1] for c in (costs.abandon, costs.late, costs.lost)],
+                              axis=1)
+        self.increments = np.concatenate((increments, increments * k[agents:, None]), axis=1)
 
     def evaluate(self, u: float) -> tuple[SteadyState, float, float, float, float]:
         """(state, abandonment, d abandonment/du, service level, d service level/du) at λ = e^u."""
         n = self.agents
         log_w = self.log_c + self.k * u
+        queue = log_w[n:]
         peak = float(log_w[:n + 1].max())
         # The queue is followed while its last weight is not negligible against the peak so far
         # (the rule of the straightforward loop, so both sum the same terms).
-        queue = log_w[n:]
-        running = np.maximum(np.maximum.accumulate(queue), peak)
-        stop = np.flatnonzero(queue <= running + _NEGLIGIBLE_LOG_WEIGHT)
-        queued = min(int(stop[0]) if len(stop) else self.max_queue, self.max_queue)
+        running = np.maximum.accumulate(queue)
+        stop = np.flatnonzero(queue <= np.maximum(running, peak) + _NEGLIGIBLE_LOG_WEIGHT)
+        queued = int(stop[0]) if len(stop) else self.max_queue
         end = n + queued + 1
         peak = max(peak, float(running[queued]))
         w = np.exp(log_w[:end] - peak)
-        kw = self.k[:end] * w
-        total, k_total = float(w.sum()), float(kw.sum())
-        tail, k_tail = w[n:end], kw[n:end]
-        d_abandon, d_late, d_lost = (d[:queued + 1] for d in (self.d_abandon, self.d_late, self.d_lost))
-        abandon, late, lost = (float(tail @ d) / total for d in (d_abandon, d_late, d_lost))
-        mean_k = k_total / total
+        total, k_total = w @ self.ones_k[:end]
+        shares = (w[n:] @ self.increments[:queued + 1]) / total  # Σ w f / Σ w and Σ k w f / Σ w
+        abandon, late, lost = float(shares[0]), float(shares[1]), float(shares[2])
+        mean_k = float(k_total / total)
         # d/du of a share s = Σ w f / Σ w is Σ k w f / Σ w - s · mean k
-        abandon_d, late_d, lost_d = (float(k_tail @ d) / total - s * mean_k
-                                     for d, s in ((d_abandon, abandon), (d_late, late), (d_lost, lost)))
+        abandon_d = float(shares[3]) - abandon * mean_k
+        late_d = float(shares[4]) - late * mean_k
+        lost_d = float(shares[5]) - lost * mean_k
         counted = 1 - (lost - abandon)
         if counted <= 1e-12:
             counted, counted_d = 1e-12, 0.0
@@ -225,7 +193,7 @@ class _ErlangA:
         rate_a_d = (abandon_d * counted - abandon * counted_d) / counted ** 2
         level = max(0.0, served) / counted
         level_d = ((-lost_d - late_d) * counted - served * counted_d) / counted ** 2 if served > 0 else 0.0
-        state = SteadyState(math.exp(u), float(kw.sum()) / total, rate_a, level)
+        state = SteadyState(math.exp(u), mean_k, rate_a, level)
         return state, rate_a, rate_a_d, level, level_d
 
 
@@ -273,15 +241,14 @@ def erlang_a_rate(agents: int, handle_s: float, patience_s: float, short_s: floa
         return state, value, slope
 
     good_u, good = -math.inf, SteadyState(0.0, 0.0, 0.0, 1.0)
-    state, value, slope = excess(upper)
-    if value <= 0:
-        return state
-    bad_u = upper
-    u = math.log(agents / handle_s)  # load = agents: a guess within a few tenths of log λ
+    bad_u = upper + 1e-9  # not evaluated: the top of the range is tried only when a step reaches it
+    u = min(upper, math.log(agents / handle_s))  # load = agents: a guess within a few tenths of log λ
     for _ in range(100):
         state, value, slope = excess(u)
         if value <= 0:
             good_u, good = u, state
+            if u >= upper:
+                return state
         else:
             bad_u = u
         if bad_u - good_u < 1e-10:
@@ -291,7 +258,9 @@ def erlang_a_rate(agents: int, handle_s: float, patience_s: float, short_s: floa
             return state  # converged from below
         target = u - 1e-10 if value > 0 and -1e-10 < step <= 0 else u + step  # from above: just below
         low = good_u if math.isfinite(good_u) else bad_u - 40.0
-        if not low < target < bad_u:  # also a NaN step
+        if u < upper <= target and bad_u > upper:
+            target = upper  # the whole range may keep the goal (then the answer is its top)
+        elif not low < target < bad_u:  # also a NaN step
             target = (low + bad_u) / 2 if math.isfinite(good_u) else bad_u - max(1.0, 2 * (bad_u - u))
-        u = target
+        u = min(target, upper)
     return good
