@@ -116,34 +116,36 @@ def reactive_reserve(agents: int, reactive_rate: float, handle_s: float, queued_
 
 
 def _largest(margins: Callable[[list[int]], list[float]], cap: int, guess: float) -> int:
-    """The largest n ≤ cap whose margin is >= 0 (margins fall as n grows, and n = 0 keeps
-    the goal): the same answer as a gallop and bisection over n, in fewer evaluations.
+    """The largest n ≤ cap whose margin is >= 0 (margins fall as n grows past the free agents,
+    and n = 0 keeps the goal): the answer of a gallop and bisection over n, in 2-3 batches.
 
-    Each round evaluates a pair (n, n + 1) in one batch: the pair's margins and their slope
-    give a Newton step towards the root of the margin, kept within the bracket of known good
-    and bad counts (bisection, or doubling while no bad count is known, when the step is not).
-    The answer is found when a good n and a bad n + 1 are known.
+    The first batch spreads around the lines-per-agent guess, to bracket the answer at once.
+    Then each batch tries, as neighbouring pairs, where the chord between the best good and the
+    first bad count crosses zero, where the tangents at known pairs do (the margin is concave
+    where it falls: the chord lands on the good side, a tangent on the bad side) and the middle
+    of the bracket; without a bad count yet it doubles. Done when a good n and a bad n + 1 are
+    known.
     """
     if cap <= 0:
         return 0
-    good, bad = 0, cap + 1  # margin(0) >= 0; cap + 1 stands for "not yet seen"
-    n = min(cap, max(1, round(guess)))
+    known: dict[int, float] = {0: 0.0}
+    g = min(cap, max(1, round(guess)))
+    batch = [max(1, round(0.7 * g)), g, g + 1, round(1.4 * g) + 1, 2 * g + 2]
     for _ in range(64):
-        pair = [n, n + 1] if n < cap else [n]
-        values = margins(pair)
-        for m, value in zip(pair, values, strict=True):
-            if value >= 0:
-                good = max(good, m)
-            else:
-                bad = min(bad, m)
-        if good >= cap:
-            return cap
-        if bad == good + 1:
+        batch = sorted({n for n in batch if 0 < n <= cap and n not in known})
+        if batch:
+            known.update(zip(batch, margins(batch), strict=True))
+        bad = min((n for n, m in known.items() if m < 0), default=cap + 1)
+        good = max(n for n, m in known.items() if m >= 0 and n < bad)
+        if good >= cap or bad == good + 1:
             return good
-        target = math.nan
-        if len(values) == 2 and values[1] < values[0]:
-            target = n + values[0] / (values[0] - values[1])  # where the pair's line crosses 0
-        if not good < target < bad - 1:
-            target = (good + bad) / 2 if bad <= cap else min(cap, max(good + 1, 2 * good))
-        n = max(good + 1, min(bad - 1, math.floor(target)))
+        if bad > cap:  # nothing bad seen yet: double
+            batch = [min(cap, 2 * good + 2), min(cap, 4 * good + 4)]
+            continue
+        estimates = [good + known[good] * (bad - good) / (known[good] - known[bad])]  # the chord
+        for n in (good, bad - 1, bad):
+            if n in known and n + 1 in known and known[n + 1] < known[n]:
+                estimates.append(n + known[n] / (known[n] - known[n + 1]))  # the pair's tangent
+        middle = (good + bad) // 2  # bisection too: at worst the bracket halves each batch
+        batch = [m for n in [*(math.floor(e) for e in estimates if good < e < bad), middle] for m in (n, n + 1)]
     return good
