@@ -21,7 +21,7 @@ from streams.topics import ensure_topics, topic_names
 async def produce_lines(settings: Settings, topic: str, key: str | None, lines: TextIO) -> int:
     """Send every non-empty line of ``lines`` as one record (``key`` or ``KEY<TAB>VALUE`` lines)."""
     await ensure_topics(settings)
-    producer = AIOKafkaProducer(**client_options(settings))
+    producer = AIOKafkaProducer(acks="all", **client_options(settings))
     await producer.start()
     count = 0
     try:

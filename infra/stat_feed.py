@@ -86,7 +86,7 @@ async def run_feed(
     """Produce stat events until ``duration_s`` passes (0 = forever); returns how many were sent."""
     await ensure_topics(settings)
     topic = topic_names(settings).stats
-    producer = AIOKafkaProducer(linger_ms=20, **client_options(settings))
+    producer = AIOKafkaProducer(acks="all", linger_ms=20, **client_options(settings))
     await producer.start()
     groups = make_groups(targets, seed)
     sent = 0

@@ -74,10 +74,21 @@ async def _diagnose(servers: str, timeout_s: float, held: list[str]) -> str:
         probes.append(_tcp_cause(host.strip("[]"), int(port), timeout_s))
     causes = []
     for address, cause in zip(addresses, await asyncio.gather(*probes), strict=True):
-        if cause is None:  # the port answers TCP but not as the configured Kafka listener
-            cause = f"the port answers, but not as a Kafka broker ({said}; check kafka.security_protocol)"
+        if cause is None:  # the port answers TCP, but the conversation failed
+            cause = _listener_cause(said)
         causes.append(cause if len(addresses) == 1 else f"{address}: {cause}")
     return "; ".join(causes)
+
+
+def _listener_cause(said: str) -> str:
+    """What a broker that answers TCP but not our client most likely means, naming the options to check."""
+    lowered = said.lower()
+    if "sasl" in lowered or "authentication" in lowered or "credentials" in lowered:
+        return ("the broker refused the credentials (check kafka.sasl_username, kafka.sasl_password and "
+                f"kafka.sasl_mechanism): {said}")
+    if "certificate" in lowered or "ssl" in lowered or "tls" in lowered:
+        return f"TLS failed (check kafka.ssl_cafile and kafka.security_protocol): {said}"
+    return f"the port answers, but not as a Kafka broker ({said}; check kafka.security_protocol)"
 
 
 async def _tcp_cause(host: str, port: int, timeout_s: float) -> str | None:
@@ -100,7 +111,7 @@ async def _tcp_cause(host: str, port: int, timeout_s: float) -> str | None:
 
 def _short(text: str) -> str:
     text = text.strip().splitlines()[0] if text.strip() else "?"
-    return text if len(text) <= 120 else text[:117] + "..."
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 @contextlib.contextmanager

@@ -195,4 +195,5 @@ async def test_a_wrong_password_stops_worker_start_up_with_one_line(secured_kafk
     assert code == 1, err
     assert len(lines) == 1, err
     assert lines[0].startswith("pacing worker: ") and "invalid credentials" in lines[0], lines[0]
+    assert "kafka.sasl_password" in lines[0], lines[0]  # the line names the options to check
     assert "Traceback" not in err
