@@ -160,6 +160,7 @@ class _Layout:
         # Offers: non-exact, row r subtracts Binomial(n, p·new_share[s]) for every slice s <= selects[r];
         # exact, Binomial(n + pending, p·(share_0 + ... + share_selects[r])).
         self.selects = np.array(selects)
+        self.columns = self.selects + 1  # exact: column of the arrived shares (0: none yet)
         self.new = [t for t in new if t is not None]
         self.slices = np.array([[1.0 if 0 <= s <= selects[r] else 0.0 for s in range(_SLICES)]
                                 for r in range(len(rows))])
@@ -169,10 +170,10 @@ class _Layout:
             self.var_n = self.slices @ np.array([q * (1 - q) for q in per_offer])
         self._transforms: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # by window size
 
-    def _prepared(self, needed: float) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        """A window size of at least ``needed`` and, on its rfft grid: e^(-iθ), the rows' fixed
-        log transforms and (non-exact) the log transform of one offer's accepts for each row.
-        A size prepared before is reused while it is at most twice what is needed."""
+    def _prepared(self, needed: float) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A window size of at least ``needed`` and, on its rfft grid: e^(iθ), -iθ, the rows'
+        fixed log transforms and (non-exact) the log transform of one offer's accepts for each
+        row. A size prepared before is reused while it is at most twice what is needed."""
         for size, ready in self._transforms.items():
             if needed <= size <= 2 * needed:
                 return (size, *ready)
@@ -185,42 +186,39 @@ class _Layout:
         logs = _log_transforms(terms, down)
         fixed = self.fixed @ logs[:len(self.terms)]
         per_offer = self.slices @ logs[len(self.terms):] if not self.h.exact else fixed[:0]
-        self._transforms[size] = (down, fixed, per_offer)
-        return size, down, fixed, per_offer
+        ready = self._transforms[size] = (np.conj(down), -1j * theta, fixed, per_offer)
+        return (size, *ready)
 
     def costs(self, offers: list[int]) -> list[tuple[float, float]]:
         """(abandons, abandons + late answers) for each offer count."""
         h = self.h
         n = np.array(offers, dtype=float)[:, None]
         if h.exact:
-            shares = np.array([self._cumulative_shares(m) for m in offers])  # (K, slices)
-            picked = np.take_along_axis(shares, np.broadcast_to(np.maximum(self.selects, 0), (len(offers),
-                                                                                              len(self.selects))), 1)
-            q = h.p * np.where(self.selects >= 0, picked, 0.0)  # (K, rows)
+            # Row r subtracts Binomial(n + pending, p·C) with C the share arrived by its slice
+            # (column 0: none yet); the columns' transforms are computed once per offer count.
+            shares = np.array([[0.0, *self._cumulative_shares(m)] for m in offers])  # (K, 1 + slices)
+            q = h.p * shares[:, self.columns]  # (K, rows)
             trials = n + h.outstanding
             means, variances = self.mean0 - trials * q, self.var0 + trials * q * (1 - q)
         else:
             means, variances = self.mean0 + n * self.mean_n, self.var0 + n * self.var_n
         half = _WINDOW_SIGMAS * math.sqrt(float(variances.max())) + _WINDOW_PAD
-        size, down, fixed, per_offer = self._prepared(2 * half + 1)
+        size, up, shift, fixed, per_offer = self._prepared(2 * half + 1)
         offsets = np.floor(means) - size // 2  # (K, rows): each row's window starts here
-        # z^(start - offset) places each row's window (z = e^(-iθ): the shift by the constant part)
-        exponent = fixed[None] + (h.start - offsets)[:, :, None] * (1j * np.angle(down))[None, None]
+        # z^(start - offset) places each row's window (the constant part of the sum, z = e^(-iθ))
+        exponent = fixed + (h.start - offsets)[:, :, None] * shift
         if h.exact:
-            up = np.conj(down)
-            exponent = exponent + trials[:, :, None] * np.log(1 - q[:, :, None] + q[:, :, None] * up[None, None])
+            accepts = h.p * shares[:, :, None]
+            exponent += (trials[:, :, None] * np.log(1 - accepts + accepts * up))[:, self.columns]
         else:
-            exponent = exponent + n[:, :, None] * per_offer[None]
+            exponent += n[:, :, None] * per_offer
         # P(X = offset + j) for j in the window; FFT noise leaves values of ~1e-17 anywhere.
         pmf = np.fft.irfft(np.exp(exponent), n=size, axis=2)
-        low = int(offsets.min())
-        queue = -np.arange(low, int(offsets.max()) + size)
-        abandon_cost, bad_cost = h.queue_costs.along(queue)
-        window = (offsets - low).astype(np.int64)[:, :, None] + np.arange(size)
-        abandon = np.einsum("krj,krj->k", pmf, abandon_cost[window] * self.sign[None, :, None])
-        bad = np.einsum("krj,krj->k", pmf, bad_cost[window] * self.sign[None, :, None])
+        queue = -(offsets[:, :, None] + np.arange(size))  # queue length at each value (< 0: free agents)
+        cost = h.queue_costs.cumulative(queue)  # (2, K, rows, size): abandons, abandons + late answers
+        totals = np.einsum("krj,ckrj,r->ck", pmf, cost, self.sign)
         # Costs only grow with arrivals: FFT noise must not make a zero cost -1e-17.
-        return [(max(0.0, float(a)), max(0.0, float(b))) for a, b in zip(abandon, bad, strict=True)]
+        return [(max(0.0, float(a)), max(0.0, float(b))) for a, b in totals.T.tolist()]
 
     def _cumulative_shares(self, offers: int) -> list[float]:
         """Exact: the share of all accepts to come that has arrived by the end of each slice."""

@@ -25,7 +25,7 @@ evaluations of the steady state, each one pass over the weights. Both are cached
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -48,6 +48,7 @@ class QueueCosts:
     abandon: np.ndarray
     late: np.ndarray
     lost: np.ndarray
+    _extended: list[np.ndarray] = field(default_factory=list, repr=False)
 
     def at(self, length: int) -> tuple[float, float]:
         """Expected (abandons, late answers) among ``length`` queued interactions."""
@@ -61,6 +62,17 @@ class QueueCosts:
             float(self.abandon[last] + extra * (self.abandon[last] - self.abandon[last - 1])),
             float(self.late[last] + extra * (self.late[last] - self.late[last - 1])),
         )
+
+    def cumulative(self, lengths: np.ndarray) -> np.ndarray:
+        """``at`` for an array of queue lengths (<= 0: nobody waits), stacked: [abandons,
+        abandons + late answers] along a new first axis. Looks up a table extended (by the
+        same extrapolation as ``at``) to the longest length asked so far."""
+        longest = int(lengths.max())
+        if not self._extended or self._extended[0].shape[1] <= longest:
+            table = np.arange(max(longest + 1, 2 * len(self.abandon)))
+            abandon, bad = self.along(table)
+            self._extended[:] = [np.stack((abandon, bad))]
+        return self._extended[0][:, np.maximum(lengths, 0).astype(np.int64)]
 
     def along(self, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``at`` for an array of queue lengths: (abandons, abandons + late answers) of each."""
