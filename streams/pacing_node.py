@@ -538,17 +538,25 @@ class PacingNode:
             self.metrics.send_failures.inc()
             log.error("keepalive decisions and alarms not published: %s", exc)
         self.metrics.targets.set(count)
-        self._observe_lag(owned)
+        await self._observe_lag(owned)
         sample = self.health.sample()
         self.metrics.observe_health(sample.max_gc_pause_ms, sample.memory_percent)
 
-    def _observe_lag(self, owned: set[int]) -> None:
+    async def _observe_lag(self, owned: set[int]) -> None:
+        """Per owned partition: events on the log not yet taken by this worker.
+
+        A partition this worker has not taken anything from since it was assigned counts from its
+        consumer position (the committed offset), not as caught up.
+        """
         self.metrics.lag.clear()
         for partition in owned:
-            highwater = self.app.consumer.highwater(TP(self.names.stats, partition))
-            if highwater is not None:
-                lag = max(0, highwater - self._next_offset.get(partition, highwater))
-                self.metrics.lag.labels(str(partition)).set(lag)
+            tp = TP(self.names.stats, partition)
+            highwater = self.app.consumer.highwater(tp)
+            taken = self._next_offset.get(partition)
+            if taken is None:
+                taken = await self.app.consumer.position(tp)
+            if highwater is not None and taken is not None:
+                self.metrics.lag.labels(str(partition)).set(max(0, highwater - taken))
 
     # -- lost topics ---------------------------------------------------------------------
 

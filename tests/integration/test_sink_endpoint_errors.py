@@ -113,7 +113,8 @@ async def test_too_large_splits_the_batch_and_rejects_only_an_entity_too_large_a
 @pytest.mark.parametrize("status", [400, 422])
 async def test_invalid_request_rejects_the_entities_sent(
         kafka_bootstrap: str, emulator: JourneyEmulator, status: int) -> None:
-    emulator.faults.set(status=status, remaining=1)
+    # One fault per decision: however the sink batches the three (one request or three), each is rejected.
+    emulator.faults.set(status=status, remaining=3)
     async with SinkRun(kafka_bootstrap, emulator) as run:
         ends = await run.produce(decision(f"vq-{i}", 4) for i in range(3))
         errors = await eventually(lambda: _errors_for(run, 3), message="three entities on the error topic")
