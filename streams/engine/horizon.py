@@ -45,9 +45,10 @@ _SLICES = 3
 _EXACT_MIN_P = 0.2
 _EXACT_MAX_AGENTS = 15
 #: Each distribution's window reaches this many standard deviations (plus _WINDOW_PAD values) to
-#: either side of its mean; beyond, binomial and Poisson mass is below 1e-15.
+#: either side of its mean; beyond, binomial and Poisson mass is below 1e-15 (a Poisson count of
+#: mean 1 exceeds 16 with probability 1e-15, of mean 0.5 with 1e-20).
 _WINDOW_SIGMAS = 8.0
-_WINDOW_PAD = 24
+_WINDOW_PAD = 16
 
 
 def exact_for(logged_in: int, p: float) -> bool:
@@ -171,9 +172,10 @@ class _Layout:
         self._transforms: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # by window size
 
     def _prepared(self, needed: float) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """A window size of at least ``needed`` and, on its rfft grid: e^(iθ), -iθ, the rows'
-        fixed log transforms and (non-exact) the log transform of one offer's accepts for each
-        row. A size prepared before is reused while it is at most twice what is needed."""
+        """A window size of at least ``needed`` and, on its rfft grid: e^(iθ), the rows' fixed
+        transforms (exponentiated), (non-exact) the log transforms of one offer's accepts by the
+        end of each slice, and the size's roots of unity. A size prepared before is reused while
+        it is at most twice what is needed."""
         for size, ready in self._transforms.items():
             if needed <= size <= 2 * needed:
                 return (size, *ready)
@@ -184,9 +186,10 @@ class _Layout:
         if not self.h.exact:
             terms += [("binomial", 1, self.h.p * share, -1) for share in self.h.new_share]
         logs = _log_transforms(terms, down)
-        fixed = self.fixed @ logs[:len(self.terms)]
-        per_offer = self.slices @ logs[len(self.terms):] if not self.h.exact else fixed[:0]
-        ready = self._transforms[size] = (np.conj(down), -1j * theta, fixed, per_offer)
+        fixed = np.exp(self.fixed @ logs[:len(self.terms)])
+        per_offer = np.cumsum(logs[len(self.terms):], axis=0) if not self.h.exact else fixed[:0]
+        roots = np.exp(-2j * np.pi * np.arange(size) / size)
+        ready = self._transforms[size] = (np.conj(down), fixed, per_offer, roots)
         return (size, *ready)
 
     def costs(self, offers: list[int]) -> list[tuple[float, float]]:
@@ -203,17 +206,20 @@ class _Layout:
         else:
             means, variances = self.mean0 + n * self.mean_n, self.var0 + n * self.var_n
         half = _WINDOW_SIGMAS * math.sqrt(float(variances.max())) + _WINDOW_PAD
-        size, up, shift, fixed, per_offer = self._prepared(2 * half + 1)
-        offsets = np.floor(means) - size // 2  # (K, rows): each row's window starts here
-        # z^(start - offset) places each row's window (the constant part of the sum, z = e^(-iθ))
-        exponent = fixed + (h.start - offsets)[:, :, None] * shift
+        size, up, fixed, per_offer, roots = self._prepared(2 * half + 1)
+        offsets = np.floor(means).astype(np.int64) - size // 2  # (K, rows): each row's window starts here
+        # The offers' part, once per distinct arrived share (column 0: no accepts, transform 1).
+        offer_part = np.ones((len(offers), _SLICES + 1, len(up)), dtype=complex)
         if h.exact:
-            accepts = h.p * shares[:, :, None]
-            exponent += (trials[:, :, None] * np.log(1 - accepts + accepts * up))[:, self.columns]
+            accepts = h.p * shares[:, 1:, None]
+            offer_part[:, 1:] = np.exp(trials[:, :, None] * np.log(1 - accepts + accepts * up))
         else:
-            exponent += n[:, :, None] * per_offer
+            offer_part[:, 1:] = np.exp(n[:, :, None] * per_offer)
+        # z^(start - offset) places each row's window (z = e^(-iθ)): a root of unity of the size.
+        turns = ((h.start - offsets)[:, :, None] * np.arange(len(up))) % size
+        spectrum = fixed * offer_part[:, self.columns] * roots[turns]
         # P(X = offset + j) for j in the window; FFT noise leaves values of ~1e-17 anywhere.
-        pmf = np.fft.irfft(np.exp(exponent), n=size, axis=2)
+        pmf = np.fft.irfft(spectrum, n=size, axis=2)
         queue = -(offsets[:, :, None] + np.arange(size))  # queue length at each value (< 0: free agents)
         cost = h.queue_costs.cumulative(queue)  # (2, K, rows, size): abandons, abandons + late answers
         totals = np.einsum("krj,ckrj,r->ck", pmf, cost, self.sign)
