@@ -59,6 +59,9 @@ class KafkaSettings(_Section):
     topic_prefix: str = ""
     stats_partitions: int = Field(12, ge=1, le=10_000)
     replication_factor: int = Field(1, ge=1)
+    min_insync_replicas: int | None = Field(
+        None, ge=1, description="min.insync.replicas of every topic the services create (unset: the broker default)"
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

@@ -49,7 +49,7 @@ from streams.outbox import Outbox, SendFailed
 from streams.partitioning import home_partition
 from streams.process_health import ProcessHealth
 from streams.target_definitions import TargetDefinitions
-from streams.topics import TopicNames, repair_topics, topic_names, topic_problems, topic_specs
+from streams.topics import TopicNames, repair_topics, topic_configs, topic_names, topic_problems, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -563,7 +563,14 @@ class PacingNode:
     def _changelog_spec(self) -> NewTopic:
         kafka = self.settings.kafka
         return NewTopic(changelog_topic_name(self.table), kafka.stats_partitions, kafka.replication_factor,
-                        topic_configs={"cleanup.policy": "compact"})
+                        topic_configs={**topic_configs(self.settings), "cleanup.policy": "compact"})
+
+    def internal_topics(self) -> list[NewTopic]:
+        """Faust's topics of this app, created ahead of Faust with the deployment's topic settings."""
+        kafka = self.settings.kafka
+        assignor = NewTopic(f"{self.app.conf.id}-__assignor-__leader", 1, kafka.replication_factor,
+                            topic_configs=topic_configs(self.settings))
+        return [self._changelog_spec(), assignor]
 
     def _regressed_partitions(self) -> dict[int, tuple[int, int]]:
         """Owned stats partitions whose log end fell below what this worker already read: the log was lost."""
@@ -668,9 +675,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from streams.kafka import client_options
     from streams.topics import ensure_topics
 
-    asyncio.run(ensure_topics(settings))
+    node = PacingNode(settings)
+    asyncio.run(ensure_topics(settings, node.internal_topics()))
     if settings.kafka.probe_end_offsets:
         install_faust_end_offset_probe(client_options(settings), settings.kafka.broker_kind)
-    node = PacingNode(settings)
     worker = faust.Worker(node.app, loglevel=loglevel)
     worker.execute_from_commandline()

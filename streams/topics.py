@@ -57,16 +57,25 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     names = topic_names(settings)
     n = settings.kafka.stats_partitions
     rf = settings.kafka.replication_factor
-    compacted = {"cleanup.policy": "compact"}
+    common = topic_configs(settings)
+    compacted = {**common, "cleanup.policy": "compact"}
     return [
-        NewTopic(names.stats, n, rf),
+        NewTopic(names.stats, n, rf, topic_configs=common),
         NewTopic(names.targets, n, rf, topic_configs=compacted),
         NewTopic(names.actiontargets, n, rf, topic_configs=compacted),
-        NewTopic(names.alarms, 1, rf),
-        NewTopic(names.stats_dlq, 1, rf),
-        NewTopic(names.bulk_errors, 1, rf),
-        NewTopic(names.metrics, 1, rf),
+        NewTopic(names.alarms, 1, rf, topic_configs=common),
+        NewTopic(names.stats_dlq, 1, rf, topic_configs=common),
+        NewTopic(names.bulk_errors, 1, rf, topic_configs=common),
+        NewTopic(names.metrics, 1, rf, topic_configs=common),
     ]
+
+
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """Topic-level settings every topic the services create gets (beside its cleanup policy)."""
+    configs = {}
+    if settings.kafka.min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(settings.kafka.min_insync_replicas)
+    return configs
 
 
 async def missing_topics(
@@ -120,8 +129,8 @@ class TopicMismatch(RuntimeError):
     """An existing topic cannot serve the configuration (for example its partition count)."""
 
 
-async def ensure_topics(settings: Settings) -> None:
-    """Create the missing topics, and check that the stats topic has the configured partitions.
+async def ensure_topics(settings: Settings, extra: Iterable[NewTopic] = ()) -> None:
+    """Create the missing topics (``extra``: a process's internal ones), and check the stats topic's partitions.
 
     The pacing nodes' table changelog must have as many partitions as ``pacing.stats``; a stats
     topic created elsewhere (say, auto-created by a producer) with another count would make every
@@ -131,7 +140,7 @@ async def ensure_topics(settings: Settings) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in topic_specs(settings) if t.name not in existing]
+        missing = [t for t in [*topic_specs(settings), *extra] if t.name not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)

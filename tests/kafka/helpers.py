@@ -8,12 +8,11 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.kafka_broker import java_command
 from schemas import decode_alarm
-from streams.topics import topic_specs
 from tests.integration.pipeline import Pipeline
 
 
@@ -70,24 +69,6 @@ def worker_app_id(pipeline: Pipeline) -> str:
 def changelog_topic(pipeline: Pipeline) -> str:
     """The workers' table changelog (Faust: ``<app id>-<table>-changelog``)."""
     return f"{worker_app_id(pipeline)}-target-state-changelog"
-
-
-async def create_deployment_topics(pipeline: Pipeline, extra_configs: dict[str, str]) -> list[str]:
-    """Create a deployment's topics before any of its processes starts, as ``ensure_topics`` would
-    (same partitions, replication and cleanup policy) plus ``extra_configs`` on every topic, the
-    workers' internal topics included (table changelog, Faust's assignor leader topic). Returns the names."""
-    settings = pipeline.settings
-    replicas = settings.kafka.replication_factor
-    specs = [*topic_specs(settings),
-             NewTopic(changelog_topic(pipeline), settings.kafka.stats_partitions, replicas,
-                      topic_configs={"cleanup.policy": "compact"}),
-             NewTopic(f"{worker_app_id(pipeline)}-__assignor-__leader", 1, replicas)]
-    topics = [NewTopic(s.name, s.num_partitions, s.replication_factor, topic_configs={**s.topic_configs,
-                                                                                   **extra_configs})
-              for s in specs]
-    async with admin_client(pipeline.bootstrap) as admin:
-        await admin.create_topics(topics)
-    return [t.name for t in topics]
 
 
 async def alarm_history(pipeline: Pipeline) -> dict[tuple[str, str], list[str]]:

@@ -36,7 +36,6 @@ from schemas import decode_decision
 from tests.integration.pipeline import Pipeline, eventually, stat_records, user_data
 from tests.kafka.helpers import (
     alarm_history,
-    create_deployment_topics,
     partition_states,
     prefixed_topics,
     still_raised,
@@ -122,9 +121,8 @@ async def test_killing_a_broker_under_load_loses_no_decision_and_gives_no_target
         kafka_cluster: KafkaCluster, cluster_pipeline: Pipeline) -> None:
     pipeline = cluster_pipeline
     bootstrap = kafka_cluster.bootstrap_servers
-    # The product has no option for min.insync.replicas: the topics are created first, as the
-    # workers would create them, with the setting added.
-    await create_deployment_topics(pipeline, {"min.insync.replicas": "2"})
+    # Every topic the services create (Faust's internal ones included) gets min.insync.replicas=2.
+    pipeline.env["PACING_KAFKA__MIN_INSYNC_REPLICAS"] = "2"
 
     worker_env = {"PACING_WORKER__KEEPALIVE_S": "1"}  # keepalives would expose a second owner quickly
     await pipeline.start_worker(PACING_NODE_ID="node-a", **worker_env)
