@@ -155,8 +155,8 @@ class _Layout:
                 if t is not None:
                     self.fixed[r, t] += times
         means, variances = zip(*(_moments(t) for t in terms), strict=True) if terms else ((), ())
-        self.mean0 = h.start + self.fixed @ np.array(means, dtype=float)
-        self.var0 = self.fixed @ np.array(variances, dtype=float)
+        self.mean0 = h.start + _product(self.fixed, np.array(means, dtype=float))
+        self.var0 = _product(self.fixed, np.array(variances, dtype=float))
         self.sign = np.array([1.0 if r % 2 else -1.0 for r in range(len(rows))])  # after - before
         # Offers: non-exact, row r subtracts Binomial(n, p·new_share[s]) for every slice s <= selects[r];
         # exact, Binomial(n + pending, p·(share_0 + ... + share_selects[r])).
@@ -167,12 +167,12 @@ class _Layout:
                                 for r in range(len(rows))])
         if not h.exact:
             per_offer = [p * share for share in h.new_share]
-            self.mean_n = -self.slices @ np.array(per_offer)
-            self.var_n = self.slices @ np.array([q * (1 - q) for q in per_offer])
+            self.mean_n = -_product(self.slices, np.array(per_offer))
+            self.var_n = _product(self.slices, np.array([q * (1 - q) for q in per_offer]))
         self._transforms: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # by window size
 
     def _prepared(self, needed: float) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """A window size of at least ``needed`` and, on its rfft grid: e^(iθ), the rows' fixed
+        """A window size of at least ``needed`` and, on its rfft grid: sin θ and cos θ, the rows' fixed
         transforms (exponentiated), (non-exact) the log transforms of one offer's accepts by the
         end of each slice, and the size's roots of unity. A size prepared before is reused while
         it is at most twice what is needed."""
@@ -181,15 +181,14 @@ class _Layout:
                 return (size, *ready)
         size = _fft_size(needed)
         theta = np.arange(size // 2 + 1) * (2 * np.pi / size)
-        down = np.exp(-1j * theta)
         terms = list(self.terms)
         if not self.h.exact:
             terms += [("binomial", 1, self.h.p * share, -1) for share in self.h.new_share]
-        logs = _log_transforms(terms, down)
-        fixed = np.exp(self.fixed @ logs[:len(self.terms)])
+        logs = _log_transforms(terms, theta)
+        fixed = np.exp(_product(self.fixed, logs[:len(self.terms)]))
         per_offer = np.cumsum(logs[len(self.terms):], axis=0) if not self.h.exact else fixed[:0]
         roots = np.exp(-2j * np.pi * np.arange(size) / size)
-        ready = self._transforms[size] = (np.conj(down), fixed, per_offer, roots)
+        ready = self._transforms[size] = (np.stack((np.sin(theta), np.cos(theta))), fixed, per_offer, roots)
         return (size, *ready)
 
     def costs(self, offers: list[int]) -> list[tuple[float, float]]:
@@ -206,17 +205,18 @@ class _Layout:
         else:
             means, variances = self.mean0 + n * self.mean_n, self.var0 + n * self.var_n
         half = _WINDOW_SIGMAS * math.sqrt(float(variances.max())) + _WINDOW_PAD
-        size, up, fixed, per_offer, roots = self._prepared(2 * half + 1)
+        size, sin_cos, fixed, per_offer, roots = self._prepared(2 * half + 1)
         offsets = np.floor(means).astype(np.int64) - size // 2  # (K, rows): each row's window starts here
         # The offers' part, once per distinct arrived share (column 0: no accepts, transform 1).
-        offer_part = np.ones((len(offers), _SLICES + 1, len(up)), dtype=complex)
+        frequencies = sin_cos.shape[1]
+        offer_part = np.ones((len(offers), _SLICES + 1, frequencies), dtype=complex)
         if h.exact:
             accepts = h.p * shares[:, 1:, None]
-            offer_part[:, 1:] = np.exp(trials[:, :, None] * np.log(1 - accepts + accepts * up))
+            offer_part[:, 1:] = np.exp(trials[:, :, None] * _log_bernoulli(accepts, sin_cos[0], sin_cos[1], -1.0))
         else:
             offer_part[:, 1:] = np.exp(n[:, :, None] * per_offer)
         # z^(start - offset) places each row's window (z = e^(-iθ)): a root of unity of the size.
-        turns = ((h.start - offsets)[:, :, None] * np.arange(len(up))) % size
+        turns = ((h.start - offsets)[:, :, None] * np.arange(frequencies)) % size
         spectrum = fixed * offer_part[:, self.columns] * roots[turns]
         # P(X = offset + j) for j in the window; FFT noise leaves values of ~1e-17 anywhere.
         pmf = np.fft.irfft(spectrum, n=size, axis=2)
@@ -239,6 +239,11 @@ class _Layout:
         return out
 
 
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b without BLAS: for these small matrices its threads spin longer than the work takes."""
+    return np.einsum("ij,j...->i...", a, b)
+
+
 def _moments(term: tuple[str, int, float, int]) -> tuple[float, float]:
     """(mean with its sign, variance) of one count."""
     kind, trials, q, sign = term
@@ -247,17 +252,24 @@ def _moments(term: tuple[str, int, float, int]) -> tuple[float, float]:
     return sign * q, q
 
 
-def _log_transforms(terms: list[tuple[str, int, float, int]], down: np.ndarray) -> np.ndarray:
-    """log E[e^(-iθ·sign·X)] of each count (rows) on the grid (``down`` = e^(-iθ))."""
+def _log_transforms(terms: list[tuple[str, int, float, int]], theta: np.ndarray) -> np.ndarray:
+    """log E[e^(-iθ·sign·X)] of each count (rows) at the angles ``theta``."""
     if not terms:
-        return np.zeros((0, len(down)), dtype=complex)
+        return np.zeros((0, len(theta)), dtype=complex)
     q = np.array([t[2] for t in terms])[:, None]
     trials = np.array([t[1] for t in terms], dtype=float)[:, None]
+    sign = np.array([t[3] for t in terms], dtype=float)[:, None]
     binomial = np.array([t[0] == "binomial" for t in terms])[:, None]
-    w = np.where(np.array([t[3] > 0 for t in terms])[:, None], down[None, :], np.conj(down)[None, :])
-    base = np.where(binomial, 1 - q + q * w, 1.0)
-    base[base == 0] = 1e-300  # Binomial(n, 1/2) at θ = π: the power is 0
-    return np.where(binomial, trials * np.log(base), q * (w - 1))
+    cos, sin = np.cos(theta), np.sin(theta)
+    poisson = q * (cos - 1) - 1j * sign * q * sin
+    return np.where(binomial, trials * _log_bernoulli(q, sin, cos, sign), poisson)
+
+
+def _log_bernoulli(q: np.ndarray, sin: np.ndarray, cos: np.ndarray, sign: np.ndarray | float) -> np.ndarray:
+    """log(1 - q + q·e^(-iθ·sign)) from real functions (glibc's complex log sorts its terms
+    for accuracy and costs several times more): log|·| = log1p(-2q(1-q)(1 - cos θ)) / 2."""
+    modulus = np.maximum(1 - 2 * q * (1 - q) * (1 - cos), 1e-300)  # 0: Binomial(n, 1/2) at θ = π
+    return 0.5 * np.log(modulus) + 1j * np.arctan2(-sign * q * sin, 1 - q + q * cos)
 
 
 def _fft_size(at_least: float) -> int:

@@ -166,7 +166,7 @@ class _ErlangA:
         self.log_c = -np.cumsum(np.log(rates))
         k = np.arange(len(rates), dtype=float)
         self.k = k
-        self.ones_k = np.stack((np.ones_like(k), k), axis=1)  # w @ ones_k = (Σ w, Σ k w)
+        self.ones_k = np.stack((np.ones_like(k), k), axis=1)  # w·ones_k = (Σ w, Σ k w)
         # Cost increments of an arrival that finds j ahead with every agent busy (j = 0..max_queue),
         # plain and times k: the queue's weights times these give every share and its derivative.
         increments = np.stack([np.diff(c)[:self.max_queue + 1] for c in (costs.abandon, costs.late, costs.lost)],
@@ -187,8 +187,9 @@ class _ErlangA:
         end = n + queued + 1
         peak = max(peak, float(running[queued]))
         w = np.exp(log_w[:end] - peak)
-        total, k_total = w @ self.ones_k[:end]
-        shares = (w[n:] @ self.increments[:queued + 1]) / total  # Σ w f / Σ w and Σ k w f / Σ w
+        # (einsum, not @: BLAS threads spin longer than these small products take)
+        total, k_total = np.einsum("i,ij->j", w, self.ones_k[:end])
+        shares = np.einsum("i,ij->j", w[n:], self.increments[:queued + 1]) / total  # Σ w f / Σ w, Σ k w f / Σ w
         abandon, late, lost = float(shares[0]), float(shares[1]), float(shares[2])
         mean_k = float(k_total / total)
         # d/du of a share s = Σ w f / Σ w is Σ k w f / Σ w - s · mean k
