@@ -209,7 +209,8 @@ class _Layout:
         offsets = np.floor(means).astype(np.int64) - size // 2  # (K, rows): each row's window starts here
         # The offers' part, once per distinct arrived share (column 0: no accepts, transform 1).
         frequencies = sin_cos.shape[1]
-        offer_part = np.ones((len(offers), _SLICES + 1, frequencies), dtype=complex)
+        offer_part = np.empty((len(offers), _SLICES + 1, frequencies), dtype=complex)
+        offer_part[:, 0] = 1.0
         if h.exact:
             accepts = h.p * shares[:, 1:, None]
             offer_part[:, 1:] = np.exp(trials[:, :, None] * _log_bernoulli(accepts, sin_cos[0], sin_cos[1], -1.0))

@@ -37,6 +37,7 @@ _TERMS = np.arange(1, _EXACT_STAGES, dtype=float)[:, None]
 _BELOW = (np.arange(1, _EXACT_STAGES)[:, None] <= np.arange(_EXACT_STAGES)[None, :]).astype(float)
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
 _SQRT_HALF = math.sqrt(0.5)
+_STAGES = np.arange(1, 1061, dtype=float)  # 1..1060: the stage counts of a 500-agent table
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,7 +65,7 @@ class QueueCosts:
         )
 
     def cumulative(self, lengths: np.ndarray) -> np.ndarray:
-        """``at`` for an array of queue lengths (<= 0: nobody waits), stacked: [abandons,
+        """``at`` for an integer array of queue lengths (<= 0: nobody waits), stacked: [abandons,
         abandons + late answers] along a new first axis. Looks up a table extended (by the
         same extrapolation as ``at``) to the longest length asked so far."""
         longest = int(lengths.max())
@@ -72,7 +73,7 @@ class QueueCosts:
             table = np.arange(max(longest + 1, 2 * len(self.abandon)))
             abandon, bad = self.along(table)
             self._extended[:] = [np.stack((abandon, bad))]
-        return self._extended[0][:, np.maximum(lengths, 0).astype(np.int64)]
+        return self._extended[0][:, np.maximum(lengths, 0)]
 
     def along(self, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``at`` for an array of queue lengths: (abandons, abandons + late answers) of each."""
@@ -90,23 +91,28 @@ def position_costs(agents: int, handle_s: float, patience_s: float, short_s: flo
     """Cumulative abandon, late-answer and any-abandon chances of queue positions 0..positions-1."""
     service = agents / handle_s
     gamma = 1.0 / patience_s
-    stages = np.arange(1, positions + 1, dtype=float)
+    stages = _stages(positions)
     mean_wait = np.cumsum(1.0 / (service + (stages - 1) * gamma))
     rate = stages / mean_wait
     served_share = (rate / (rate + gamma)) ** stages
     keep_short = math.exp(-gamma * short_s)
-    short, short_served, late = _gamma_tails(np.stack((rate * short_s, (rate + gamma) * short_s,
-                                                       (rate + gamma) * sl_s)))
-    abandon_j = keep_short * short - served_share * short_served
-    late_j = served_share * late
-    return QueueCosts(agents, _cumulative(np.maximum(abandon_j, 0.0)), _cumulative(np.maximum(late_j, 0.0)),
-                      _cumulative(1 - served_share))
+    x = np.empty((3, positions))  # the three gamma tails' arguments, one row each
+    np.multiply(rate, short_s, out=x[0])
+    np.multiply(rate + gamma, short_s, out=x[1])
+    np.multiply(rate + gamma, sl_s, out=x[2])
+    short, short_served, late = _gamma_tails(x)
+    # Cumulative sums, each with a leading 0 (the cost of an empty queue).
+    table = np.zeros((3, positions + 1))
+    np.maximum(keep_short * short - served_share * short_served, 0.0, out=table[0, 1:])
+    np.maximum(served_share * late, 0.0, out=table[1, 1:])
+    np.subtract(1.0, served_share, out=table[2, 1:])
+    np.cumsum(table, axis=1, out=table)
+    return QueueCosts(agents, table[0], table[1], table[2])
 
 
-def _cumulative(values: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(values) + 1)
-    np.cumsum(values, out=out[1:])
-    return out
+def _stages(count: int) -> np.ndarray:
+    """1.0, 2.0, ..., count."""
+    return _STAGES[:count] if count <= len(_STAGES) else np.arange(1, count + 1, dtype=float)
 
 
 def _gamma_tails(x: np.ndarray) -> np.ndarray:
@@ -116,22 +122,27 @@ def _gamma_tails(x: np.ndarray) -> np.ndarray:
     out = np.ones((rows, count))
     m = min(count, _EXACT_STAGES)
     head = np.minimum(x[:, :m], 745.0)  # exp(-745) is 0: beyond, the sum is 0 however large its terms
-    largest = float(head.max())
-    # Terms beyond x + 12 sqrt(x) + 12 are below 1e-17 of the sum: no need to form them.
-    top = min(m - 1, math.ceil(largest + 12 * math.sqrt(max(largest, 0.0)) + 12))
-    total = np.exp(-head)
-    if top >= 1:
-        terms = np.cumprod(head[:, None, :] / _TERMS[None, :top, :], axis=1)  # x^i / i!, i = 1..top
-        total = total * (1.0 + (terms * _BELOW[None, :top, :m]).sum(axis=1))
-    out[:, :m] = np.where(x[:, :m] > 0, np.minimum(total, 1.0), 1.0)
+    # Where j + 1 > x + 12 sqrt(x) + 12 in every row, the tails are 1 to 1e-17: only the columns up
+    # to the last other one are summed, each with its terms up to that bound.
+    column_max = head.max(axis=0)
+    bound = column_max + 12 * np.sqrt(column_max) + 12
+    live = _STAGES[:m] <= bound
+    width = m - int(live[::-1].argmax()) if live.any() else 0
+    if width:
+        top = min(width - 1, math.ceil(float(bound[:width].max())))
+        part = head[:, :width]
+        total = np.exp(-part)
+        if top >= 1:
+            terms = np.cumprod(part[:, None, :] / _TERMS[None, :top, :], axis=1)  # x^i / i!, i = 1..top
+            total *= 1.0 + (terms * _BELOW[None, :top, :width]).sum(axis=1)
+        np.minimum(total, 1.0, out=out[:, :width])  # x = 0 (no short abandons): 1, as it should
     if count > _EXACT_STAGES:
-        n = np.arange(_EXACT_STAGES + 1, count + 1, dtype=float)
-        tail_x = x[:, _EXACT_STAGES:]
-        z = ((tail_x / n) ** (1 / 3) - (1 - 1 / (9 * n))) * np.sqrt(9 * n)
+        n = _stages(count)[_EXACT_STAGES:]
+        z = ((x[:, _EXACT_STAGES:] / n) ** (1 / 3) - (1 - 1 / (9 * n))) * np.sqrt(9 * n)
         # erfc(z/√2)/2 is exactly 1.0 in floating point below z = -8.5 and < 1e-19 above 9.
-        q = np.where(z >= 9.0, 0.0, 1.0)
-        inner = np.nonzero((z > -8.5) & (z < 9.0) & (tail_x > 0))
-        if len(inner[0]):
+        q = (z < 9.0).astype(float)
+        inner = (z > -8.5) & (z < 9.0)
+        if inner.any():
             q[inner] = 0.5 * _ERFC(z[inner] * _SQRT_HALF).astype(float)
         out[:, _EXACT_STAGES:] = q
     return out
@@ -182,8 +193,10 @@ class _ErlangA:
         # The queue is followed while its last weight is not negligible against the peak so far
         # (the rule of the straightforward loop, so both sum the same terms).
         running = np.maximum.accumulate(queue)
-        stop = np.flatnonzero(queue <= np.maximum(running, peak) + _NEGLIGIBLE_LOG_WEIGHT)
-        queued = int(stop[0]) if len(stop) else self.max_queue
+        negligible = queue <= np.maximum(running, peak) + _NEGLIGIBLE_LOG_WEIGHT
+        queued = int(negligible.argmax())  # the first negligible weight, or none: 0 and not negligible[0]
+        if not negligible[queued]:
+            queued = self.max_queue
         end = n + queued + 1
         peak = max(peak, float(running[queued]))
         w = np.exp(log_w[:end] - peak)
