@@ -34,6 +34,7 @@ binomials (Poisson thinning: a few percent more variance than the truth, so slig
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 
@@ -69,6 +70,7 @@ class Horizon:
         self.queue_costs = costs
         self.outstanding = outstanding
         self.start = ready - waiting  # free agents minus queue; negative: a queue
+        self.start_ready = ready
         self.busy = busy
         self.length_s = period_s + response_s
         self.slice_s = length = self.length_s / _SLICES
@@ -99,11 +101,20 @@ class Horizon:
                 self._memo[(n, reactive_rate)] = result
         return [self._memo[(n, reactive_rate)] for n in offers]
 
+    def with_ready(self, ready: int) -> Horizon:
+        """The same horizon with another number of ready agents (a reactive reserve taken off).
+        Only the constant part of the sums differs, so both share their prepared transforms."""
+        other = copy.copy(self)
+        other.start = ready - (self.start_ready - self.start)
+        other.start_ready = ready
+        other._memo = {}
+        return other
+
     def _compute(self, offers: list[int], reactive_rate: float) -> list[tuple[float, float]]:
         layout = self._layouts.get(reactive_rate)
         if layout is None:
             layout = self._layouts[reactive_rate] = _Layout(self, reactive_rate)
-        return layout.costs(offers)
+        return layout.costs(offers, self.start)
 
 
 class _Layout:
@@ -155,7 +166,7 @@ class _Layout:
                 if t is not None:
                     self.fixed[r, t] += times
         means, variances = zip(*(_moments(t) for t in terms), strict=True) if terms else ((), ())
-        self.mean0 = h.start + _product(self.fixed, np.array(means, dtype=float))
+        self.mean0 = _product(self.fixed, np.array(means, dtype=float))  # plus the start, per call
         self.var0 = _product(self.fixed, np.array(variances, dtype=float))
         self.sign = np.array([1.0 if r % 2 else -1.0 for r in range(len(rows))])  # after - before
         # Offers: non-exact, row r subtracts Binomial(n, p·new_share[s]) for every slice s <= selects[r];
@@ -191,8 +202,9 @@ class _Layout:
         ready = self._transforms[size] = (np.stack((np.sin(theta), np.cos(theta))), fixed, per_offer, roots)
         return (size, *ready)
 
-    def costs(self, offers: list[int]) -> list[tuple[float, float]]:
-        """(abandons, abandons + late answers) for each offer count."""
+    def costs(self, offers: list[int], start: int) -> list[tuple[float, float]]:
+        """(abandons, abandons + late answers) for each offer count, ``start`` free agents minus
+        queue at the beginning."""
         h = self.h
         n = np.array(offers, dtype=float)[:, None]
         if h.exact:
@@ -201,9 +213,9 @@ class _Layout:
             shares = np.array([[0.0, *self._cumulative_shares(m)] for m in offers])  # (K, 1 + slices)
             q = h.p * shares[:, self.columns]  # (K, rows)
             trials = n + h.outstanding
-            means, variances = self.mean0 - trials * q, self.var0 + trials * q * (1 - q)
+            means, variances = start + self.mean0 - trials * q, self.var0 + trials * q * (1 - q)
         else:
-            means, variances = self.mean0 + n * self.mean_n, self.var0 + n * self.var_n
+            means, variances = start + self.mean0 + n * self.mean_n, self.var0 + n * self.var_n
         half = _WINDOW_SIGMAS * math.sqrt(float(variances.max())) + _WINDOW_PAD
         size, sin_cos, fixed, per_offer, roots = self._prepared(2 * half + 1)
         offsets = np.floor(means).astype(np.int64) - size // 2  # (K, rows): each row's window starts here
@@ -217,7 +229,7 @@ class _Layout:
         else:
             offer_part[:, 1:] = np.exp(n[:, :, None] * per_offer)
         # z^(start - offset) places each row's window (z = e^(-iθ)): a root of unity of the size.
-        turns = ((h.start - offsets)[:, :, None] * np.arange(frequencies)) % size
+        turns = ((start - offsets)[:, :, None] * np.arange(frequencies)) % size
         spectrum = fixed * offer_part[:, self.columns] * roots[turns]
         # P(X = offset + j) for j in the window; FFT noise leaves values of ~1e-17 anywhere.
         pmf = np.fft.irfft(spectrum, n=size, axis=2)

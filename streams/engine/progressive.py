@@ -71,8 +71,7 @@ def _plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handl
     reactive = reactive_per_hour / 3600
     reserve = reactive_reserve(agents, reactive, handle_s, costs.abandon[1], goal)
     actual = Horizon(ready, busy, waiting, outstanding, p, handle_s, period_s, response_s, costs, exact)
-    planning = Horizon(ready - reserve, busy, waiting, outstanding, p, handle_s, period_s, response_s, costs,
-                       exact) if reserve else actual
+    planning = actual.with_ready(ready - reserve) if reserve else actual
     guess = (ready - reserve - waiting + busy * (1 - math.exp(-actual.length_s / handle_s))
              - outstanding * p - reactive * actual.length_s) / p
 
