@@ -268,7 +268,8 @@ def erlang_a_rate(agents: int, handle_s: float, patience_s: float, short_s: floa
 
     good_u, good = -math.inf, SteadyState(0.0, 0.0, 0.0, 1.0)
     bad_u = upper + 1e-9  # not evaluated: the top of the range is tried only when a step reaches it
-    u = min(upper, math.log(agents / handle_s))  # load = agents: a guess within a few tenths of log λ
+    # First guess: load agents²/(agents + 3), as small groups run well below their size.
+    u = min(upper, math.log(agents * agents / (agents + 3) / handle_s))
     for _ in range(100):
         state, value, slope = excess(u)
         if value <= 0:
