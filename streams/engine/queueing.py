@@ -235,7 +235,7 @@ def steady_state(agents: int, arrival_rate: float, handle_s: float, patience_s: 
     return _ErlangA(agents, handle_s, patience_s, costs).evaluate(math.log(arrival_rate))[0]
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)  # a SteadyState is ~100 bytes: a pass over a 10,000-target fleet stays cached
 def erlang_a_rate(agents: int, handle_s: float, patience_s: float, short_s: float, sl_s: float,
                   max_abandonment: float, min_service_level: float) -> SteadyState:
     """The largest Poisson arrival rate whose Erlang A steady state keeps both targets.
