@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
 
-from streams.engine.admission import reactive_admission
+from streams.engine.admission import free_now, reactive_admission
 from streams.engine.horizon import Horizon, exact_for
 from streams.engine.plan import Plan, offer_cap, reactive_forecast, sizing_acceptance, steady_capacity
 from streams.engine.queueing import position_costs
@@ -50,7 +50,11 @@ def progressive_plan(obs: Observation, settings: PacingSettings, dual: bool) -> 
         exact_for(obs.logged_in, sizing_acceptance(obs)),
     )
     if dual:
-        plan = replace(plan, admission=reactive_admission(obs, steady_capacity(obs, settings), plan.offers))
+        # An agent free and unpromised admits everyone (1.0 whatever Erlang A says): only otherwise
+        # is the group's steady state needed.
+        admission = 1.0 if free_now(obs, plan.offers) >= 1.0 else \
+            reactive_admission(obs, steady_capacity(obs, settings), plan.offers)
+        plan = replace(plan, admission=admission)
     return plan
 
 
