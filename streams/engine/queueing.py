@@ -49,7 +49,15 @@ class QueueCosts:
     abandon: np.ndarray
     late: np.ndarray
     lost: np.ndarray
+    #: Per position (rows abandon, late, lost): what the position adds to each cumulative cost.
+    increments: np.ndarray | None = field(default=None, repr=False)
     _extended: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def per_position(self) -> np.ndarray:
+        """The costs each position adds, rows abandon, late, lost."""
+        if self.increments is None:
+            return np.diff(np.stack((self.abandon, self.late, self.lost)), axis=1)
+        return self.increments
 
     def at(self, length: int) -> tuple[float, float]:
         """Expected (abandons, late answers) among ``length`` queued interactions."""
@@ -102,13 +110,14 @@ def position_costs(agents: int, handle_s: float, patience_s: float, short_s: flo
     np.multiply(rate + gamma, short_s, out=x[1])
     np.multiply(rate + gamma, sl_s, out=x[2])
     short, short_served, late = _gamma_tails(x)
+    increments = np.empty((3, positions))
+    np.maximum(keep_short * short - served_share * short_served, 0.0, out=increments[0])
+    np.maximum(served_share * late, 0.0, out=increments[1])
+    np.subtract(1.0, served_share, out=increments[2])
     # Cumulative sums, each with a leading 0 (the cost of an empty queue).
     table = np.zeros((3, positions + 1))
-    np.maximum(keep_short * short - served_share * short_served, 0.0, out=table[0, 1:])
-    np.maximum(served_share * late, 0.0, out=table[1, 1:])
-    np.subtract(1.0, served_share, out=table[2, 1:])
-    np.cumsum(table, axis=1, out=table)
-    return QueueCosts(agents, table[0], table[1], table[2])
+    np.cumsum(increments, axis=1, out=table[:, 1:])
+    return QueueCosts(agents, table[0], table[1], table[2], increments)
 
 
 def _stages(count: int) -> np.ndarray:
@@ -176,14 +185,16 @@ class _ErlangA:
         rates[1:agents + 1] = np.arange(1, agents + 1) * service
         rates[agents + 1:] = agents * service + np.arange(1, self.max_queue + 1) * gamma
         self.log_c = -np.cumsum(np.log(rates))
-        k = np.arange(len(rates), dtype=float)
+        k = _stages(len(rates)) - 1
         self.k = k
-        self.ones_k = np.stack((np.ones_like(k), k), axis=1)  # w·ones_k = (Σ w, Σ k w)
+        self.ones_k = np.ones((len(k), 2))  # w·ones_k = (Σ w, Σ k w)
+        self.ones_k[:, 1] = k
         # Cost increments of an arrival that finds j ahead with every agent busy (j = 0..max_queue),
         # plain and times k: the queue's weights times these give every share and its derivative.
-        increments = np.stack([np.diff(c)[:self.max_queue + 1] for c in (costs.abandon, costs.late, costs.lost)],
-                              axis=1)
-        self.increments = np.concatenate((increments, increments * k[agents:, None]), axis=1)
+        increments = costs.per_position()[:, :self.max_queue + 1].T
+        self.increments = np.empty((len(increments), 6))
+        self.increments[:, :3] = increments
+        np.multiply(increments, k[agents:, None], out=self.increments[:, 3:])
 
     def evaluate(self, u: float) -> tuple[SteadyState, float, float, float, float]:
         """(state, abandonment, d abandonment/du, service level, d service level/du) at λ = e^u."""
