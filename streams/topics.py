@@ -7,8 +7,9 @@ keeps producers, workers and the sink from racing to auto-create them with broke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -78,6 +79,21 @@ def topic_configs(settings: Settings) -> dict[str, str]:
     return configs
 
 
+@contextlib.asynccontextmanager
+async def admin_client(settings: Settings, admin: AIOKafkaAdminClient | None = None
+                       ) -> AsyncIterator[AIOKafkaAdminClient]:
+    """``admin`` if the caller has a started one (it stays open), else a client for the block."""
+    if admin is not None:
+        yield admin
+        return
+    client = AIOKafkaAdminClient(**client_options(settings))
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 async def missing_topics(
     settings: Settings, names: Iterable[str] | None = None, admin: AIOKafkaAdminClient | None = None
 ) -> list[str]:
@@ -87,15 +103,8 @@ async def missing_topics(
     this periodically to notice. ``admin`` reuses a started client; otherwise one is opened.
     """
     wanted = set(names) if names is not None else {spec.name for spec in topic_specs(settings)}
-    own = admin is None
-    client = admin or AIOKafkaAdminClient(**client_options(settings))
-    if own:
-        await client.start()
-    try:
+    async with admin_client(settings, admin) as client:
         existing = set(await client.list_topics())
-    finally:
-        if own:
-            await client.close()
     return sorted(wanted - existing)
 
 
@@ -107,18 +116,11 @@ async def topic_problems(settings: Settings, specs: Iterable[NewTopic], admin: A
     broker's default partition count before anyone checks, so "present" is not enough.
     """
     specs = list(specs)
-    own = admin is None
-    client = admin or AIOKafkaAdminClient(**client_options(settings))
-    if own:
-        await client.start()
-    try:
+    async with admin_client(settings, admin) as client:
         existing = set(await client.list_topics())
         keyed = [spec for spec in specs if spec.name in existing and spec.num_partitions > 1]
         counts = {d["topic"]: len(d["partitions"])
                   for d in (await client.describe_topics([s.name for s in keyed]) if keyed else [])}
-    finally:
-        if own:
-            await client.close()
     problems = [f"{spec.name} missing" for spec in specs if spec.name not in existing]
     problems += [f"{spec.name} has {counts[spec.name]} partitions, expected {spec.num_partitions}"
                  for spec in keyed if counts.get(spec.name, spec.num_partitions) != spec.num_partitions]
@@ -171,12 +173,8 @@ async def repair_topics(settings: Settings, extra: Iterable[NewTopic] = (), *,
     loss. Returns what was done, one phrase per topic.
     """
     specs = [*topic_specs(settings), *extra]
-    own = admin is None
-    client = admin or AIOKafkaAdminClient(**client_options(settings))
-    if own:
-        await client.start()
     done: list[str] = []
-    try:
+    async with admin_client(settings, admin) as client:
         existing = set(await client.list_topics())
         present = [spec for spec in specs if spec.name in existing]
         described = {d["topic"]: len(d["partitions"]) for d in await client.describe_topics([s.name for s in present])}
@@ -200,9 +198,6 @@ async def repair_topics(settings: Settings, extra: Iterable[NewTopic] = (), *,
                         break
                     await asyncio.sleep(0.25)
             done += [f"{spec.name} created" for spec in missing]
-    finally:
-        if own:
-            await client.close()
     if done:
         log.warning("topics repaired: %s", "; ".join(done))
     return done
