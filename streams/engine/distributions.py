@@ -1,7 +1,9 @@
 """Small integer distributions as (offset, probabilities) pairs, truncated where mass is negligible.
 
-``Pmf(offset, probs)`` gives P(X = offset + i) = probs[i]. Enough for the handful of binomial
-and Poisson counts the progressive algorithm combines, without numpy.
+``Pmf(offset, probs)`` gives P(X = offset + i) = probs[i]. The progressive algorithm's first
+implementation combined its binomial and Poisson counts with these; ``horizon`` now works on
+their characteristic functions, and these straightforward convolutions are what
+tests/unit/test_engine_reference.py checks it against.
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ arrivals (and around the reactive tail): eight distributions of "free minus queu
 sum of independent binomial and Poisson counts, so its characteristic function is a product of
 closed forms; one inverse FFT gives all eight probability vectors at once (for several offer
 counts in the same call), and a dot product with the queue's cost gives each expectation. This
-replaced a pure-Python convolution of truncated distributions (the same numbers to ~1e-12,
-at 10-1,000x less CPU: a 500-agent group took 50-200 ms per decision).
+replaced a pure-Python convolution of truncated distributions (``distributions``, now the
+reference of tests/unit/test_engine_reference.py): the same numbers to ~1e-12, and a decision
+for a 500-agent group forced onto SUPER_PROGRESSIVE takes a few ms instead of 50-200 ms.
 
 ``exact`` (see ``exact_for``): every accept still to come is one event that lands in one slice
 (slice s with probability share_s, the same for new and pending offers), so one offer is
