@@ -117,16 +117,14 @@ def random_target(rnd: random.Random, low: int = 1, high: int = 500) -> Target:
 
 
 def clear_engine_caches() -> None:
-    """Empty every cache of the engine's modules (``functools`` caches and module-level dicts
-    registered in ``_CACHES``), so the next decision computes everything afresh."""
+    """Empty every cache of the engine's modules (their ``functools`` caches: position tables,
+    Erlang A capacities, progressive plans), so the next decision computes everything afresh."""
     for info in pkgutil.iter_modules(streams.engine.__path__):
         module = importlib.import_module(f"streams.engine.{info.name}")
         for value in vars(module).values():
             clear: Callable[[], None] | None = getattr(value, "cache_clear", None)
             if callable(clear):
                 clear()
-        for cache in getattr(module, "_CACHES", ()):
-            cache.clear()
 
 
 def cpu_ns(call: Callable[[], object]) -> int:
