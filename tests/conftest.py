@@ -11,9 +11,11 @@ Kafka with testcontainers (needs a Docker engine, which the development machines
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
+from connectors.emulator import JourneyEmulator
 
 
 def session_broker() -> str:
@@ -48,3 +50,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with EmbeddedBroker() as broker:
         yield broker.bootstrap_servers
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[JourneyEmulator]:
+    """The Journey API emulator on a loopback port, in the test's event loop."""
+    journey = JourneyEmulator()
+    await journey.start()
+    yield journey
+    await journey.stop()

@@ -1,4 +1,4 @@
-"""Fixtures of the integration tests: an emulator and an isolated pipeline per test."""
+"""Fixtures of the integration tests: an isolated pipeline per test (the emulator is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,6 @@ from connectors.emulator import JourneyEmulator
 from tests.integration.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[JourneyEmulator]:
-    """The Journey API emulator on a loopback port, in the test's event loop."""
-    journey = JourneyEmulator()
-    await journey.start()
-    yield journey
-    await journey.stop()
 
 
 @pytest.fixture

@@ -56,15 +56,6 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaClu
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[JourneyEmulator]:
-    """The Journey API emulator on a loopback port, in the test's event loop."""
-    journey = JourneyEmulator()
-    await journey.start()
-    yield journey
-    await journey.stop()
-
-
-@pytest.fixture
 async def cluster_pipeline(kafka_cluster: KafkaCluster, emulator: JourneyEmulator,
                            tmp_path: Path) -> AsyncIterator[Pipeline]:
     """An isolated deployment (own topic prefix) on the three-node cluster, its topics replicated

@@ -17,10 +17,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
 from infra.kafka_broker import KafkaCluster
-from schemas import StatEvent, decode_decision, encode_stat_event
 from tests.integration.pipeline import Pipeline, eventually
-
-TARGETS = [f"vq-{i}" for i in range(16)]
+from tests.integration.test_scaling import TARGETS, decisions_since, events
 
 
 async def test_list_offsets_reports_the_offset_after_the_last_record_of_a_batch(kafka_cluster: KafkaCluster) -> None:
@@ -47,22 +45,6 @@ async def test_list_offsets_reports_the_offset_after_the_last_record_of_a_batch(
     finally:
         await consumer.stop()
     assert reported[TopicPartition(topic, 0)] == 12  # what the probe has to find on Tansu (which says 8)
-
-
-def events(stats: dict[str, float]) -> list[tuple[bytes, bytes]]:
-    now = int(time.time() * 1000)
-    return [(t.encode(), encode_stat_event(StatEvent(tenant="acme", target_id=t, statistic=name, value=value,
-                                                     timestamp=now, source="test")))
-            for t in TARGETS for name, value in stats.items()]
-
-
-async def decisions_since(pipeline: Pipeline, since_ms: int) -> dict[str, object]:
-    latest = {}
-    for record in await pipeline.read_all(pipeline.topics.actiontargets, timeout_s=0.5):
-        decision = decode_decision(record.value)
-        if decision.computed_at >= since_ms:
-            latest[decision.target_id] = decision
-    return latest
 
 
 async def test_survivor_recovers_a_killed_workers_table_completely_without_the_probe(
