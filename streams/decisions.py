@@ -1,11 +1,17 @@
-"""From a target's state and pacing settings to the published decision record."""
+"""From a target's state and pacing settings to the published decision record.
+
+The node builds decisions as plain Avro-shaped dicts (:func:`decision_record`): a pydantic model
+per target per tick cost more than the engine's decision itself. :func:`build_decision` wraps the
+same record in the validated :class:`~schemas.ActionTargetDecision` for everyone else.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
 
-from schemas import ActionTargetDecision
+from schemas import REGISTRY, ActionTargetDecision
 from streams.config import TargetDefaults
 from streams.engine import PacingDecision, PacingSettings, TargetState, decide
 
@@ -14,6 +20,10 @@ from streams.engine import PacingDecision, PacingSettings, TargetState, decide
 # next change or keepalive instead of flooding the sink).
 _VOLATILE = frozenset({"computed_at", "node", "figures"})
 _SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(PacingSettings))
+_GAUGES = ("ready_agents", "busy_agents", "logged_in_agents", "waiting_interactions", "outstanding_offers")
+#: Settings per (defaults, definition): a target's definition changes rarely, its decision every tick.
+_SETTINGS_CACHE: dict[tuple[int, tuple[tuple[str, Any], ...]], PacingSettings] = {}
+_SETTINGS_CACHE_MAX = 65_536
 
 
 def pacing_settings(defaults: TargetDefaults, overrides: dict[str, Any] | None = None) -> PacingSettings:
@@ -40,6 +50,67 @@ def pacing_settings(defaults: TargetDefaults, overrides: dict[str, Any] | None =
     return PacingSettings(**{k: v for k, v in values.items() if k in _SETTINGS_FIELDS and v is not None})
 
 
+def _cached_settings(defaults: TargetDefaults, definition: dict[str, Any]) -> PacingSettings:
+    try:
+        key = (id(defaults), tuple(sorted(definition.items())))
+        hash(key)
+    except TypeError:  # a list-valued definition field (media types): nothing the engine reads
+        key = (id(defaults), tuple(sorted((k, v) for k, v in definition.items() if k in _SETTINGS_FIELDS
+                                          or k == "short_abandon_threshold")))
+    settings = _SETTINGS_CACHE.get(key)
+    if settings is None:
+        if len(_SETTINGS_CACHE) >= _SETTINGS_CACHE_MAX:
+            _SETTINGS_CACHE.clear()
+        settings = _SETTINGS_CACHE[key] = pacing_settings(defaults, definition)
+    return settings
+
+
+def decision_record(
+    tenant: str,
+    node: str,
+    state: TargetState,
+    defaults: TargetDefaults,
+    now_ms: int,
+    definition: dict[str, Any] | None = None,
+    stale: bool = False,
+) -> dict[str, Any]:
+    """The decision for one target as the Avro record's fields; a stale target is inactive with no offers."""
+    definition = definition or {}
+    result: PacingDecision = decide(state, _cached_settings(defaults, definition), now_ms)
+    media = definition.get("supported_media_types") or (
+        [state.media_type] if state.media_type else list(defaults.supported_media_types)
+    )
+    active = result.active and not stale
+    figures = dict(result.figures)
+    if stale:
+        figures["stale"] = "true"
+    gauges = state.gauges
+    record = {
+        "tenant": tenant,
+        "target_id": state.target_id,
+        "name": definition.get("name") or state.target_id,
+        "state": "active" if active else "inactive",
+        "supported_media_types": list(media),
+        "service_level_percentage": _first(definition.get("service_level_percentage"),
+                                           defaults.service_level_percentage),
+        "service_level_duration_ms": _first(definition.get("service_level_duration_ms"),
+                                            defaults.service_level_duration_ms),
+        "short_abandon_threshold": int(_first(definition.get("short_abandon_threshold"),
+                                              defaults.short_abandon_threshold_s)),
+        "description": definition.get("description") or "",
+        "allowed_offers": result.allowed_offers if active else 0,
+        "reactive_admission": float(result.reactive_admission),
+        "acceptance_rate": float(result.acceptance_rate),
+        "algorithm": result.algorithm,
+        "computed_at": now_ms,
+        "node": node,
+        "figures": figures,
+    }
+    for gauge in _GAUGES:
+        record[gauge] = int(gauges.get(gauge, 0.0))
+    return record
+
+
 def build_decision(
     tenant: str,
     node: str,
@@ -49,52 +120,32 @@ def build_decision(
     definition: dict[str, Any] | None = None,
     stale: bool = False,
 ) -> ActionTargetDecision:
-    """The decision record for one target; a stale target is published inactive with no offers."""
-    definition = definition or {}
-    settings = pacing_settings(defaults, definition)
-    result: PacingDecision = decide(state, settings, now_ms)
-    media = definition.get("supported_media_types") or (
-        [state.media_type] if state.media_type else list(defaults.supported_media_types)
-    )
-    active = result.active and not stale
-    figures = dict(result.figures)
-    if stale:
-        figures["stale"] = "true"
-    return ActionTargetDecision(
-        tenant=tenant,
-        target_id=state.target_id,
-        name=definition.get("name") or state.target_id,
-        state="active" if active else "inactive",
-        supported_media_types=list(media),
-        service_level_percentage=_first(definition.get("service_level_percentage"),
-                                        defaults.service_level_percentage),
-        service_level_duration_ms=_first(definition.get("service_level_duration_ms"),
-                                         defaults.service_level_duration_ms),
-        short_abandon_threshold=_first(definition.get("short_abandon_threshold"),
-                                       defaults.short_abandon_threshold_s),
-        description=definition.get("description") or "",
-        allowed_offers=result.allowed_offers if active else 0,
-        reactive_admission=result.reactive_admission,
-        ready_agents=int(state.gauge("ready_agents")),
-        busy_agents=int(state.gauge("busy_agents")),
-        logged_in_agents=int(state.gauge("logged_in_agents")),
-        waiting_interactions=int(state.gauge("waiting_interactions")),
-        outstanding_offers=int(state.gauge("outstanding_offers")),
-        acceptance_rate=result.acceptance_rate,
-        algorithm=result.algorithm,
-        computed_at=now_ms,
-        node=node,
-        figures=figures,
-    )
+    """The validated decision model for one target (same content as :func:`decision_record`)."""
+    return ActionTargetDecision.model_validate(
+        decision_record(tenant, node, state, defaults, now_ms, definition, stale))
+
+
+def encode_decision_record(record: dict[str, Any]) -> bytes:
+    """A decision record as Avro single-object bytes, as :func:`schemas.encode_decision` writes the model."""
+    return REGISTRY.encode("ActionTargetDecision", record)
 
 
 def _first(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def decision_fingerprint(decision: ActionTargetDecision) -> dict[str, Any]:
-    """The parts of a decision whose change must be published at once."""
-    fingerprint = {k: v for k, v in decision.model_dump(mode="json").items() if k not in _VOLATILE}
-    fingerprint["acceptance_rate"] = round(decision.acceptance_rate, 3)
-    fingerprint["reactive_admission"] = round(decision.reactive_admission, 3)
-    return fingerprint
+def record_fingerprint(record: dict[str, Any]) -> str:
+    """A short digest of the parts of a decision whose change must be published at once.
+
+    Rates are rounded to 3 decimals, so their drift alone does not count as a change. The digest
+    (not the parts) is what the table keeps, so the changelog record stays small.
+    """
+    parts = [(k, v) for k, v in sorted(record.items()) if k not in _VOLATILE]
+    parts.append(("acceptance_rate", round(record["acceptance_rate"], 3)))
+    parts.append(("reactive_admission", round(record["reactive_admission"], 3)))
+    return hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+
+
+def decision_fingerprint(decision: ActionTargetDecision) -> str:
+    """The fingerprint of a decision model (see :func:`record_fingerprint`)."""
+    return record_fingerprint(decision.to_avro_dict())

@@ -6,6 +6,7 @@ anything else: the pacing node's at-least-once guarantees go through it.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 from importlib.metadata import version
@@ -46,3 +47,71 @@ def test_forget_positions_resets_faust_marks() -> None:
     consumer = SimpleNamespace(_read_offset={"tp": 41}, _committed_offset={"tp": 40})
     forget_positions(consumer, ["tp"])  # type: ignore[list-item]
     assert consumer._read_offset["tp"] is None and consumer._committed_offset["tp"] is None
+
+
+def test_the_drain_loop_the_fast_consumer_repeats_is_unchanged_upstream() -> None:
+    # FastDrainConsumer copies Faust's _drain_messages with one change; an upstream change to the
+    # loop must be merged into the copy (and the digest updated) before upgrading.
+    from streams.faust_compat import UPSTREAM_DRAIN_SHA256, upstream_drain_digest
+
+    assert upstream_drain_digest() == UPSTREAM_DRAIN_SHA256
+
+
+def test_the_fast_consumer_is_installed_on_the_app_transport() -> None:
+    from streams.faust_compat import FastDrainConsumer, install_fast_drain
+
+    app = faust.App("compat-test", broker="kafka://127.0.0.1:1")
+    install_fast_drain(app)
+    assert app.transport.Consumer is FastDrainConsumer
+    assert issubclass(FastDrainConsumer, Consumer)
+
+
+async def test_a_callback_that_does_not_block_runs_inline_and_one_that_blocks_is_resumed() -> None:
+    import asyncio
+
+    from streams.faust_compat import _DONE, _resume, _step
+
+    order: list[str] = []
+
+    async def quick() -> None:
+        order.append("quick")
+
+    assert _step(quick()) is _DONE and order == ["quick"]  # ran to completion without the loop
+
+    gate: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def blocked() -> None:
+        order.append(await gate)
+
+    handling = blocked()
+    blocked_on = _step(handling)
+    assert blocked_on is gate
+    resumed = asyncio.ensure_future(_resume(handling, blocked_on))
+    await asyncio.sleep(0)
+    assert not resumed.done()
+    gate.set_result("released")
+    await resumed
+    assert order == ["quick", "released"]
+
+
+async def test_a_blocked_callback_abandoned_by_the_flow_suspension_is_closed() -> None:
+    import asyncio
+
+    from streams.faust_compat import _resume, _step
+
+    closed: list[bool] = []
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def blocked() -> None:
+        try:
+            await never
+        finally:
+            closed.append(True)
+
+    handling = blocked()
+    resumed = asyncio.ensure_future(_resume(handling, _step(handling)))
+    await asyncio.sleep(0)
+    resumed.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await resumed
+    assert closed == [True]
