@@ -73,7 +73,7 @@ def _plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handl
     agents = ready + busy
     costs = position_costs(agents, handle_s, patience_s, short_s, sl_s, 2 * agents + 60)
     reactive = reactive_per_hour / 3600
-    reserve = reactive_reserve(agents, reactive, handle_s, costs.abandon[1], goal)
+    reserve = reactive_reserve(agents, reactive, handle_s, costs.at(1)[0], goal)
     actual = Horizon(ready, busy, waiting, outstanding, p, handle_s, period_s, response_s, costs, exact)
     planning = actual.with_ready(ready - reserve) if reserve else actual
     guess = (ready - reserve - waiting + busy * (1 - math.exp(-actual.length_s / handle_s))

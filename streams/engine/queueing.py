@@ -25,7 +25,7 @@ evaluations of the steady state, each one pass over the weights. Both are cached
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -40,84 +40,131 @@ _SQRT_HALF = math.sqrt(0.5)
 _STAGES = np.arange(1, 1061, dtype=float)  # 1..1060: the stage counts of a 500-agent table
 
 
-@dataclass(frozen=True, eq=False)
 class QueueCosts:
     """Cumulative costs of a queue of length z: expected counted (not short) abandons, late
-    answers and abandons of any length among its z interactions (arrays indexed by z)."""
+    answers and abandons of any length among its z interactions (``abandon``, ``late``,
+    ``lost``: arrays indexed by z = 0..positions).
 
-    agents: int
-    abandon: np.ndarray
-    late: np.ndarray
-    lost: np.ndarray
-    #: Per position (rows abandon, late, lost): what the position adds to each cumulative cost.
-    increments: np.ndarray | None = field(default=None, repr=False)
-    _extended: list[np.ndarray] = field(default_factory=list, repr=False)
+    Positions are priced on demand: a decision rarely looks past the first few dozen of a
+    500-agent table's 1,060, and pricing (three gamma tails per position) is most of the table's
+    cost. The stage rates of every position are set up at once (one cumulative sum); a lookup
+    prices the positions it reaches, in geometrically growing blocks.
+    """
 
-    def per_position(self) -> np.ndarray:
-        """The costs each position adds, rows abandon, late, lost."""
-        if self.increments is None:
-            return np.diff(np.stack((self.abandon, self.late, self.lost)), axis=1)
-        return self.increments
+    def __init__(self, agents: int, handle_s: float, patience_s: float, short_s: float, sl_s: float,
+                 positions: int):
+        self.agents = agents
+        self.positions = positions
+        service = agents / handle_s
+        gamma = 1.0 / patience_s
+        stages = _stages(positions)
+        mean_wait = np.cumsum(1.0 / (service + (stages - 1) * gamma))
+        rate = stages / mean_wait
+        self._served_share = (rate / (rate + gamma)) ** stages
+        self._keep_short = math.exp(-gamma * short_s)
+        x = self._x = np.empty((3, positions))  # the three gamma tails' arguments, one row each
+        np.multiply(rate, short_s, out=x[0])
+        rate += gamma
+        np.multiply(rate, short_s, out=x[1])
+        np.multiply(rate, sl_s, out=x[2])
+        #: Per position (rows abandon, late, lost): what the position adds to each cumulative cost.
+        self._increments = np.empty((3, positions))
+        # Cumulative sums, each with a leading 0 (the cost of an empty queue); rows abandon, late,
+        # lost, abandon + late.
+        self._table = np.zeros((4, positions + 1))
+        self.priced = 0
+        self._extended: np.ndarray | None = None
+
+    def _price(self, count: int) -> None:
+        """Price positions up to ``count`` (at least; the block grows geometrically)."""
+        if count <= self.priced:
+            return
+        first = self.priced
+        end = min(self.positions, max(count, 2 * first, 16))
+        served = self._served_share[first:end]
+        short, short_served, late = _gamma_tails(self._x[:, first:end], first)
+        increments = self._increments[:, first:end]
+        np.maximum(self._keep_short * short - served * short_served, 0.0, out=increments[0])
+        np.maximum(served * late, 0.0, out=increments[1])
+        np.subtract(1.0, served, out=increments[2])
+        # The sums over the whole priced prefix: the same numbers as one pass over the full table.
+        np.cumsum(self._increments[:, :end], axis=1, out=self._table[:3, 1:end + 1])
+        np.add(self._table[0, 1:end + 1], self._table[1, 1:end + 1], out=self._table[3, 1:end + 1])
+        self.priced = end
+
+    @property
+    def abandon(self) -> np.ndarray:
+        """The full cumulative table of counted abandons (every position priced)."""
+        self._price(self.positions)
+        return self._table[0]
+
+    @property
+    def late(self) -> np.ndarray:
+        """The full cumulative table of late answers."""
+        self._price(self.positions)
+        return self._table[1]
+
+    @property
+    def lost(self) -> np.ndarray:
+        """The full cumulative table of abandons of any length."""
+        self._price(self.positions)
+        return self._table[2]
+
+    def per_position(self, count: int | None = None) -> np.ndarray:
+        """The costs each of the first ``count`` positions (default all) adds, rows abandon, late, lost."""
+        count = self.positions if count is None else min(count, self.positions)
+        self._price(count)
+        return self._increments[:, :count]
 
     def at(self, length: int) -> tuple[float, float]:
         """Expected (abandons, late answers) among ``length`` queued interactions."""
         if length <= 0:
             return 0.0, 0.0
-        last = len(self.abandon) - 1
+        last = self.positions
         if length <= last:
-            return float(self.abandon[length]), float(self.late[length])
+            self._price(length)
+            return float(self._table[0, length]), float(self._table[1, length])
+        self._price(last)
         extra = length - last  # beyond the table every further position costs like the last one
+        table = self._table
         return (
-            float(self.abandon[last] + extra * (self.abandon[last] - self.abandon[last - 1])),
-            float(self.late[last] + extra * (self.late[last] - self.late[last - 1])),
+            float(table[0, last] + extra * (table[0, last] - table[0, last - 1])),
+            float(table[1, last] + extra * (table[1, last] - table[1, last - 1])),
         )
 
     def cumulative(self, lengths: np.ndarray) -> np.ndarray:
         """``at`` for an integer array of queue lengths (<= 0: nobody waits), stacked: [abandons,
-        abandons + late answers] along a new first axis. Looks up a table extended (by the
-        same extrapolation as ``at``) to the longest length asked so far."""
+        abandons + late answers] along a new first axis. Beyond the table, looks up one extended
+        (by the same extrapolation as ``at``) to the longest length asked so far."""
         longest = int(lengths.max())
-        have = self._extended[0].shape[1] if self._extended else 0
-        if not self._extended or have <= longest:
-            abandon, bad = self.along(np.arange(max(longest + 1, 2 * len(self.abandon), 2 * have)))
-            self._extended[:] = [np.stack((abandon, bad))]
+        if longest <= self.positions:
+            self._price(longest)
+            table = self._table[::3]  # rows abandon, abandon + late
+        else:
+            if self._extended is None or self._extended.shape[1] <= longest:
+                self._extended = self._extend(max(longest + 1, 2 * self.positions + 2))
+            table = self._extended
         # np.take: indexing as [:, lengths] costs several times more
-        return np.take(self._extended[0], np.maximum(lengths, 0), axis=1)
+        return np.take(table, np.maximum(lengths, 0), axis=1)
 
-    def along(self, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``at`` for an array of queue lengths: (abandons, abandons + late answers) of each."""
-        last = len(self.abandon) - 1
-        index = np.clip(lengths, 0, last)
-        extra = np.maximum(lengths - last, 0)
-        abandon = self.abandon[index] + extra * (self.abandon[last] - self.abandon[last - 1])
-        late = self.late[index] + extra * (self.late[last] - self.late[last - 1])
-        return abandon, abandon + late
+    def _extend(self, size: int) -> np.ndarray:
+        """Rows abandon, abandon + late for lengths 0..size-1, extrapolated past the table."""
+        self._price(self.positions)
+        last = self.positions
+        extra = np.arange(1, size - last, dtype=float)
+        slope = self._table[::3, last] - self._table[::3, last - 1]
+        out = np.empty((2, size))
+        out[:, :last + 1] = self._table[::3]
+        np.add(self._table[::3, last, None], slope[:, None] * extra, out=out[:, last + 1:])
+        return out
 
 
-@lru_cache(maxsize=256)  # a 200-agent table is ~11 KB
+@lru_cache(maxsize=256)  # a 200-agent table is ~16 KB
 def position_costs(agents: int, handle_s: float, patience_s: float, short_s: float, sl_s: float,
                    positions: int) -> QueueCosts:
-    """Cumulative abandon, late-answer and any-abandon chances of queue positions 0..positions-1."""
-    service = agents / handle_s
-    gamma = 1.0 / patience_s
-    stages = _stages(positions)
-    mean_wait = np.cumsum(1.0 / (service + (stages - 1) * gamma))
-    rate = stages / mean_wait
-    served_share = (rate / (rate + gamma)) ** stages
-    keep_short = math.exp(-gamma * short_s)
-    x = np.empty((3, positions))  # the three gamma tails' arguments, one row each
-    np.multiply(rate, short_s, out=x[0])
-    np.multiply(rate + gamma, short_s, out=x[1])
-    np.multiply(rate + gamma, sl_s, out=x[2])
-    short, short_served, late = _gamma_tails(x)
-    increments = np.empty((3, positions))
-    np.maximum(keep_short * short - served_share * short_served, 0.0, out=increments[0])
-    np.maximum(served_share * late, 0.0, out=increments[1])
-    np.subtract(1.0, served_share, out=increments[2])
-    # Cumulative sums, each with a leading 0 (the cost of an empty queue).
-    table = np.zeros((3, positions + 1))
-    np.cumsum(increments, axis=1, out=table[:, 1:])
-    return QueueCosts(agents, table[0], table[1], table[2], increments)
+    """Cumulative abandon, late-answer and any-abandon chances of queue positions 0..positions-1
+    (priced as they are looked up)."""
+    return QueueCosts(agents, handle_s, patience_s, short_s, sl_s, positions)
 
 
 def _stages(count: int) -> np.ndarray:
@@ -125,37 +172,44 @@ def _stages(count: int) -> np.ndarray:
     return _STAGES[:count] if count <= len(_STAGES) else np.arange(1, count + 1, dtype=float)
 
 
-def _gamma_tails(x: np.ndarray) -> np.ndarray:
-    """P(Gamma(j + 1, 1) > x[t, j]) = P(Poisson(x[t, j]) < j + 1) for every queue position j of
-    each row t: the Poisson sum for up to 60 stages, Wilson-Hilferty beyond."""
+def _gamma_tails(x: np.ndarray, first: int = 0) -> np.ndarray:
+    """P(Gamma(j + 1, 1) > x[t, j - first]) = P(Poisson(x[t, j - first]) < j + 1) for the queue
+    positions j = first, first + 1, ... of each row t: the Poisson sum up to 60 stages,
+    Wilson-Hilferty beyond."""
     rows, count = x.shape
     out = np.ones((rows, count))
-    m = min(count, _EXACT_STAGES)
-    head = np.minimum(x[:, :m], 745.0)  # exp(-745) is 0: beyond, the sum is 0 however large its terms
-    # Where j + 1 > x + 12 sqrt(x) + 12 in every row, the tails are 1 to 1e-17: only the columns up
-    # to the last other one are summed, each with its terms up to that bound.
-    column_max = head.max(axis=0)
-    bound = column_max + 12 * np.sqrt(column_max) + 12
-    live = _STAGES[:m] <= bound
-    width = m - int(live[::-1].argmax()) if live.any() else 0
-    if width:
-        top = min(width - 1, math.ceil(float(bound[:width].max())))
-        part = head[:, :width]
-        total = np.exp(-part)
-        if top >= 1:
-            terms = np.cumprod(part[:, None, :] / _TERMS[None, :top, :], axis=1)  # x^i / i!, i = 1..top
-            total *= 1.0 + (terms * _BELOW[None, :top, :width]).sum(axis=1)
-        np.minimum(total, 1.0, out=out[:, :width])  # x = 0 (no short abandons): 1, as it should
-    if count > _EXACT_STAGES:
-        n = _stages(count)[_EXACT_STAGES:]
-        z = ((x[:, _EXACT_STAGES:] / n) ** (1 / 3) - (1 - 1 / (9 * n))) * np.sqrt(9 * n)
-        # erfc(z/√2)/2 is exactly 1.0 in floating point below z = -8.5 and < 1e-19 above 9.
-        q = (z < 9.0).astype(float)
-        inner = (z > -8.5) & (z < 9.0)
-        if inner.any():
-            q[inner] = 0.5 * _ERFC(z[inner] * _SQRT_HALF).astype(float)
-        out[:, _EXACT_STAGES:] = q
+    m = max(0, min(count, _EXACT_STAGES - first))  # columns summed exactly
+    if m:
+        head = np.minimum(x[:, :m], 745.0)  # exp(-745) is 0: beyond, the sum is 0 however large its terms
+        # Where j + 1 > x + 12 sqrt(x) + 12 in every row, the tails are 1 to 1e-17: only the columns up
+        # to the last other one are summed, each with its terms up to that bound.
+        column_max = head.max(axis=0)
+        bound = column_max + 12 * np.sqrt(column_max) + 12
+        live = _STAGES[first:first + m] <= bound
+        width = m - int(live[::-1].argmax()) if live.any() else 0
+        if width:
+            top = min(first + width - 1, math.ceil(float(bound[:width].max())))
+            part = head[:, :width]
+            total = np.exp(-part)
+            if top >= 1:
+                terms = np.cumprod(part[:, None, :] / _TERMS[None, :top, :], axis=1)  # x^i / i!, i = 1..top
+                total *= 1.0 + (terms * _BELOW[None, :top, first:first + width]).sum(axis=1)
+            np.minimum(total, 1.0, out=out[:, :width])  # x = 0 (no short abandons): 1, as it should
+    if m < count:
+        n = _stages(first + count)[first + m:]
+        z = ((x[:, m:] / n) ** (1 / 3) - (1 - 1 / (9 * n))) * np.sqrt(9 * n)
+        out[:, m:] = _normal_tail(z)
     return out
+
+
+def _normal_tail(z: np.ndarray) -> np.ndarray:
+    """P(N(0, 1) > z), elementwise: erfc(z/√2)/2 is exactly 1.0 in floating point below z = -8.5
+    and < 1e-19 above 9."""
+    q = (z < 9.0).astype(float)
+    inner = (z > -8.5) & (z < 9.0)
+    if inner.any():
+        q[inner] = 0.5 * _ERFC(z[inner] * _SQRT_HALF).astype(float)
+    return q
 
 
 @dataclass(frozen=True)
@@ -179,7 +233,8 @@ class _ErlangA:
     def __init__(self, agents: int, handle_s: float, patience_s: float, costs: QueueCosts):
         service, gamma = 1.0 / handle_s, 1.0 / patience_s
         self.agents = agents
-        self.max_queue = len(costs.abandon) - 2
+        self.costs = costs
+        self.max_queue = costs.positions - 1
         rates = np.empty(agents + self.max_queue + 1)
         rates[0] = 1.0
         rates[1:agents + 1] = np.arange(1, agents + 1) * service
@@ -189,12 +244,21 @@ class _ErlangA:
         self.k = k
         self.ones_k = np.ones((len(k), 2))  # w·ones_k = (Σ w, Σ k w)
         self.ones_k[:, 1] = k
-        # Cost increments of an arrival that finds j ahead with every agent busy (j = 0..max_queue),
-        # plain and times k: the queue's weights times these give every share and its derivative.
-        increments = costs.per_position()[:, :self.max_queue + 1].T
-        self.increments = np.empty((len(increments), 6))
-        self.increments[:, :3] = increments
-        np.multiply(increments, k[agents:, None], out=self.increments[:, 3:])
+        # Cost increments of an arrival that finds j ahead with every agent busy, plain and times k:
+        # the queue's weights times these give every share and its derivative. Only the positions
+        # the weights reach are priced (see ``_increments``).
+        self.increments = np.empty((0, 6))
+
+    def _increments(self, count: int) -> np.ndarray:
+        """The first ``count`` rows of the (position, [abandon, late, lost, k·abandon, k·late,
+        k·lost]) increments, priced as far as asked so far."""
+        if len(self.increments) < count:
+            rows = min(self.max_queue + 1, max(count, 2 * len(self.increments)))
+            increments = self.costs.per_position(rows).T
+            self.increments = np.empty((rows, 6))
+            self.increments[:, :3] = increments
+            np.multiply(increments, self.k[self.agents:self.agents + rows, None], out=self.increments[:, 3:])
+        return self.increments[:count]
 
     def evaluate(self, u: float) -> tuple[SteadyState, float, float, float, float]:
         """(state, abandonment, d abandonment/du, service level, d service level/du) at λ = e^u."""
@@ -214,7 +278,7 @@ class _ErlangA:
         w = np.exp(log_w[:end] - peak)
         # (einsum, not @: BLAS threads spin longer than these small products take)
         total, k_total = np.einsum("i,ij->j", w, self.ones_k[:end])
-        shares = np.einsum("i,ij->j", w[n:], self.increments[:queued + 1]) / total  # Σ w f / Σ w, Σ k w f / Σ w
+        shares = np.einsum("i,ij->j", w[n:], self._increments(queued + 1)) / total  # Σ w f / Σ w, Σ k w f / Σ w
         abandon, late, lost = float(shares[0]), float(shares[1]), float(shares[2])
         mean_k = float(k_total / total)
         # d/du of a share s = Σ w f / Σ w is Σ k w f / Σ w - s · mean k
