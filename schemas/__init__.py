@@ -9,6 +9,7 @@ encoding, resolved to the newest version). See :mod:`schemas.codec` and
 from schemas.codec import (
     AVRO_DIR,
     MAGIC,
+    MAX_BATCH_EVENTS,
     MAX_JSON_DEPTH,
     MAX_JSON_FIELDS,
     MAX_JSON_INT_DIGITS,
@@ -25,10 +26,12 @@ from schemas.codec import (
     decode_decision,
     decode_stat_event,
     decode_stat_events,
+    decode_stat_records,
     decode_target_config,
     encode,
     encode_alarm,
     encode_decision,
+    encode_stat_batch,
     encode_stat_event,
     encode_target_config,
 )
@@ -44,6 +47,7 @@ from schemas.models import (
     StatEvent,
     TargetConfig,
     describe_validation_error,
+    stat_event_if_valid,
 )
 
 __all__ = [
@@ -51,6 +55,7 @@ __all__ = [
     "COUNTERS",
     "GAUGES",
     "MAGIC",
+    "MAX_BATCH_EVENTS",
     "MAX_JSON_DEPTH",
     "MAX_JSON_FIELDS",
     "MAX_JSON_INT_DIGITS",
@@ -75,11 +80,14 @@ __all__ = [
     "decode_decision",
     "decode_stat_event",
     "decode_stat_events",
+    "decode_stat_records",
     "decode_target_config",
     "describe_validation_error",
     "encode",
     "encode_alarm",
     "encode_decision",
+    "encode_stat_batch",
     "encode_stat_event",
     "encode_target_config",
+    "stat_event_if_valid",
 ]

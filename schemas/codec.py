@@ -37,7 +37,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from io import BytesIO
@@ -49,17 +50,21 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from pydantic import BaseModel, ValidationError
 
 from schemas.models import (
+    MEDIA_TYPES,
+    STATISTICS,
     ActionTargetDecision,
     Alarm,
     AvroModel,
     StatEvent,
     TargetConfig,
     describe_validation_error,
+    stat_event_if_valid,
 )
 
 __all__ = [
     "AVRO_DIR",
     "MAGIC",
+    "MAX_BATCH_EVENTS",
     "MAX_JSON_DEPTH",
     "MAX_JSON_FIELDS",
     "MAX_JSON_INT_DIGITS",
@@ -76,10 +81,12 @@ __all__ = [
     "decode_decision",
     "decode_stat_event",
     "decode_stat_events",
+    "decode_stat_records",
     "decode_target_config",
     "encode",
     "encode_alarm",
     "encode_decision",
+    "encode_stat_batch",
     "encode_stat_event",
     "encode_target_config",
 ]
@@ -112,6 +119,14 @@ MAX_JSON_INT_DIGITS = 640
 #: unknown fields would otherwise cost validation one error each (tens of milliseconds).
 MAX_JSON_FIELDS = 64
 
+#: Most events one StatBatch record may carry; a longer batch is rejected whole (``too_large``).
+#: The 64 KiB record limit alone would allow about 2,400 valid Avro events, or 4,600 invalid
+#: ones (14 bytes each) and 21,000 JSON ``{}``: each invalid event costs a pydantic validation and
+#: a DLQ record, so one record could cost a worker a second and the DLQ thousands of records.
+#: 1,024 bounds that to a few tens of milliseconds, and is far more than a target reports at once
+#: (13 statistics per report; :class:`schemas.batching.StatBatcher` never writes more).
+MAX_BATCH_EVENTS = 1024
+
 _MAX_REASON_CHARS = 200
 
 log = logging.getLogger(__name__)
@@ -137,9 +152,9 @@ class DecodeCategory(StrEnum):
     """
 
     EMPTY = "empty"
-    """A Kafka null value or zero bytes."""
+    """A Kafka null value or zero bytes; or a StatBatch without events."""
     TOO_LARGE = "too_large"
-    """Over a decoder limit: payload bytes, JSON nesting depth, integer digits or field count."""
+    """Over a decoder limit: payload bytes, JSON nesting depth, integer digits, field count or batch length."""
     UNKNOWN_FORMAT = "unknown_format"
     """Neither Avro single-object encoding nor (where accepted) a JSON object; or not bytes."""
     UNKNOWN_SCHEMA = "unknown_schema"
@@ -183,16 +198,36 @@ class DecodeError(ValueError):
     metric label. The reason is escaped and cut to 200 characters here, so any
     text given is safe to put in a header. ``category`` defaults to
     ``invalid_field`` for callers that reject a decoded record themselves.
+
+    ``index`` and ``item`` are set on the rejection of one event inside a StatBatch
+    (:func:`decode_stat_records`): its position in the batch, and that event alone as
+    JSON bytes, for the DLQ record. Both are None on a rejection of a whole record.
     """
 
-    def __init__(self, reason: str, category: DecodeCategory | str = DecodeCategory.INVALID_FIELD) -> None:
+    def __init__(
+        self,
+        reason: str,
+        category: DecodeCategory | str = DecodeCategory.INVALID_FIELD,
+        *,
+        index: int | None = None,
+        item: bytes | None = None,
+    ) -> None:
         reason = _one_line(str(reason))
         super().__init__(reason)
         self.reason = reason
         self.category = category if type(category) is DecodeCategory else DecodeCategory(category)
+        self.index = index
+        self.item = item
 
-    def __reduce__(self) -> tuple[type[DecodeError], tuple[str, DecodeCategory]]:
-        return type(self), (self.reason, self.category)
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_decode_error, (self.reason, self.category, self.index, self.item)
+
+
+def _rebuild_decode_error(
+    reason: str, category: DecodeCategory, index: int | None, item: bytes | None
+) -> DecodeError:
+    """Unpickling: a DecodeError with the same reason, category, index and item."""
+    return DecodeError(reason, category, index=index, item=item)
 
 
 class EncodeError(ValueError):
@@ -288,6 +323,23 @@ def _make_version(raw: Mapping[str, Any], version: int, source: str) -> SchemaVe
     )
 
 
+# The Parsing Canonical Forms the hand-written stat reader (see "StatEvent fast path") knows.
+_FAST_STAT_EVENT_FORM = (
+    '{"name":"com.pacing.StatEvent","type":"record","fields":[{"name":"tenant","type":"string"},'
+    '{"name":"target_id","type":"string"},{"name":"statistic","type":"string"},{"name":"value","type":"double"},'
+    '{"name":"timestamp","type":"long"},{"name":"source","type":"string"},'
+    '{"name":"media_type","type":["null","string"]}]}'
+)
+_FAST_STAT_BATCH_FORM = (
+    '{"name":"com.pacing.StatBatch","type":"record","fields":[{"name":"events","type":{"type":"array","items":'
+    + _FAST_STAT_EVENT_FORM + "}}]}"
+)
+
+
+def _fast_fingerprint(sv: SchemaVersion | None, form: str) -> bytes | None:
+    return sv.fingerprint if sv is not None and sv.canonical_form == form else None
+
+
 class SchemaRegistry:
     """All kept versions of all records, indexed by fingerprint and by record name.
 
@@ -319,6 +371,10 @@ class SchemaRegistry:
                 self._by_fp[sv.fingerprint] = sv
         for record, per_record in self._by_record.items():
             self._latest[record] = per_record[max(per_record)]
+        # What the hand-written stat reader may read: the newest StatEvent and StatBatch when
+        # they have exactly the layout it knows (no resolution needed); anything else, fastavro.
+        self._fast_event_fp = _fast_fingerprint(self._latest.get("StatEvent"), _FAST_STAT_EVENT_FORM)
+        self._fast_batch_fp = _fast_fingerprint(self._latest.get("StatBatch"), _FAST_STAT_BATCH_FORM)
 
     @classmethod
     def from_directory(cls, directory: Path | str) -> SchemaRegistry:
@@ -671,22 +727,41 @@ def encode_stat_event(event: StatEvent, *, registry: SchemaRegistry | None = Non
     return (REGISTRY if registry is None else registry).encode("StatEvent", event.to_avro_dict())
 
 
-def _decode_stat_event(payload: object, reg: SchemaRegistry) -> StatEvent:
-    """The stat-event hot path: checked bytes, Avro (or JSON), strict validation."""
-    if type(payload) is not bytes or len(payload) > MAX_PAYLOAD_BYTES:
-        payload = _checked_bytes(payload)
+def _validate_stat_event(data: object) -> StatEvent:
+    """Strict StatEvent validation: the hand check for the usual case, pydantic for the rest.
+
+    Strict: the Avro types exactly (JSON true or "5" is not a double, 1.7e12 not a long).
+    """
+    event = stat_event_if_valid(data)
+    if event is not None:
+        return event
+    try:
+        return StatEvent.model_validate(data, strict=True)
+    except ValidationError as exc:
+        reason = f"invalid StatEvent: {describe_validation_error(exc)}"
+        raise DecodeError(reason, DecodeCategory.INVALID_FIELD) from None
+
+
+def _decode_stat_event_reference(payload: bytes, reg: SchemaRegistry) -> StatEvent:
+    """A checked ``bytes`` payload through fastavro (or JSON) and validation: every rejection reason."""
     if payload[:2] == MAGIC:
         data = reg._decode_avro("StatEvent", payload, None)
     elif payload.lstrip(_JSON_WS)[:1] == b"{":
         data = _decode_json(payload)
     else:
         data = _decode_dict("StatEvent", payload, True, reg)  # the rejection: empty, not Avro or JSON
-    try:
-        # Strict: the Avro types exactly (JSON true or "5" is not a double, 1.7e12 not a long).
-        return StatEvent.model_validate(data, strict=True)
-    except ValidationError as exc:
-        reason = f"invalid StatEvent: {describe_validation_error(exc)}"
-        raise DecodeError(reason, DecodeCategory.INVALID_FIELD) from None
+    return _validate_stat_event(data)
+
+
+def _decode_stat_event(payload: object, reg: SchemaRegistry) -> StatEvent:
+    """The stat-event hot path: checked bytes, Avro (or JSON), strict validation."""
+    if type(payload) is not bytes or len(payload) > MAX_PAYLOAD_BYTES:
+        payload = _checked_bytes(payload)
+    if payload[2:_HEADER_LEN] == reg._fast_event_fp and payload[:2] == MAGIC:
+        event = _read_stat_event(payload)
+        if event is not None:
+            return event
+    return _decode_stat_event_reference(payload, reg)
 
 
 def decode_stat_event(payload: bytes | None, *, registry: SchemaRegistry | None = None) -> StatEvent:
@@ -706,6 +781,8 @@ def decode_stat_events(
     Never raises, whatever the payloads, so one poison record cannot stop the
     batch it arrived in (it used to crash the agent, and the batch was lost). An
     unexpected decoder failure becomes a rejection of category ``internal_error``.
+    Single StatEvent records only: a StatBatch is a ``wrong_record`` rejection here
+    (see :func:`decode_stat_records`).
     """
     reg = REGISTRY if registry is None else registry
     out: list[StatEvent | DecodeError] = []
@@ -722,6 +799,376 @@ def decode_stat_events(
         except Exception as exc:
             append(_internal_error(exc))
     return out
+
+
+# --------------------------------------------------------------------- StatBatch
+
+
+def encode_stat_batch(events: Sequence[StatEvent], *, registry: SchemaRegistry | None = None) -> bytes:
+    """Encode events as one StatBatch record, Avro single-object bytes (newest schema).
+
+    The events should be those of one target, the record keyed by its id (the
+    ``pacing.stats`` contract; :class:`schemas.batching.StatBatcher` does that).
+    Raises :class:`EncodeError` for what the decoder would reject whole: no events,
+    more than :data:`MAX_BATCH_EVENTS`, or over :data:`MAX_PAYLOAD_BYTES` encoded.
+    """
+    if not events:
+        raise EncodeError("a StatBatch needs at least one event")
+    if len(events) > MAX_BATCH_EVENTS:
+        raise EncodeError(f"a StatBatch holds at most {MAX_BATCH_EVENTS} events, not {len(events)}")
+    reg = REGISTRY if registry is None else registry
+    payload = reg.encode("StatBatch", {"events": [event.to_avro_dict() for event in events]})
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise EncodeError(f"the StatBatch would be {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit")
+    return payload
+
+
+def decode_stat_records(
+    payloads: Iterable[bytes | None], *, registry: SchemaRegistry | None = None
+) -> list[list[StatEvent | DecodeError] | DecodeError]:
+    """Decode ``pacing.stats`` record values, single StatEvents and StatBatches alike.
+
+    One entry per payload, in order:
+
+    - a :class:`DecodeError` when the record as a whole is unusable: null or empty, not
+      Avro single-object or JSON, unknown fingerprint, truncated or corrupt, over a limit,
+      another record type, a StatBatch without events or over :data:`MAX_BATCH_EVENTS`;
+      and a single StatEvent that fails validation (the record *is* the event: its
+      rejection is the one :func:`decode_stat_events` gives, the DLQ takes the record);
+    - else the list of the record's events in order (one for a single StatEvent), where
+      an event of a StatBatch that fails validation is a :class:`DecodeError` with the
+      reason and category the same event would get as a single record, its position in
+      ``index`` and the event alone as JSON bytes in ``item`` (for the DLQ).
+
+    Never raises, like :func:`decode_stat_events`; the usual Avro records take a
+    hand-written reader (a few microseconds per event) whose outcome is always the
+    one fastavro and pydantic give (tests/unit/test_codec_fuzz.py).
+    """
+    reg = REGISTRY if registry is None else registry
+    out: list[list[StatEvent | DecodeError] | DecodeError] = []
+    append = out.append
+    for payload in payloads:
+        try:
+            append(_decode_stat_record(payload, reg))
+        except DecodeError as exc:
+            exc.__traceback__ = exc.__context__ = None  # see decode_stat_events
+            append(exc)
+        except Exception as exc:
+            append(_internal_error(exc))
+    return out
+
+
+def _decode_stat_record(payload: object, reg: SchemaRegistry) -> list[StatEvent | DecodeError]:
+    """One ``pacing.stats`` value to its events; raises :class:`DecodeError` for the whole record."""
+    if type(payload) is not bytes or len(payload) > MAX_PAYLOAD_BYTES:
+        payload = _checked_bytes(payload)
+    if payload[:2] == MAGIC:
+        fp = payload[2:_HEADER_LEN]
+        if fp == reg._fast_batch_fp:
+            read = _read_stat_batch(payload)
+            if read is None:  # not the usual: fastavro decides, and names what is wrong
+                return _batch_events(reg._decode_avro("StatBatch", payload, None)["events"], False)
+            events, clean = read
+            return events if clean and events else _batch_events(events, False)
+        if fp == reg._fast_event_fp:
+            event = _read_stat_event(payload)
+            return [event if event is not None else _decode_stat_event_reference(payload, reg)]
+        writer = reg.by_fingerprint(fp)
+        if writer is not None and writer.record == "StatBatch":  # another version: resolved by fastavro
+            return _batch_events(reg._decode_avro("StatBatch", payload, None)["events"], False)
+        if writer is not None and writer.record != "StatEvent":
+            raise DecodeError(
+                f"expected StatEvent or StatBatch, got {writer.record} (fingerprint {_fp_text(fp)})",
+                DecodeCategory.WRONG_RECORD,
+            )
+        return [_decode_stat_event_reference(payload, reg)]
+    if payload.lstrip(_JSON_WS)[:1] != b"{":
+        return [_decode_stat_event_reference(payload, reg)]  # the rejection: empty, not Avro or JSON
+    data = _decode_json(payload)
+    if "events" not in data:
+        return [_validate_stat_event(data)]
+    if len(data) > 1:
+        other = next(key for key in data if key != "events")
+        raise DecodeError(f"invalid StatBatch: unexpected field {_short_text(other)}", DecodeCategory.INVALID_FIELD)
+    events = data["events"]
+    if type(events) is not list:
+        raise DecodeError("invalid StatBatch: events must be a list", DecodeCategory.INVALID_FIELD)
+    return _batch_events(events, True)
+
+
+def _batch_events(items: list[Any], from_json: bool) -> list[StatEvent | DecodeError]:
+    """A StatBatch's events: read ones kept, the others validated one by one (rejected alone)."""
+    if not items:
+        raise DecodeError("empty StatBatch: no events", DecodeCategory.EMPTY)
+    if len(items) > MAX_BATCH_EVENTS:
+        raise DecodeError(
+            f"StatBatch of {len(items)} events exceeds the {MAX_BATCH_EVENTS}-event limit", DecodeCategory.TOO_LARGE
+        )
+    out: list[StatEvent | DecodeError] = []
+    append = out.append
+    for index, item in enumerate(items):
+        if type(item) is StatEvent:
+            append(item)
+            continue
+        try:
+            if from_json:
+                _check_json_event(item)
+            append(_validate_stat_event(item))
+        except DecodeError as exc:
+            append(DecodeError(exc.reason, exc.category, index=index, item=_event_json(item)))
+    return out
+
+
+def _check_json_event(item: object) -> None:
+    """The checks a JSON object gets as a whole record (:func:`_decode_json`), for one batch event."""
+    if type(item) is not dict:
+        raise DecodeError("invalid JSON: event is not an object", DecodeCategory.MALFORMED_JSON)
+    if len(item) > MAX_JSON_FIELDS:
+        raise DecodeError(
+            f"invalid JSON: object of {len(item)} fields (limit {MAX_JSON_FIELDS})", DecodeCategory.TOO_LARGE
+        )
+    _reject_lone_surrogates(item)
+
+
+def _event_json(item: object) -> bytes:
+    """One rejected batch event as JSON bytes for the DLQ.
+
+    UTF-8 when it can be (lone surrogates are written as ``\\ud800`` escapes); a
+    non-finite double read from Avro is written as ``NaN``/``Infinity``, which is what
+    it was, and which the decoder rejects again if the record is replayed.
+    """
+    try:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(item, separators=(",", ":")).encode("ascii")
+    except (TypeError, ValueError):  # not JSON-able: cannot come from the decoders, kept for safety
+        return repr(item).encode("utf-8", "backslashreplace")
+
+
+# ------------------------------------------------------------ StatEvent fast path
+#
+# fastavro costs about 7 µs per StatEvent record read (a generic interpreter of the schema), more
+# than the whole budget of the pacing node per event. The two layouts below are read by hand
+# instead: the usual payload (short strings, one array block) in a few hundred nanoseconds per
+# field, and validated while read (statistic and media type looked up by their UTF-8 bytes).
+#
+# The reader only ever returns what fastavro would read, or None: anything it does not expect
+# (truncation, a negative length, an unknown union branch, a block count in the negative form,
+# a varint over 64 bits, invalid UTF-8, trailing bytes, more than MAX_BATCH_EVENTS...) makes it
+# give up, and the caller decodes the payload the reference way, which produces the rejection
+# reason. An event it reads but that breaks a rule is returned as the dict fastavro would read,
+# for pydantic to name the problem. tests/unit/test_codec_fuzz.py checks both paths agree.
+#
+# Layout (Avro binary): StatEvent = tenant, target_id, statistic (strings: zig-zag varint length
+# and UTF-8 bytes), value (8-byte little-endian double), timestamp (zig-zag varint long), source
+# (string), media_type (union index 0 = null, 1 = string); StatBatch = array blocks of
+# (count, events) ended by a count of 0.
+
+
+class _Unusual(Exception):
+    """The hand reader met something it does not read; the reference path decides."""
+
+
+_unpack_double = struct.Struct("<d").unpack_from
+_new_object = object.__new__
+_set_slot = object.__setattr__
+_STATISTIC_BY_UTF8 = {name.encode(): name for name in STATISTICS}
+_MEDIA_TYPE_BY_UTF8 = {name.encode(): name for name in MEDIA_TYPES}
+_MAX_FINITE = 1.7976931348623157e308
+_INT64_MAX = 2**63 - 1
+_MAX_ID_CHARS = 255
+# The fields set of a StatEvent read from Avro (all of them), copied for each event.
+_ALL_STAT_FIELDS = {"tenant", "target_id", "statistic", "value", "timestamp", "source", "media_type"}
+_U64 = 1 << 64
+
+
+def _varint_tail(buf: bytes, pos: int, first: int) -> tuple[int, int]:
+    """A varint whose first byte (at ``pos - 1``) was ``first`` >= 0x80: (zig-zag decoded value, next pos).
+
+    Over 64 bits (where fastavro's C reader wraps) is :class:`_Unusual`; past the end, IndexError.
+    """
+    n = first & 0x7F
+    shift = 7
+    while True:
+        byte = buf[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+        if shift > 63:
+            raise _Unusual
+    if n >= _U64:
+        raise _Unusual
+    return (n >> 1) ^ -(n & 1), pos
+
+
+def _read_events(buf: bytes, pos: int, count: int, out: list[Any]) -> tuple[int, bool]:
+    """Read ``count`` StatEvent bodies from ``pos`` into ``out``: StatEvents, or dicts that break a rule.
+
+    Returns the position after them and whether all were StatEvents. Raises :class:`_Unusual`,
+    IndexError, struct.error or UnicodeDecodeError on what it does not read; a position past the
+    end means truncated.
+
+    The events of a batch usually share their tenant and target id (the "head", before the
+    statistic) and their timestamp, source and media type (the "tail", after the value): when
+    the bytes at ``pos`` start with the previous event's head or tail, they are read as the
+    same values (the encoding is self-delimiting, so the same bytes read the same), and only
+    the statistic and the value are read per event.
+    """
+    append = out.append
+    new, set_slot, unpack_double, statistics, media_types = (
+        _new_object, _set_slot, _unpack_double, _STATISTIC_BY_UTF8, _MEDIA_TYPE_BY_UTF8)
+    copy_fields = _ALL_STAT_FIELDS.copy
+    event_type = StatEvent
+    head = tail = b"\x80"  # matches nothing at the start of an event (a varint never ends with it)
+    head_len = tail_len = 0
+    max_finite = _MAX_FINITE
+    tenant = target_id = source = ""
+    media_type: str | None = None
+    timestamp = 0
+    head_ok = tail_ok = False
+    clean = True
+    for _ in range(count):
+        if buf.startswith(head, pos):
+            pos += head_len
+        else:
+            start = pos
+            # Strings: a 1-byte varint of an even value is a length of 0..63; else the slow way.
+            b = buf[pos]
+            if b & 0x81:
+                n, pos = _string_length(buf, pos + 1, b)
+            else:
+                n = b >> 1
+                pos += 1
+            tenant = buf[pos:pos + n].decode()
+            pos += n
+            b = buf[pos]
+            if b & 0x81:
+                n, pos = _string_length(buf, pos + 1, b)
+            else:
+                n = b >> 1
+                pos += 1
+            target_id = buf[pos:pos + n].decode()
+            pos += n
+            head = buf[start:pos]
+            head_len = pos - start
+            # Strings read from UTF-8 hold no surrogates: len() counts what pydantic counts.
+            head_ok = bool(tenant) and 0 < len(target_id) <= _MAX_ID_CHARS
+        b = buf[pos]
+        if b & 0x81:
+            n, pos = _string_length(buf, pos + 1, b)
+        else:
+            n = b >> 1
+            pos += 1
+        raw = buf[pos:pos + n]
+        pos += n
+        statistic = statistics.get(raw)
+        value = unpack_double(buf, pos)[0]
+        pos += 8
+        if buf.startswith(tail, pos):
+            pos += tail_len
+        else:
+            start = pos
+            b = buf[pos]
+            pos += 1
+            if b & 0x80:
+                timestamp, pos = _varint_tail(buf, pos, b)
+            else:
+                timestamp = (b >> 1) ^ -(b & 1)
+            b = buf[pos]
+            if b & 0x81:
+                n, pos = _string_length(buf, pos + 1, b)
+            else:
+                n = b >> 1
+                pos += 1
+            source = buf[pos:pos + n].decode()
+            pos += n
+            b = buf[pos]
+            pos += 1
+            if b == 0:
+                media_type = None
+                tail_ok = True
+            elif b == 2:
+                b = buf[pos]
+                if b & 0x81:
+                    n, pos = _string_length(buf, pos + 1, b)
+                else:
+                    n = b >> 1
+                    pos += 1
+                media_raw = buf[pos:pos + n]
+                pos += n
+                media_type = media_types.get(media_raw)
+                tail_ok = media_type is not None
+                if media_type is None:
+                    media_type = media_raw.decode()
+            else:
+                raise _Unusual
+            tail = buf[start:pos]
+            tail_len = pos - start
+            tail_ok = tail_ok and 0 < timestamp <= _INT64_MAX
+        if statistic is not None and head_ok and tail_ok and 0.0 <= value <= max_finite:  # NaN: False
+            # StatEvent's rules all hold (schemas.models): built as model_validate would.
+            event = new(event_type)
+            set_slot(event, "__dict__", {
+                "tenant": tenant, "target_id": target_id, "statistic": statistic, "value": value,
+                "timestamp": timestamp, "source": source, "media_type": media_type,
+            })
+            set_slot(event, "__pydantic_fields_set__", copy_fields())
+            set_slot(event, "__pydantic_extra__", None)
+            set_slot(event, "__pydantic_private__", None)
+            append(event)
+        else:
+            append({"tenant": tenant, "target_id": target_id, "statistic": raw.decode(), "value": value,
+                    "timestamp": timestamp, "source": source, "media_type": media_type})
+            clean = False
+    return pos, clean
+
+
+def _string_length(buf: bytes, pos: int, first: int) -> tuple[int, int]:
+    """A string length whose first varint byte (at ``pos - 1``) is ``first``: (length, next pos)."""
+    if first & 0x80:
+        n, pos = _varint_tail(buf, pos, first)
+    else:
+        n = (first >> 1) ^ -(first & 1)
+    if n < 0:
+        raise _Unusual
+    return n, pos
+
+
+def _read_stat_event(payload: bytes) -> StatEvent | None:
+    """A single-object StatEvent payload read by hand: the event if valid, else None (see above)."""
+    out: list[Any] = []
+    try:
+        end, clean = _read_events(payload, _HEADER_LEN, 1, out)
+    except (_Unusual, IndexError, struct.error, UnicodeDecodeError):
+        return None
+    return out[0] if clean and end == len(payload) else None
+
+
+def _read_stat_batch(payload: bytes) -> tuple[list[Any], bool] | None:
+    """A single-object StatBatch payload read by hand: its events (StatEvents or dicts) and whether
+    all are StatEvents; or None (see above)."""
+    out: list[Any] = []
+    pos = _HEADER_LEN
+    clean = True
+    try:
+        while True:
+            b = payload[pos]
+            if b & 0x81:  # a negative count (block with a byte size) or a multi-byte one
+                count, pos = _string_length(payload, pos + 1, b)
+            else:
+                count = b >> 1
+                pos += 1
+            if not count:
+                break
+            if len(out) + count > MAX_BATCH_EVENTS:
+                return None
+            pos, block_clean = _read_events(payload, pos, count, out)
+            clean = clean and block_clean
+    except (_Unusual, IndexError, struct.error, UnicodeDecodeError):
+        return None
+    return (out, clean) if pos == len(payload) else None
 
 
 # ---------------------------------------------------------- ActionTargetDecision

@@ -31,6 +31,7 @@ __all__ = [
     "StatEvent",
     "TargetConfig",
     "describe_validation_error",
+    "stat_event_if_valid",
 ]
 
 #: Point-in-time statistics: the latest value replaces the previous one.
@@ -144,6 +145,81 @@ class StatEvent(AvroModel):
     def is_counter(self) -> bool:
         """True for a monotonic counter, False for a gauge."""
         return self.statistic in COUNTERS
+
+
+# --- the StatEvent fast path ---------------------------------------------------------------
+#
+# ``StatEvent.model_validate(data, strict=True)`` costs a few microseconds per event, and the pacing
+# node validates every event it reads. :func:`stat_event_if_valid` does the same for the common
+# case (a plain dict of plain values that is valid) several times faster: it checks exactly the
+# rules above by hand and builds the instance without pydantic. Anything it is not sure about
+# (a rule broken, a str subclass, a non-ASCII target id, an integer too large to be exact as a
+# float...) returns None, and the caller asks pydantic, which gives the answer and the reason. So
+# it only ever changes speed, never the outcome: tests/unit/test_codec_fuzz.py checks that on
+# generated dicts. Change it together with StatEvent's fields and validators.
+
+_STAT_EVENT_FIELDS = ("tenant", "target_id", "statistic", "value", "timestamp", "source", "media_type")
+_STAT_EVENT_ALL = frozenset(_STAT_EVENT_FIELDS)
+_STAT_EVENT_REQUIRED = _STAT_EVENT_ALL - {"media_type"}
+_MAX_FINITE = 1.7976931348623157e308
+_MAX_EXACT_INT = 2**53  # ints up to here are exact as floats: pydantic's conversion and float() agree
+_new_object = object.__new__
+_set_slot = object.__setattr__
+
+
+def _stat_event_unchecked(
+    tenant: str, target_id: str, statistic: str, value: float, timestamp: int, source: str,
+    media_type: str | None, fields_set: set[str],
+) -> StatEvent:
+    """A StatEvent from values already known to be valid: what ``model_validate`` would build.
+
+    The same ``__dict__`` (field order, types), fields set, no extra and no private values, so
+    it compares, hashes, dumps and copies like a validated instance. About 1 µs instead of 5.
+    """
+    event = _new_object(StatEvent)
+    _set_slot(event, "__dict__", {
+        "tenant": tenant, "target_id": target_id, "statistic": statistic, "value": value,
+        "timestamp": timestamp, "source": source, "media_type": media_type,
+    })
+    _set_slot(event, "__pydantic_fields_set__", fields_set)
+    _set_slot(event, "__pydantic_extra__", None)
+    _set_slot(event, "__pydantic_private__", None)
+    return event
+
+
+def stat_event_if_valid(data: object) -> StatEvent | None:
+    """``StatEvent.model_validate(data, strict=True)`` when ``data`` is a plainly valid dict, else None.
+
+    None means "not decided here": call pydantic, which accepts (an unusual but valid input) or
+    raises the ValidationError that names the problem. Never raises itself.
+    """
+    if type(data) is not dict:
+        return None
+    keys = data.keys()
+    if keys != _STAT_EVENT_ALL and keys != _STAT_EVENT_REQUIRED:
+        return None
+    tenant = data["tenant"]
+    target_id = data["target_id"]
+    statistic = data["statistic"]
+    value = data["value"]
+    timestamp = data["timestamp"]
+    source = data["source"]
+    media_type = data.get("media_type")
+    if type(value) is not float:
+        if type(value) is not int or not 0 <= value <= _MAX_EXACT_INT:
+            return None
+        value = float(value)
+    if not (
+        type(tenant) is str and tenant
+        and type(target_id) is str and 0 < len(target_id) <= _MAX_ID_LEN and target_id.isascii()
+        and type(statistic) is str and statistic in STATISTICS
+        and 0.0 <= value <= _MAX_FINITE  # also false for NaN
+        and type(timestamp) is int and 0 < timestamp <= _INT64_MAX
+        and type(source) is str
+        and (media_type is None or (type(media_type) is str and media_type in MEDIA_TYPES))
+    ):
+        return None
+    return _stat_event_unchecked(tenant, target_id, statistic, value, timestamp, source, media_type, set(keys))
 
 
 class ActionTargetDecision(AvroModel):
