@@ -1007,8 +1007,8 @@ def _read_events(buf: bytes, pos: int, count: int, out: list[Any]) -> tuple[int,
     """Read ``count`` StatEvent bodies from ``pos`` into ``out``: StatEvents, or dicts that break a rule.
 
     Returns the position after them and whether all were StatEvents. Raises :class:`_Unusual`,
-    IndexError, struct.error or UnicodeDecodeError on what it does not read; a position past the
-    end means truncated.
+    IndexError, OverflowError (a huge length), struct.error or UnicodeDecodeError on what it does
+    not read; a position past the end means truncated.
 
     The events of a batch usually share their tenant and target id (the "head", before the
     statistic) and their timestamp, source and media type (the "tail", after the value): when
@@ -1141,7 +1141,7 @@ def _read_stat_event(payload: bytes) -> StatEvent | None:
     out: list[Any] = []
     try:
         end, clean = _read_events(payload, _HEADER_LEN, 1, out)
-    except (_Unusual, IndexError, struct.error, UnicodeDecodeError):
+    except (_Unusual, IndexError, OverflowError, struct.error, UnicodeDecodeError):
         return None
     return out[0] if clean and end == len(payload) else None
 
@@ -1166,7 +1166,7 @@ def _read_stat_batch(payload: bytes) -> tuple[list[Any], bool] | None:
                 return None
             pos, block_clean = _read_events(payload, pos, count, out)
             clean = clean and block_clean
-    except (_Unusual, IndexError, struct.error, UnicodeDecodeError):
+    except (_Unusual, IndexError, OverflowError, struct.error, UnicodeDecodeError):
         return None
     return (out, clean) if pos == len(payload) else None
 

@@ -153,8 +153,8 @@ class StatEvent(AvroModel):
 # node validates every event it reads. :func:`stat_event_if_valid` does the same for the common
 # case (a plain dict of plain values that is valid) several times faster: it checks exactly the
 # rules above by hand and builds the instance without pydantic. Anything it is not sure about
-# (a rule broken, a str subclass, a non-ASCII target id, an integer too large to be exact as a
-# float...) returns None, and the caller asks pydantic, which gives the answer and the reason. So
+# (a rule broken, a str subclass, a non-ASCII tenant or target id, an integer too large to be exact
+# as a float...) returns None, and the caller asks pydantic, which gives the answer and the reason. So
 # it only ever changes speed, never the outcome: tests/unit/test_codec_fuzz.py checks that on
 # generated dicts. Change it together with StatEvent's fields and validators.
 
@@ -210,7 +210,7 @@ def stat_event_if_valid(data: object) -> StatEvent | None:
             return None
         value = float(value)
     if not (
-        type(tenant) is str and tenant
+        type(tenant) is str and tenant and tenant.isascii()  # pydantic refuses lone surrogates in constrained str
         and type(target_id) is str and 0 < len(target_id) <= _MAX_ID_LEN and target_id.isascii()
         and type(statistic) is str and statistic in STATISTICS
         and 0.0 <= value <= _MAX_FINITE  # also false for NaN

@@ -32,8 +32,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from schemas import (
+    AVRO_DIR,
     MAGIC,
+    MAX_BATCH_EVENTS,
     MAX_PAYLOAD_BYTES,
     REGISTRY,
     ActionTargetDecision,
@@ -41,11 +45,13 @@ from schemas import (
     AlarmState,
     DecodeCategory,
     DecodeError,
+    SchemaRegistry,
     StatEvent,
     TargetConfig,
     decode_decision,
     decode_stat_event,
     decode_stat_events,
+    decode_stat_records,
     decode_target_config,
     encode_alarm,
     encode_decision,
@@ -421,3 +427,236 @@ def test_fuzz_cases_are_reproducible() -> None:
             assert (name, payload) == (again_name, again)
         else:
             assert (name, type(payload)) == (again_name, type(again))
+
+
+# --- the fast stat path agrees with fastavro + pydantic -------------------------------------------
+#
+# decode_stat_records / decode_stat_events read the usual Avro payloads by hand and validate the
+# usual dicts by hand (schemas.models.stat_event_if_valid). The promise is that this changes the
+# speed only: below, the same payloads go through the reference path (fastavro and pydantic alone)
+# and every outcome must be identical: the same events (same values, value types and fields set),
+# the same rejections (reason, category, index, item).
+
+FAST_CASES = int(os.environ.get("PACING_FUZZ_FAST_CASES", "5000"))
+
+
+class _Str(str):
+    """A str subclass: pydantic accepts it (and builds a plain str); the hand check leaves it to pydantic."""
+
+
+_FIELD_VALUES: dict[str, list[Any]] = {
+    "tenant": ["acme", "", "é", "\ud800", _Str("acme"), b"acme", 5, None, "x" * 300],
+    "target_id": ["t", "", "x" * 255, "x" * 256, "é" * 255, "é" * 256, "\ud800", "a\ud800" * 128, _Str("t"),
+                  b"t", 1, None],
+    "statistic": [*_STATISTICS[:3], "bogus", "", "Ready_agents", _Str("ready_agents"), b"ready_agents", None, 1],
+    "value": [0.0, -0.0, 1.0, 5e-324, -5e-324, 1.7976931348623157e308, math.inf, -math.inf, math.nan, -1.0,
+              0, 1, -1, 2**53, 2**53 + 1, 2**63, 2**1100, True, False, "5", None, [1.0]],
+    "timestamp": [1, 0, -1, 1_700_000_000_123, 2**63 - 1, 2**63, -(2**63), True, 1.0, 1.7e12, "1", None],
+    "source": ["s", "", "é", "\ud800", "x" * 70_000, _Str("s"), b"s", None, 0],
+    "media_type": [None, *sorted(MEDIA_TYPES)[:3], "fax", "", "Call", _Str("call"), b"call", 0, []],
+}
+
+
+def _random_event_dict(rng: random.Random) -> Any:
+    data: dict[Any, Any] = dict(rng.choice(JSON_DICTS))
+    for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
+        op = rng.randrange(10)
+        if op < 7:
+            field = rng.choice(list(_FIELD_VALUES))
+            data[field] = rng.choice(_FIELD_VALUES[field])
+        elif op == 7 and data:
+            del data[rng.choice(list(data))]
+        elif op == 8:
+            data[rng.choice(["colour", "", "value ", 5, "media"])] = rng.choice([1, "x", None])
+        else:
+            data.pop("media_type", None)
+    if rng.random() < 0.02:
+        return rng.choice([list(data.items()), None, "text", _DictSubclass(data)])
+    return data
+
+
+class _DictSubclass(dict):  # type: ignore[type-arg]
+    """Not a plain dict: the hand check leaves it to pydantic."""
+
+
+def _same_event(a: StatEvent, b: StatEvent) -> bool:
+    return (type(a) is type(b) is StatEvent and a == b and a.model_fields_set == b.model_fields_set
+            and [(type(v), repr(v)) for v in a.__dict__.values()] == [(type(v), repr(v)) for v in b.__dict__.values()]
+            and list(a.__dict__) == list(b.__dict__))
+
+
+def test_stat_event_if_valid_agrees_with_pydantic() -> None:
+    from pydantic import ValidationError
+
+    from schemas import stat_event_if_valid
+
+    rng = random.Random(SEED)
+    outcomes: Counter[str] = Counter()
+    failures = []
+    for index in range(FAST_CASES):
+        data = _random_event_dict(rng)
+        fast = stat_event_if_valid(data)
+        try:
+            reference: StatEvent | None = StatEvent.model_validate(data, strict=True)
+        except ValidationError:
+            reference = None
+        if fast is not None and (reference is None or not _same_event(fast, reference)):
+            failures.append(f"case {index}: {data!r:.300}: fast {fast!r}, pydantic {reference!r}")
+        outcomes["fast" if fast is not None else "pydantic accepts" if reference is not None else "rejected"] += 1
+    print(f"stat_event_if_valid: seed {SEED}, outcomes {dict(outcomes)}")
+    assert not failures, f"seed {SEED}:\n" + "\n".join(failures[:10])
+    assert outcomes["fast"] > FAST_CASES // 8 and outcomes["rejected"] > FAST_CASES // 4, outcomes
+
+
+def _reference_registry() -> SchemaRegistry:
+    registry = SchemaRegistry.from_directory(AVRO_DIR)
+    registry._fast_event_fp = registry._fast_batch_fp = None  # fastavro for every payload
+    return registry
+
+
+BATCH_HEADER = REGISTRY.latest("StatBatch").header
+_BAD_RAW = [
+    {"value": -1.0}, {"value": math.nan}, {"value": math.inf}, {"statistic": "bogus"}, {"target_id": ""},
+    {"target_id": "x" * 256}, {"target_id": "é" * 256}, {"tenant": ""}, {"timestamp": 0}, {"timestamp": -(2**63)},
+    {"media_type": "fax"}, {"media_type": None}, {"source": "s" * 100}, {},
+]
+
+
+def _raw_event(rng: random.Random) -> dict[str, Any]:
+    return {**rng.choice(JSON_DICTS), **rng.choice(_BAD_RAW)}
+
+
+def _stat_batch(rng: random.Random, count: int | None = None) -> bytes:
+    """A StatBatch payload written by fastavro: events of one target, sometimes bad ones, sometimes mixed."""
+    count = rng.choice([1, 2, 13, 13, rng.randrange(1, 60)]) if count is None else count
+    base = rng.choice(JSON_DICTS)
+    items = []
+    for i in range(count):
+        item = {**base, "statistic": _STATISTICS[i % len(_STATISTICS)], "value": float(rng.randrange(1000))}
+        if rng.random() < 0.1:
+            item = _raw_event(rng)
+        items.append(item)
+    return REGISTRY.encode("StatBatch", {"events": items})
+
+
+def _blocks(rng: random.Random) -> bytes:
+    """A StatBatch body with hand-made array blocks: several counts, negative counts with sizes, odd ends."""
+    bodies = [REGISTRY.encode("StatEvent", _raw_event(rng) if rng.random() < 0.2 else rng.choice(JSON_DICTS))[10:]
+              for _ in range(rng.randrange(0, 6))]
+    out = b""
+    i = 0
+    while i < len(bodies):
+        n = rng.randrange(1, len(bodies) - i + 1)
+        chunk = b"".join(bodies[i:i + n])
+        if rng.random() < 0.4:
+            out += zigzag(-n) + zigzag(len(chunk) + rng.choice([0, 0, 0, 1, -1])) + chunk
+        else:
+            out += zigzag(n + rng.choice([0, 0, 0, 0, 1, -1])) + chunk
+        i += n
+    return BATCH_HEADER + out + rng.choice([b"\x00", b"\x00", b"", b"\x00\x00", b"\x01", zigzag(2**40)])
+
+
+def _json_stat_batch(rng: random.Random) -> bytes:
+    items = []
+    for _ in range(rng.choice([0, 1, 3, 13])):
+        kind = rng.randrange(6)
+        if kind == 0:
+            fields = dict(rng.choice(JSON_FIELDS))
+            fields[rng.choice(list(fields))] = _json_fragment(rng)
+            items.append("{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}")
+        elif kind == 1:
+            items.append(rng.choice(["1", "null", "[]", '"x"', "{}", _json_fragment(rng)]))
+        else:
+            items.append(rng.choice(JSON).decode())
+    body = '{"events": [' + ", ".join(items) + "]" + rng.choice(["", "", ', "x": 1', ', "events": []']) + "}"
+    return body.encode("utf-8", "surrogatepass")
+
+
+def gen_stat_record(rng: random.Random) -> Any:
+    if rng.random() < 0.005:  # at and over the length limit (costly: a thousand events each)
+        return _stat_batch(rng, rng.choice([0, MAX_BATCH_EVENTS, MAX_BATCH_EVENTS + 1]))
+    kind = rng.randrange(10)
+    if kind <= 2:
+        return _stat_batch(rng)
+    if kind == 3:
+        return _mutate(rng, _stat_batch(rng), AVRO + JSON)
+    if kind == 4:
+        return _blocks(rng)
+    if kind == 5:
+        return _json_stat_batch(rng)
+    if kind == 6:
+        return REGISTRY.encode("StatEvent", _raw_event(rng))
+    if kind == 7:
+        return _stat_batch(rng, rng.choice([0, 1, 2]))
+    return fuzz_case(SEED, rng.randrange(CASES))[1]  # everything the single-record fuzzer makes
+
+
+def _same_outcome(fast: object, reference: object) -> str | None:
+    if isinstance(fast, DecodeError) or isinstance(reference, DecodeError):
+        if not (isinstance(fast, DecodeError) and isinstance(reference, DecodeError)):
+            return f"fast {fast!r:.200} vs reference {reference!r:.200}"
+        got = (fast.reason, fast.category, fast.index, fast.item)
+        expected = (reference.reason, reference.category, reference.index, reference.item)
+        return None if got == expected else f"fast {got!r:.300} vs reference {expected!r:.300}"
+    if isinstance(fast, StatEvent) and isinstance(reference, StatEvent):
+        return None if _same_event(fast, reference) else f"fast {fast!r} vs reference {reference!r}"
+    if isinstance(fast, list) and isinstance(reference, list):
+        if len(fast) != len(reference):
+            return f"{len(fast)} results vs {len(reference)}"
+        for a, b in zip(fast, reference, strict=True):
+            problem = _same_outcome(a, b)
+            if problem:
+                return problem
+        return None
+    return f"fast {type(fast).__name__} vs reference {type(reference).__name__}"
+
+
+def _check_record(result: object) -> str | None:
+    """The invariant of one decode_stat_records entry."""
+    if isinstance(result, DecodeError):
+        if result.index is not None or result.item is not None:
+            return "a whole-record rejection with an index or item"
+        return _check_rejection(result)
+    if not isinstance(result, list) or not result:
+        return f"record result is {result!r:.100}"
+    for index, item in enumerate(result):
+        if isinstance(item, DecodeError):
+            problem = _check_rejection(item)
+            if problem:
+                return problem
+            if item.index != index or not isinstance(item.item, bytes):
+                return f"event rejection without its index/item: {item.index!r} {item.item!r:.100}"
+        elif not isinstance(item, StatEvent):
+            return f"event result is {type(item).__name__}"
+    return None
+
+
+def test_stat_records_fast_path_agrees_with_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    import schemas.codec as codec
+
+    rng = random.Random(SEED + 1)
+    payloads = [gen_stat_record(rng) for _ in range(FAST_CASES)]
+    reference_registry = _reference_registry()
+    fast = decode_stat_records(payloads)
+    fast_single = decode_stat_events(payloads)
+    with monkeypatch.context() as patch:
+        patch.setattr(codec, "stat_event_if_valid", lambda data: None)  # pydantic for every dict
+        reference = decode_stat_records(payloads, registry=reference_registry)
+        reference_single = decode_stat_events(payloads, registry=reference_registry)
+    failures = []
+    outcomes: Counter[str] = Counter()
+    for index, payload in enumerate(payloads):
+        for name, got, expected in (("decode_stat_records", fast[index], reference[index]),
+                                    ("decode_stat_events", fast_single[index], reference_single[index])):
+            problem = _same_outcome(got, expected) or (_check_record(got) if name == "decode_stat_records" else None)
+            if problem:
+                shown = payload[:200] if isinstance(payload, bytes | bytearray) else payload
+                failures.append(f"payload {index} via {name}: {problem}\n  payload {shown!r}")
+        result = fast[index]
+        if isinstance(result, DecodeError):
+            outcomes[f"record {result.category}"] += 1
+        else:
+            outcomes["events" if all(isinstance(e, StatEvent) for e in result) else "some rejected"] += 1
+    print(f"fast stat path: seed {SEED}, outcomes {dict(sorted(outcomes.items()))}")
+    assert not failures, f"seed {SEED} (PACING_FUZZ_SEED={SEED}):\n" + "\n".join(failures[:10])
+    assert outcomes["events"] > FAST_CASES // 10 and outcomes["some rejected"] > FAST_CASES // 50, outcomes

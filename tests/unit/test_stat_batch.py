@@ -331,3 +331,12 @@ def test_other_schema_versions_take_fastavro(tmp_path: Path) -> None:
     [expected] = decode_stat_events([encode_stat_event(event())], registry=registry)
     assert isinstance(single, DecodeError) and isinstance(expected, DecodeError)
     assert single.reason == expected.reason
+
+
+def test_huge_declared_lengths_in_a_batch_are_truncation() -> None:
+    header = REGISTRY.latest("StatBatch").header
+    for length in (2**62, 2**63 - 1, -5, 10**9):
+        error = whole(header + b"\x02" + _zigzag(length) + b"acme")
+        assert (error.reason, error.category) == ("truncated Avro body (StatBatch v1)", DecodeCategory.MALFORMED_AVRO)
+    error = whole(header + _zigzag(2**62) + b"\x02a")
+    assert error.category is DecodeCategory.MALFORMED_AVRO
