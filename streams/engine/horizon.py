@@ -16,11 +16,14 @@ How it is computed. A slice's arrivals cost what they add to the queue's cumulat
 the costs are sums of E[cost(free agents minus queue)] just before and just after each slice's
 arrivals (and around the reactive tail): eight distributions of "free minus queue". Each is a
 sum of independent binomial and Poisson counts, so its characteristic function is a product of
-closed forms; one inverse FFT gives all eight probability vectors at once (for several offer
-counts in the same call), and a dot product with the queue's cost gives each expectation. This
-replaced a pure-Python convolution of truncated distributions (``distributions``, now the
-reference of tests/unit/test_engine_reference.py): the same numbers to ~1e-12, and a decision
-for a 500-agent group forced onto SUPER_PROGRESSIVE takes a few ms instead of 50-200 ms.
+closed forms. Each expectation is a sum over one window of values that holds all of them (for
+several offer counts in the same call), taken in the frequency domain (Parseval): the
+distributions' transforms are known, the queue's cost over the window takes one FFT, and the
+signed sum over the eight rows is taken before the offers' part multiplies in, so nothing is
+transformed back. This replaced a pure-Python convolution of truncated distributions
+(``distributions``, now the reference of tests/unit/test_engine_reference.py): the same numbers
+to ~1e-12, and a decision for a 500-agent group forced onto SUPER_PROGRESSIVE takes a few ms
+instead of 50-200 ms.
 
 ``exact`` (see ``exact_for``): every accept still to come is one event that lands in one slice
 (slice s with probability share_s, the same for new and pending offers), so one offer is
@@ -181,18 +184,23 @@ class _Layout:
             per_offer = [p * share for share in h.new_share]
             self.mean_n = -_product(self.slices, np.array(per_offer))
             self.var_n = _product(self.slices, np.array([q * (1 - q) for q in per_offer]))
-        self._transforms: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # by window size
+        # Which offer column each row takes, signed (after +1, before -1): a (columns, rows) matrix.
+        self.signed_columns = np.zeros((_SLICES + 1, len(rows)))
+        self.signed_columns[self.columns, np.arange(len(rows))] = self.sign
+        self._transforms: dict[int, tuple[np.ndarray, ...]] = {}  # by window size
 
-    def _prepared(self, needed: float) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """A window size of at least ``needed`` and, on its rfft grid: sin θ and cos θ, the rows' fixed
-        transforms (exponentiated), (non-exact) the log transforms of one offer's accepts by the
-        end of each slice, and the size's roots of unity. A size prepared before is reused while
+    def _prepared(self, needed: float) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A window size of at least ``needed`` and, on its rfft grid: sin θ and cos θ; per offer column,
+        the signed sum of the fixed transforms (exponentiated) of the rows that take it; (non-exact)
+        the log transforms of one offer's accepts by the end of each slice; the size's roots of
+        unity; Parseval's weights of the rfft's frequencies. A size prepared before is reused while
         it is at most twice what is needed."""
         for size, ready in self._transforms.items():
             if needed <= size <= 2 * needed:
                 return (size, *ready)
         size = _fft_size(needed)
-        theta = np.arange(size // 2 + 1) * (2 * np.pi / size)
+        frequencies = size // 2 + 1
+        theta = np.arange(frequencies) * (2 * np.pi / size)
         terms = list(self.terms)
         if not self.h.exact:
             terms += [("binomial", 1, self.h.p * share, -1) for share in self.h.new_share]
@@ -200,12 +208,24 @@ class _Layout:
         fixed = np.exp(_product(self.fixed, logs[:len(self.terms)]))
         per_offer = np.cumsum(logs[len(self.terms):], axis=0) if not self.h.exact else fixed[:0]
         roots = np.exp(-2j * np.pi * np.arange(size) / size)
-        ready = self._transforms[size] = (np.stack((np.sin(theta), np.cos(theta))), fixed, per_offer, roots)
+        # Σ_m p[m] c[m] = (p̂_0 ĉ_0 + 2 Σ Re p̂_f conj(ĉ_f) [+ p̂_N/2 ĉ_N/2 for an even size]) / size for
+        # real p and c: the other half of the spectrum mirrors the rfft's.
+        weights = np.full(frequencies, 2.0 / size)
+        weights[0] = 1.0 / size
+        if size % 2 == 0:
+            weights[-1] = 1.0 / size
+        ready = self._transforms[size] = (np.stack((np.sin(theta), np.cos(theta))), self.signed_columns @ fixed,
+                                          per_offer, roots, weights)
         return (size, *ready)
 
     def costs(self, offers: list[int], start: int) -> list[tuple[float, float]]:
         """(abandons, abandons + late answers) for each offer count, ``start`` free agents minus
-        queue at the beginning."""
+        queue at the beginning.
+
+        Every row's expectation Σ_x P(X = x)·cost(x) is taken in the frequency domain (Parseval)
+        over one window that holds every row of every offer count: the rows' transforms are known
+        in closed form, the queue's cost over the window needs one rfft, and no distribution is
+        ever transformed back."""
         h = self.h
         n = np.array(offers, dtype=float)[:, None]
         if h.exact:
@@ -218,8 +238,9 @@ class _Layout:
         else:
             means, variances = start + self.mean0 + n * self.mean_n, self.var0 + n * self.var_n
         half = _WINDOW_SIGMAS * math.sqrt(float(variances.max())) + _WINDOW_PAD
-        size, sin_cos, fixed, per_offer, roots = self._prepared(2 * half + 1)
-        offsets = np.floor(means).astype(np.int64) - size // 2  # (K, rows): each row's window starts here
+        low = math.floor(float(means.min()) - half)  # the window: free minus queue = low, low + 1, ...
+        needed = math.ceil(float(means.max()) + half) - low + 1
+        size, sin_cos, signed_fixed, per_offer, roots, weights = self._prepared(needed)
         # The offers' part, once per distinct arrived share (column 0: no accepts, transform 1).
         frequencies = sin_cos.shape[1]
         offer_part = np.empty((len(offers), _SLICES + 1, frequencies), dtype=complex)
@@ -229,14 +250,13 @@ class _Layout:
             offer_part[:, 1:] = np.exp(trials[:, :, None] * _log_bernoulli(accepts, sin_cos[0], sin_cos[1], -1.0))
         else:
             offer_part[:, 1:] = np.exp(n[:, :, None] * per_offer)
-        # z^(start - offset) places each row's window (z = e^(-iθ)): a root of unity of the size.
-        turns = ((start - offsets)[:, :, None] * np.arange(frequencies)) % size
-        spectrum = fixed * offer_part[:, self.columns] * roots[turns]
-        # P(X = offset + j) for j in the window; FFT noise leaves values of ~1e-17 anywhere.
-        pmf = np.fft.irfft(spectrum, n=size, axis=2)
-        queue = -(offsets[:, :, None] + np.arange(size))  # queue length at each value (< 0: free agents)
-        cost = h.queue_costs.cumulative(queue)  # (2, K, rows, size): abandons, abandons + late answers
-        totals = np.einsum("krj,ckrj,r->ck", pmf, cost, self.sign)
+        # The queue's costs over the window (queue length -x; x >= 0: free agents, no cost), transformed,
+        # conjugated, times z^(start - low) (z = e^(-iθ), a root of unity of the size): the
+        # window's pmf has the transform of X - start times that.
+        cost = h.queue_costs.cumulative(-(low + np.arange(size)))  # (2, size): abandons, abandons + late answers
+        turns = ((start - low) * np.arange(frequencies)) % size
+        cost_part = np.conj(np.fft.rfft(cost, axis=1)) * (roots[turns] * weights)
+        totals = np.einsum("kcf,cf,tf->tk", offer_part, signed_fixed, cost_part).real
         # Costs only grow with arrivals: FFT noise must not make a zero cost -1e-17.
         return [(max(0.0, float(a)), max(0.0, float(b))) for a, b in totals.T.tolist()]
 
