@@ -2,10 +2,11 @@
 
 ``schemas/avro/<name>.v<N>.avsc`` keeps every released schema version; the
 codec loads them all at import and reads any of them (Avro single-object
-encoding, resolved to the newest version). See :mod:`schemas.codec` and
-:mod:`schemas.models`.
+encoding, resolved to the newest version). See :mod:`schemas.codec`,
+:mod:`schemas.models` and :mod:`schemas.batching` (StatBatch records for producers).
 """
 
+from schemas.batching import StatBatcher
 from schemas.codec import (
     AVRO_DIR,
     MAGIC,
@@ -73,6 +74,7 @@ __all__ = [
     "EncodeError",
     "SchemaRegistry",
     "SchemaVersion",
+    "StatBatcher",
     "StatEvent",
     "TargetConfig",
     "decode",
