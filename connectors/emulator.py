@@ -279,6 +279,8 @@ class JourneyEmulator:
         self._max_bodies = max_recorded_bodies
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
+        #: Observation hook (benchmarks): called with each entity as a bulk request stores it.
+        self.on_stored: Callable[[EnrichedActionTarget], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -525,6 +527,8 @@ class JourneyEmulator:
             modifiedDate=now,
         )
         self._targets[target.id] = stored
+        if self.on_stored is not None:
+            self.on_stored(stored)
         return stored
 
     # -- recording ---------------------------------------------------------------------------
