@@ -34,9 +34,14 @@ kafka: install
 test-kafka: install kafka-lib
 	PACING_TEST_BROKER=kafka $(BIN)/python -m pytest -q -rs tests/integration tests/kafka
 
-## throughput benchmarks (prints a table)
-bench: install
-	$(BIN)/python -m tests.benchmarks.throughput
+## throughput benchmarks side by side: the worker, Quix Streams, bare Faust, raw getmany; the sustained
+## 10,000-target run (prints tables; ~15 min; BENCH_ARGS=--quick for a small run)
+$(BIN)/.installed-bench: pyproject.toml $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: install $(BIN)/.installed-bench
+	$(BIN)/python -m tests.benchmarks.throughput $(BENCH_ARGS)
 
 ## pacing quality benchmark in the contact-centre simulator (prints a table)
 bench-pacing: install
