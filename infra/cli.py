@@ -109,8 +109,10 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from streams.topics import topic_names
 
     settings = _settings(args)
-    topic = args.topic or topic_names(settings).stats
-    count = asyncio.run(produce_lines(settings, topic, args.key, sys.stdin))
+    stats = topic_names(settings).stats
+    topic = args.topic or stats
+    batch = topic == stats and not args.single  # StatBatch records are a stats-topic format
+    count = asyncio.run(produce_lines(settings, topic, args.key, sys.stdin, batch=batch))
     print(f"produced {count} record(s) to {topic}", file=sys.stderr)
     return 0
 
@@ -120,7 +122,8 @@ def cmd_feed(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with contextlib.suppress(KeyboardInterrupt):
-        sent = asyncio.run(run_feed(settings, args.targets, args.interval, args.duration, args.json, args.seed))
+        sent = asyncio.run(run_feed(settings, args.targets, args.interval, args.duration, args.json, args.seed,
+                                    single=args.single))
         print(f"sent {sent} stat events", file=sys.stderr)
     return 0
 
@@ -170,14 +173,20 @@ def _parser() -> argparse.ArgumentParser:
     p = add("emulator", cmd_emulator, "run the local Journey API emulator")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8089)
-    p = add("produce", cmd_produce, "console producer: one record per stdin line (KEY<TAB>VALUE or --key)")
+    p = add("produce", cmd_produce, "console producer: one record per stdin line (KEY<TAB>VALUE or --key); "
+                                    "on the stats topic, JSON stat events arriving together are coalesced "
+                                    "per target into StatBatch records")
     p.add_argument("--topic", help="default: the stats topic")
     p.add_argument("--key")
+    p.add_argument("--single", action="store_true",
+                   help="one record per line, as typed, also on the stats topic (no StatBatch records)")
     p = add("feed", cmd_feed, "produce a synthetic stat stream for a few dozen targets")
     p.add_argument("--targets", type=int, default=36)
     p.add_argument("--interval", type=float, default=1.0, help="seconds between reports")
     p.add_argument("--duration", type=float, default=0, help="seconds; 0 = until Ctrl-C")
     p.add_argument("--json", action="store_true", help="JSON values instead of Avro single-object")
+    p.add_argument("--single", action="store_true",
+                   help="one StatEvent record per event instead of one StatBatch record per target and report")
     p.add_argument("--seed", type=int, default=7)
     p = add("alarms", cmd_alarms, "print alarm transitions as they arrive")
     p.add_argument("--from-beginning", action="store_true")

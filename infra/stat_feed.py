@@ -3,7 +3,9 @@
 Each target is an agent group whose agents log in and out, take interactions and go ready
 again; reactive interactions queue and are answered or abandoned; proactive offers are made and
 some accepted. Every tick, each target reports its gauges and running counters — as a
-Stat Server bridge would — in Avro single-object encoding (or JSON).
+Stat Server bridge would — in Avro single-object encoding (or JSON): by default one StatBatch
+record per target and tick (its 13 events; :class:`schemas.batching.StatBatcher`), with
+``single`` one StatEvent record per event, as producers that predate StatBatch do.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from schemas import StatEvent, encode_stat_event
+from schemas import StatBatcher, StatEvent, encode_stat_event
 from streams.config import Settings
 from streams.kafka import client_options
 from streams.topics import ensure_topics, topic_names
@@ -79,9 +81,34 @@ def make_groups(count: int, seed: int) -> list[SyntheticGroup]:
     ]
 
 
+def report_events(groups: list[SyntheticGroup], tenant: str, now_ms: int) -> list[StatEvent]:
+    """One tick: every group steps, then reports its gauges and counters (13 events per group)."""
+    events = []
+    for group in groups:
+        group.step()
+        for statistic, value in group.stats().items():
+            events.append(StatEvent(tenant=tenant, target_id=group.target_id, statistic=statistic,
+                                    value=float(value), timestamp=now_ms, source="pacing-feed",
+                                    media_type=group.media_type))
+    return events
+
+
+def encode_report(events: list[StatEvent], as_json: bool = False, single: bool = False) -> list[tuple[bytes, bytes]]:
+    """A tick's events as ``pacing.stats`` records ``(key, value)``, keyed by target id.
+
+    Batched (the default): one StatBatch per target. ``single``: one StatEvent record per event.
+    """
+    if single:
+        return [(event.target_id.encode(),
+                 json.dumps(event.model_dump(mode="json")).encode() if as_json else encode_stat_event(event))
+                for event in events]
+    batcher = StatBatcher(as_json=as_json)
+    return batcher.extend(events) + batcher.flush()
+
+
 async def run_feed(
     settings: Settings, targets: int = 36, interval_s: float = 1.0, duration_s: float = 0,
-    as_json: bool = False, seed: int = 7,
+    as_json: bool = False, seed: int = 7, single: bool = False,
 ) -> int:
     """Produce stat events until ``duration_s`` passes (0 = forever); returns how many were sent."""
     await ensure_topics(settings)
@@ -93,17 +120,10 @@ async def run_feed(
     deadline = time.monotonic() + duration_s if duration_s else None
     try:
         while deadline is None or time.monotonic() < deadline:
-            now_ms = int(time.time() * 1000)
-            for group in groups:
-                group.step()
-                for statistic, value in group.stats().items():
-                    event = StatEvent(tenant=settings.tenant, target_id=group.target_id, statistic=statistic,
-                                      value=float(value), timestamp=now_ms, source="pacing-feed",
-                                      media_type=group.media_type)
-                    payload = (json.dumps(event.model_dump(mode="json")).encode() if as_json
-                               else encode_stat_event(event))
-                    await producer.send(topic, payload, key=group.target_id.encode())
-                    sent += 1
+            events = report_events(groups, settings.tenant, int(time.time() * 1000))
+            for key, value in encode_report(events, as_json, single):
+                await producer.send(topic, value, key=key)
+            sent += len(events)
             await asyncio.sleep(interval_s)
     finally:
         await producer.stop()
