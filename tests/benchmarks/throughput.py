@@ -18,7 +18,8 @@ second:
     target's state (RocksDB, changelog) (contenders/quix_app.py; its Tansu adjustment:
     contenders/quix_tansu.py);
   - ``faust-count``: a bare Faust agent iterating records and only counting: Faust's own floor;
-    ``faust-decode``: the same, decoding each record (contenders/faust_bare.py);
+    ``faust-decode``: the same, decoding each record (contenders/faust_bare.py; not in the default
+    set, ``--contenders`` adds it: it doubles Faust's share of the run time);
   - ``getmany``: a raw aiokafka consumer, ``getmany`` + bulk decode: the ceiling (contenders/getmany.py).
 
   Printed: the median and each round's events/s per contender, and per round the ratios
@@ -32,8 +33,10 @@ second:
 - The sustained run (tests/benchmarks/sustained.py): worker + sink + emulator with a producer at a
   fixed rate over 10,000 targets; events/s the worker took, consumer lag, end-to-end latency.
 
-The targets the numbers are judged against are printed under each table. ``--quick`` runs a small
-version (20,000 events, 1 round, a 20 s sustained run at 10,000 events/s).
+The targets the numbers are judged against are printed under each table. The defaults (40,000
+single events and 130,000 batched ones per backlog, 3 rounds, a 60 s sustained run) keep ``make
+bench`` near 15 minutes on the 2-core development machine; ``--quick`` runs a small version
+(20,000 events, 1 round, a 20 s sustained run at 10,000 events/s).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from tests.integration.pipeline import ROOT, Pipeline, eventually
 STATS = ("ready_agents", "busy_agents", "logged_in_agents", "waiting_interactions", "offers_made", "offers_accepted")
 BATCH_STATS = tuple(sorted(STATISTICS))  # one StatBatch: every statistic of one target, 13 events
 CONTENDERS = ("worker", "quix", "faust-count", "faust-decode", "getmany")
+DEFAULT_CONTENDERS = ("worker", "quix", "faust-count", "getmany")
 PARTITIONS = 12
 WORKER_ENV = {"PACING_KAFKA__STATS_PARTITIONS": str(PARTITIONS), "PACING_WORKER__BATCH_MAX_EVENTS": "5000"}
 
@@ -461,13 +465,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="a small run: 20,000 events, 1 round, a 20 s sustained run (other options still apply)")
-    parser.add_argument("--events", type=int, default=None, help="events per single-event backlog (default 100,000)")
+    parser.add_argument("--events", type=int, default=None, help="events per single-event backlog (default 40,000)")
     parser.add_argument("--batch-events", type=int, default=None,
-                        help="events per StatBatch backlog (default 260,000 = 20,000 records of 13)")
+                        help="events per StatBatch backlog (default 130,000 = 10,000 records of 13)")
     parser.add_argument("--targets", type=int, nargs="+", default=[200, 2_000])
     parser.add_argument("--formats", nargs="+", choices=("single", "batch"), default=["single", "batch"])
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; 0 = no drain table)")
-    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(DEFAULT_CONTENDERS),
+                        help=f"default: {' '.join(DEFAULT_CONTENDERS)} (faust-decode doubles Faust's share of the run)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one drain may take, start-up included")
     parser.add_argument("--sustained-s", type=float, default=None,
                         help="sustained run's duration (default 60; 0 = none)")
@@ -476,8 +481,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sustained-formats", nargs="+", choices=("single", "batch"), default=["single"])
     args = parser.parse_args(argv)
     quick = args.quick
-    args.events = args.events or (20_000 if quick else 100_000)
-    args.batch_events = args.batch_events or (52_000 if quick else 260_000)
+    args.events = args.events or (20_000 if quick else 40_000)
+    args.batch_events = args.batch_events or (52_000 if quick else 130_000)
     args.rounds = args.rounds if args.rounds is not None else (1 if quick else 3)
     args.sustained_s = args.sustained_s if args.sustained_s is not None else (20.0 if quick else 60.0)
     return args
