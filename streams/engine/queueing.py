@@ -32,6 +32,8 @@ import numpy as np
 
 _EXACT_STAGES = 60
 _NEGLIGIBLE_LOG_WEIGHT = math.log(1e-12)
+#: erlang_a_rate takes a Newton step below this (in log rate) without evaluating its end.
+_EXTRAPOLATED_STEP = 1e-6
 #: Poisson terms i = 1..59 of the exact gamma tail, as a column; _BELOW[i - 1, j]: i < j + 1.
 _TERMS = np.arange(1, _EXACT_STAGES, dtype=float)[:, None]
 _BELOW = (np.arange(1, _EXACT_STAGES)[:, None] <= np.arange(_EXACT_STAGES)[None, :]).astype(float)
@@ -242,8 +244,11 @@ class _ErlangA:
         self.log_c = -np.cumsum(np.log(rates))
         k = _stages(len(rates)) - 1
         self.k = k
-        self.ones_k = np.ones((len(k), 2))  # w·ones_k = (Σ w, Σ k w)
-        self.ones_k[:, 1] = k
+        self.moments = np.ones((len(k), 3))  # w·moments = (Σ w, Σ k w, Σ k² w)
+        self.moments[:, 1] = k
+        self.moments[:, 2] = k * k
+        # Queue states weighed by evaluate (grown as needed): half a group's size is typical at the goal.
+        self.span = min(self.max_queue + 1, 48 + agents // 2)
         # Cost increments of an arrival that finds j ahead with every agent busy, plain and times k:
         # the queue's weights times these give every share and its derivative. Only the positions
         # the weights reach are priced (see ``_increments``).
@@ -260,27 +265,37 @@ class _ErlangA:
             np.multiply(increments, self.k[self.agents:self.agents + rows, None], out=self.increments[:, 3:])
         return self.increments[:count]
 
-    def evaluate(self, u: float) -> tuple[SteadyState, float, float, float, float]:
-        """(state, abandonment, d abandonment/du, service level, d service level/du) at λ = e^u."""
+    def evaluate(self, u: float) -> tuple[SteadyState, float, float, float, float, float]:
+        """(state, abandonment, d abandonment/du, service level, d service level/du, d in_system/du)
+        at λ = e^u."""
         n = self.agents
-        log_w = self.log_c + self.k * u
-        queue = log_w[n:]
-        peak = float(log_w[:n + 1].max())
-        # The queue is followed while its last weight is not negligible against the peak so far
-        # (the rule of the straightforward loop, so both sum the same terms).
-        running = np.maximum.accumulate(queue)
-        negligible = queue <= np.maximum(running, peak) + _NEGLIGIBLE_LOG_WEIGHT
-        queued = int(negligible.argmax())  # the first negligible weight, or none: 0 and not negligible[0]
-        if not negligible[queued]:
-            queued = self.max_queue
+        while True:
+            # Only the states up to the span are weighed: past the first negligible queue weight
+            # nothing counts, and the span grows (up to the whole table) until it holds one.
+            end = n + self.span
+            log_w = self.log_c[:end] + self.k[:end] * u
+            queue = log_w[n:]
+            peak = float(log_w[:n + 1].max())
+            # The queue is followed while its last weight is not negligible against the peak so far
+            # (the rule of the straightforward loop, so both sum the same terms).
+            running = np.maximum.accumulate(queue)
+            negligible = queue <= np.maximum(running, peak) + _NEGLIGIBLE_LOG_WEIGHT
+            queued = int(negligible.argmax())  # the first negligible weight, or none: 0 and not negligible[0]
+            if negligible[queued]:
+                break
+            if self.span > self.max_queue:
+                queued = self.max_queue
+                break
+            self.span = min(self.max_queue + 1, 2 * self.span)
         end = n + queued + 1
         peak = max(peak, float(running[queued]))
         w = np.exp(log_w[:end] - peak)
         # (einsum, not @: BLAS threads spin longer than these small products take)
-        total, k_total = np.einsum("i,ij->j", w, self.ones_k[:end])
+        total, k_total, k2_total = np.einsum("i,ij->j", w, self.moments[:end])
         shares = np.einsum("i,ij->j", w[n:], self._increments(queued + 1)) / total  # Σ w f / Σ w, Σ k w f / Σ w
         abandon, late, lost = float(shares[0]), float(shares[1]), float(shares[2])
         mean_k = float(k_total / total)
+        in_system_d = float(k2_total / total) - mean_k * mean_k  # d mean k / du = variance of k
         # d/du of a share s = Σ w f / Σ w is Σ k w f / Σ w - s · mean k
         abandon_d = float(shares[3]) - abandon * mean_k
         late_d = float(shares[4]) - late * mean_k
@@ -296,7 +311,7 @@ class _ErlangA:
         level = max(0.0, served) / counted
         level_d = ((-lost_d - late_d) * counted - served * counted_d) / counted ** 2 if served > 0 else 0.0
         state = SteadyState(math.exp(u), mean_k, rate_a, level)
-        return state, rate_a, rate_a_d, level, level_d
+        return state, rate_a, rate_a_d, level, level_d, in_system_d
 
 
 def steady_state(agents: int, arrival_rate: float, handle_s: float, patience_s: float,
@@ -332,7 +347,8 @@ def erlang_a_rate(agents: int, handle_s: float, patience_s: float, short_s: floa
     def excess(u: float) -> tuple[SteadyState, float, float]:
         """The state at e^u, how far the binding condition is past its target (> 0: broken), and
         that figure's derivative."""
-        state, a, a_d, s, s_d = model.evaluate(u)
+        state, a, a_d, s, s_d, n_d = model.evaluate(u)
+        slopes[:] = a_d, s_d, n_d
         value = math.log(a) - log_goal if a > 0 else -math.inf
         slope = a_d / a if a > 0 else 1.0
         if log_miss is not None:
@@ -342,6 +358,7 @@ def erlang_a_rate(agents: int, handle_s: float, patience_s: float, short_s: floa
                 value, slope = value_s, (-s_d / miss if miss > 0 else 1.0)
         return state, value, slope
 
+    slopes = [0.0, 0.0, 0.0]  # of the last evaluation: abandonment, service level, in system
     good_u, good = -math.inf, SteadyState(0.0, 0.0, 0.0, 1.0)
     bad_u = upper + 1e-9  # not evaluated: the top of the range is tried only when a step reaches it
     # First guess: load agents²/(agents + 3), as small groups run well below their size.
@@ -359,6 +376,13 @@ def erlang_a_rate(agents: int, handle_s: float, patience_s: float, short_s: floa
         step = -value / slope if slope > 0 and math.isfinite(value) else math.nan
         if value <= 0 and 0 <= step < 1e-10:
             return state  # converged from below
+        if value <= 0 and 0 <= step < _EXTRAPOLATED_STEP and u + step < min(bad_u, upper):
+            # The last Newton step is tiny: the state there follows to first order (an error of
+            # ~step², < 1e-13), a hair short of the root so that the rate keeps the goal.
+            delta = step * (1 - 1e-3)
+            a_d, s_d, n_d = slopes
+            return SteadyState(math.exp(u + delta), state.in_system + delta * n_d, state.abandonment + delta * a_d,
+                               state.service_level + delta * s_d)
         target = u - 1e-10 if value > 0 and -1e-10 < step <= 0 else u + step  # from above: just below
         low = good_u if math.isfinite(good_u) else bad_u - 40.0
         if u < upper <= target and bad_u > upper:
