@@ -185,9 +185,7 @@ def run_pipeline(config: str | None, duration_s: float = 0, targets: int = 36) -
         Child("emulator", [*pacing, "emulator", "--port", str(ports["emulator"])]),
         Child("worker", [*pacing, "worker"]),
         Child("sink", [*pacing, "sink"]),
-        # --single until the worker decodes StatBatch records (decode_stat_records; issue 8 item 2):
-        # drop it when it does, and the feed sends one StatBatch per target and report.
-        Child("feed", [*pacing, "feed", "--targets", str(targets), "--single"]),
+        Child("feed", [*pacing, "feed", "--targets", str(targets)]),
     ]
     print(f"broker {broker.bootstrap_servers} | emulator {emulator_base} | worker metrics :{ports['worker']}"
           f" | sink metrics :{ports['sink']} | logs in {LOG_DIR}/", flush=True)

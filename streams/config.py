@@ -115,7 +115,11 @@ class WorkerSettings(_Section):
     stale_after_s: float = Field(300.0, gt=0, description="alarm TargetStale after this long without events")
     standby_replicas: int = Field(1, ge=0)
     decide_interval_s: float = Field(
-        1.0, gt=0, le=10, description="dirty targets are decided and written once per this interval"
+        1.0, gt=0, le=10, description="targets with new statistics are decided (at most) once per this interval"
+    )
+    checkpoint_interval_s: float = Field(
+        3.0, gt=0, le=60,
+        description="their state is written to the changelog and their events acknowledged once per this interval",
     )
     max_pending_events: int = Field(
         50_000, ge=1, le=10_000_000, description="flush early when this many events wait for the next decision tick"

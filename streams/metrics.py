@@ -35,7 +35,9 @@ class NodeMetrics(ProcessMetrics):
     def __init__(self, registry: CollectorRegistry | None = None):
         super().__init__(registry)
         r = self.registry
-        self.events_in = Counter("pacing_events_in", "Stat events consumed", registry=r)
+        self.records_in = Counter("pacing_records_in", "pacing.stats records consumed", registry=r)
+        self.events_in = Counter("pacing_events_in", "Stat events consumed (each event of a StatBatch counts)",
+                                 registry=r)
         self.events_rejected = Counter(
             "pacing_events_rejected", "Stat events sent to the DLQ", ["reason"], registry=r
         )
@@ -62,8 +64,12 @@ class NodeMetrics(ProcessMetrics):
             "pacing_batch_events", "Events per processed batch",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000), registry=r,
         )
+        self.decided_targets = Histogram(
+            "pacing_decided_targets", "Targets decided per decision tick",
+            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000), registry=r,
+        )
         self.flushed_targets = Histogram(
-            "pacing_flush_targets", "Targets decided and written per decision tick",
+            "pacing_flush_targets", "Table entries written (changelog records) per checkpoint",
             buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000), registry=r,
         )
 

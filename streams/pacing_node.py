@@ -7,16 +7,18 @@ This module is the Faust wiring and the decision tick; each step has its own mod
 - :mod:`streams.keepalive` re-publishes due decisions and paces silent targets inactive;
 - :mod:`streams.topic_watch` recovers when the cluster lost the deployment's topics.
 
-Work is proportional to targets, not events. Events are folded as they arrive; on the decide
-tick (every ``worker.decide_interval_s``) each dirty target is decided, published if its
-decision changed, and its table entry written once, however many events it got. Under load the
-ticks space out so that deciding takes at most about half of the worker's time (never more than
-``targets.refresh_period_s`` apart): fewer output records per event, and the latency stays
-within a refresh period.
+Work is proportional to targets, not events. Events are folded into live state as they arrive;
+on the decision tick (every ``worker.decide_interval_s``) each target folded since the last tick
+is decided once and its decision published if it changed; on the checkpoint (every
+``worker.checkpoint_interval_s``, a tick too) each target folded since the last checkpoint has its
+table entry written once, and the events are acknowledged. Under load the ticks space out so that
+deciding takes at most about half of the worker's time (never more than
+``targets.refresh_period_s`` apart): fewer output records per event, and the latency stays within
+a refresh period.
 
 At-least-once, exactly: the events are acknowledged — and so their offsets become committable —
-only after every record they caused (decisions, changelog, DLQ, forwarded events, alarms) was
-acknowledged by the broker (:class:`streams.outbox.Outbox`).
+only at a checkpoint, after every record they caused (decisions, changelog, DLQ, forwarded
+events, alarms) was acknowledged by the broker (:class:`streams.outbox.Outbox`).
 - A failed or unacknowledged write (Kafka unavailable) redoes the tick with backoff, forever,
   reporting not ready; alarm ``PacingKafkaUnavailable``. Folding is idempotent, so a replay
   changes nothing that was already written.
@@ -50,7 +52,7 @@ from streams.metrics_reporter import run_reporters
 from streams.node_alarms import AlarmPublisher
 from streams.outbox import Outbox, SendFailed
 from streams.process_health import ProcessHealth
-from streams.stat_intake import Dirty, EventsFailed, StatIntake
+from streams.stat_intake import EventsFailed, StatIntake
 from streams.target_definitions import TargetDefinitions
 from streams.target_store import TargetStore
 from streams.topic_watch import TopicWatch, changelog_spec
@@ -141,6 +143,7 @@ class PacingNode:
         self._kafka_failing = False
         self._ready = False
         self._next_tick_at = 0.0
+        self._next_checkpoint_at = 0.0
         self._max_tick_gap_s = max(worker.decide_interval_s, settings.targets.refresh_period_s)
 
         self.app.agent(self.stats_topic, name="pacing-node", concurrency=1)(self._consume)
@@ -176,13 +179,14 @@ class PacingNode:
             async with self._lock:
                 await self._take(events)
             if len(self.intake.pending) >= worker.max_pending_events:
-                await self.flush()  # back-pressure: do not let unacknowledged work pile up
+                await self.flush(checkpoint=True)  # back-pressure: do not let unacknowledged work pile up
             self._ready = True
 
     async def _take(self, events: list[EventT]) -> None:
         """Fold a batch into the live state of its targets; nothing is decided or acknowledged yet."""
         self.intake.note_taken(events)
         if self._rebuild_needed:
+            self.intake.count_events(events)
             return  # the next tick folds everything pending again
         try:
             await self.intake.fold(events, self._outbox)
@@ -192,29 +196,38 @@ class PacingNode:
         except SendFailed:
             self._rebuild_needed = True
 
-    # -- the decision tick ---------------------------------------------------------------
+    # -- the decision tick and the checkpoint -----------------------------------------------
 
     async def _on_decide_tick(self) -> None:
-        if time.monotonic() >= self._next_tick_at:
-            await self.flush()
+        now = time.monotonic()
+        if self.app.rebalancing:  # Faust waits for the pending events before partitions move
+            await self.flush(checkpoint=True)
+        elif now >= self._next_tick_at:
+            await self.flush(checkpoint=now >= self._next_checkpoint_at)
 
-    async def flush(self) -> None:
-        """Decide and store every target folded since the last tick; then acknowledge its events.
+    async def flush(self, checkpoint: bool = True) -> None:
+        """Decide the targets folded since the last tick; on a checkpoint also store them and acknowledge.
 
-        Each dirty target is decided, published if its decision changed, and written to the table
-        once, however many events it got. The events are acknowledged only after Kafka confirmed
-        every record they caused. A failure redoes the work from the table's state and the pending
-        events (folding is idempotent) until it succeeds, or until the worker stops or partitions
-        move — then nothing is acknowledged and the events are replayed from the committed offset.
+        Each target is decided (and published if its decision changed) once per tick, and its table
+        entry written once per checkpoint, however many events it got. A checkpoint acknowledges
+        the pending events only after Kafka confirmed every record they caused. A failure redoes
+        the work from the table's state and the pending events (folding is idempotent) until it
+        succeeds, or until the worker stops or partitions move — then nothing is acknowledged and
+        the events are replayed from the committed offset.
         """
+        intake = self.intake
         async with self._lock:
+            if not (intake.pending or intake.touched):
+                return
             started = time.monotonic()
             backoff = RETRY_INITIAL_S
-            while self.intake.pending or self.intake.dirty:
+            while True:
                 try:
                     if self._rebuild_needed:
                         await self._rebuild()
-                    await self._store_dirty(self._outbox)
+                    await self._decide(self._outbox)
+                    if checkpoint:
+                        await self._store(self._outbox)
                     await self._outbox.confirm()
                 except SendFailed as exc:
                     self._rebuild_needed = True
@@ -225,11 +238,17 @@ class PacingNode:
                     backoff = min(backoff * 2, RETRY_MAX_S)
                     continue
                 except EventsFailed as exc:
-                    self.intake.count_failure(exc)
+                    intake.count_failure(exc)
                     self._rebuild_needed = True
                     continue
+                break
+            intake.undecided.clear()
+            if checkpoint:
                 await self._acknowledge()
-                await self._kafka_available()
+                self._next_checkpoint_at = time.monotonic() + self.settings.worker.checkpoint_interval_s
+            else:
+                self._outbox = self._new_outbox()
+            await self._kafka_available()
             took = time.monotonic() - started
             gap = min(took * (1 - DECIDE_SHARE) / DECIDE_SHARE, self._max_tick_gap_s)
             self._next_tick_at = time.monotonic() + gap
@@ -239,7 +258,7 @@ class PacingNode:
         while True:
             self._reset_work()
             try:
-                await self.intake.fold(self.intake.pending, self._outbox)
+                await self.intake.fold(self.intake.pending, self._outbox, again=True)
             except EventsFailed as exc:  # out of attempts, its events are rejected at the next round
                 self.intake.count_failure(exc)
                 continue
@@ -267,29 +286,37 @@ class PacingNode:
         for event in done:
             await ack(event)
 
-    async def _store_dirty(self, outbox: Outbox) -> None:
-        """Decide, publish and write every target folded since the last tick (its events pinned on failure)."""
+    async def _decide(self, outbox: Outbox) -> None:
+        """Decide and publish every target folded since the last tick (its events pinned on failure)."""
         now = _now_ms()
-        dirty = self.intake.dirty
-        for target_id, item in dirty.items():
+        stale_ms = self.settings.worker.stale_after_s * 1000
+        undecided = self.intake.undecided
+        for target_id, item in undecided.items():
+            entry = item.entry
             try:
-                await self._store_target(target_id, item, now, outbox)
+                was_stale = now - entry.received_ms > stale_ms
+                entry.received_ms = now
+                await self.publisher.publish(entry.state, now, outbox, keepalive=False)
+                # Cleared even if another worker raised it before a rebalance moved the target here.
+                await self.alarm_publisher.publish(self.board.clear_alarm(
+                    alarms.TARGET_STALE, target_id, "statistics arrive again", force=was_stale), outbox)
             except SendFailed:
                 raise
             except Exception as exc:
                 raise EventsFailed(item.events, exc) from exc
-        self.metrics.flushed_targets.observe(len(dirty))
+        self.metrics.decided_targets.observe(len(undecided))
 
-    async def _store_target(self, target_id: str, item: Dirty, now: int, outbox: Outbox) -> None:
-        """Decide and publish one folded target, and write its table entry (changelog included)."""
-        entry = item.entry
-        was_stale = now - entry.received_ms > self.settings.worker.stale_after_s * 1000
-        entry.received_ms = now
-        await self.publisher.publish(entry.state, now, outbox, keepalive=False)
-        await self.store.write(target_id, entry, item.events[0], outbox)
-        # Cleared even if another worker raised it before a rebalance moved the target here.
-        await self.alarm_publisher.publish(self.board.clear_alarm(
-            alarms.TARGET_STALE, target_id, "statistics arrive again", force=was_stale), outbox)
+    async def _store(self, outbox: Outbox) -> None:
+        """Write the table entry (changelog included) of every target folded since the last checkpoint."""
+        touched = self.intake.touched
+        for target_id, item in touched.items():
+            try:
+                await self.store.write(target_id, item.entry, item.events[0], outbox)
+            except SendFailed:
+                raise
+            except Exception as exc:
+                raise EventsFailed(item.events, exc) from exc
+        self.metrics.flushed_targets.observe(len(touched))
 
     async def _kafka_unavailable(self, failure: SendFailed, retry_in_s: float) -> None:
         self.metrics.send_failures.inc()

@@ -1,13 +1,17 @@
 """From taken ``pacing.stats`` records to folded target state: decode, reject, forward, fold.
 
-Nothing here is decided or acknowledged: the node decides the targets left dirty on its tick
-(:mod:`streams.pacing_node`) and acknowledges the pending events once everything they caused
-is on the broker.
+Nothing here is decided, written or acknowledged: the node decides the targets folded since
+its last decision tick, writes those folded since its last checkpoint, and then acknowledges
+the pending events — once everything they caused is on the broker (:mod:`streams.pacing_node`).
 
+A record holds one StatEvent or a StatBatch of events (:func:`schemas.decode_stat_records`).
 - A record that cannot be decoded, of another tenant, or given up on after
-  ``worker.max_attempts`` failed attempts goes to the DLQ with its reason.
-- A record that arrived off its target's home partition (producers partition as their client
-  does; :mod:`streams.partitioning`) is forwarded there, keyed by its target.
+  ``worker.max_attempts`` failed attempts goes to the DLQ as received, with its reason; a bad or
+  foreign-tenant event inside a StatBatch goes there alone (as JSON, with its position in the
+  batch in a ``source.index`` header).
+- An event that arrived off its target's home partition (producers partition as their client
+  does; :mod:`streams.partitioning`) is forwarded there, keyed by its target: the record as
+  received, or the one event of a StatBatch.
 - Every other event is folded into its target's live entry (folding is idempotent: gauges keep
   the newest value, counters the newest sample, so a replay changes nothing).
 """
@@ -22,7 +26,7 @@ from typing import Any
 
 from faust.types import EventT
 
-from schemas import DecodeCategory, DecodeError, StatEvent, decode_stat_events
+from schemas import DecodeCategory, DecodeError, StatEvent, decode_stat_records, encode_stat_event
 from streams.config import Settings
 from streams.metrics import NodeMetrics
 from streams.outbox import Outbox, SendFailed
@@ -47,8 +51,8 @@ class EventsFailed(Exception):
 
 
 @dataclass(slots=True)
-class Dirty:
-    """A target folded since the last tick: its live entry and the events folded into it."""
+class Touched:
+    """A target folded since the last checkpoint: its live entry and the events folded into it."""
 
     entry: TargetEntry
     events: list[EventT] = field(default_factory=list)
@@ -67,13 +71,15 @@ class StatIntake:
         self._tenant = settings.tenant
         self._partitions = settings.kafka.stats_partitions
         self._max_attempts = settings.worker.max_attempts
-        self._names = names
+        self.names = names
         self._store = store
-        self._metrics = metrics
+        self.metrics = metrics
         #: Taken and not yet acknowledged, in arrival order.
         self.pending: list[EventT] = []
-        #: Targets folded since the last tick.
-        self.dirty: dict[str, Dirty] = {}
+        #: Targets folded since the last checkpoint (their table entries are due).
+        self.touched: dict[str, Touched] = {}
+        #: Targets folded since the last decision tick (their decisions are due).
+        self.undecided: dict[str, Touched] = {}
         #: Next offset to take per stats partition (the lag gauge, lost-log detection).
         self.next_offset: dict[int, int] = {}
         self._attempts: dict[tuple[int, int], int] = {}
@@ -81,8 +87,8 @@ class StatIntake:
 
     def note_taken(self, events: Sequence[EventT]) -> None:
         """Count a batch and remember how far each partition was read."""
-        self._metrics.batch_size.observe(len(events))
-        self._metrics.events_in.inc(len(events))
+        self.metrics.batch_size.observe(len(events))
+        self.metrics.records_in.inc(len(events))
         next_offset = self.next_offset
         for event in events:
             message = event.message
@@ -91,97 +97,90 @@ class StatIntake:
                 next_offset[message.partition] = offset
         self.pending.extend(events)
 
-    async def fold(self, events: Sequence[EventT], outbox: Outbox) -> None:
-        """Decode and fold ``events``; rejections and forwards go to ``outbox``.
+    async def fold(self, events: Sequence[EventT], outbox: Outbox, *, again: bool = False) -> None:
+        """Decode and fold ``events`` (single StatEvents or StatBatches); rejections and forwards go to ``outbox``.
 
-        Every failure is pinned on the events it came from (:class:`EventsFailed`): the event being
-        folded or, outside that, all of them.
+        Every failure is pinned on the records it came from (:class:`EventsFailed`): the record
+        being folded or, outside that, all of them. ``again``: a retry, whose events were counted.
         """
         try:
-            decoded = decode_stat_events([event.value for event in events])
+            decoded = decode_stat_records([event.value for event in events])
+            if not again:
+                self._count_events(decoded)
             elsewhere = self._fold_decoded(events, decoded)
-            for event, result, home in elsewhere:
-                await self._route(event, result, home, outbox)
+            for event, action in elsewhere:
+                await action.send(self, event, outbox)
         except (SendFailed, EventsFailed):
             raise
         except Exception as exc:
             raise EventsFailed(events, exc) from exc
 
-    def _fold_decoded(self, events: Sequence[EventT], decoded: Sequence[StatEvent | DecodeError]
-                      ) -> list[tuple[EventT, StatEvent | DecodeError | str, int | None]]:
-        """Fold what belongs here; return what must be rejected or forwarded (with the home partition)."""
-        elsewhere: list[tuple[EventT, Any, int | None]] = []
+    def count_events(self, events: Sequence[EventT]) -> None:
+        """Count taken events that are not folded now (a retry will fold them with the pending ones)."""
+        self._count_events(decode_stat_records([event.value for event in events]))
+
+    def _count_events(self, decoded: Sequence[list[StatEvent | DecodeError] | DecodeError]) -> None:
+        self.metrics.events_in.inc(sum(len(record) if type(record) is list else 1 for record in decoded))
+
+    def _fold_decoded(self, events: Sequence[EventT], decoded: Sequence[list[StatEvent | DecodeError] | DecodeError]
+                      ) -> list[tuple[EventT, _Reject | _Forward]]:
+        """Fold what belongs here; return what must be rejected or forwarded."""
+        elsewhere: list[tuple[EventT, _Reject | _Forward]] = []
         tenant = self._tenant
         partitions = self._partitions
-        dirty = self.dirty
+        touched = self.touched
+        undecided = self.undecided
         poisoned = self._poisoned
         now_ms = int(time.time() * 1000)
         stale = 0
-        for event, result in zip(events, decoded, strict=True):
+        for event, record in zip(events, decoded, strict=True):
             if poisoned and event_key(event) in poisoned:
-                elsewhere.append((event, poisoned[event_key(event)], None))
+                elsewhere.append((event, _Reject(poisoned[event_key(event)], PROCESSING_FAILED)))
                 continue
-            if type(result) is DecodeError or result.tenant != tenant:
-                elsewhere.append((event, result, None))
+            if type(record) is not list:
+                elsewhere.append((event, _Reject(record.reason, str(record.category))))
                 continue
-            target_id = result.target_id
-            home = home_partition(target_id, partitions)
-            if home != event.message.partition:
-                elsewhere.append((event, result, home))
-                continue
-            item = dirty.get(target_id)
-            if item is None:
-                entry = self._store.get(target_id)
-                if entry is None:
-                    entry = TargetEntry.new(target_id, home, now_ms)
-                    self._store.add(target_id, entry)
-                item = dirty[target_id] = Dirty(entry)
-            item.events.append(event)
-            try:
-                folded = item.entry.state.apply(result.statistic, result.value, result.timestamp, result.media_type)
-            except Exception as exc:
-                raise EventsFailed([event], exc) from exc
-            if not folded:
-                stale += 1
+            partition = event.message.partition
+            single = len(record) == 1
+            for index, result in enumerate(record):
+                if type(result) is DecodeError:
+                    elsewhere.append((event, _Reject(result.reason, str(result.category), result.item, result.index)))
+                    continue
+                if result.tenant != tenant:
+                    elsewhere.append((event, _Reject(
+                        f"tenant {result.tenant!r} is not served here (serves {tenant!r})",
+                        str(DecodeCategory.WRONG_TENANT),
+                        *((None, None) if single else (result.model_dump_json().encode(), index)))))
+                    continue
+                target_id = result.target_id
+                home = home_partition(target_id, partitions)
+                if home != partition:
+                    elsewhere.append((event, _Forward(target_id, home, None if single else result)))
+                    continue
+                item = touched.get(target_id)
+                if item is None:
+                    entry = self._store.get(target_id)
+                    if entry is None:
+                        entry = TargetEntry.new(target_id, home, now_ms)
+                        self._store.add(target_id, entry)
+                    item = touched[target_id] = Touched(entry)
+                undecided[target_id] = item
+                if not item.events or item.events[-1] is not event:
+                    item.events.append(event)
+                try:
+                    applied = item.entry.state.apply(result.statistic, result.value, result.timestamp,
+                                                     result.media_type)
+                except Exception as exc:
+                    raise EventsFailed([event], exc) from exc
+                if not applied:
+                    stale += 1
         if stale:
-            self._metrics.events_stale.inc(stale)
+            self.metrics.events_stale.inc(stale)
         return elsewhere
-
-    async def _route(self, event: EventT, result: StatEvent | DecodeError | str, home: int | None,
-                     outbox: Outbox) -> None:
-        if isinstance(result, str):
-            await self._reject(event, result, PROCESSING_FAILED, outbox)
-        elif isinstance(result, DecodeError):
-            await self._reject(event, result.reason, str(result.category), outbox)
-        elif home is not None:
-            await self._forward(event, result.target_id, home, outbox)
-        else:
-            await self._reject(event, f"tenant {result.tenant!r} is not served here (serves {self._tenant!r})",
-                               str(DecodeCategory.WRONG_TENANT), outbox)
-
-    async def _forward(self, event: EventT, target_id: str, home: int, outbox: Outbox) -> None:
-        """Send an event that arrived off its home partition to that partition, keyed by its target."""
-        message = event.message
-        headers = [*_headers(message.headers),
-                   ("pacing.rerouted-from", f"{message.topic}/{message.partition}@{message.offset}".encode())]
-        await outbox.send(self._names.stats, target_id.encode(), message.value, partition=home, headers=headers,
-                          on_confirmed=self._metrics.events_rerouted.inc)
-
-    async def _reject(self, event: EventT, reason: str, category: str, outbox: Outbox) -> None:
-        """To the DLQ as received; the reason in its ``error`` header, its class in the metric label."""
-        message = event.message
-        log.warning("rejected event at %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
-        await outbox.send(
-            self._names.stats_dlq, message.key, message.value,
-            headers=[("error", reason.encode()), ("source.topic", message.topic.encode()),
-                     ("source.partition", str(message.partition).encode()),
-                     ("source.offset", str(message.offset).encode())],
-            on_confirmed=self._metrics.events_rejected.labels(category).inc,
-        )
 
     def count_failure(self, failure: EventsFailed) -> None:
         """One more failed attempt for these events; those out of attempts are given up on (DLQ)."""
-        self._metrics.processing_errors.inc()
+        self.metrics.processing_errors.inc()
         for event in failure.events:
             key = event_key(event)
             attempts = self._attempts.get(key, 0) + 1
@@ -192,14 +191,16 @@ class StatIntake:
                   exc_info=failure.error)
 
     def reset(self) -> None:
-        """Forget the dirty targets' live state: a retry folds the pending events again from the table."""
-        self._store.forget(self.dirty)
-        self.dirty.clear()
+        """Forget the touched targets' live state: a retry folds the pending events again from the table."""
+        self._store.forget(self.touched)
+        self.touched.clear()
+        self.undecided.clear()
 
     def take_done(self) -> list[EventT]:
         """Everything pending was written: hand its events over for acknowledgement and start afresh."""
         done, self.pending = self.pending, []
-        self.dirty.clear()
+        self.touched.clear()
+        self.undecided.clear()
         if self._attempts or self._poisoned:
             for event in done:
                 key = event_key(event)
@@ -212,6 +213,47 @@ class StatIntake:
         dropped, self.pending = self.pending, []
         self.reset()
         return dropped
+
+
+@dataclass(slots=True)
+class _Reject:
+    """To the DLQ: the whole record as received, or one event of a StatBatch alone (``alone``, ``index``)."""
+
+    reason: str
+    category: str
+    alone: bytes | None = None
+    index: int | None = None
+
+    async def send(self, intake: StatIntake, event: EventT, outbox: Outbox) -> None:
+        message = event.message
+        headers = [("error", self.reason.encode()), ("source.topic", message.topic.encode()),
+                   ("source.partition", str(message.partition).encode()),
+                   ("source.offset", str(message.offset).encode())]
+        value = message.value
+        if self.index is not None:
+            value = self.alone
+            headers.append(("source.index", str(self.index).encode()))
+        log.warning("rejected event at %s[%d]@%d%s: %s", message.topic, message.partition, message.offset,
+                    "" if self.index is None else f" #{self.index}", self.reason)
+        await outbox.send(intake.names.stats_dlq, message.key, value, headers=headers,
+                          on_confirmed=intake.metrics.events_rejected.labels(self.category).inc)
+
+
+@dataclass(slots=True)
+class _Forward:
+    """To the target's home partition, keyed by it: the record as received, or one event of a StatBatch."""
+
+    target_id: str
+    home: int
+    item: StatEvent | None = None
+
+    async def send(self, intake: StatIntake, event: EventT, outbox: Outbox) -> None:
+        message = event.message
+        value = message.value if self.item is None else encode_stat_event(self.item)
+        headers = [*_headers(message.headers),
+                   ("pacing.rerouted-from", f"{message.topic}/{message.partition}@{message.offset}".encode())]
+        await outbox.send(intake.names.stats, self.target_id.encode(), value, partition=self.home,
+                          headers=headers, on_confirmed=intake.metrics.events_rerouted.inc)
 
 
 def _headers(headers: Any) -> list[tuple[str, bytes]]:
