@@ -38,6 +38,7 @@ binomials (Poisson thinning: a few percent more variance than the truth, so slig
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 from collections.abc import Callable, Sequence
@@ -307,15 +308,12 @@ def _log_bernoulli(q: np.ndarray, sin: np.ndarray, cos: np.ndarray, sign: np.nda
 
 
 def _fft_size(at_least: float) -> int:
-    """The smallest 2^a·3^b (a >= 4) of at least ``at_least``: sizes the FFT handles fast."""
-    best = 1 << max(4, math.ceil(math.log2(at_least)))
-    three = 3
-    while three < best:
-        candidate = three << max(0, math.ceil(math.log2(at_least / three)))
-        if candidate >= at_least and candidate >= 16:
-            best = min(best, candidate)
-        three *= 3
-    return best
+    """The smallest 2^a·3^b (at least 16) of at least ``at_least``: sizes the FFT handles fast."""
+    return _FFT_SIZES[bisect.bisect_left(_FFT_SIZES, at_least)]
+
+
+#: Every 2^a·3^b from 16 to 2^40: the window sizes (a constant table, not a cache).
+_FFT_SIZES = sorted(2 ** a * 3 ** b for a in range(41) for b in range(26) if 16 <= 2 ** a * 3 ** b <= 2 ** 40)
 
 
 def _slice_shares(cdf: Callable[[float], float], length: float) -> list[float]:
