@@ -251,6 +251,11 @@ async def drain_worker(backlog: Backlog, round_no: int, timeout_s: float) -> Dra
         drain.decisions = metrics.get("pacing_decisions_emitted_total", 0.0) * per_100k
         if counter == "pacing_events_in_total" and per_record > 1 and units == backlog.records:
             drain.note = drain.note or "no record counter: timed on pacing_events_in_total as records"
+        if drain.rejected:
+            drain.note = f"{drain.note}; " if drain.note else ""
+            drain.note += f"{drain.rejected:,} rejected (DLQ): a rate of refusals"
+        if drain.note:
+            drain.note = f"r{round_no}: {drain.note}"
     finally:
         child.terminate()
         try:
