@@ -28,7 +28,8 @@ second:
   refused (a worker that cannot read a format rejects it to the DLQ: its rate then is of refusals).
 - Output amplification per format and target count: changelog records (``pacing_flush_targets_sum``)
   and decisions (``pacing_decisions_emitted_total``) the worker wrote per 100,000 events, medians of
-  the rounds (read ``2.5 x worker.decide_interval_s`` after the drain, so the last tick is in).
+  the rounds (read 2.5 x the longer of ``worker.decide_interval_s`` and ``worker.checkpoint_interval_s``
+  after the drain, so the last tick's and checkpoint's output is in).
 - ``sink``: the sink draining decisions to the emulator in bulk requests (produce + deliver).
 - The sustained run (tests/benchmarks/sustained.py): worker + sink + emulator with a producer at a
   fixed rate over 10,000 targets; events/s the worker took, consumer lag, end-to-end latency.
@@ -243,7 +244,9 @@ async def drain_worker(backlog: Backlog, round_no: int, timeout_s: float) -> Dra
         drain.records = int(done * backlog.records)
         drain.events = int(done * backlog.events)
         drain.seconds = seconds
-        await asyncio.sleep(2.5 * float(pipeline.settings.worker.decide_interval_s))  # the last tick's output
+        worker = pipeline.settings.worker  # the last tick's and checkpoint's output
+        settle_s = max(float(worker.decide_interval_s), float(getattr(worker, "checkpoint_interval_s", 0)))
+        await asyncio.sleep(2.5 * settle_s)
         metrics = await scrape_all(port)
         drain.rejected = int(metrics.get("pacing_events_rejected_total", 0.0))
         per_100k = 100_000 / backlog.events
