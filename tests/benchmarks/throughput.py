@@ -225,14 +225,14 @@ async def drain_worker(backlog: Backlog, round_no: int, timeout_s: float) -> Dra
         while (first := await taken()) <= 0:
             if time.monotonic() > deadline:
                 raise RuntimeError("the worker took no record")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
         started = time.perf_counter()
         units = backlog.records
         if counter == "pacing_events_in_total" and per_record > 1 and first > backlog.records:
             units = backlog.events  # no record counter, and the event counter counts batch items
         last, last_change = first, time.monotonic()
         while last < units:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
             now = await taken()
             if now > last:
                 last, last_change = now, time.monotonic()
