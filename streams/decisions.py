@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 from typing import Any
 
-from schemas import REGISTRY, ActionTargetDecision
+from schemas import ActionTargetDecision, encode_decision_fields
 from streams.config import TargetDefaults
 from streams.engine import PacingDecision, PacingSettings, TargetState, decide
 
@@ -127,7 +127,7 @@ def build_decision(
 
 def encode_decision_record(record: dict[str, Any]) -> bytes:
     """A decision record as Avro single-object bytes, as :func:`schemas.encode_decision` writes the model."""
-    return REGISTRY.encode("ActionTargetDecision", record)
+    return encode_decision_fields(record)
 
 
 def _first(value: Any, default: Any) -> Any:
