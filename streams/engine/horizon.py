@@ -190,12 +190,13 @@ class _Layout:
         self.signed_columns[self.columns, np.arange(len(rows))] = self.sign
         self._transforms: dict[int, tuple[np.ndarray, ...]] = {}  # by window size
 
-    def _prepared(self, needed: float) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _prepared(self, needed: float) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                np.ndarray]:
         """A window size of at least ``needed`` and, on its rfft grid: sin θ and cos θ; per offer column,
         the signed sum of the fixed transforms (exponentiated) of the rows that take it; (non-exact)
-        the log transforms of one offer's accepts by the end of each slice; the size's roots of
-        unity; Parseval's weights of the rfft's frequencies. A size prepared before is reused while
-        it is at most twice what is needed."""
+        the log transforms of one offer's accepts by the end of each slice, and the transforms
+        themselves; the size's roots of unity; Parseval's weights of the rfft's frequencies. A size
+        prepared before is reused while it is at most twice what is needed."""
         for size, ready in self._transforms.items():
             if needed <= size <= 2 * needed:
                 return (size, *ready)
@@ -216,7 +217,7 @@ class _Layout:
         if size % 2 == 0:
             weights[-1] = 1.0 / size
         ready = self._transforms[size] = (np.stack((np.sin(theta), np.cos(theta))), self.signed_columns @ fixed,
-                                          per_offer, roots, weights)
+                                          per_offer, np.exp(per_offer), roots, weights)
         return (size, *ready)
 
     def costs(self, offers: list[int], start: int) -> list[tuple[float, float]]:
@@ -241,7 +242,7 @@ class _Layout:
         half = _WINDOW_SIGMAS * math.sqrt(float(variances.max())) + _WINDOW_PAD
         low = math.floor(float(means.min()) - half)  # the window: free minus queue = low, low + 1, ...
         needed = math.ceil(float(means.max()) + half) - low + 1
-        size, sin_cos, signed_fixed, per_offer, roots, weights = self._prepared(needed)
+        size, sin_cos, signed_fixed, per_offer, one_offer, roots, weights = self._prepared(needed)
         # The offers' part, once per distinct arrived share (column 0: no accepts, transform 1).
         frequencies = sin_cos.shape[1]
         offer_part = np.empty((len(offers), _SLICES + 1, frequencies), dtype=complex)
@@ -250,7 +251,13 @@ class _Layout:
             accepts = h.p * shares[:, 1:, None]
             offer_part[:, 1:] = np.exp(trials[:, :, None] * _log_bernoulli(accepts, sin_cos[0], sin_cos[1], -1.0))
         else:
-            offer_part[:, 1:] = np.exp(n[:, :, None] * per_offer)
+            # n + 1 offers (counts come in neighbouring pairs) take one offer's transform times n's:
+            # a product costs a fraction of a complex exp.
+            following = {k for k in range(1, len(offers)) if offers[k] == offers[k - 1] + 1}
+            fresh = [k for k in range(len(offers)) if k not in following]
+            offer_part[fresh, 1:] = np.exp(n[fresh, :, None] * per_offer)
+            for k in sorted(following):
+                np.multiply(offer_part[k - 1, 1:], one_offer, out=offer_part[k, 1:])
         # The queue's costs over the window (queue length -x; x >= 0: free agents, no cost), transformed,
         # conjugated, times z^(start - low) (z = e^(-iθ), a root of unity of the size): the
         # window's pmf has the transform of X - start times that.

@@ -14,12 +14,14 @@ service level. Two views:
   abandonment goal and a service level. (Plain Erlang C ignores abandonment, needs load < agents
   and made PREDICTIVE_B ten points of occupancy too cautious at 50 agents.)
 
-Cost: both run on numpy arrays (a 500-agent table has 1,060 positions). The position table is
-computed for all positions at once; ``erlang_a_rate`` finds the rate by Newton's method on
-log(rate) with exact derivatives (the birth-death weights are c_k·rate^k, so every figure is a
-weighted mean whose derivative is a covariance with k) instead of 30 bisection steps: 4-8
-evaluations of the steady state, each one pass over the weights. Both are cached on their
-(rounded) arguments: decide() calls them for every changed target.
+Cost: both run on numpy arrays (a 500-agent table has 1,060 positions). The position table
+prices its positions on demand, a block at a time (a decision rarely looks past the first few
+dozen); ``erlang_a_rate`` finds the rate by Newton's method on log(rate) with exact derivatives
+(the birth-death weights are c_k·rate^k, so every figure is a weighted mean whose derivative is
+a covariance with k) instead of 30 bisection steps: 3-5 evaluations of the steady state (the
+last, tiny step is extrapolated to first order), each one pass over the weights up to the first
+negligible one. Both are cached on their (rounded) arguments: decide() calls them for every
+changed target.
 """
 
 from __future__ import annotations
