@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import re
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -1230,12 +1231,37 @@ def encode_decision_fields(record: Mapping[str, Any], *, registry: SchemaRegistr
     header = reg._fast_decision_header
     if header is not None and type(record) is dict:
         for attempt in (0, 1):
+            # The _FAST_DECISION_FIELDS layout from the caches (see below). KeyError: a field or a value
+            # not cached yet; TypeError (an unhashable value), struct.error or OverflowError (a double
+            # that is not a number, an int too large for one): not usual.
             try:
-                return _write_decision(record, header)
-            except KeyError:  # a piece not cached yet (or a missing field): cached, and written again
+                (tenant, target_id, name, state, media, service_level_percentage, service_level_duration_ms,
+                 short_abandon_threshold, description, allowed_offers, reactive_admission, ready_agents,
+                 busy_agents, logged_in_agents, waiting_interactions, outstanding_offers, acceptance_rate,
+                 algorithm, computed_at, node, figures) = _get_decision_fields(record)
+                if (type(media) is not list and type(media) is not tuple) or type(figures) is not dict:
+                    break
+                strings, varints, pack_double = _STRINGS, _VARINTS, _pack_double
+                parts = [
+                    header, strings[tenant], strings[target_id], strings[name], strings[state], _MEDIA[tuple(media)],
+                    pack_double(service_level_percentage), varints[service_level_duration_ms],
+                    varints[short_abandon_threshold], strings[description], varints[allowed_offers],
+                    pack_double(reactive_admission), varints[ready_agents], varints[busy_agents],
+                    varints[logged_in_agents], varints[waiting_interactions], varints[outstanding_offers],
+                    pack_double(acceptance_rate), strings[algorithm], varints[computed_at], strings[node],
+                ]
+                if figures:
+                    append = parts.append
+                    append(varints[len(figures)])
+                    named = _FIGURES
+                    for key, value in figures.items():
+                        append(named[key][value])
+                parts.append(_ZERO)
+                return b"".join(parts)
+            except KeyError:  # cached after checking, then written again; or not usual: fastavro
                 if attempt or not _learn_decision(record):
                     break
-            except (_Unusual, TypeError, struct.error, OverflowError):
+            except (_Unusual, UnicodeEncodeError, TypeError, struct.error, OverflowError):
                 break
     return reg.encode("ActionTargetDecision", record)  # fastavro: its bytes, or its EncodeError
 
@@ -1254,10 +1280,10 @@ def decode_decision(payload: bytes | None, *, registry: SchemaRegistry | None = 
 # fastavro costs 12-15 µs of CPU per decision record here (a generic interpreter of the schema
 # behind a BytesIO; 40 µs and more of wall time on the loaded 2-core machine), and the pacing node
 # writes one per target per tick. The current layout (_FAST_DECISION_FIELDS, checked against the
-# newest schema whenever a registry is built) is written by hand instead: a string as a zig-zag
-# varint length and the UTF-8 bytes, an int or long as a zig-zag varint, a double as 8
-# little-endian bytes, the array and the map as one block (count, items, then a 0 count; an empty
-# one as the 0 alone): exactly what fastavro writes.
+# newest schema whenever a registry is built) is written by hand instead (encode_decision_fields,
+# above, from the caches below): a string as a zig-zag varint length and the UTF-8 bytes, an int
+# or long as a zig-zag varint, a double as 8 little-endian bytes, the array and the map as one
+# block (count, items, then a 0 count; an empty one as the 0 alone): exactly what fastavro writes.
 #
 # Python's own steps (dict lookups, the join) cost more here than the Avro work, and most values
 # of a decision repeat from record to record and tick to tick (tenant, node, ids, names,
@@ -1269,10 +1295,11 @@ def decode_decision(payload: bytes | None, *, registry: SchemaRegistry | None = 
 # Only values of exactly the usual types are cached (_learn_decision: a str, not a subclass; an
 # int, not a bool, within 64 bits; a list or tuple of str; a dict of str to str). A value not
 # cached yet (a KeyError, as for a missing field) sends the record to _learn_decision, which
-# checks and caches the values it lacks, and the record is written again; a record that is not
-# usual there (a missing field, a None, a bool not seen as an int, a lone surrogate, a long out of
-# range, a map of another type...) is written by fastavro, which gives its bytes (a field's
-# default) or its EncodeError. A cached value also serves values equal to it (== and the same
+# checks and caches the values it lacks, and the record is written again; a figure value, the
+# kind that keeps changing, is checked and cached on the spot instead (_FigureValues). A record
+# that is not usual there (a missing field, a None, a bool not seen as an int, a lone surrogate,
+# a long out of range, a map of another type...) is written by fastavro, which gives its bytes (a
+# field's default) or its EncodeError. A cached value also serves values equal to it (== and the same
 # hash): a bool or an int-valued float in an int field, an IntEnum, a StrEnum; fastavro writes
 # those as the equal int or str too. The differences left would be a str subclass overriding
 # encode() equal to a cached str, and a float subclass overriding __float__ in a double field
@@ -1326,9 +1353,33 @@ _STRINGS: dict[str, bytes] = {}
 _VARINTS: dict[int, bytes] = {}
 #: The media-type arrays (keyed by the tuple of their items), as whole blocks.
 _MEDIA: dict[tuple[str, ...], bytes] = {}
-#: Figure name, then value: the pair as written in the map.
-_FIGURES: dict[str, dict[str, bytes]] = {}
+
+
+class _FigureValues(dict[str, bytes]):
+    """The values of one figure seen so far, each to the pair (name, value) as written in the map.
+
+    A value not seen yet is checked and cached here, during the write (figure values are the ones
+    that keep changing: the rounded rates and times of each target); when the caches are full it is
+    written without being cached, until the next _learn_decision empties them.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: bytes) -> None:
+        super().__init__()
+        self.name = name
+
+    def __missing__(self, value: object) -> bytes:
+        data = self.name + _avro_string(value)  # _Unusual for anything but a str; UnicodeEncodeError
+        if _cache_size[0] <= _CACHE_MAX_ENTRIES and _cache_size[1] <= _CACHE_MAX_BYTES:
+            _cache(self, value, data)
+        return data
+
+
+#: Figure name (KeyError when new: _learn_decision), then value: the pair as written in the map.
+_FIGURES: dict[str, _FigureValues] = {}
 _cache_size = [0, 0]  # values, bytes
+_get_decision_fields = operator.itemgetter(*(name for name, _ in _FAST_DECISION_FIELDS))
 _DECISION_STRINGS = ("tenant", "target_id", "name", "state", "description", "algorithm", "node")
 _DECISION_LONGS = ("service_level_duration_ms", "short_abandon_threshold", "allowed_offers", "ready_agents",
                    "busy_agents", "logged_in_agents", "waiting_interactions", "outstanding_offers", "computed_at")
@@ -1372,58 +1423,13 @@ def _learn_decision(record: dict[str, Any]) -> bool:
             _cache(_MEDIA, items, _array_block(items))
         for key, value in figures.items():
             values = _FIGURES.get(key)
-            if values is None or value not in values:
-                data = _avro_string(key) + _avro_string(value)
-                if values is None:
-                    values = _FIGURES[key] = {}
-                _cache(values, value, data)
+            if values is None:
+                values = _FIGURES[key] = _FigureValues(_avro_string(key))
+            # A new value is checked and cached by _FigureValues.__missing__.
+            values[value]
     except (_Unusual, KeyError, TypeError, UnicodeEncodeError):
         return False
     return True
-
-
-def _write_decision(record: dict[str, Any], header: bytes) -> bytes:
-    """The single-object bytes of a decision record in the _FAST_DECISION_FIELDS layout (see above).
-
-    KeyError: a field or a value not in the caches; _Unusual, TypeError (an unhashable value),
-    struct.error or OverflowError (a double that is not a number, an int too large for one): not usual.
-    """
-    media = record["supported_media_types"]
-    figures = record["figures"]
-    if (type(media) is not list and type(media) is not tuple) or type(figures) is not dict:
-        raise _Unusual
-    strings, varints, pack_double = _STRINGS, _VARINTS, _pack_double
-    parts = [
-        header,
-        strings[record["tenant"]],
-        strings[record["target_id"]],
-        strings[record["name"]],
-        strings[record["state"]],
-        _MEDIA[tuple(media)],
-        pack_double(record["service_level_percentage"]),
-        varints[record["service_level_duration_ms"]],
-        varints[record["short_abandon_threshold"]],
-        strings[record["description"]],
-        varints[record["allowed_offers"]],
-        pack_double(record["reactive_admission"]),
-        varints[record["ready_agents"]],
-        varints[record["busy_agents"]],
-        varints[record["logged_in_agents"]],
-        varints[record["waiting_interactions"]],
-        varints[record["outstanding_offers"]],
-        pack_double(record["acceptance_rate"]),
-        strings[record["algorithm"]],
-        varints[record["computed_at"]],
-        strings[record["node"]],
-    ]
-    if figures:
-        append = parts.append
-        append(varints[len(figures)])
-        named = _FIGURES
-        for key, value in figures.items():
-            append(named[key][value])
-    parts.append(_ZERO)
-    return b"".join(parts)
 
 
 # ------------------------------------------------------------------------ Alarm
