@@ -44,7 +44,7 @@ from streams import alarms
 from streams.alarms import AlarmBoard
 from streams.config import Settings
 from streams.decision_publisher import DecisionPublisher
-from streams.faust_compat import install_fast_drain, release_unacknowledged
+from streams.faust_compat import LeanMonitor, install_fast_drain, release_unacknowledged
 from streams.kafka import ssl_context
 from streams.keepalive import Keepalive
 from streams.metrics import NodeMetrics, start_metrics_server
@@ -63,9 +63,9 @@ log = logging.getLogger(__name__)
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
-#: Under load, the next tick waits at least as long as the last one took: deciding takes at most
-#: about this share of the worker's time, the rest goes to taking and folding events.
-DECIDE_SHARE = 0.5
+#: Under load, the ticks space out so that deciding takes at most about this share of the worker's
+#: time; the rest goes to taking and folding events.
+DECIDE_SHARE = 0.25
 
 
 def _now_ms() -> int:
@@ -117,6 +117,7 @@ class PacingNode:
             processing_guarantee="at_least_once",
             consumer_auto_offset_reset="earliest",
             web_enabled=False,
+            Monitor=LeanMonitor,
             **faust_broker_options(settings),
         )
         install_fast_drain(self.app)
@@ -144,7 +145,8 @@ class PacingNode:
         self._ready = False
         self._next_tick_at = 0.0
         self._next_checkpoint_at = 0.0
-        self._max_tick_gap_s = max(worker.decide_interval_s, settings.targets.refresh_period_s)
+        # A decision is for one refresh period: under load, still at least two per period.
+        self._max_tick_period_s = max(worker.decide_interval_s, settings.targets.refresh_period_s / 2)
 
         self.app.agent(self.stats_topic, name="pacing-node", concurrency=1)(self._consume)
         tick = min(worker.keepalive_s / 3, settings.targets.refresh_period_s, 5.0)
@@ -200,7 +202,8 @@ class PacingNode:
 
     async def _on_decide_tick(self) -> None:
         now = time.monotonic()
-        if self.app.rebalancing:  # Faust waits for the pending events before partitions move
+        if self.app.rebalancing or not self.app.flow_control.is_active():
+            # Partitions move or the worker stops: Faust waits for the pending events meanwhile.
             await self.flush(checkpoint=True)
         elif now >= self._next_tick_at:
             await self.flush(checkpoint=now >= self._next_checkpoint_at)
@@ -250,7 +253,7 @@ class PacingNode:
                 self._outbox = self._new_outbox()
             await self._kafka_available()
             took = time.monotonic() - started
-            gap = min(took * (1 - DECIDE_SHARE) / DECIDE_SHARE, self._max_tick_gap_s)
+            gap = min(took * (1 - DECIDE_SHARE) / DECIDE_SHARE, self._max_tick_period_s - took)
             self._next_tick_at = time.monotonic() + gap
 
     async def _rebuild(self) -> None:
