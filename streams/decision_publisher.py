@@ -7,7 +7,7 @@ from typing import Any
 
 from streams import alarms
 from streams.config import Settings
-from streams.decisions import decision_record, encode_decision_record
+from streams.decisions import decision_record, encode_decision_record, record_fingerprint
 from streams.engine import TargetState
 from streams.metrics import NodeMetrics
 from streams.node_alarms import AlarmPublisher
@@ -15,17 +15,6 @@ from streams.outbox import Outbox
 from streams.target_definitions import TargetDefinitions
 
 log = logging.getLogger(__name__)
-
-# Fields whose change alone does not make a decision "different": the time, the node, and the
-# engine's extra figures (rates drift a little on every tick; they ride along with the next
-# change or keepalive instead of flooding the sink). Rates are compared rounded.
-_VOLATILE = frozenset({"computed_at", "node", "figures", "acceptance_rate", "reactive_admission"})
-
-
-def _fingerprint(record: dict[str, Any]) -> tuple[Any, ...]:
-    """What must be published at once when it changes."""
-    return (*(v for k, v in record.items() if k not in _VOLATILE),
-            round(record["acceptance_rate"], 3), round(record["reactive_admission"], 3))
 
 
 class DecisionPublisher:
@@ -73,7 +62,7 @@ class DecisionPublisher:
             return
         await self._alarms.publish(board.clear_alarm(
             alarms.PACING_DECISION_FAILED, target_id, "the pacing engine decides again"), outbox)
-        fingerprint = _fingerprint(record)
+        fingerprint = record_fingerprint(record)
         last = self._published.get(target_id)
         changed = last is None or fingerprint != last[0]
         if not changed and not (keepalive and now_ms - last[1] >= self._keepalive_ms):

@@ -8,17 +8,17 @@ same record in the validated :class:`~schemas.ActionTargetDecision` for everyone
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Any
 
 from schemas import ActionTargetDecision, encode_decision_fields
 from streams.config import TargetDefaults
 from streams.engine import PacingDecision, PacingSettings, TargetState, decide
 
-# Fields that do not make a decision "different" when they alone change: the time, the node,
-# and the engine's extra figures (rates drift a little on every tick; they ride along with the
-# next change or keepalive instead of flooding the sink).
-_VOLATILE = frozenset({"computed_at", "node", "figures"})
+# Fields whose change alone does not make a decision "different": the time, the node, and the
+# engine's extra figures (rates drift a little on every tick; they ride along with the next change
+# or keepalive instead of flooding the sink). Rates count only rounded.
+_VOLATILE = frozenset({"computed_at", "node", "figures", "acceptance_rate", "reactive_admission"})
+_FINGERPRINT_FIELDS = tuple(name for name in ActionTargetDecision.model_fields if name not in _VOLATILE)
 _SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(PacingSettings))
 _GAUGES = ("ready_agents", "busy_agents", "logged_in_agents", "waiting_interactions", "outstanding_offers")
 #: Settings per (defaults, definition): a target's definition changes rarely, its decision every tick.
@@ -134,18 +134,12 @@ def _first(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def record_fingerprint(record: dict[str, Any]) -> str:
-    """A short digest of the parts of a decision whose change must be published at once.
-
-    Rates are rounded to 3 decimals, so their drift alone does not count as a change. The digest
-    (not the parts) is what the table keeps, so the changelog record stays small.
-    """
-    parts = [(k, v) for k, v in sorted(record.items()) if k not in _VOLATILE]
-    parts.append(("acceptance_rate", round(record["acceptance_rate"], 3)))
-    parts.append(("reactive_admission", round(record["reactive_admission"], 3)))
-    return hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+def record_fingerprint(record: dict[str, Any]) -> tuple[Any, ...]:
+    """The parts of a decision whose change must be published at once (rates rounded to 3 decimals)."""
+    return (*(record[name] for name in _FINGERPRINT_FIELDS),
+            round(record["acceptance_rate"], 3), round(record["reactive_admission"], 3))
 
 
-def decision_fingerprint(decision: ActionTargetDecision) -> str:
+def decision_fingerprint(decision: ActionTargetDecision) -> tuple[Any, ...]:
     """The fingerprint of a decision model (see :func:`record_fingerprint`)."""
     return record_fingerprint(decision.to_avro_dict())
