@@ -52,7 +52,7 @@ from streams.metrics_reporter import run_reporters
 from streams.node_alarms import AlarmPublisher
 from streams.outbox import Outbox, SendFailed
 from streams.process_health import ProcessHealth
-from streams.stat_intake import EventsFailed, StatIntake
+from streams.stat_intake import EventsFailed, StatIntake, Touched
 from streams.target_definitions import TargetDefinitions
 from streams.target_store import TargetStore
 from streams.topic_watch import TopicWatch, changelog_spec
@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
+#: Targets decided per slice of a decision pass (the lock is released between slices).
+DECIDE_SLICE = 200
 #: Under load, the ticks space out so that deciding takes at most about this share of the worker's
 #: time; the rest goes to taking and folding events.
 DECIDE_SHARE = 0.25
@@ -139,7 +141,8 @@ class PacingNode:
                                       self.owned_partitions, self.alarm_publisher, self._new_outbox)
         self._outbox: Outbox | None = None
         self._rebuild_needed = False
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # the intake, the live entries and the outbox
+        self._flushing = asyncio.Lock()  # one decision pass at a time
         self._stream: faust.StreamT | None = None
         self._kafka_failing = False
         self._ready = False
@@ -212,49 +215,74 @@ class PacingNode:
         """Decide the targets folded since the last tick; on a checkpoint also store them and acknowledge.
 
         Each target is decided (and published if its decision changed) once per tick, and its table
-        entry written once per checkpoint, however many events it got. A checkpoint acknowledges
-        the pending events only after Kafka confirmed every record they caused. A failure redoes
-        the work from the table's state and the pending events (folding is idempotent) until it
-        succeeds, or until the worker stops or partitions move — then nothing is acknowledged and
-        the events are replayed from the committed offset.
+        entry written once per checkpoint, however many events it got. The targets are decided in
+        slices, and the agent takes and folds events between slices: a long pass (thousands of
+        targets the engine has not seen) never stops the intake. A checkpoint acknowledges the
+        events taken before the pass began, and only after Kafka confirmed every record they
+        caused; later events wait for the next one. A failure redoes the work from the table's
+        state and the pending events (folding is idempotent) until it succeeds, or until the worker
+        stops or partitions move — then nothing is acknowledged and the events are replayed from
+        the committed offset.
         """
         intake = self.intake
-        async with self._lock:
-            if not (intake.pending or intake.touched):
-                return
-            started = time.monotonic()
+        async with self._flushing:
             backoff = RETRY_INITIAL_S
+            deciding_s = 0.0
             while True:
-                try:
-                    if self._rebuild_needed:
-                        await self._rebuild()
-                    await self._decide(self._outbox)
-                    if checkpoint:
-                        await self._store(self._outbox)
-                    await self._outbox.confirm()
-                except SendFailed as exc:
-                    self._rebuild_needed = True
-                    await self._kafka_unavailable(exc, backoff)
-                    if self._give_up():
+                async with self._lock:
+                    if not (intake.pending or intake.touched):
                         return
-                    await asyncio.sleep(backoff)
+                    try:
+                        if self._rebuild_needed:
+                            await self._rebuild()
+                    except SendFailed as exc:
+                        if await self._write_failed(exc, backoff):
+                            return
+                        backoff = min(backoff * 2, RETRY_MAX_S)
+                        continue
+                    taken = len(intake.pending)  # what this pass may acknowledge
+                    batch = intake.take_undecided()
+                    outbox = self._outbox
+                try:
+                    deciding_s += await self._decide(batch, outbox)
+                    async with self._lock:
+                        if self._rebuild_needed or outbox is not self._outbox:
+                            continue  # a fold failed meanwhile: redo from the pending events
+                        if checkpoint:
+                            await self._store(outbox)
+                        await outbox.confirm()
+                        if checkpoint:
+                            await self._acknowledge(taken)
+                            self._next_checkpoint_at = time.monotonic() + self.settings.worker.checkpoint_interval_s
+                        else:
+                            self._outbox = self._new_outbox()
+                        await self._kafka_available()
+                except SendFailed as exc:
+                    async with self._lock:
+                        self._rebuild_needed = True
+                        if await self._write_failed(exc, backoff):
+                            return
                     backoff = min(backoff * 2, RETRY_MAX_S)
                     continue
                 except EventsFailed as exc:
-                    intake.count_failure(exc)
-                    self._rebuild_needed = True
+                    async with self._lock:
+                        intake.count_failure(exc)
+                        self._rebuild_needed = True
                     continue
                 break
-            intake.undecided.clear()
-            if checkpoint:
-                await self._acknowledge()
-                self._next_checkpoint_at = time.monotonic() + self.settings.worker.checkpoint_interval_s
-            else:
-                self._outbox = self._new_outbox()
-            await self._kafka_available()
-            took = time.monotonic() - started
-            gap = min(took * (1 - DECIDE_SHARE) / DECIDE_SHARE, self._max_tick_period_s - took)
+            gap = min(deciding_s * (1 - DECIDE_SHARE) / DECIDE_SHARE, self._max_tick_period_s - deciding_s)
             self._next_tick_at = time.monotonic() + gap
+
+    async def _write_failed(self, failure: SendFailed, backoff: float) -> bool:
+        """Kafka did not take the writes: alarm, and wait before the retry; True if the work is given up."""
+        await self._kafka_unavailable(failure, backoff)
+        if self._give_up():
+            return True
+        await asyncio.sleep(backoff)
+        return False
+
+    def _moving(self) -> bool:
+        return self.app.should_stop or self.app.rebalancing
 
     async def _rebuild(self) -> None:
         """Forget the live state and fold every pending event again, on top of the table's state."""
@@ -270,7 +298,7 @@ class PacingNode:
 
     def _give_up(self) -> bool:
         """When stopping or rebalancing, drop the pending work: it is replayed from the committed offset."""
-        if not (self.app.should_stop or self.app.rebalancing):
+        if not self._moving():
             return False
         release_unacknowledged(self.app.consumer, self.intake.drop_pending())
         self._reset_work()
@@ -281,33 +309,44 @@ class PacingNode:
         self._outbox = self._new_outbox()
         self.intake.reset()
 
-    async def _acknowledge(self) -> None:
-        """Everything pending is on the broker: acknowledge its events, in order, and start afresh."""
-        done = self.intake.take_done()
+    async def _acknowledge(self, taken: int) -> None:
+        """The first ``taken`` pending events are on the broker: acknowledge them, in order."""
+        done = self.intake.take_done(taken)
         self._outbox = self._new_outbox()
         ack = self._stream.ack
         for event in done:
             await ack(event)
 
-    async def _decide(self, outbox: Outbox) -> None:
-        """Decide and publish every target folded since the last tick (its events pinned on failure)."""
-        now = _now_ms()
+    async def _decide(self, batch: dict[str, Touched], outbox: Outbox) -> float:
+        """Decide and publish ``batch`` in slices (its events pinned on failure); return the time it took.
+
+        The lock is taken per slice: between slices the agent folds new events (into the next
+        batch) and the keepalive timer runs.
+        """
+        items = list(batch.items())
         stale_ms = self.settings.worker.stale_after_s * 1000
-        undecided = self.intake.undecided
-        for target_id, item in undecided.items():
-            entry = item.entry
-            try:
-                was_stale = now - entry.received_ms > stale_ms
-                entry.received_ms = now
-                await self.publisher.publish(entry.state, now, outbox, keepalive=False)
-                # Cleared even if another worker raised it before a rebalance moved the target here.
-                await self.alarm_publisher.publish(self.board.clear_alarm(
-                    alarms.TARGET_STALE, target_id, "statistics arrive again", force=was_stale), outbox)
-            except SendFailed:
-                raise
-            except Exception as exc:
-                raise EventsFailed(item.events, exc) from exc
-        self.metrics.decided_targets.observe(len(undecided))
+        spent = 0.0
+        for first in range(0, len(items), DECIDE_SLICE):
+            async with self._lock:
+                started = time.monotonic()
+                now = _now_ms()
+                for target_id, item in items[first:first + DECIDE_SLICE]:
+                    entry = item.entry
+                    try:
+                        was_stale = now - entry.received_ms > stale_ms
+                        entry.received_ms = now
+                        await self.publisher.publish(entry.state, now, outbox, keepalive=False)
+                        # Cleared even if another worker raised it before a rebalance moved the target here.
+                        await self.alarm_publisher.publish(self.board.clear_alarm(
+                            alarms.TARGET_STALE, target_id, "statistics arrive again", force=was_stale), outbox)
+                    except SendFailed:
+                        raise
+                    except Exception as exc:
+                        raise EventsFailed(item.events, exc) from exc
+                spent += time.monotonic() - started
+            await asyncio.sleep(0)  # let a waiting agent or timer have the lock
+        self.metrics.decided_targets.observe(len(items))
+        return spent
 
     async def _store(self, outbox: Outbox) -> None:
         """Write the table entry (changelog included) of every target folded since the last checkpoint."""

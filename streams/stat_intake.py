@@ -196,11 +196,23 @@ class StatIntake:
         self.touched.clear()
         self.undecided.clear()
 
-    def take_done(self) -> list[EventT]:
-        """Everything pending was written: hand its events over for acknowledgement and start afresh."""
-        done, self.pending = self.pending, []
-        self.touched.clear()
-        self.undecided.clear()
+    def take_undecided(self) -> dict[str, Touched]:
+        """The targets to decide now; events folded from here on make the next batch."""
+        batch, self.undecided = self.undecided, {}
+        return batch
+
+    def take_done(self, count: int) -> list[EventT]:
+        """The first ``count`` pending events were written and decided: hand them over for acknowledgement.
+
+        The targets folded since (the next batch to decide) stay touched: their later events are
+        acknowledged at a later checkpoint, after their table entries are written again.
+        """
+        done, self.pending = self.pending[:count], self.pending[count:]
+        if self.pending:
+            self.touched = {target_id: self.touched[target_id] for target_id in self.undecided}
+        else:
+            self.touched.clear()
+            self.undecided.clear()
         if self._attempts or self._poisoned:
             for event in done:
                 key = event_key(event)
