@@ -118,8 +118,9 @@ class WorkerSettings(_Section):
         1.0, gt=0, le=10, description="targets with new statistics are decided (at most) once per this interval"
     )
     checkpoint_interval_s: float = Field(
-        3.0, gt=0, le=60,
-        description="their state is written to the changelog and their events acknowledged once per this interval",
+        5.0, gt=0, le=60,
+        description="their state is written to the changelog and their events acknowledged once per this interval "
+                    "(a crash replays up to this much; Kafka Streams commits every 30 s by default)",
     )
     max_pending_events: int = Field(
         50_000, ge=1, le=10_000_000, description="flush early when this many events wait for the next decision tick"
