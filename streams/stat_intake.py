@@ -65,7 +65,7 @@ def event_key(event: EventT) -> tuple[int, int]:
 
 
 class StatIntake:
-    """The events taken since the last tick, the targets they dirtied, and the failures seen."""
+    """The events taken and not yet acknowledged, the targets they touched, and the failures seen."""
 
     def __init__(self, settings: Settings, names: TopicNames, store: TargetStore, metrics: NodeMetrics):
         self._tenant = settings.tenant
