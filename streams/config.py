@@ -119,8 +119,8 @@ class WorkerSettings(_Section):
     )
     checkpoint_interval_s: float = Field(
         5.0, gt=0, le=60,
-        description="their state is written to the changelog and their events acknowledged once per this interval "
-                    "(a crash replays up to this much; Kafka Streams commits every 30 s by default)",
+        description="an event's target state is written to the changelog and the event acknowledged at most this "
+                    "long after it was taken (a crash replays up to this much; Kafka Streams commits every 30 s)",
     )
     max_pending_events: int = Field(
         50_000, ge=1, le=10_000_000, description="flush early when this many events wait for the next decision tick"

@@ -9,12 +9,13 @@ This module is the Faust wiring and the decision tick; each step has its own mod
 
 Work is proportional to targets, not events. Events are folded into live state as they arrive;
 on the decision tick (every ``worker.decide_interval_s``) each target folded since the last tick
-is decided once and its decision published if it changed; on the checkpoint (every
-``worker.checkpoint_interval_s``, a tick too) each target folded since the last checkpoint has its
-table entry written once, and the events are acknowledged. Under load the ticks space out so that
-deciding takes at most about half of the worker's time (never more than
-``targets.refresh_period_s`` apart): fewer output records per event, and the latency stays within
-a refresh period.
+is decided once, in slices the agent's intake interleaves with, and its decision published if it
+changed; at a checkpoint (a tick at most ``worker.checkpoint_interval_s`` after the oldest
+unacknowledged event was taken) each target folded since the last checkpoint has its table entry
+written once, and the events are acknowledged. Under load the ticks space out so that deciding
+takes at most about a quarter of the worker's time (at least two ticks per
+``targets.refresh_period_s``): fewer output records per event, and the latency stays within a
+refresh period.
 
 At-least-once, exactly: the events are acknowledged — and so their offsets become committable —
 only at a checkpoint, after every record they caused (decisions, changelog, DLQ, forwarded
@@ -147,7 +148,7 @@ class PacingNode:
         self._kafka_failing = False
         self._ready = False
         self._next_tick_at = 0.0
-        self._next_checkpoint_at = 0.0
+        self._next_checkpoint_at = 0.0  # set when the first pending event is taken
         # A decision is for one refresh period: under load, still at least two per period.
         self._max_tick_period_s = max(worker.decide_interval_s, settings.targets.refresh_period_s / 2)
 
@@ -189,6 +190,8 @@ class PacingNode:
 
     async def _take(self, events: list[EventT]) -> None:
         """Fold a batch into the live state of its targets; nothing is decided or acknowledged yet."""
+        if not self.intake.pending:  # an event waits at most one checkpoint interval for its acknowledgement
+            self._next_checkpoint_at = time.monotonic() + self.settings.worker.checkpoint_interval_s
         self.intake.note_taken(events)
         if self._rebuild_needed:
             self.intake.count_events(events)
