@@ -434,7 +434,23 @@ class PacingNode:
         await outbox.send(self.names.metrics, key, value)
         await outbox.confirm()
 
+    async def _checkpoint_when_stopping(self) -> None:
+        """When the worker stops, write and acknowledge what is pending.
+
+        Faust stops its timers first and then waits until every event it delivered is acknowledged:
+        without this final checkpoint the wait would not end, and the next owner would replay the
+        events. If the checkpoint cannot be written in time, the events are released (replayed).
+        """
+        await self.app.wait_for_stopped()
+        try:
+            await asyncio.wait_for(self.flush(checkpoint=True), self.settings.worker.send_timeout_s)
+        except Exception as exc:
+            log.warning("final checkpoint not written (%s: %s); the pending events are replayed by their next owner",
+                        type(exc).__name__, exc)
+            self._give_up()
+
     async def _start_side_services(self) -> None:
+        self._final_checkpoint = asyncio.create_task(self._checkpoint_when_stopping())
         self.health.install()
         await self.definitions.start()
         self._reporters = asyncio.create_task(run_reporters(
