@@ -20,6 +20,7 @@ from streams.engine import PacingDecision, PacingSettings, TargetState, decide
 _VOLATILE = frozenset({"computed_at", "node", "figures", "acceptance_rate", "reactive_admission"})
 _FINGERPRINT_FIELDS = tuple(name for name in ActionTargetDecision.model_fields if name not in _VOLATILE)
 _SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(PacingSettings))
+_ENGINE_INPUTS = _SETTINGS_FIELDS | {"short_abandon_threshold"}  # TargetConfig's name for the threshold
 _GAUGES = ("ready_agents", "busy_agents", "logged_in_agents", "waiting_interactions", "outstanding_offers")
 #: Settings per (defaults, definition): a target's definition changes rarely, its decision every tick.
 _SETTINGS_CACHE: dict[tuple[int, tuple[tuple[str, Any], ...]], PacingSettings] = {}
@@ -51,12 +52,8 @@ def pacing_settings(defaults: TargetDefaults, overrides: dict[str, Any] | None =
 
 
 def _cached_settings(defaults: TargetDefaults, definition: dict[str, Any]) -> PacingSettings:
-    try:
-        key = (id(defaults), tuple(sorted(definition.items())))
-        hash(key)
-    except TypeError:  # a list-valued definition field (media types): nothing the engine reads
-        key = (id(defaults), tuple(sorted((k, v) for k, v in definition.items() if k in _SETTINGS_FIELDS
-                                          or k == "short_abandon_threshold")))
+    # Keyed by the definition fields the engine reads (scalars; media types and names are not).
+    key = (id(defaults), tuple(sorted((k, v) for k, v in definition.items() if k in _ENGINE_INPUTS)))
     settings = _SETTINGS_CACHE.get(key)
     if settings is None:
         if len(_SETTINGS_CACHE) >= _SETTINGS_CACHE_MAX:
