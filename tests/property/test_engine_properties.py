@@ -90,7 +90,8 @@ def pacing_settings(draw: st.DrawFn) -> PacingSettings:
     )
 
 
-RUNS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+RUNS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 
 @RUNS
