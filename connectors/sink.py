@@ -50,7 +50,7 @@ from streams import alarms
 from streams.alarms import AlarmBoard, AlarmMessage
 from streams.config import Settings
 from streams.kafka import client_options
-from streams.metrics import SinkMetrics, start_metrics_server
+from streams.metrics import RejectReason, SinkMetrics, SinkOutcome, start_metrics_server
 from streams.metrics_reporter import run_reporters
 from streams.process_health import ProcessHealth
 from streams.topics import ensure_topics, missing_topics, repair_topics, topic_names
@@ -191,7 +191,7 @@ class BulkSink:
                 for record in records:
                     problem = self._intake(tp, record.offset, record.key, record.value)
                     if problem is not None:
-                        await self._report_unreadable(tp, record.offset, record.key, record.value, problem)
+                        await self._report_unreadable(tp, record.offset, record.key, record.value, *problem)
             if batches:
                 self.metrics.pending.set(self.ledger.pending_count)
                 self._wake.set()
@@ -226,8 +226,9 @@ class BulkSink:
                 consumed = positions.get(tp, self._committed.get(tp, 0))
                 self.metrics.lag.labels(str(tp.partition)).set(max(0, highwater - consumed))
 
-    def _intake(self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None) -> str | None:
-        """Book one consumed record; returns why it cannot be delivered, if it cannot."""
+    def _intake(self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None
+                ) -> tuple[RejectReason, str] | None:
+        """Book one consumed record; returns why it cannot be delivered (class and detail), if it cannot."""
         self.metrics.records_in.inc()
         position = self.ledger.position(tp)
         if position is not None and offset < position:
@@ -248,10 +249,10 @@ class BulkSink:
             entity = action_target(decision)
         except DecodeError as exc:
             self.ledger.skip(tp, offset)
-            return exc.reason
+            return RejectReason.of(exc.category), exc.reason
         except Exception as exc:  # a record that decodes but cannot become an entity
             self.ledger.skip(tp, offset)
-            return f"cannot build an ActionTarget: {type(exc).__name__}: {exc}"
+            return RejectReason.INVALID_FIELD, f"cannot build an ActionTarget: {type(exc).__name__}: {exc}"
         size = len(json.dumps(entity, separators=(",", ":")))
         self.ledger.record(tp, offset, decision.target_id, entity, size)
         if self._oldest_pending_at is None:
@@ -259,15 +260,16 @@ class BulkSink:
         return None
 
     async def _report_unreadable(
-        self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes, reason: str
+        self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes, category: RejectReason, reason: str
     ) -> None:
-        """An undeliverable decision record goes, as received, to the error topic with the reason."""
+        """An undeliverable decision record goes, as received, to the error topic with its class and reason."""
         assert self._producer is not None
         log.error("undeliverable decision at %s@%d (key %r): %s", tp, offset, key, reason)
         self.metrics.entity_errors.inc()
         await self._producer.send_and_wait(  # on the broker before the offset can be committed
             self.names.bulk_errors, key=key, value=value,
-            headers=[("error", reason.encode()), ("source.topic", tp.topic.encode()),
+            headers=[("error", reason.encode()), ("error.class", category.value.encode()),
+                     ("source.topic", tp.topic.encode()),
                      ("source.partition", str(tp.partition).encode()), ("source.offset", str(offset).encode())],
         )
 
@@ -332,7 +334,7 @@ class BulkSink:
         self.metrics.latency.observe(time.monotonic() - started)
         if not isinstance(outcome, PayloadTooLarge) or len(batch) == 1:
             return await self._settle(batch, outcome)
-        self.metrics.requests.labels("too_large").inc()
+        self.metrics.count_request(SinkOutcome.TOO_LARGE)
         half = len(batch) // 2
         log.warning("bulk request of %d targets too large; splitting it in two", len(batch))
         retry_after = await self._post(client, batch[:half])
@@ -346,8 +348,8 @@ class BulkSink:
         if isinstance(outcome, RetriableFailure | OperatorError):
             # Nothing is discarded: the batch stays in the ledger, its offsets uncommitted.
             self.ledger.failed(batch)
-            label = "operator_error" if isinstance(outcome, OperatorError) else "retriable_failure"
-            self.metrics.requests.labels(label).inc()
+            self.metrics.count_request(SinkOutcome.OPERATOR_ERROR if isinstance(outcome, OperatorError)
+                                       else SinkOutcome.RETRIABLE_FAILURE)
             self._consecutive_failures += 1
             log.error("bulk request failed: %s", outcome.reason)
             await self._alarm(self.board.raise_alarm(
@@ -358,7 +360,7 @@ class BulkSink:
             return min(outcome.retry_after_s or 0.0, MAX_RETRY_AFTER_S)
         if isinstance(outcome, InvalidResponse):
             self.ledger.failed(batch)
-            self.metrics.requests.labels("invalid_response").inc()
+            self.metrics.count_request(SinkOutcome.INVALID_RESPONSE)
             await self._alarm(self.board.raise_alarm(
                 alarms.PACING_RESPONSE_VALIDATION_ERROR, self.scope, outcome.reason, severity="major"))
             return 0.0
@@ -367,12 +369,12 @@ class BulkSink:
             alarms.PACING_REQUESTS_FAILED, self.scope, "bulk requests succeed again"))
         self.metrics.batch_size.observe(len(batch))
         if isinstance(outcome, PayloadTooLarge):  # one entity alone is too large: only it is rejected
-            self.metrics.requests.labels("too_large").inc()
+            self.metrics.count_request(SinkOutcome.TOO_LARGE)
             log.error("target %s alone is too large for the endpoint: %s", batch[0].target_id, outcome.reason)
             await self._settle_results(batch, [(p, {"status": 413, "message": outcome.reason}) for p in batch])
             return None
         if isinstance(outcome, RequestRejected):
-            self.metrics.requests.labels("rejected").inc()
+            self.metrics.count_request(SinkOutcome.REJECTED)
             log.error("bulk request rejected (%s); %d targets to the error topic", outcome.reason, len(batch))
             await self._alarm(self.board.raise_alarm(
                 alarms.PACING_RESPONSE_VALIDATION_ERROR, self.scope, f"request rejected: {outcome.reason}"))
@@ -380,7 +382,7 @@ class BulkSink:
             self.ledger.delivered(batch, rejected=[p.target_id for p in batch])  # resending cannot succeed
             return None
         assert isinstance(outcome, Delivered)
-        self.metrics.requests.labels("success").inc()
+        self.metrics.count_request(SinkOutcome.SUCCESS)
         await self._alarm(self.board.clear_alarm(
             alarms.PACING_RESPONSE_VALIDATION_ERROR, self.scope, "requests and responses are valid again"))
         by_id = {p.target_id: p for p in batch}

@@ -8,9 +8,58 @@ aiohttp app per process.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from schemas import DecodeCategory
+
+
+class RejectReason(StrEnum):
+    """The ``reason`` label values of ``pacing_events_rejected_total``: a fixed set of classes.
+
+    A label takes one of these, never free text (a fingerprint, a tenant name, a byte count
+    would make a new time series per value). The detail of each rejection travels in the DLQ
+    record's ``error`` header; its class also in ``error.class``. The decode classes are
+    :class:`schemas.DecodeCategory`'s (their meaning is documented there); a test keeps the two
+    in step.
+    """
+
+    EMPTY = DecodeCategory.EMPTY.value
+    TOO_LARGE = DecodeCategory.TOO_LARGE.value
+    UNKNOWN_FORMAT = DecodeCategory.UNKNOWN_FORMAT.value
+    UNKNOWN_SCHEMA = DecodeCategory.UNKNOWN_SCHEMA.value
+    WRONG_RECORD = DecodeCategory.WRONG_RECORD.value
+    MALFORMED_AVRO = DecodeCategory.MALFORMED_AVRO.value
+    MALFORMED_JSON = DecodeCategory.MALFORMED_JSON.value
+    INVALID_FIELD = DecodeCategory.INVALID_FIELD.value
+    WRONG_TENANT = DecodeCategory.WRONG_TENANT.value
+    INTERNAL_ERROR = DecodeCategory.INTERNAL_ERROR.value
+    PROCESSING_FAILED = "processing_failed"
+    """Handling the event raised ``worker.max_attempts`` times (the error is in the header)."""
+
+    @classmethod
+    def of(cls, category: DecodeCategory) -> RejectReason:
+        """The class of a decoder rejection."""
+        return cls(category.value)
+
+
+class SinkOutcome(StrEnum):
+    """The ``outcome`` label values of ``sink_requests_total``: how one bulk request ended."""
+
+    SUCCESS = "success"
+    """2xx with a valid bulk result (per-target errors are counted in ``sink_entity_errors_total``)."""
+    RETRIABLE_FAILURE = "retriable_failure"
+    """408, 429, 5xx, transport error or timeout: retried with backoff."""
+    OPERATOR_ERROR = "operator_error"
+    """401 after renewal, 403, 404, …: the deployment is wrong; retried with backoff."""
+    TOO_LARGE = "too_large"
+    """413: the batch is split (a single entity still too large goes to the error topic)."""
+    REJECTED = "rejected"
+    """400 or 422: the entities sent go to the error topic."""
+    INVALID_RESPONSE = "invalid_response"
+    """2xx whose body is not a bulk result: retried, alarm ``PacingResponseValidationError``."""
 
 
 class ProcessMetrics:
@@ -39,7 +88,7 @@ class NodeMetrics(ProcessMetrics):
         self.events_in = Counter("pacing_events_in", "Stat events consumed (each event of a StatBatch counts)",
                                  registry=r)
         self.events_rejected = Counter(
-            "pacing_events_rejected", "Stat events sent to the DLQ", ["reason"], registry=r
+            "pacing_events_rejected", "Stat events sent to the DLQ, by class (RejectReason)", ["reason"], registry=r
         )
         self.events_stale = Counter(
             "pacing_events_stale", "Stat events older than what the state already holds", registry=r
@@ -73,6 +122,10 @@ class NodeMetrics(ProcessMetrics):
             buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000), registry=r,
         )
 
+    def count_rejected(self, reason: RejectReason) -> None:
+        """One more event in the DLQ; a reason outside :class:`RejectReason` is a bug and raises."""
+        self.events_rejected.labels(RejectReason(reason).value).inc()
+
 
 class SinkMetrics(ProcessMetrics):
     """What the bulk sink counts."""
@@ -81,7 +134,7 @@ class SinkMetrics(ProcessMetrics):
         super().__init__(registry)
         r = self.registry
         self.records_in = Counter("sink_records_in", "Decision records consumed", registry=r)
-        self.requests = Counter("sink_requests", "Bulk requests by outcome", ["outcome"], registry=r)
+        self.requests = Counter("sink_requests", "Bulk requests by outcome (SinkOutcome)", ["outcome"], registry=r)
         self.entities_sent = Counter("sink_entities_delivered", "Entities accepted by the endpoint", registry=r)
         self.entity_errors = Counter("sink_entity_errors", "Entities the endpoint rejected", registry=r)
         self.latency = Histogram("sink_request_seconds", "Bulk request latency", registry=r)
@@ -93,6 +146,10 @@ class SinkMetrics(ProcessMetrics):
         self.lag = Gauge("sink_consumer_lag", "Decision records not yet consumed, per owned partition",
                          ["partition"], registry=r)
         self.committed = Counter("sink_offsets_committed", "Offset commits", registry=r)
+
+    def count_request(self, outcome: SinkOutcome) -> None:
+        """One more bulk request that ended so; an outcome outside :class:`SinkOutcome` is a bug and raises."""
+        self.requests.labels(SinkOutcome(outcome).value).inc()
 
 
 async def start_metrics_server(

@@ -6,9 +6,10 @@ the pending events — once everything they caused is on the broker (:mod:`strea
 
 A record holds one StatEvent or a StatBatch of events (:func:`schemas.decode_stat_records`).
 - A record that cannot be decoded, of another tenant, or given up on after
-  ``worker.max_attempts`` failed attempts goes to the DLQ as received, with its reason; a bad or
-  foreign-tenant event inside a StatBatch goes there alone (as JSON, with its position in the
-  batch in a ``source.index`` header).
+  ``worker.max_attempts`` failed attempts goes to the DLQ as received, with its reason (the
+  ``error`` header) and its class (:class:`~streams.metrics.RejectReason`, the ``error.class``
+  header and the ``pacing_events_rejected_total`` label); a bad or foreign-tenant event inside a
+  StatBatch goes there alone (as JSON, with its position in the batch in a ``source.index`` header).
 - An event that arrived off its target's home partition (producers partition as their client
   does; :mod:`streams.partitioning`) is forwarded there, keyed by its target: the record as
   received, or the one event of a StatBatch.
@@ -22,13 +23,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from faust.types import EventT
 
-from schemas import DecodeCategory, DecodeError, StatEvent, decode_stat_records, encode_stat_event
+from schemas import DecodeError, StatEvent, decode_stat_records, encode_stat_event
 from streams.config import Settings
-from streams.metrics import NodeMetrics
+from streams.metrics import NodeMetrics, RejectReason
 from streams.outbox import Outbox, SendFailed
 from streams.partitioning import home_partition
 from streams.target_entry import TargetEntry
@@ -36,10 +38,6 @@ from streams.target_store import TargetStore
 from streams.topics import TopicNames
 
 log = logging.getLogger(__name__)
-
-#: The ``pacing_events_rejected`` label of events given up on after ``worker.max_attempts``.
-PROCESSING_FAILED = "processing_failed"
-
 
 class EventsFailed(Exception):
     """Handling these events raised; their work is redone and, after enough attempts, they go to the DLQ."""
@@ -135,21 +133,22 @@ class StatIntake:
         stale = 0
         for event, record in zip(events, decoded, strict=True):
             if poisoned and event_key(event) in poisoned:
-                elsewhere.append((event, _Reject(poisoned[event_key(event)], PROCESSING_FAILED)))
+                elsewhere.append((event, _Reject(poisoned[event_key(event)], RejectReason.PROCESSING_FAILED)))
                 continue
             if type(record) is not list:
-                elsewhere.append((event, _Reject(record.reason, str(record.category))))
+                elsewhere.append((event, _Reject(record.reason, RejectReason.of(record.category))))
                 continue
             partition = event.message.partition
             single = len(record) == 1
             for index, result in enumerate(record):
                 if type(result) is DecodeError:
-                    elsewhere.append((event, _Reject(result.reason, str(result.category), result.item, result.index)))
+                    elsewhere.append((event, _Reject(result.reason, RejectReason.of(result.category), result.item,
+                                                                 result.index)))
                     continue
                 if result.tenant != tenant:
                     elsewhere.append((event, _Reject(
                         f"tenant {result.tenant!r} is not served here (serves {tenant!r})",
-                        str(DecodeCategory.WRONG_TENANT),
+                        RejectReason.WRONG_TENANT,
                         *((None, None) if single else (result.model_dump_json().encode(), index)))))
                     continue
                 target_id = result.target_id
@@ -229,16 +228,21 @@ class StatIntake:
 
 @dataclass(slots=True)
 class _Reject:
-    """To the DLQ: the whole record as received, or one event of a StatBatch alone (``alone``, ``index``)."""
+    """To the DLQ: the whole record as received, or one event of a StatBatch alone (``alone``, ``index``).
+
+    ``reason`` is the one-line detail (``error`` header); ``category`` its class (``error.class``
+    header and metric label).
+    """
 
     reason: str
-    category: str
+    category: RejectReason
     alone: bytes | None = None
     index: int | None = None
 
     async def send(self, intake: StatIntake, event: EventT, outbox: Outbox) -> None:
         message = event.message
-        headers = [("error", self.reason.encode()), ("source.topic", message.topic.encode()),
+        headers = [("error", self.reason.encode()), ("error.class", self.category.value.encode()),
+                   ("source.topic", message.topic.encode()),
                    ("source.partition", str(message.partition).encode()),
                    ("source.offset", str(message.offset).encode())]
         value = message.value
@@ -248,7 +252,7 @@ class _Reject:
         log.warning("rejected event at %s[%d]@%d%s: %s", message.topic, message.partition, message.offset,
                     "" if self.index is None else f" #{self.index}", self.reason)
         await outbox.send(intake.names.stats_dlq, message.key, value, headers=headers,
-                          on_confirmed=intake.metrics.events_rejected.labels(self.category).inc)
+                          on_confirmed=partial(intake.metrics.count_rejected, self.category))
 
 
 @dataclass(slots=True)
