@@ -61,23 +61,43 @@ class ContactCentre:
             ("offers", "accepted", "reactive", "blocked", "answered", "in_sl", "abandoned", "short"), 0)
         self._batch_handled = [0] * _BATCHES
         self._batch_abandoned = [0] * _BATCHES
+        self._reactive_rate = scenario.reactive_per_hour / 3600
+        self._next_reactive: float | None = None  # set by the first advance()
+        self.now = 0.0
+        """Simulated time reached by :meth:`advance`."""
 
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> SimulationResult:
         """Simulate warm-up plus the measured hours and return the measurements."""
-        self._push(0.0, _TICK)  # a tick is always scheduled, so the event heap never runs dry
-        reactive_rate = self.sc.reactive_per_hour / 3600
-        next_reactive = self._reactive_rng.expovariate(reactive_rate) if reactive_rate > 0 else math.inf
+        self.advance(self.end)
+        self._account_busy(self.end)
+        return self._result()
+
+    def advance(self, until: float) -> None:
+        """Process every event before ``until`` (capped at the scenario's end), in order.
+
+        Called repeatedly with growing times it runs the same simulation as one :meth:`run`
+        (``pacing feed`` drives a centre in real time this way, reading :meth:`stats` between).
+        """
+        if self._next_reactive is None:  # first call: a tick is always scheduled, so the heap never runs dry
+            self._push(0.0, _TICK)
+            self._next_reactive = self._reactive_rng.expovariate(self._reactive_rate) if self._reactive_rate > 0 \
+                else math.inf
+        until = min(until, self.end)
         while True:
             time, _, kind, payload = self._events[0]
-            if next_reactive < time:
-                time, kind = next_reactive, -1
-                next_reactive += self._reactive_rng.expovariate(reactive_rate)
+            reactive = self._next_reactive < time
+            if reactive:
+                time = self._next_reactive
+            if time >= until:
+                break
+            if reactive:
+                kind = -1
+                self._next_reactive += self._reactive_rng.expovariate(self._reactive_rate)
             else:
                 heapq.heappop(self._events)
-            if time >= self.end:
-                break
+            self.now = time
             if kind == _TICK:
                 self._tick(time)
             elif kind == _FINISH:
@@ -88,13 +108,12 @@ class ContactCentre:
                 self._arrive(time, False)
             elif time >= self.start:
                 self._measured["blocked"] += 1
-        self._account_busy(self.end)
-        return self._result()
+        self.now = max(self.now, until)
 
     def _tick(self, now: float) -> None:
         self._expire(now)
         self.pending = [t for t in self.pending if t > now]
-        times, self.admission = self.policy.plan(self._stats(), now, self.period)
+        times, self.admission = self.policy.plan(self.stats(), now, self.period)
         for offer_time in times:
             answered_at = offer_time + self._offers_rng.expovariate(1 / self.sc.response_s)
             self.pending.append(answered_at)
@@ -105,7 +124,8 @@ class ContactCentre:
             self._measured["offers"] += len(times)
         self._push(now + self.period, _TICK)
 
-    def _stats(self) -> dict[str, float]:
+    def stats(self) -> dict[str, float]:
+        """The group's gauges and running counters now, under the stat-event names a bridge sends."""
         agents = self.sc.agents
         aht = sum(self._handle_times) / len(self._handle_times) if self._handle_times else self.sc.handle_time_s
         return {
