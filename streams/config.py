@@ -5,10 +5,12 @@ equivalent and needs only the connection to the cluster. Option names follow the
 Server seed where one exists (``pacingEndpoint.targetEndpoint``, ``metrics.GcLatency.threshold``,
 ``base_auth_url``, ``base_service_url``); the README lists the mapping.
 
-Precedence (highest first): ``PACING_…`` environment variables (nested with ``__``, e.g.
-``PACING_SINK__LINGER_MS=200``), ``KAFKA_BOOTSTRAP_SERVERS``, the file named by ``--config`` or
-``PACING_CONFIG``, then the defaults below. A wrong value raises :class:`ConfigError` naming the
-option, and the process stops before it touches Kafka.
+Precedence (highest first): the command line (``pacing … --bootstrap-servers``, passed to
+:func:`load_settings` as ``command_line``), then ``PACING_…`` environment variables (nested with
+``__``, e.g. ``PACING_SINK__LINGER_MS=200``), then ``KAFKA_BOOTSTRAP_SERVERS``, then the file named
+by ``--config`` or ``PACING_CONFIG``, then the defaults below. A wrong value — or an unknown option
+name, from any of these — raises :class:`ConfigError` naming the option, and the process stops
+before it touches Kafka.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import os
 import re
 import socket
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas.models import MEDIA_TYPES
@@ -122,6 +126,11 @@ class WorkerSettings(_Section):
         description="an event's target state is written to the changelog and the event acknowledged at most this "
                     "long after it was taken (a crash replays up to this much; Kafka Streams commits every 30 s)",
     )
+    publish_interval_s: float = Field(
+        5.0, ge=0, le=60,
+        description="a target's changed decision is published at most this often (the rest are coalesced into the "
+                    "next one); a stop (inactive, no offers, no reactive admission) goes out at once; 0 = every change",
+    )
     max_pending_events: int = Field(
         50_000, ge=1, le=10_000_000, description="flush early when this many events wait for the next decision tick"
     )
@@ -214,6 +223,15 @@ class _Reporter(_Section):
         return parse_duration(value)
 
 
+REPORTERS = ("log", "console", "messageServer")
+"""The seed's reporter names; any other key under ``metrics.reporter`` is an error naming it."""
+
+
+def _default_reporters() -> dict[str, _Reporter]:
+    return {"log": _Reporter(enabled=False), "console": _Reporter(enabled=False),
+            "messageServer": _Reporter(enabled=True)}
+
+
 class MetricsSettings(_Section):
     """Seed section ``metrics``: self-monitoring thresholds and reporters."""
 
@@ -224,12 +242,20 @@ class MetricsSettings(_Section):
     )
     memory_limit_mb: int | None = Field(None, gt=0, description="default: the cgroup limit, else RAM")
     reporter: dict[str, _Reporter] = Field(
-        default_factory=lambda: {
-            "log": _Reporter(enabled=False),
-            "console": _Reporter(enabled=False),
-            "messageServer": _Reporter(enabled=True),
-        }
+        default_factory=_default_reporters,
+        description="log, console, messageServer; a reporter left out keeps its default (messageServer on)",
     )
+
+    @field_validator("reporter", mode="before")
+    @classmethod
+    def _known_reporters(cls, value: Any) -> Any:
+        """Only the seed's reporter names: a typo (``lgo``) would otherwise run as a log reporter."""
+        if not isinstance(value, dict):
+            return value
+        unknown = [name for name in value if name not in REPORTERS]
+        if unknown:
+            raise ValueError(f"unknown reporter {', '.join(map(repr, unknown))} (reporters: {', '.join(REPORTERS)})")
+        return {**_default_reporters(), **value}
 
 
 class Settings(BaseSettings):
@@ -270,8 +296,22 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment wins over the file, which arrives as init arguments.
-        return env_settings, init_settings, file_secret_settings
+        # The command line wins over the environment, which wins over the file (init arguments).
+        return _CommandLineSource(settings_cls), env_settings, init_settings, file_secret_settings
+
+
+_COMMAND_LINE: ContextVar[dict[str, Any] | None] = ContextVar("pacing_command_line", default=None)
+"""Options given on the command line, for the :class:`Settings` being built by :func:`load_settings`."""
+
+
+class _CommandLineSource(PydanticBaseSettingsSource):
+    """The highest-precedence source: options typed on the ``pacing`` command line."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return (_COMMAND_LINE.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_COMMAND_LINE.get() or {})
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -288,10 +328,15 @@ def _option_name(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc if not str(part).startswith("function-"))
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+def load_settings(
+    path: str | os.PathLike[str] | None = None, *, command_line: dict[str, Any] | None = None, **overrides: Any,
+) -> Settings:
     """Read the file (``path``, else ``$PACING_CONFIG``, else none), apply overrides, validate.
 
-    Raises :class:`ConfigError` naming the first wrong option and why.
+    ``overrides`` (nested dicts, e.g. ``sink={"linger_ms": 200}``) replace file values and yield
+    to the environment; ``command_line`` (same shape) beats the environment too — it is what
+    the user typed for this one run (see the module docstring for the whole order).
+    Raises :class:`ConfigError` naming the wrong options and why.
     """
     path = path or os.environ.get("PACING_CONFIG")
     data: dict[str, Any] = {}
@@ -305,6 +350,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and "PACING_KAFKA__BOOTSTRAP_SERVERS" not in os.environ:
         data = _merge(data, {"kafka": {"bootstrap_servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]}})
     data = _merge(data, overrides)
+    token = _COMMAND_LINE.set(command_line)
     try:
         return Settings(**data)
     except ValidationError as exc:
@@ -312,3 +358,5 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
             f"option '{_option_name(err['loc'])}': {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
+    finally:
+        _COMMAND_LINE.reset(token)

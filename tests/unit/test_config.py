@@ -81,3 +81,35 @@ def test_secrets_do_not_appear_in_the_settings_repr() -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("30min", 1800), ("10s", 10), ("500ms", 0.5), (2, 2), ("1h", 3600)])
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_command_line_beats_environment_beats_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "pacing.toml"
+    path.write_text('[kafka]\nbootstrap_servers = "file:9092"\ntopic_prefix = "file"\n[sink]\nlinger_ms = 900\n')
+    monkeypatch.setenv("PACING_KAFKA__BOOTSTRAP_SERVERS", "env:9092")
+    monkeypatch.setenv("PACING_KAFKA__TOPIC_PREFIX", "env")
+    settings = load_settings(path, command_line={"kafka": {"bootstrap_servers": "typed:9092"}})
+    assert settings.kafka.bootstrap_servers == "typed:9092"  # command line over environment
+    assert settings.kafka.topic_prefix == "env"  # environment over file, other options of the section kept
+    assert settings.sink.linger_ms == 900  # file over defaults
+    assert load_settings(path).kafka.bootstrap_servers == "env:9092"  # the command line applied to one load only
+
+
+@pytest.mark.parametrize("source", ["file", "environment"])
+def test_a_misspelt_reporter_is_an_error_naming_it(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "pacing.toml"
+    if source == "file":
+        path.write_text("[metrics.reporter.lgo]\nenabled = true\n")
+    else:
+        path.write_text("")
+        monkeypatch.setenv("PACING_METRICS__REPORTER__LGO__ENABLED", "true")
+    with pytest.raises(ConfigError, match=r"option 'metrics.reporter': .*unknown reporter 'lgo'"):
+        load_settings(path)
+
+
+def test_a_reporter_left_out_keeps_its_default() -> None:
+    reporters = load_settings(metrics={"reporter": {"log": {"enabled": True}}}).metrics.reporter
+    assert {name: r.enabled for name, r in reporters.items()} == {"log": True, "console": False,
+                                                                  "messageServer": True}
