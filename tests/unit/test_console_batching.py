@@ -14,7 +14,6 @@ import pytest
 import infra.console as console
 from infra.cli import _parser
 from infra.console import LineBatcher, produce_lines
-from infra.stat_feed import encode_report, make_groups, report_events
 from schemas import DecodeError, StatEvent, decode_stat_events, decode_stat_records
 from streams.config import load_settings
 
@@ -155,26 +154,3 @@ def test_cli_flags() -> None:
     assert not parser.parse_args(["produce"]).single
     assert parser.parse_args(["feed", "--single"]).single
     assert not parser.parse_args(["feed"]).single
-
-
-# --- pacing feed ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("as_json", [False, True])
-def test_feed_sends_one_stat_batch_per_target_and_report(as_json: bool) -> None:
-    events = report_events(make_groups(3, seed=7), "acme", 1_700_000_000_000)
-    assert len(events) == 39
-    records = encode_report(events, as_json=as_json)
-    assert [key for key, _ in records] == [b"vq-000", b"vq-001", b"vq-002"]
-    decoded = [e for _, value in records for e in events_of(value)]
-    assert decoded == events
-    assert all(value.startswith(b'{"events":') == as_json for _, value in records)
-
-
-@pytest.mark.parametrize("as_json", [False, True])
-def test_feed_single_sends_one_stat_event_per_record(as_json: bool) -> None:
-    events = report_events(make_groups(2, seed=7), "acme", 1_700_000_000_000)
-    records = encode_report(events, as_json=as_json, single=True)
-    assert len(records) == len(events) == 26
-    assert decode_stat_events([value for _, value in records]) == events
-    assert [key for key, _ in records] == [e.target_id.encode() for e in events]
