@@ -21,12 +21,22 @@ log = logging.getLogger("pacing")
 _KAFKA_COMMANDS = frozenset({"worker", "sink", "produce", "feed", "alarms"})
 """Subcommands that need the cluster: each first checks that it answers (one line if not)."""
 
+_BOOTSTRAP_COMMANDS = _KAFKA_COMMANDS | {"broker"}
+"""Subcommands ``--bootstrap-servers`` applies to: the clients connect there, ``broker`` listens there."""
+
+_NO_CONFIG_COMMANDS = frozenset({"simulate"})
+"""Subcommands that read no configuration (the simulator takes its scenario as options)."""
+
+_QUIET_COMMANDS = frozenset({"alarms", "produce"})
+"""Console tools whose output is the point: the Kafka client's INFO lines are left out unless asked for."""
+
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {}
+    """The settings of this run: command line > environment > configuration file > defaults."""
+    command_line = {}
     if getattr(args, "bootstrap_servers", None):
-        overrides["kafka"] = {"bootstrap_servers": args.bootstrap_servers}
-    return load_settings(args.config, **overrides)
+        command_line["kafka"] = {"bootstrap_servers": args.bootstrap_servers}
+    return load_settings(args.config, command_line=command_line)
 
 
 def _preflight(args: argparse.Namespace) -> None:
@@ -36,9 +46,20 @@ def _preflight(args: argparse.Namespace) -> None:
     asyncio.run(check_kafka(_settings(args)))
 
 
+def _listen_address(args: argparse.Namespace) -> tuple[str, int]:
+    """Where ``pacing broker`` listens: ``--host``/``--port``, else the first of ``kafka.bootstrap_servers``.
+
+    So a broker started with the same ``--bootstrap-servers``, environment or file as the other
+    commands is the one they connect to (by default 127.0.0.1:9092).
+    """
+    host, _, port = _settings(args).kafka.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    return (args.host or host), (args.port if args.port is not None else int(port))
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     from infra.broker import BrokerError, EmbeddedBroker
 
+    host, port = _listen_address(args)
     broker: Any
     if args.kind == "kafka":
         from infra.kafka_broker import KafkaCluster, ensure_kafka_lib, kafka_unavailable_reason, kafka_version
@@ -53,7 +74,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, interrupt)  # start() stops the nodes it started, then re-raises
         try:
             ensure_kafka_lib(quiet=False)
-            broker = KafkaCluster(nodes=args.nodes, host=args.host, port=args.port, fast_start=False)
+            broker = KafkaCluster(nodes=args.nodes, host=host, port=port, fast_start=False)
             broker.start()
         except BrokerError as exc:
             print(f"pacing broker: {exc}", file=sys.stderr)
@@ -64,8 +85,12 @@ def cmd_broker(args: argparse.Namespace) -> int:
         print(f"Apache Kafka {kafka_version()} ready ({nodes}, data and logs in {broker.data_dir}): "
               f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
     else:
-        broker = EmbeddedBroker(host=args.host, port=args.port)
-        broker.start()
+        broker = EmbeddedBroker(host=host, port=port)
+        try:
+            broker.start()
+        except BrokerError as exc:
+            print(f"pacing broker: cannot serve {host}:{port}: {exc}", file=sys.stderr)
+            return 1
         print(f"embedded broker ready: KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -83,7 +108,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.pacing_node import run_worker
 
-    run_worker(_settings(args), loglevel=args.loglevel)
+    run_worker(_settings(args), loglevel=args.log_level.lower())
     return 0
 
 
@@ -148,27 +173,64 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_pipeline(args.config, duration_s=args.duration, targets=args.targets)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pacing", description="Agent pacing service on Kafka.")
-    parser.add_argument("--config", help="TOML configuration file (default: $PACING_CONFIG)")
-    parser.add_argument("--log-level", default="INFO")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _common_options(parser: argparse.ArgumentParser, default: Any, *, config: bool = True,
+                    bootstrap: bool = True) -> None:
+    """The options the commands share, accepted before or after the subcommand's name.
+
+    The subcommands' copies default to ``argparse.SUPPRESS`` so that a value typed before the
+    subcommand survives; one typed after it wins.
+    """
+    if config:
+        parser.add_argument("--config", metavar="FILE", default=default,
+                            help="TOML configuration file (default: $PACING_CONFIG)")
+    if bootstrap:
+        parser.add_argument("--bootstrap-servers", metavar="HOST:PORT[,…]", default=default,
+                            help="kafka.bootstrap_servers for this run; beats PACING_KAFKA__BOOTSTRAP_SERVERS, "
+                                 "KAFKA_BOOTSTRAP_SERVERS and the file")
+    parser.add_argument("--log-level", metavar="LEVEL", default=default,
+                        help="DEBUG, INFO, WARNING, ERROR (default: INFO; WARNING for alarms and produce)")
+
+
+def _not_applicable(command: str, option: str) -> str | None:
+    """Why a shared option does not apply to ``command``, or None if it does."""
+    if option == "--bootstrap-servers" and command not in _BOOTSTRAP_COMMANDS:
+        return ("it starts its own embedded broker" if command == "run" else "it uses no Kafka")
+    if option == "--config" and command in _NO_CONFIG_COMMANDS:
+        return "it reads no configuration (pacing simulate --help-simulate lists its options)"
+    return None
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``pacing`` parser and its subcommands' parsers by name."""
+    parser = argparse.ArgumentParser(
+        prog="pacing", description="Agent pacing service on Kafka.", allow_abbrev=False,
+        epilog="Options: command line > environment (PACING_<SECTION>__<OPTION>, KAFKA_BOOTSTRAP_SERVERS) > "
+               "configuration file > defaults.",
+    )
+    _common_options(parser, None)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: dict[str, argparse.ArgumentParser] = {}
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        common = argparse.ArgumentParser(add_help=False)
+        _common_options(common, argparse.SUPPRESS, config=name not in _NO_CONFIG_COMMANDS,
+                        bootstrap=name in _BOOTSTRAP_COMMANDS)
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[common],
+                           allow_abbrev=False)
         p.set_defaults(handler=handler)
-        if name not in ("broker", "simulate"):
-            p.add_argument("--bootstrap-servers", help="overrides kafka.bootstrap_servers")
+        commands[name] = p
         return p
 
-    p = add("broker", cmd_broker, "run the embedded Tansu broker (or Apache Kafka: --kind kafka) until Ctrl-C")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9092, help="client port (of the first node)")
+    p = add("broker", cmd_broker, "run the embedded Tansu broker (or Apache Kafka: --kind kafka) until Ctrl-C; "
+                                  "it listens on the first address of --bootstrap-servers / kafka.bootstrap_servers")
+    p.add_argument("--host", help="listen address (default: from kafka.bootstrap_servers, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="client port of the first node (default: from kafka.bootstrap_servers, "
+                                            "9092; 0 = any free port)")
     p.add_argument("--kind", choices=["tansu", "kafka"], default="tansu",
                    help="tansu: the embedded broker; kafka: Apache Kafka from infra/kafka (needs java and mvn)")
     p.add_argument("--nodes", type=int, choices=[1, 3], default=1, help="Apache Kafka nodes (KRaft quorum)")
     p = add("worker", cmd_worker, "run a pacing node (Faust worker)")
-    p.add_argument("--loglevel", default="info")
+    p.add_argument("--loglevel", dest="log_level", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
     add("sink", cmd_sink, "run the bulk sink connector")
     p = add("emulator", cmd_emulator, "run the local Journey API emulator")
     p.add_argument("--host", default="127.0.0.1")
@@ -188,24 +250,45 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--single", action="store_true",
                    help="one StatEvent record per event instead of one StatBatch record per target and report")
     p.add_argument("--seed", type=int, default=7)
-    p = add("alarms", cmd_alarms, "print alarm transitions as they arrive")
+    p = add("alarms", cmd_alarms, "print alarm transitions as they arrive: one line each, local time")
     p.add_argument("--from-beginning", action="store_true")
-    p = add("simulate", cmd_simulate, "contact-centre simulation of the pacing engine (--matrix: the benchmark)")
+    p = add("simulate", cmd_simulate, "contact-centre simulation of the pacing engine (--matrix: the benchmark); "
+                                      "reads no configuration and no Kafka")
     p.add_argument("--help-simulate", action="store_true", help="the simulator's own options")
-    p = add("run", cmd_run, "run the whole pipeline on the embedded broker with live progress")
+    p = add("run", cmd_run, "run the whole pipeline on its own embedded broker with live progress")
     p.add_argument("--duration", type=float, default=0, help="seconds; 0 = until Ctrl-C")
     p.add_argument("--targets", type=int, default=36)
-    return parser
+    return parser, commands
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line as the ``pacing`` command reads it; exits with a usage message naming a wrong option."""
+    parser, commands = _parser()
+    args, extra = parser.parse_known_args(argv)
+    command = commands[args.command]
+    given = [word.split("=", 1)[0] for word in extra if word.startswith("--")]
+    if args.bootstrap_servers:
+        given.append("--bootstrap-servers")
+    if args.config:
+        given.append("--config")
+    for option in given:
+        reason = _not_applicable(args.command, option)
+        if reason:
+            command.error(f"{option} does not apply to {args.command}: {reason}")
+    if args.command == "simulate":  # the rest belongs to the simulator, which names what it does not know
+        args.extra = ["--help"] if args.help_simulate else extra
+    elif extra:
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.log_level is None:
+        args.log_level = "WARNING" if args.command in _QUIET_COMMANDS else "INFO"
+    if args.log_level.upper() not in logging.getLevelNamesMapping():
+        command.error(f"--log-level {args.log_level}: not a level (DEBUG, INFO, WARNING, ERROR, CRITICAL)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pacing`` console script."""
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    if args.command == "simulate":  # its options belong to the simulator
-        args.extra = ["--help"] if args.help_simulate else extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.config:
         import os
