@@ -115,3 +115,44 @@ def memory_table(name: str = "targets") -> TableT:
     """A real Faust table on the in-memory store, of an app that never connects."""
     app = faust.App(f"unit-{name}", broker="kafka://127.0.0.1:1", store="memory://", topic_partitions=PARTITIONS)
     return app.Table(name, default=None, partitions=PARTITIONS)
+
+
+class PublishingParts:
+    """A node's publishing side wired as :class:`streams.pacing_node.PacingNode` wires it, minus Kafka."""
+
+    def __init__(self, **settings: Any):
+        from streams.alarms import AlarmBoard
+        from streams.decision_publisher import DecisionPublisher
+        from streams.keepalive import Keepalive
+        from streams.metrics import NodeMetrics
+        from streams.node_alarms import AlarmPublisher
+        from streams.outbox import Outbox
+        from streams.process_health import ProcessHealth
+        from streams.target_definitions import TargetDefinitions
+        from streams.target_store import TargetStore
+        from streams.topics import topic_names
+
+        # A memory limit far above use: the process-health alarms stay out of these tests.
+        metrics_section = {"memory_limit_mb": 1_000_000, **settings.pop("metrics", {})}
+        self.settings = node_settings(metrics=metrics_section, **settings)
+        self.names = topic_names(self.settings)
+        self.metrics = NodeMetrics()
+        self.producer = RecordingProducer()
+        self.board = AlarmBoard(self.settings.tenant, self.settings.node_id)
+        self.definitions = TargetDefinitions(self.settings)
+        self.store = TargetStore(memory_table())
+        self.alarms = AlarmPublisher(self.board, self.names.alarms, self.metrics, self.outbox)
+        self.publisher = DecisionPublisher(self.settings, self.names.actiontargets, self.definitions, self.metrics,
+                                           self.alarms)
+        self.health = ProcessHealth(self.settings.metrics, self.board)
+        self.keepalive = Keepalive(self.settings, self.store, self.publisher, self.definitions, self.alarms,
+                                   self.health, self.metrics)
+        self._outbox_type = Outbox
+
+    def outbox(self) -> Any:
+        """A fresh outbox on the recording producer."""
+        return self._outbox_type(self.producer, 1.0)
+
+    def count(self, name: str, **labels: str) -> float:
+        """A sample of the node's registry (0 when never counted)."""
+        return self.metrics.registry.get_sample_value(name, labels or None) or 0.0
