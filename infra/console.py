@@ -1,13 +1,16 @@
 """Person-facing Kafka tools: a console producer (JSON stat events coalesced per target) and an alarm tail.
 
-Debian's kcat cannot talk to the embedded broker (its librdkafka fails the ApiVersions
-handshake), so the project ships the two console tools an operator needs.
+Any Kafka client can produce stat events and read alarms (confluent-kafka works with the embedded
+broker too); these two need nothing but the project: Debian's kcat, built on an older
+librdkafka, fails the embedded broker's ApiVersions handshake, and an Avro alarm record is not
+for reading raw.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import datetime
 from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -130,22 +133,32 @@ async def produce_lines(
 
 
 def format_alarm(value: bytes) -> str:
-    """One readable line per alarm record."""
+    """One line per alarm transition: local time, RAISED/CLEARED, the alarm, where, the message.
+
+    ``2026-11-25 10:15:02  RAISED   PacingRequestsFailed  sink:node-1: bulk request failed: …``.
+    Where is the alarm's scope (a target id, ``sink:<node>``, a node id), and for process-wide
+    alarms the node as well; observed value and threshold follow the message when the alarm has them.
+    """
     try:
         alarm = decode_alarm(value)
     except DecodeError as exc:
         return f"(unreadable alarm record: {exc.reason})"
     figures = ""
     if alarm.observed_value is not None:
-        figures = f" observed={alarm.observed_value:g}"
-        if alarm.threshold is not None:
-            figures += f" threshold={alarm.threshold:g}"
-    return (f"{alarm.timestamp} {alarm.state.value.upper():8} {alarm.severity:8} {alarm.name} "
-            f"[{alarm.scope}] node={alarm.node}: {alarm.message}{figures}")
+        figures = f" (observed {alarm.observed_value:g}"
+        figures += f", threshold {alarm.threshold:g})" if alarm.threshold is not None else ")"
+    when = datetime.fromtimestamp(alarm.timestamp / 1000).astimezone()  # the reader's local time
+    where = f"{alarm.scope} {alarm.node}" if alarm.scope == "process" else alarm.scope
+    return (f"{when:%Y-%m-%d %H:%M:%S}  {alarm.state.value.upper():7}  {alarm.name}  {where}: "
+            f"{alarm.message}{figures}")
 
 
 async def tail_alarms(settings: Settings, from_beginning: bool, out: TextIO = sys.stdout) -> None:
-    """Print alarm transitions as they arrive, until cancelled."""
+    """Print alarm transitions as they arrive, one line each (:func:`format_alarm`), until cancelled.
+
+    Nothing else goes to ``out``; ``pacing alarms`` keeps the Kafka client's INFO lines out of
+    the terminal by logging at WARNING unless ``--log-level`` asks for more (on stderr).
+    """
     await ensure_topics(settings)
     consumer = AIOKafkaConsumer(
         topic_names(settings).alarms, group_id=None,
