@@ -18,7 +18,7 @@ from streams.topics import TopicMismatch
 
 log = logging.getLogger("pacing")
 
-_KAFKA_COMMANDS = frozenset({"worker", "sink", "produce", "feed", "alarms"})
+_KAFKA_COMMANDS = frozenset({"worker", "sink", "produce", "feed", "alarms", "top"})
 """Subcommands that need the cluster: each first checks that it answers (one line if not)."""
 
 _BOOTSTRAP_COMMANDS = _KAFKA_COMMANDS | {"broker"}
@@ -27,7 +27,7 @@ _BOOTSTRAP_COMMANDS = _KAFKA_COMMANDS | {"broker"}
 _NO_CONFIG_COMMANDS = frozenset({"simulate"})
 """Subcommands that read no configuration (the simulator takes its scenario as options)."""
 
-_QUIET_COMMANDS = frozenset({"alarms", "produce"})
+_QUIET_COMMANDS = frozenset({"alarms", "produce", "top"})
 """Console tools whose output is the point: the Kafka client's INFO lines are left out unless asked for."""
 
 
@@ -161,6 +161,12 @@ def cmd_alarms(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    from infra.top import run_top
+
+    return run_top(_settings(args), refresh_s=args.refresh)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from streams.simulation.command import main as simulate_main
 
@@ -242,8 +248,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     p.add_argument("--key")
     p.add_argument("--single", action="store_true",
                    help="one record per line, as typed, also on the stats topic (no StatBatch records)")
-    p = add("feed", cmd_feed, "produce a synthetic stat stream for a few dozen targets")
-    p.add_argument("--targets", type=int, default=36)
+    p = add("feed", cmd_feed, "stat events of simulated contact centres that make the offers the published "
+                              "decisions allow")
+    p.add_argument("--targets", type=int, default=5, help="simulated agent groups (cycling through 5 profiles)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between reports")
     p.add_argument("--duration", type=float, default=0, help="seconds; 0 = until Ctrl-C")
     p.add_argument("--json", action="store_true", help="JSON values instead of Avro single-object")
@@ -252,12 +259,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=7)
     p = add("alarms", cmd_alarms, "print alarm transitions as they arrive: one line each, local time")
     p.add_argument("--from-beginning", action="store_true")
+    p = add("top", cmd_top, "live view of every target (agents, waiting, allowed offers, acceptance, abandonment, "
+                            "service level, owner) and the raised alarms; q quits")
+    p.add_argument("--refresh", type=float, default=1.0, help="seconds between redraws")
     p = add("simulate", cmd_simulate, "contact-centre simulation of the pacing engine (--matrix: the benchmark); "
                                       "reads no configuration and no Kafka")
     p.add_argument("--help-simulate", action="store_true", help="the simulator's own options")
     p = add("run", cmd_run, "run the whole pipeline on its own embedded broker with live progress")
     p.add_argument("--duration", type=float, default=0, help="seconds; 0 = until Ctrl-C")
-    p.add_argument("--targets", type=int, default=36)
+    p.add_argument("--targets", type=int, default=5, help="simulated agent groups the feed reports")
     return parser, commands
 
 
