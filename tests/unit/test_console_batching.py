@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import infra.console as console
-from infra.cli import _parser
+from infra.cli import parse_args
 from infra.console import LineBatcher, produce_lines
 from schemas import DecodeError, StatEvent, decode_stat_events, decode_stat_records
 from streams.config import load_settings
@@ -149,8 +149,7 @@ def test_produce_lines_sends_what_waits_when_the_input_pauses(fake_kafka: Any) -
 
 
 def test_cli_flags() -> None:
-    parser = _parser()
-    assert parser.parse_args(["produce", "--single"]).single
-    assert not parser.parse_args(["produce"]).single
-    assert parser.parse_args(["feed", "--single"]).single
-    assert not parser.parse_args(["feed"]).single
+    assert parse_args(["produce", "--single"]).single
+    assert not parse_args(["produce"]).single
+    assert parse_args(["feed", "--single"]).single
+    assert not parse_args(["feed"]).single
