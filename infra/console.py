@@ -135,22 +135,17 @@ async def produce_lines(
 def format_alarm(value: bytes) -> str:
     """One line per alarm transition: local time, RAISED/CLEARED, the alarm, where, the message.
 
-    ``2026-11-25 10:15:02  RAISED   PacingRequestsFailed  sink:node-1: bulk request failed: …``.
+    ``2026-11-25 10:15:02  RAISED   PacingRequestsFailed  sink:node-1: bulk request to … failed: …``.
     Where is the alarm's scope (a target id, ``sink:<node>``, a node id), and for process-wide
-    alarms the node as well; observed value and threshold follow the message when the alarm has them.
+    alarms the node as well. The messages state their own figures (observed value, threshold).
     """
     try:
         alarm = decode_alarm(value)
     except DecodeError as exc:
         return f"(unreadable alarm record: {exc.reason})"
-    figures = ""
-    if alarm.observed_value is not None:
-        figures = f" (observed {alarm.observed_value:g}"
-        figures += f", threshold {alarm.threshold:g})" if alarm.threshold is not None else ")"
     when = datetime.fromtimestamp(alarm.timestamp / 1000).astimezone()  # the reader's local time
     where = f"{alarm.scope} {alarm.node}" if alarm.scope == "process" else alarm.scope
-    return (f"{when:%Y-%m-%d %H:%M:%S}  {alarm.state.value.upper():7}  {alarm.name}  {where}: "
-            f"{alarm.message}{figures}")
+    return f"{when:%Y-%m-%d %H:%M:%S}  {alarm.state.value.upper():7}  {alarm.name}  {where}: {alarm.message}"
 
 
 async def tail_alarms(settings: Settings, from_beginning: bool, out: TextIO = sys.stdout) -> None:

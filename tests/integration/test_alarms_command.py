@@ -56,15 +56,15 @@ async def test_alarms_prints_one_local_time_line_per_transition_and_nothing_else
         # Transitions that arrive while it runs are printed as they come.
         later = STARTED + timedelta(minutes=2, seconds=5)
         cleared = _alarm(AlarmState.CLEARED, "vq-sales-chat", "statistics arrive again", later)
-        gc = _alarm(AlarmState.RAISED, "process", "longest GC pause 1500 ms", later, observed_value=1500,
-                    threshold=1000)
+        gc = _alarm(AlarmState.RAISED, "process", "longest GC pause 1500 ms in the last minute (threshold 1000 ms)",
+                    later, observed_value=1500, threshold=1000)
         await producer.send_and_wait(topic, encode_alarm(cleared), key=b"TargetStale:vq-sales-chat")
         await producer.send_and_wait(topic, encode_alarm(gc), key=b"GcLatency:process")
         assert await _next_line(process.stdout) == (
             "2026-11-25 13:32:05  CLEARED  TargetStale  vq-sales-chat: statistics arrive again\n")
         assert await _next_line(process.stdout) == (
-            "2026-11-25 13:32:05  RAISED   GcLatency  process worker-7: longest GC pause 1500 ms "
-            "(observed 1500, threshold 1000)\n")
+            "2026-11-25 13:32:05  RAISED   GcLatency  process worker-7: longest GC pause 1500 ms in the last minute "
+            "(threshold 1000 ms)\n")
 
         process.send_signal(signal.SIGINT)
         rest, errors = await asyncio.wait_for(process.communicate(), 30)
