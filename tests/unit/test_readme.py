@@ -1,0 +1,324 @@
+"""Every fenced block of the README runs or is checked against the real thing.
+
+The README is the contract, so its examples must work as written. Each block is registered in
+:data:`BLOCKS` by its language and the start of its first line, with how it is verified:
+
+- ``run``: executed here (Python blocks, shell blocks against an in-process emulator);
+- ``check``: validated by the real code — commands parsed by the ``pacing`` argument parser and
+  resolved by the settings loader, TOML by the settings loader, JSON by the schemas and the
+  bulk models, sample output re-rendered by the code that prints it, paths against the tree;
+- ``integration``: needs the embedded broker; run by ``tests/integration/test_readme_commands.py``;
+- ``listed``: cannot run here; the entry says why.
+
+A block without an entry, or an entry without its block, fails the suite: a new example is
+verified from the day it is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pytest
+
+from connectors.bulk_models import BulkActionTargetsRequest, BulkActionTargetsResponse
+from connectors.emulator import JourneyEmulator
+from infra.cli import _listen_address, _settings, parse_args
+from infra.console import format_alarm
+from schemas import Alarm, AlarmState, StatBatcher, StatEvent, decode_stat_records, encode_alarm
+from streams.config import REPORTERS, load_settings
+from streams.topics import TopicNames
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+_FENCE = re.compile(r"^```(\w*)\n(.*?)^```[ \t]*$", re.S | re.M)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced block of the README."""
+
+    lang: str
+    text: str
+    line: int  # of the opening fence
+
+    @property
+    def first_line(self) -> str:
+        return next(line for line in self.text.splitlines() if line.strip())
+
+
+@dataclass(frozen=True)
+class Entry:
+    """How one README block is verified."""
+
+    lang: str
+    starts: str  # the start of the block's first non-empty line
+    how: str  # run, check, integration or listed
+    reason: str = ""  # for listed blocks: why they cannot run here
+
+
+BLOCKS = [
+    Entry("", "stat producers ──►", "check"),
+    Entry("sh", "make run ", "check"),
+    Entry("", "[    10s] events in", "listed",
+          "sample output of `make run` (a minute of the whole pipeline); its figures are asserted by "
+          "tests/integration/test_commands.py::test_pacing_run_delivers_decisions_and_stops_everything"),
+    Entry("sh", "EMULATOR=http://127.0.0.1:8089", "run"),
+    Entry("sh", ".venv/bin/pacing broker --bootstrap-servers", "check"),
+    Entry("sh", """echo '{"tenant": "demo", "target_id": "vq-sales-chat", "statistic\"""", "integration"),
+    Entry("python", "import asyncio, time", "integration"),
+    Entry("python", "import io, time", "integration"),
+    Entry("json", '{"type": "record", "name": "StatBatch"', "check"),
+    Entry("json", '{"events": [', "check"),
+    Entry("python", "from schemas import StatBatcher", "run"),
+    Entry("sh", """echo '{"tenant": "demo", "target_id": "vq-sales-chat", "name\"""", "integration"),
+    Entry("json", '{"entities": [', "check"),
+    Entry("json", '{"results": [', "check"),
+    Entry("", "2026-11-25 10:15:02  RAISED", "check"),
+    Entry("", "agents    p reactive  policy", "listed",
+          "an excerpt of `make bench-pacing` (about 1.5 min on 2 cores); streams/engine/PACING.md has the full "
+          "table, `pacing simulate` is exercised by tests/integration/test_cli_options.py"),
+    Entry("toml", 'tenant = "acme"', "check"),
+    Entry("sh", "make kafka ", "check"),
+    Entry("sh", "make test ", "check"),
+    Entry("", "pyproject.toml  Makefile  README.md", "check"),
+]
+
+
+def readme_blocks() -> list[Block]:
+    """The README's fenced blocks, in order."""
+    text = README.read_text()
+    return [Block(m.group(1), m.group(2), text[:m.start()].count("\n") + 1) for m in _FENCE.finditer(text)]
+
+
+def block(starts: str) -> Block:
+    """The one README block registered as ``starts``."""
+    entry = next(e for e in BLOCKS if e.starts == starts)
+    found = [b for b in readme_blocks() if b.lang == entry.lang and b.first_line.startswith(starts)]
+    assert len(found) == 1, f"README block starting {starts!r}: found {len(found)}"
+    return found[0]
+
+
+def test_every_readme_block_is_registered_and_every_entry_has_its_block() -> None:
+    blocks = readme_blocks()
+    assert len(blocks) >= len(BLOCKS) - 1  # the fence pattern still finds the blocks
+    unlisted = [f"line {b.line}: ```{b.lang} {b.first_line[:60]}" for b in blocks
+                if not any(b.lang == e.lang and b.first_line.startswith(e.starts) for e in BLOCKS)]
+    assert not unlisted, "README blocks nobody verifies (add them to BLOCKS in tests/unit/test_readme.py):\n" + \
+        "\n".join(unlisted)
+    for entry in BLOCKS:
+        block(entry.starts)  # exactly one block each
+        assert entry.how in ("run", "check", "integration", "listed"), entry
+        assert (entry.how == "listed") == bool(entry.reason), f"a listed block says why, others need no reason: {entry}"
+
+
+def test_integration_entries_are_the_ones_the_integration_test_runs() -> None:
+    from tests.integration.test_readme_commands import RUNNERS
+
+    assert set(RUNNERS) == {e.starts for e in BLOCKS if e.how == "integration"}
+
+
+# ---- shell: make targets and pacing command lines -------------------------------------------------------------
+
+
+def _make_targets() -> set[str]:
+    return set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M))
+
+
+def _commands(text: str) -> list[tuple[dict[str, str], list[str], str]]:
+    """(environment assignments, words, trailing comment) of each command line of a shell block."""
+    commands = []
+    for line in text.splitlines():
+        code, _, comment = line.partition("  #")
+        words = shlex.split(code)
+        env = {}
+        while words and re.match(r"^[A-Z_]+=", words[0]):
+            name, _, value = words.pop(0).partition("=")
+            env[name] = value
+        if words:
+            commands.append((env, words, comment.strip()))
+    return commands
+
+
+@pytest.mark.parametrize("starts", ["make run ", "make kafka ", "make test "])
+def test_make_and_pacing_lines_name_real_targets_and_parse(starts: str) -> None:
+    for _, words, _ in _commands(block(starts).text):
+        if words[0] == "make":
+            assert words[1] in _make_targets(), words
+        else:
+            assert words[0] == ".venv/bin/pacing", words
+            parse_args(words[1:])  # exits with a usage error on a wrong option
+
+
+def test_the_precedence_examples_resolve_as_their_comments_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PACING_CONFIG", "PACING_KAFKA__BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(ROOT)
+    commands = _commands(block(".venv/bin/pacing broker --bootstrap-servers").text)
+    assert len(commands) == 3
+    for env, words, comment in commands:
+        assert words[0] == ".venv/bin/pacing"
+        args = parse_args(words[1:])
+        with monkeypatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            if args.command == "broker":
+                assert comment == "listens on 19092"
+                assert _listen_address(args) == ("127.0.0.1", 19092)
+                continue
+            bootstrap = _settings(args).kafka.bootstrap_servers
+        if "connects to" in comment:
+            assert bootstrap.endswith(":" + comment.rsplit(" ", 1)[1]), (words, bootstrap)
+        else:
+            assert "the file's kafka.bootstrap_servers" in comment
+            assert args.from_beginning
+            assert bootstrap == load_settings(args.config).kafka.bootstrap_servers == "127.0.0.1:9092"
+
+
+async def test_the_fault_switch_curl_lines_work_against_the_emulator(emulator: JourneyEmulator) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    lines = block("EMULATOR=http://127.0.0.1:8089").text.splitlines()
+    assignment, raise_fault, clear_fault = lines
+    assignment = assignment.replace("http://127.0.0.1:8089", emulator.base_url)
+
+    async def bash(line: str) -> None:
+        process = await asyncio.create_subprocess_exec("bash", "-ec", f"{assignment}\n{line}",
+                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await process.communicate()
+        assert process.returncode == 0, err
+
+    await bash(raise_fault)
+    assert emulator.faults.current.status == 503
+    await bash(clear_fault)
+    assert emulator.faults.current.status is None
+
+
+# ---- data: schemas, JSON records, models, TOML -----------------------------------------------------------------
+
+
+def test_the_statbatch_schema_shown_is_the_released_one() -> None:
+    stat_event = (ROOT / "schemas/avro/stat_event.v1.avsc").read_text()
+    shown = json.loads(block('{"type": "record", "name": "StatBatch"').text.replace("<the StatEvent record>",
+                                                                                     stat_event))
+    released = json.loads((ROOT / "schemas/avro/stat_batch.v1.avsc").read_text())
+    canonical = fastavro.schema.to_parsing_canonical_form
+    assert canonical(fastavro.parse_schema(shown)) == canonical(fastavro.parse_schema(released))
+
+
+def test_the_json_statbatch_decodes_to_its_events() -> None:
+    text = block('{"events": [').text
+    [events] = decode_stat_records([text.encode()])
+    assert [(e.tenant, e.target_id, e.statistic, e.value) for e in events] == [
+        ("acme", "vq-sales-chat", "ready_agents", 4), ("acme", "vq-sales-chat", "busy_agents", 8)]
+
+
+def test_the_bulk_request_and_response_match_the_models() -> None:
+    request = BulkActionTargetsRequest.model_validate_json(block('{"entities": [').text)
+    assert request.entities[0].id == "vq-sales-chat"
+    # The response's first entity is elided ("…": the entity as sent); put the request's entity there.
+    placeholder = '{"id": "vq-sales-chat", "…": "…"}'
+    response_text = block('{"results": [').text
+    assert placeholder in response_text
+    entity = json.dumps(json.loads(block('{"entities": [').text)["entities"][0])
+    response = BulkActionTargetsResponse.model_validate_json(response_text.replace(placeholder, entity))
+    assert [r.success for r in response.results] == [True, False]
+    assert response.errorCount == 1
+
+
+def test_the_toml_example_loads_as_its_comments_say(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PACING_CONFIG", "PACING_KAFKA__BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "pacing.toml"
+    path.write_text(block('tenant = "acme"').text)
+    settings = load_settings(path)
+    assert settings.tenant == "acme"
+    assert settings.kafka.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
+    assert settings.sink.linger_ms == 200
+    reporters = settings.metrics.reporter
+    assert set(reporters) == set(REPORTERS)
+    assert reporters["log"].enabled and reporters["log"].log_frequency == 1800
+    assert reporters["messageServer"].enabled  # "keeps its default"
+    monkeypatch.setenv("PACING_KAFKA__BOOTSTRAP_SERVERS", "env:9092")  # "… beat it"
+    assert load_settings(path).kafka.bootstrap_servers == "env:9092"
+    assert load_settings(path, command_line={"kafka": {"bootstrap_servers": "typed:9092"}}).kafka.bootstrap_servers \
+        == "typed:9092"
+
+
+# ---- Python: the StatBatcher recipe ----------------------------------------------------------------------------
+
+
+class _RecordingProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self.sent.append((topic, key, value))
+
+
+def test_the_statbatcher_recipe_sends_one_record_per_target() -> None:
+    now = int(time.time() * 1000)
+    events = [StatEvent(tenant="demo", target_id=f"vq-{t}", statistic=s, value=v, timestamp=now, source="bridge")
+              for t in range(3) for s, v in (("ready_agents", 4), ("busy_agents", 6), ("waiting_interactions", 1))]
+    producer = _RecordingProducer()
+    namespace: dict[str, Any] = {"events_of_this_cycle": events, "producer": producer}
+    exec(compile(block("from schemas import StatBatcher").text, "README.md", "exec"), namespace)
+    assert namespace["StatBatcher"] is StatBatcher
+    assert [topic for topic, _, _ in producer.sent] == ["pacing.stats"] * 3
+    for _, key, value in producer.sent:
+        [decoded] = decode_stat_records([value])
+        assert {e.target_id for e in decoded} == {key.decode()}
+        assert [e.statistic for e in decoded] == ["ready_agents", "busy_agents", "waiting_interactions"]
+
+
+# ---- sample output and pictures --------------------------------------------------------------------------------
+
+_ALARM_LINE = re.compile(r"^(?P<date>\S+ \S+)  (?P<state>RAISED |CLEARED)  (?P<name>\S+)  (?P<where>.+?): (?P<msg>.*)$")
+
+
+def test_the_alarm_lines_are_what_pacing_alarms_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        for line in block("2026-11-25 10:15:02  RAISED").text.splitlines():
+            parts = _ALARM_LINE.match(line)
+            assert parts, line
+            scope, _, node = parts["where"].partition(" ")
+            stamp = time.mktime(time.strptime(parts["date"], "%Y-%m-%d %H:%M:%S"))
+            alarm = Alarm(name=parts["name"], state=AlarmState(parts["state"].strip().lower()), severity="major",
+                          tenant="demo", node=node or "node-1", scope=scope, message=parts["msg"],
+                          timestamp=int(stamp * 1000))
+            assert format_alarm(encode_alarm(alarm)) == line
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_the_diagram_names_the_real_topics() -> None:
+    shown = set(re.findall(r"pacing\.[a-z.]*[a-z]", block("stat producers ──►").text))
+    real = set(vars(TopicNames.for_prefix("")).values())
+    assert shown, "no topic in the diagram"
+    assert shown <= real, shown - real
+
+
+def test_the_layout_names_files_that_exist() -> None:
+    lines = block("pyproject.toml  Makefile  README.md").text.splitlines()
+    for name in lines[0].split():
+        assert (ROOT / name).exists(), name
+    folder = None
+    for line in lines[1:]:
+        if line[:1].strip():
+            name, line = line.split(maxsplit=1)
+            folder = ROOT / name
+            assert folder.is_dir(), name
+        assert folder is not None
+        for name in re.findall(r"[\w*]+(?:/[\w*.]*)*\.(?:py|avsc|md)|\b\w+/(?=[\s,)]|$)", line):
+            assert list(folder.glob(f"**/{name.rstrip('/')}")), f"{name} under {folder.relative_to(ROOT)}"
