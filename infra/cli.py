@@ -194,7 +194,8 @@ def _common_options(parser: argparse.ArgumentParser, default: Any, *, config: bo
                             help="kafka.bootstrap_servers for this run; beats PACING_KAFKA__BOOTSTRAP_SERVERS, "
                                  "KAFKA_BOOTSTRAP_SERVERS and the file")
     parser.add_argument("--log-level", metavar="LEVEL", default=default,
-                        help="DEBUG, INFO, WARNING, ERROR (default: INFO; WARNING for alarms and produce)")
+                        help="DEBUG, INFO, WARNING, ERROR (default: INFO; WARNING for "
+                             f"{', '.join(sorted(_QUIET_COMMANDS))})")
 
 
 def _not_applicable(command: str, option: str) -> str | None:
