@@ -1,8 +1,17 @@
-"""Deciding one target and publishing its decision when it changed or a keepalive is due."""
+"""Deciding one target and publishing its decision when it changed or a keepalive is due.
+
+A target's decision can change at every decision tick (each second under load). The endpoint acts
+on ``allowedOffers`` for a whole refresh period, so a change is published at most once per
+``worker.publish_interval_s``: later changes inside that interval are held and the newest decision
+goes out when it ends. A stop — the target turns inactive, its offers or its reactive admission fall
+to zero — goes out at once. Holding never loses an event's effect: the state is in the table, and
+whoever owns the target next publishes its decision at its first keepalive pass.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from streams import alarms
@@ -17,6 +26,23 @@ from streams.target_definitions import TargetDefinitions
 log = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class _Published:
+    """What this node last published for a target, and when."""
+
+    fingerprint: tuple[Any, ...]
+    sent_ms: int
+    allowed_offers: int
+    reactive_admission: float
+    active: bool
+
+    def stopped_by(self, record: dict[str, Any]) -> bool:
+        """Whether ``record`` stops what this decision allowed (must not wait for the interval)."""
+        return ((self.active and record["state"] != "active")
+                or (self.allowed_offers > 0 and record["allowed_offers"] == 0)
+                or (self.reactive_admission > 0 and record["reactive_admission"] == 0))
+
+
 class DecisionPublisher:
     """Decides targets and publishes to ``pacing.actiontargets``; remembers what it last published."""
 
@@ -28,22 +54,36 @@ class DecisionPublisher:
         self._metrics = metrics
         self._alarms = alarm_publisher
         self._keepalive_ms = settings.worker.keepalive_s * 1000
-        # Per target: the fingerprint of the decision last published by this node, and when.
-        self._published: dict[str, tuple[tuple[Any, ...], int]] = {}
+        self._interval_ms = min(settings.worker.publish_interval_s, settings.worker.keepalive_s) * 1000
+        self._published: dict[str, _Published] = {}
+        # Targets whose changed decision waits for the end of its publish interval: when it ends (ms).
+        self._held: dict[str, int] = {}
 
     def last_sent_ms(self, target_id: str) -> int:
         """When this node last published the target's decision (0: never, or not since it took it over)."""
         published = self._published.get(target_id)
-        return 0 if published is None else published[1]
+        return 0 if published is None else published.sent_ms
+
+    def take_due(self, now_ms: int) -> list[str]:
+        """The held targets whose publish interval has ended (no longer held: decide and publish them)."""
+        due = [target_id for target_id, at in self._held.items() if at <= now_ms]
+        for target_id in due:
+            del self._held[target_id]
+        return due
 
     def forget_except(self, owned: set[str]) -> None:
         """Forget targets no longer owned: their next owner publishes them."""
         for target_id in [t for t in self._published if t not in owned]:
             del self._published[target_id]
+        for target_id in [t for t in self._held if t not in owned]:
+            del self._held[target_id]
 
     async def publish(self, state: TargetState, now_ms: int, outbox: Outbox, *, keepalive: bool,
                       stale: bool = False) -> None:
         """Publish the target's decision if it changed (or, for keepalive, if one is due).
+
+        A change within ``publish_interval_s`` of the last publication is held (see the module
+        docstring) unless it is a stop or ``keepalive`` is set (a keepalive or a new definition).
 
         A decision that cannot be computed is logged, counted and alarmed for that target only:
         the target's state is still stored and the other targets of the tick go on.
@@ -64,13 +104,26 @@ class DecisionPublisher:
             alarms.PACING_DECISION_FAILED, target_id, "the pacing engine decides again"), outbox)
         fingerprint = record_fingerprint(record)
         last = self._published.get(target_id)
-        changed = last is None or fingerprint != last[0]
-        if not changed and not (keepalive and now_ms - last[1] >= self._keepalive_ms):
+        changed = last is None or fingerprint != last.fingerprint
+        if not changed:
+            if not (keepalive and now_ms - last.sent_ms >= self._keepalive_ms):
+                self._held.pop(target_id, None)  # back to what was published: nothing to send
+                return
+            reason = "keepalive"
+        elif (last is not None and not keepalive and now_ms - last.sent_ms < self._interval_ms
+                and not last.stopped_by(record)):
+            if target_id not in self._held:
+                self._held[target_id] = last.sent_ms + int(self._interval_ms)
+                self._metrics.decisions_held.inc()
             return
-        reason = "changed" if changed else "keepalive"
+        else:
+            reason = "changed"
+        self._held.pop(target_id, None)
+        published_now = _Published(fingerprint, now_ms, record["allowed_offers"], record["reactive_admission"],
+                                   record["state"] == "active")
 
         def published() -> None:
-            self._published[target_id] = (fingerprint, now_ms)
+            self._published[target_id] = published_now
             self._metrics.decisions.labels(reason).inc()
 
         await outbox.send(self._topic, target_id.encode(), encode_decision_record(record), on_confirmed=published)

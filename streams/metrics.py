@@ -96,6 +96,11 @@ class NodeMetrics(ProcessMetrics):
         self.decisions = Counter(
             "pacing_decisions_emitted", "Decisions published", ["reason"], registry=r
         )
+        self.decisions_held = Counter(
+            "pacing_decisions_held",
+            "Changed decisions held for the end of the target's publish interval (worker.publish_interval_s)",
+            registry=r,
+        )
         self.targets = Gauge("pacing_targets_owned", "Targets in actively owned partitions", registry=r)
         self.decision_errors = Counter("pacing_decision_errors", "Targets the engine failed to decide", registry=r)
         self.events_rerouted = Counter(

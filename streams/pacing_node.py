@@ -213,6 +213,30 @@ class PacingNode:
             await self.flush(checkpoint=True)
         elif now >= self._next_tick_at:
             await self.flush(checkpoint=now >= self._next_checkpoint_at)
+        if self._settled():
+            await self._publish_held()
+
+    async def _publish_held(self) -> None:
+        """Publish the decisions held for the end of their publish interval (see DecisionPublisher)."""
+        due = self.publisher.take_due(_now_ms())
+        if not due:
+            return
+        owned = self.owned_partitions()
+        stale_ms = self.settings.worker.stale_after_s * 1000
+        outbox = self._new_outbox()
+        async with self._lock:
+            now = _now_ms()
+            for target_id in due:
+                entry = self.store.get(target_id)
+                if entry is not None and entry.partition in owned:
+                    await self.publisher.publish(entry.state, now, outbox, keepalive=False,
+                                                 stale=now - entry.received_ms > stale_ms)
+            try:
+                await outbox.confirm()
+            except SendFailed as exc:  # nothing is lost: the keepalive publishes them
+                outbox.abandon()
+                self.metrics.send_failures.inc()
+                log.error("held decisions not published: %s", exc)
 
     async def flush(self, checkpoint: bool = True) -> None:
         """Decide the targets folded since the last tick; on a checkpoint also store them and acknowledge.
