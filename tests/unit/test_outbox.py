@@ -1,0 +1,66 @@
+"""Outbox: records count as written only once the broker acknowledged every one of them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from streams.outbox import Outbox, SendFailed
+from tests.unit.node_doubles import RecordingProducer
+
+
+class Unanswered(RecordingProducer):
+    """A producer whose sends to ``silent`` topics are never acknowledged, and that refuses ``refused`` ones."""
+
+    def __init__(self, silent: set[str] = frozenset(), refused: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        super().__init__()
+        self.silent, self.refused = set(silent), set(refused)
+
+    async def send(self, topic: str, *args: Any) -> asyncio.Future[None]:
+        if topic in self.refused:
+            raise RuntimeError("unknown topic")
+        if topic in self.silent:
+            return asyncio.get_running_loop().create_future()
+        return await super().send(topic, *args)
+
+
+async def test_callbacks_run_only_after_every_record_is_acknowledged() -> None:
+    confirmed: list[str] = []
+    outbox = Outbox(RecordingProducer(), timeout_s=1.0)
+    await outbox.send("a", b"k", b"v", on_confirmed=lambda: confirmed.append("a"))
+    await outbox.send("b", b"k", b"v", on_confirmed=lambda: confirmed.append("b"))
+    assert len(outbox) == 2 and confirmed == []
+    await outbox.confirm()
+    assert confirmed == ["a", "b"]
+
+
+async def test_a_record_not_acknowledged_in_time_fails_the_whole_unit_naming_its_topic() -> None:
+    confirmed: list[str] = []
+    outbox = Outbox(Unanswered(silent={"pacing.alarms"}), timeout_s=0.05)
+    await outbox.send("pacing.actiontargets", b"k", b"v", on_confirmed=lambda: confirmed.append("decision"))
+    await outbox.send("pacing.alarms", b"k", b"v")
+    with pytest.raises(SendFailed, match=r"1 records not acknowledged .*topics pacing\.alarms"):
+        await outbox.confirm()
+    assert confirmed == []  # the decision's cache is not updated: it will be published again
+
+
+async def test_a_failed_delivery_and_a_refused_send_both_raise_send_failed() -> None:
+    failing = RecordingProducer()
+    failing.failing.add("pacing.stats.dlq")
+    outbox = Outbox(failing, timeout_s=1.0)
+    await outbox.send("pacing.stats.dlq", None, b"v")
+    with pytest.raises(SendFailed, match=r"cannot send to pacing\.stats\.dlq: ConnectionError"):
+        await outbox.confirm()
+    with pytest.raises(SendFailed, match="cannot send to nowhere: RuntimeError: unknown topic"):
+        await Outbox(Unanswered(refused={"nowhere"}), timeout_s=1.0).send("nowhere", None, b"v")
+
+
+async def test_abandon_undoes_in_reverse_order() -> None:
+    undone: list[int] = []
+    outbox = Outbox(RecordingProducer(), timeout_s=1.0)
+    for n in range(3):
+        await outbox.send("t", None, b"v", on_failed=lambda n=n: undone.append(n))
+    outbox.abandon()
+    assert undone == [2, 1, 0]
