@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer
 from schemas import ActionTargetDecision, Alarm, AlarmState, DecodeError, decode_alarm, decode_decision
 from streams.config import Settings
 from streams.kafka import client_options
-from streams.topics import TopicNames, topic_names
+from streams.topics import TopicNames, missing_topics, topic_names
 
 #: How a line is drawn: the title, the column header, a target, a raised alarm, or plain.
 Style = str
@@ -230,8 +230,18 @@ def target_table(board: Board, width: int, now_ms: int, max_rows: int | None = N
 
 async def follow_topics(settings: Settings, board: Board, changed: asyncio.Event,
                         names: TopicNames | None = None) -> None:
-    """Fold the decisions and alarms topics, from the beginning, into ``board`` until cancelled."""
+    """Fold the decisions and alarms topics, from the beginning, into ``board`` until cancelled.
+
+    It first waits until both topics exist, saying so on the board: subscribing to a missing
+    topic would have a broker that auto-creates topics create it with its default partition
+    count, which the pipeline then refuses (a viewer must not break what it watches).
+    """
     names = names or topic_names(settings)
+    while missing := await missing_topics(settings, [names.actiontargets, names.alarms]):
+        board.problem = f"waiting for {', '.join(missing)} (a pacing worker creates them)"
+        changed.set()
+        await asyncio.sleep(1.0)
+    board.problem = ""
     consumer = AIOKafkaConsumer(names.actiontargets, names.alarms, group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False, **client_options(settings))
     await consumer.start()
@@ -275,6 +285,7 @@ async def _watch(screen: curses.window, settings: Settings, refresh_s: float) ->
     source = settings.kafka.bootstrap_servers + (f" [{settings.kafka.topic_prefix}]" if settings.kafka.topic_prefix
                                                  else "")
     next_draw = last_draw = 0.0
+    stopped = False
     try:
         while True:
             key = screen.getch()
@@ -284,10 +295,10 @@ async def _watch(screen: curses.window, settings: Settings, refresh_s: float) ->
                 if key == curses.KEY_RESIZE:
                     next_draw = 0.0
                 key = screen.getch()
-            if follower.done() and not board.problem:
+            if follower.done() and not stopped:
                 error = follower.exception() if not follower.cancelled() else None
                 board.problem = f"stopped reading the topics: {error or 'cancelled'}"
-                next_draw = 0.0
+                stopped, next_draw = True, 0.0
             now = time.monotonic()
             if (changed.is_set() and now >= last_draw + _MIN_REDRAW_S) or now >= next_draw:
                 changed.clear()

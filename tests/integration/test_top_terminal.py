@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.top import fit_columns
 from schemas import ActionTargetDecision, decode_decision
 from tests.integration.pipeline import ROOT, Pipeline, eventually, stat_records
 
@@ -23,7 +24,8 @@ class Terminal:
 
     def __init__(self, name: str, command: list[str], env: dict[str, str], cwd: Path):
         self.server = ["tmux", "-L", name, "-f", "/dev/null"]
-        wrapped = shlex.join(["env", *(f"{k}={v}" for k, v in env.items()), *command])
+        # COLUMNS/LINES inherited from the test's own terminal would override the pane's size for curses.
+        wrapped = shlex.join(["env", "-u", "COLUMNS", "-u", "LINES", *(f"{k}={v}" for k, v in env.items()), *command])
         self.tmux("new-session", "-d", "-s", "top", "-x", "120", "-y", "40", "-c", str(cwd), wrapped)
         self.tmux("set-option", "-t", "top", "remain-on-exit", "on")
 
@@ -81,6 +83,9 @@ async def test_pacing_top_shows_each_target_redraws_in_place_and_quits_on_q(pipe
                          message=f"both targets with their allowed offers on screen: {terminal.screen()}")
         top = terminal.screen()
         assert top[0].startswith("pacing top ") and "2 targets" in top[0]
+        header = next(line.split() for line in top if line.startswith("TARGET "))
+        assert header == [c.heading for c in fit_columns(120)]  # the pane's width, not a default 80
+        assert {"OWNER", "PEND", "ACCEPT", "ABAND", "SL", "AGE"} <= set(header)
         assert "no alarms raised" in top
 
         # New statistics for one target: its row changes where it is, and the terminal never scrolls.
@@ -108,3 +113,31 @@ async def _both(pipeline: Pipeline) -> dict[str, ActionTargetDecision] | None:
 async def _decided(pipeline: Pipeline, target_id: str, ready: int) -> ActionTargetDecision | None:
     decision = (await newest_decisions(pipeline)).get(target_id)
     return decision if decision is not None and decision.ready_agents == ready else None
+
+
+async def test_pacing_top_waits_for_missing_topics_without_creating_them(pipeline: Pipeline) -> None:
+    env = {k: v for k, v in pipeline.env.items() if k.startswith(("PACING_", "KAFKA_"))}
+    terminal = Terminal(f"pacing-top-{pipeline.prefix}",
+                        [sys.executable, "-m", "infra.cli", "top", "--refresh", "0.5"], env, ROOT)
+    try:
+        await eventually(lambda: any("waiting for" in line for line in terminal.screen()), timeout_s=30,
+                         message=f"pacing top to say what it waits for: {terminal.screen()}")
+        [line] = [line for line in terminal.screen() if "waiting for" in line]
+        assert pipeline.topics.actiontargets in line and "(a pacing worker creates them)" in line
+        topics = await _topics(pipeline)
+        assert pipeline.topics.actiontargets not in topics and pipeline.topics.alarms not in topics
+        terminal.tmux("send-keys", "-t", "top", "q")
+        await eventually(lambda: terminal.pane("pane_dead") == "1", timeout_s=10, message="pacing top to exit on q")
+    finally:
+        terminal.close()
+
+
+async def _topics(pipeline: Pipeline) -> set[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=pipeline.bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
