@@ -4,6 +4,10 @@ Starts the broker, the Journey API emulator, one pacing node, the sink and the s
 child processes (logs in ``var/run/``), prints one progress line every two seconds — events
 in, decisions out, bulk requests and their outcome, alarms — and stops everything, children
 first and the broker last, on Ctrl-C, SIGTERM or after ``duration_s``.
+
+The feed (:mod:`infra.stat_feed`) simulates a handful of agent groups that make the offers the
+published decisions allow, so the decisions have consequences; every refresh period the run
+prints the current decision of each target (the table ``pacing top`` keeps live on a screen).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra.broker import EmbeddedBroker, die_with_parent, free_port
 from infra.console import format_alarm
-from streams.config import load_settings
+from infra.top import Board, follow_topics, target_table
+from streams.config import Settings, load_settings
 from streams.metrics_reporter import flatten
 from streams.topics import topic_names
 
@@ -127,15 +133,32 @@ async def _report(progress: Progress, ports: dict[str, int], emulator_base: str)
             )
 
 
-async def _supervise(children: list[Child], duration_s: float, bootstrap: str, alarms_topic: str,
+async def _tell(board: Board, every_s: float) -> None:
+    """Every ``every_s`` (a refresh period), the decision each target is pacing by now."""
+    while True:
+        await asyncio.sleep(every_s)
+        if not board.targets:
+            continue
+        width = shutil.get_terminal_size((120, 40)).columns - 2
+        print(f"  decisions in force at {time.strftime('%H:%M:%S')}"
+              " (OFFERS per refresh period, PEND offers awaiting an answer):", flush=True)
+        for _, line in target_table(board, width, int(time.time() * 1000)):
+            print(f"  {line}", flush=True)
+
+
+async def _supervise(children: list[Child], duration_s: float, settings: Settings,
                      ports: dict[str, int], emulator_base: str) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     progress = Progress()
+    board = Board()
     tasks = [asyncio.create_task(_report(progress, ports, emulator_base)),
-             asyncio.create_task(_follow_alarms(bootstrap, alarms_topic, progress))]
+             asyncio.create_task(_follow_alarms(settings.kafka.bootstrap_servers, topic_names(settings).alarms,
+                                                progress)),
+             asyncio.create_task(follow_topics(settings, board, asyncio.Event())),
+             asyncio.create_task(_tell(board, max(10.0, settings.targets.refresh_period_s)))]
     deadline = time.monotonic() + duration_s if duration_s else None
     code = 0
     try:
@@ -160,7 +183,7 @@ async def _supervise(children: list[Child], duration_s: float, bootstrap: str, a
     return code
 
 
-def run_pipeline(config: str | None, duration_s: float = 0, targets: int = 36) -> int:
+def run_pipeline(config: str | None, duration_s: float = 0, targets: int = 5) -> int:
     """Run broker, emulator, worker, sink and feed until Ctrl-C or ``duration_s``; returns an exit code."""
     settings = load_settings(config)  # fail fast on a wrong option, before starting anything
     logging.getLogger("aiokafka").setLevel(logging.WARNING)  # the progress line is the output here
@@ -189,11 +212,14 @@ def run_pipeline(config: str | None, duration_s: float = 0, targets: int = 36) -
     ]
     print(f"broker {broker.bootstrap_servers} | emulator {emulator_base} | worker metrics :{ports['worker']}"
           f" | sink metrics :{ports['sink']} | logs in {LOG_DIR}/", flush=True)
+    print(f"watch it live in another terminal: pacing top --bootstrap-servers {broker.bootstrap_servers}",
+          flush=True)
     try:
         for child in children:
             child.start(env)
-        code = asyncio.run(_supervise(children, duration_s, broker.bootstrap_servers,
-                                      topic_names(settings).alarms, ports, emulator_base))
+        kafka = settings.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
+        local = settings.model_copy(update={"kafka": kafka})  # this run's own clients: the embedded broker
+        code = asyncio.run(_supervise(children, duration_s, local, ports, emulator_base))
     finally:
         print("stopping …", flush=True)
         for child in reversed(children):
