@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -133,3 +134,34 @@ def test_an_empty_board_says_what_it_waits_for() -> None:
     lines = texts(Board(), height=10)
     assert "no decisions yet on the decisions topic" in lines
     assert target_table(Board(), 80, NOW_MS)[1][1] == "no decisions yet on the decisions topic"
+
+
+def _today_at(clock: str) -> int:
+    hours, minutes, seconds = map(int, clock.split(":"))
+    moment = datetime.now().replace(hour=hours, minute=minutes, second=seconds, microsecond=0)
+    return int(moment.timestamp() * 1000)
+
+
+def test_the_readme_screen_is_what_render_prints() -> None:
+    from tests.unit.test_readme import block
+
+    now_ms = _today_at("10:15:30")
+    rows = [  # target, partition, agents, ready, busy, waiting, pending, offers, admission, acceptance, aband, SL, age
+        ("callback-60", 11, 60, 5, 55, 0, 1, 6, 1.0, 0.71, "0.0", "100", 3),
+        ("chat-2-low", 8, 2, 1, 1, 0, 3, 0, 1.0, 0.07, None, None, 1),
+        ("messaging-8", 11, 8, 1, 7, 0, 3, 0, 1.0, 0.18, "0.0", "100", 1),
+        ("queue-15-reactive", 7, 15, 0, 15, 3, 6, 0, 0.6, 0.29, "4.2", "71", 2),
+        ("sales-5-high", 8, 5, 1, 4, 0, 1, 1, 1.0, 0.55, "1.9", "92", 1),
+    ]
+    board = Board()
+    for target, partition, agents, ready, busy, waiting, pending, offers, admit, accept, aband, sl, age in rows:
+        figures = {k: v for k, v in (("abandonmentPct", aband), ("serviceLevelPct", sl)) if v is not None}
+        board.apply_decision(partition, target.encode(), decision(
+            target, offers, logged_in_agents=agents, ready_agents=ready, busy_agents=busy,
+            waiting_interactions=waiting, outstanding_offers=pending, reactive_admission=admit,
+            acceptance_rate=accept, figures=figures, computed_at=now_ms - age * 1000, node="worker-1"))
+    board.apply_alarm(alarm("PacingRequestsFailed", "raised", scope="sink", node="sink-1",
+                            message="bulk requests failing: HTTP 503", observed_value=3, threshold=0,
+                            timestamp=_today_at("10:14:52")))
+    screen = [text for _, text in render(board, 120, 11, now_ms, "127.0.0.1:9092")]
+    assert block("pacing top  127.0.0.1:9092").text.splitlines() == screen
