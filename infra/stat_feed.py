@@ -160,8 +160,9 @@ def encode_report(events: list[StatEvent], as_json: bool = False, single: bool =
 def follow_decision(targets: dict[str, SimulatedTarget], tenant: str, value: bytes | None) -> str | None:
     """Apply one ``pacing.actiontargets`` record to its target; the target id it moved, else None.
 
-    Decisions of other tenants or targets, tombstones and undecodable records are not ours:
-    they are skipped (the last logged at debug level — the sink's DLQ is where they are reported).
+    Decisions of other tenants or targets and tombstones are not ours and are skipped; so are
+    undecodable records (logged at debug level: the sink, reading the same topic, reports each one
+    on ``pacing.actiontargets.errors``).
     """
     if value is None:
         return None
