@@ -17,9 +17,9 @@ waiting interactions and abandons a few periods later, and the next decisions an
 Why real time and not faster: the pacing node decides on its own wall clock and measures rates
 over the events' timestamps, so a centre whose simulated time ran ahead of the clock would
 report rates the engine mistakes by the same factor. What is accelerated is the start: each
-centre first runs ``warmup_s`` simulated seconds off-line, paced by the engine in-process with
-the worker's target defaults, so ``make run`` opens on busy agents and queues rather than an
-empty floor.
+centre first runs one rate window (15 simulated minutes by default) off-line, paced by the
+engine in-process with the worker's target defaults, so ``make run`` opens on busy agents and
+queues rather than an empty floor.
 """
 
 from __future__ import annotations
@@ -118,9 +118,10 @@ class SimulatedTarget:
 def make_targets(count: int, seed: int, defaults: TargetDefaults | None = None) -> list[SimulatedTarget]:
     """``count`` targets cycling through :data:`PROFILES`, each warmed up and then following decisions.
 
-    The warm-up runs each centre's ``warmup_s`` simulated seconds with the engine in-process
-    (settings from ``defaults``, the worker's target defaults); after it the centre makes only
-    the offers the published decisions allow. Reproducible from ``seed``.
+    The warm-up runs each centre for one rate window (``defaults.rate_window_s``, 15 simulated
+    minutes by default: the engine's rates are full by then) with the engine in-process (settings
+    from ``defaults``, the worker's target defaults); after it the centre makes only the offers
+    the published decisions allow. Reproducible from ``seed``.
     """
     if count < 1:
         raise ValueError(f"a feed needs at least one target, got {count}")
@@ -130,7 +131,8 @@ def make_targets(count: int, seed: int, defaults: TargetDefaults | None = None) 
     for i in range(count):
         profile = PROFILES[i % len(PROFILES)]
         target_id = profile.name if i < len(PROFILES) else f"{profile.name}-{i // len(PROFILES) + 1:02d}"
-        scenario = replace(profile.scenario, seed=seed * 1000 + i, hours=_HORIZON_HOURS, settings=engine_settings)
+        scenario = replace(profile.scenario, seed=seed * 1000 + i, hours=_HORIZON_HOURS, settings=engine_settings,
+                           warmup_s=defaults.rate_window_s)
         centre = ContactCentre(scenario, EnginePolicy(engine_settings, target_id))
         centre.advance(scenario.warmup_s)
         target = SimulatedTarget(target_id, profile.media_type, centre)
