@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from yarl import URL
 
 from connectors.bulk_models import BulkActionTargetsResponse, TokenResponse
-from streams.config import Settings
+from streams.runtime.config import Settings
 
 RETRIABLE_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 """The endpoint is busy or failing: try again later."""

@@ -46,14 +46,14 @@ from connectors.journey_client import (
     RetriableFailure,
 )
 from schemas import DecodeCategory, DecodeError, decode_decision
-from streams import alarms
-from streams.alarms import AlarmBoard, AlarmMessage
-from streams.config import Settings
-from streams.kafka import client_options
-from streams.metrics import SinkMetrics, start_metrics_server
-from streams.metrics_reporter import run_reporters
-from streams.process_health import ProcessHealth
-from streams.topics import ensure_topics, missing_topics, repair_topics, topic_names
+from streams.runtime import alarms
+from streams.runtime.alarms import AlarmBoard, AlarmMessage
+from streams.runtime.config import Settings
+from streams.runtime.kafka import client_options
+from streams.runtime.metrics import SinkMetrics, start_metrics_server
+from streams.runtime.metrics_reporter import run_reporters
+from streams.runtime.process_health import ProcessHealth
+from streams.runtime.topics import ensure_topics, missing_topics, repair_topics, topic_names
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from streams.config import ConfigError, Settings, load_settings
-from streams.preflight import KafkaUnreachable
-from streams.topics import TopicMismatch
+from streams.runtime.config import ConfigError, Settings, load_settings
+from streams.runtime.preflight import KafkaUnreachable
+from streams.runtime.topics import TopicMismatch
 
 log = logging.getLogger("pacing")
 
@@ -30,8 +30,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _preflight(args: argparse.Namespace) -> None:
-    """Fail fast, in one line, when Kafka cannot be reached (see :mod:`streams.preflight`)."""
-    from streams.preflight import check_kafka
+    """Fail fast, in one line, when Kafka cannot be reached (see :mod:`streams.runtime.preflight`)."""
+    from streams.runtime.preflight import check_kafka
 
     asyncio.run(check_kafka(_settings(args)))
 
@@ -81,7 +81,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.pacing_node import run_worker
+    from streams.node.app import run_worker
 
     run_worker(_settings(args), loglevel=args.loglevel)
     return 0
@@ -95,7 +95,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from connectors.emulator import run_emulator
+    from infra.emulator import run_emulator
 
     settings = _settings(args)
     with contextlib.suppress(KeyboardInterrupt):
@@ -106,7 +106,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 def cmd_produce(args: argparse.Namespace) -> int:
     from infra.console import produce_lines
-    from streams.topics import topic_names
+    from streams.runtime.topics import topic_names
 
     settings = _settings(args)
     stats = topic_names(settings).stats

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 
 from schemas import StatBatcher, StatEvent, encode_stat_event
-from streams.config import Settings
-from streams.kafka import client_options
-from streams.topics import ensure_topics, topic_names
+from streams.runtime.config import Settings
+from streams.runtime.kafka import client_options
+from streams.runtime.topics import ensure_topics, topic_names
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas import AlarmState, decode_alarm
-from streams.alarms import PACING_REQUESTS_FAILED, AlarmBoard
+from streams.runtime.alarms import PACING_REQUESTS_FAILED, AlarmBoard
 
 
 def test_raise_once_clear_once() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.config import ConfigError, load_settings, parse_duration
+from streams.runtime.config import ConfigError, load_settings, parse_duration
 
 
 @pytest.fixture(autouse=True)

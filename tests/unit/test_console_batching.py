@@ -16,7 +16,7 @@ from infra.cli import _parser
 from infra.console import LineBatcher, produce_lines
 from infra.stat_feed import encode_report, make_groups, report_events
 from schemas import DecodeError, StatEvent, decode_stat_events, decode_stat_records
-from streams.config import load_settings
+from streams.runtime.config import load_settings
 
 
 def line(target_id: str, statistic: str = "ready_agents", value: float = 4, **extra: Any) -> bytes:

@@ -202,9 +202,9 @@ def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_realistic_records() -> None:
     """Records as the pacing node builds them, a fleet over two ticks."""
-    from streams.config import load_settings
-    from streams.decisions import decision_record, encode_decision_record
     from streams.engine import TargetState
+    from streams.node.decisions import decision_record, encode_decision_record
+    from streams.runtime.config import load_settings
 
     defaults = load_settings().targets
     rnd = random.Random(7)

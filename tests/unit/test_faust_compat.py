@@ -1,6 +1,6 @@
-"""The Faust internals :mod:`streams.faust_compat` relies on are still there, in the pinned version.
+"""The Faust internals :mod:`streams.node.faust_compat` relies on are still there, in the pinned version.
 
-If one of these fails after a faust-streaming upgrade, read ``streams/faust_compat.py`` before
+If one of these fails after a faust-streaming upgrade, read ``streams/node/faust_compat.py`` before
 anything else: the pacing node's at-least-once guarantees go through it.
 """
 
@@ -17,7 +17,7 @@ from faust.streams import Stream, current_event
 from faust.tables.base import Collection
 from faust.transport.consumer import Consumer
 
-from streams.faust_compat import as_current_event, forget_positions
+from streams.node.faust_compat import as_current_event, forget_positions
 
 
 def test_the_pinned_faust_streaming_version_is_installed() -> None:
@@ -52,13 +52,13 @@ def test_forget_positions_resets_faust_marks() -> None:
 def test_the_drain_loop_the_fast_consumer_repeats_is_unchanged_upstream() -> None:
     # FastDrainConsumer copies Faust's _drain_messages with one change; an upstream change to the
     # loop must be merged into the copy (and the digest updated) before upgrading.
-    from streams.faust_compat import UPSTREAM_DRAIN_SHA256, upstream_drain_digest
+    from streams.node.faust_compat import UPSTREAM_DRAIN_SHA256, upstream_drain_digest
 
     assert upstream_drain_digest() == UPSTREAM_DRAIN_SHA256
 
 
 def test_the_fast_consumer_is_installed_on_the_app_transport() -> None:
-    from streams.faust_compat import FastDrainConsumer, install_fast_drain
+    from streams.node.faust_compat import FastDrainConsumer, install_fast_drain
 
     app = faust.App("compat-test", broker="kafka://127.0.0.1:1")
     install_fast_drain(app)
@@ -69,7 +69,7 @@ def test_the_fast_consumer_is_installed_on_the_app_transport() -> None:
 async def test_a_callback_that_does_not_block_runs_inline_and_one_that_blocks_is_resumed() -> None:
     import asyncio
 
-    from streams.faust_compat import _DONE, _resume, _step
+    from streams.node.faust_compat import _DONE, _resume, _step
 
     order: list[str] = []
 
@@ -97,7 +97,7 @@ async def test_a_callback_that_does_not_block_runs_inline_and_one_that_blocks_is
 async def test_a_blocked_callback_abandoned_by_the_flow_suspension_is_closed() -> None:
     import asyncio
 
-    from streams.faust_compat import _resume, _step
+    from streams.node.faust_compat import _resume, _step
 
     closed: list[bool] = []
     never: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -72,7 +72,7 @@ class KafkaSettings(_Section):
     rebalance_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     broker_kind: Literal["auto", "tansu", "kafka"] = Field(
-        "auto", description="which broker serves: auto asks the cluster (streams/end_offsets.py); "
+        "auto", description="which broker serves: auto asks the cluster (streams/node/end_offsets.py); "
         "Tansu-only workarounds run only where needed"
     )
     probe_end_offsets: bool = Field(

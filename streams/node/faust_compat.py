@@ -209,7 +209,7 @@ class LeanMonitor(Monitor):
     Faust's default monitor records every message and stream event (time in, time out, counts
     per partition) for its web views, which this app does not serve: a dict and several clock
     reads per event, a few percent of the worker's time. Commits, sends, rebalances and table
-    operations are still counted; the service's own metrics are in :mod:`streams.metrics`.
+    operations are still counted; the service's own metrics are in :mod:`streams.runtime.metrics`.
     """
 
     def on_message_in(self, tp: TP, offset: int, message: Any) -> None:

@@ -2,7 +2,7 @@
 
 Nothing here is decided, written or acknowledged: the node decides the targets folded since
 its last decision tick, writes those folded since its last checkpoint, and then acknowledges
-the pending events — once everything they caused is on the broker (:mod:`streams.pacing_node`).
+the pending events — once everything they caused is on the broker (:mod:`streams.node.app`).
 
 A record holds one StatEvent or a StatBatch of events (:func:`schemas.decode_stat_records`).
 - A record that cannot be decoded, of another tenant, or given up on after
@@ -10,7 +10,7 @@ A record holds one StatEvent or a StatBatch of events (:func:`schemas.decode_sta
   foreign-tenant event inside a StatBatch goes there alone (as JSON, with its position in the
   batch in a ``source.index`` header).
 - An event that arrived off its target's home partition (producers partition as their client
-  does; :mod:`streams.partitioning`) is forwarded there, keyed by its target: the record as
+  does; :mod:`streams.node.partitioning`) is forwarded there, keyed by its target: the record as
   received, or the one event of a StatBatch.
 - Every other event is folded into its target's live entry (folding is idempotent: gauges keep
   the newest value, counters the newest sample, so a replay changes nothing).
@@ -27,13 +27,13 @@ from typing import Any
 from faust.types import EventT
 
 from schemas import DecodeCategory, DecodeError, StatEvent, decode_stat_records, encode_stat_event
-from streams.config import Settings
-from streams.metrics import NodeMetrics
-from streams.outbox import Outbox, SendFailed
-from streams.partitioning import home_partition
-from streams.target_entry import TargetEntry
-from streams.target_store import TargetStore
-from streams.topics import TopicNames
+from streams.node.partitioning import home_partition
+from streams.node.target_entry import TargetEntry
+from streams.node.target_store import TargetStore
+from streams.runtime.config import Settings
+from streams.runtime.metrics import NodeMetrics
+from streams.runtime.outbox import Outbox, SendFailed
+from streams.runtime.topics import TopicNames
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from schemas import DecodeError, decode_target_config
-from streams.config import Settings
-from streams.kafka import client_options
-from streams.topics import topic_names
+from streams.runtime.config import Settings
+from streams.runtime.kafka import client_options
+from streams.runtime.topics import topic_names
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from streams.alarms import AlarmBoard, AlarmMessage
-from streams.metrics import NodeMetrics
-from streams.outbox import Outbox, SendFailed
+from streams.runtime.alarms import AlarmBoard, AlarmMessage
+from streams.runtime.metrics import NodeMetrics
+from streams.runtime.outbox import Outbox, SendFailed
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streams import alarms
-from streams.alarms import AlarmBoard, AlarmMessage
-from streams.config import MetricsSettings
+from streams.runtime import alarms
+from streams.runtime.alarms import AlarmBoard, AlarmMessage
+from streams.runtime.config import MetricsSettings
 
 _CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 

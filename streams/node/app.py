@@ -1,11 +1,11 @@
 """The pacing nodes: a Faust app whose agent turns stat events into pacing decisions.
 
 This module is the Faust wiring and the decision tick; each step has its own module:
-- :mod:`streams.stat_intake` decodes, rejects, forwards and folds taken events into live state;
-- :mod:`streams.target_store` keeps the owned targets' entries in front of the changelog table;
-- :mod:`streams.decision_publisher` decides a target and publishes its decision when it changed;
-- :mod:`streams.keepalive` re-publishes due decisions and paces silent targets inactive;
-- :mod:`streams.topic_watch` recovers when the cluster lost the deployment's topics.
+- :mod:`streams.node.stat_intake` decodes, rejects, forwards and folds taken events into live state;
+- :mod:`streams.node.target_store` keeps the owned targets' entries in front of the changelog table;
+- :mod:`streams.node.decision_publisher` decides a target and publishes its decision when it changed;
+- :mod:`streams.node.keepalive` re-publishes due decisions and paces silent targets inactive;
+- :mod:`streams.node.topic_watch` recovers when the cluster lost the deployment's topics.
 
 Work is proportional to targets, not events. Events are folded into live state as they arrive;
 on the decision tick (every ``worker.decide_interval_s``) each target folded since the last tick
@@ -19,7 +19,7 @@ refresh period.
 
 At-least-once, exactly: the events are acknowledged — and so their offsets become committable —
 only at a checkpoint, after every record they caused (decisions, changelog, DLQ, forwarded
-events, alarms) was acknowledged by the broker (:class:`streams.outbox.Outbox`).
+events, alarms) was acknowledged by the broker (:class:`streams.runtime.outbox.Outbox`).
 - A failed or unacknowledged write (Kafka unavailable) redoes the tick with backoff, forever,
   reporting not ready; alarm ``PacingKafkaUnavailable``. Folding is idempotent, so a replay
   changes nothing that was already written.
@@ -41,23 +41,23 @@ import faust
 from aiokafka.admin import NewTopic
 from faust.types import TP, EventT
 
-from streams import alarms
-from streams.alarms import AlarmBoard
-from streams.config import Settings
-from streams.decision_publisher import DecisionPublisher
-from streams.faust_compat import LeanMonitor, install_fast_drain, release_unacknowledged
-from streams.kafka import ssl_context
-from streams.keepalive import Keepalive
-from streams.metrics import NodeMetrics, start_metrics_server
-from streams.metrics_reporter import run_reporters
-from streams.node_alarms import AlarmPublisher
-from streams.outbox import Outbox, SendFailed
-from streams.process_health import ProcessHealth
-from streams.stat_intake import EventsFailed, StatIntake, Touched
-from streams.target_definitions import TargetDefinitions
-from streams.target_store import TargetStore
-from streams.topic_watch import TopicWatch, changelog_spec
-from streams.topics import TopicNames, topic_configs, topic_names
+from streams.node.decision_publisher import DecisionPublisher
+from streams.node.faust_compat import LeanMonitor, install_fast_drain, release_unacknowledged
+from streams.node.keepalive import Keepalive
+from streams.node.stat_intake import EventsFailed, StatIntake, Touched
+from streams.node.target_definitions import TargetDefinitions
+from streams.node.target_store import TargetStore
+from streams.node.topic_watch import TopicWatch, changelog_spec
+from streams.runtime import alarms
+from streams.runtime.alarm_publisher import AlarmPublisher
+from streams.runtime.alarms import AlarmBoard
+from streams.runtime.config import Settings
+from streams.runtime.kafka import ssl_context
+from streams.runtime.metrics import NodeMetrics, start_metrics_server
+from streams.runtime.metrics_reporter import run_reporters
+from streams.runtime.outbox import Outbox, SendFailed
+from streams.runtime.process_health import ProcessHealth
+from streams.runtime.topics import TopicNames, topic_configs, topic_names
 
 log = logging.getLogger(__name__)
 
@@ -463,9 +463,9 @@ class PacingNode:
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one pacing node until SIGINT/SIGTERM."""
-    from streams.end_offsets import install_faust_end_offset_probe
-    from streams.kafka import client_options
-    from streams.topics import ensure_topics
+    from streams.node.end_offsets import install_faust_end_offset_probe
+    from streams.runtime.kafka import client_options
+    from streams.runtime.topics import ensure_topics
 
     node = PacingNode(settings)
     asyncio.run(ensure_topics(settings, node.internal_topics()))
