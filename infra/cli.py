@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from infra.extras import MissingExtra
 from streams.runtime.config import ConfigError, Settings, load_settings
 from streams.runtime.preflight import KafkaUnreachable
 from streams.runtime.topics import TopicMismatch
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TopicMismatch) as exc:
         print(f"pacing {args.command}: {exc}", file=sys.stderr)
         return 2
-    except KafkaUnreachable as exc:
+    except (KafkaUnreachable, MissingExtra) as exc:
         print(f"pacing {args.command}: {exc}", file=sys.stderr)
         return 1
 
