@@ -14,6 +14,7 @@ All models are frozen (safe to share between tasks) and forbid unknown fields
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
@@ -354,9 +355,9 @@ _ERROR_TEMPLATES = {
 }
 
 
-def _error_text(error: Any) -> str:
+def _error_text(error: Any, name: Callable[[tuple[int | str, ...]], str] = _loc_text) -> str:
     """One pydantic error as a short phrase, e.g. ``value must be >= 0``."""
-    loc = _loc_text(tuple(error.get("loc", ())))
+    loc = name(tuple(error.get("loc", ())))
     kind = error.get("type", "")
     ctx = error.get("ctx") or {}
     template = _ERROR_TEMPLATES.get(kind)
@@ -370,17 +371,23 @@ def _error_text(error: Any) -> str:
     return f"{loc}: {error.get('msg', 'invalid')}"
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """Summarise a pydantic ValidationError in one short line.
+def describe_validation_error(
+    exc: ValidationError, *, every: bool = False, name: Callable[[tuple[int | str, ...]], str] = _loc_text
+) -> str:
+    """Summarise a pydantic ValidationError in one short line: the one place that does it.
 
-    Used for DLQ ``error`` headers and logs, so it names the field and the rule
-    (``value must be >= 0``, ``statistic 'x' is not a known statistic``) rather
-    than pydantic's multi-line report. Only the first error is spelled out.
+    Used for DLQ ``error`` headers, logs, configuration errors, the sink's invalid-response
+    reason and the emulator's 400s, so it names the field and the rule (``value must be >= 0``,
+    ``statistic 'x' is not a known statistic``) rather than pydantic's multi-line report. Only
+    the first error is spelled out (``(+N more)``) unless ``every``: then all, ``; ``-separated.
+    ``name`` turns an error's location into the words for it (default ``a.b[2].c``).
     """
     errors = exc.errors(include_url=False, include_input=False)
     if not errors:
         return "invalid"
-    text = _error_text(errors[0])
+    if every:
+        return "; ".join(_error_text(error, name) for error in errors)
+    text = _error_text(errors[0], name)
     if len(errors) > 1:
         text += f" (+{len(errors) - 1} more)"
     return text

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from schemas.models import MEDIA_TYPES
+from schemas.models import MEDIA_TYPES, describe_validation_error
 
 ALGORITHMS = ("SUPER_PROGRESSIVE", "SUPER_PROGRESSIVE_DUAL", "PREDICTIVE_B", "PREDICTIVE_B_DUAL")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h)?\s*$")
@@ -308,7 +308,5 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     try:
         return Settings(**data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"option '{_option_name(err['loc'])}': {err['msg']}" for err in exc.errors()
-        )
+        problems = describe_validation_error(exc, every=True, name=lambda loc: f"option '{_option_name(loc)}'")
         raise ConfigError(f"invalid configuration: {problems}") from None
