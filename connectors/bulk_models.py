@@ -48,20 +48,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.models import MediaType
+
 MAX_BULK_ENTITIES = 10_000
 """Most entities one bulk request may carry (the classic Pacing Server's per-node ceiling)."""
-
-
-class MediaType(StrEnum):
-    """Media a target can take offers for (Genesys Cloud ``supportedMediaTypes`` values)."""
-
-    CALLBACK = "callback"
-    CALL = "call"
-    EMAIL = "email"
-    GENERIC = "generic"
-    MESSAGING = "messaging"
-    SOCIAL = "social"
-    WEBCHAT = "webchat"
 
 
 class ActionTargetState(StrEnum):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 
 from schemas import StatBatcher, StatEvent, encode_stat_event
+from schemas.models import COUNTER_NAMES
 from streams.runtime.config import Settings
 from streams.runtime.kafka import client_options
 from streams.runtime.topics import ensure_topics, topic_names
@@ -37,9 +38,7 @@ class SyntheticGroup:
     rng: random.Random
     busy: int = 0
     waiting: int = 0
-    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("interactions_entered", "interactions_answered", "answered_within_sl", "interactions_abandoned",
-         "short_abandoned", "offers_made", "offers_accepted"), 0))
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
 
     def step(self) -> None:
         """Advance one tick: arrivals, answers, completions, abandons, offers."""

@@ -21,7 +21,9 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 __all__ = [
+    "ALGORITHMS",
     "COUNTERS",
+    "COUNTER_NAMES",
     "GAUGES",
     "MEDIA_TYPES",
     "STATISTICS",
@@ -29,6 +31,7 @@ __all__ = [
     "Alarm",
     "AlarmState",
     "AvroModel",
+    "MediaType",
     "StatEvent",
     "TargetConfig",
     "describe_validation_error",
@@ -47,24 +50,47 @@ GAUGES: frozenset[str] = frozenset(
     }
 )
 
-#: Monotonic running totals: rates are computed from differences between samples.
-COUNTERS: frozenset[str] = frozenset(
-    {
-        "interactions_entered",
-        "interactions_answered",
-        "answered_within_sl",
-        "interactions_abandoned",
-        "short_abandoned",
-        "offers_made",
-        "offers_accepted",
-    }
+#: Monotonic running totals: rates are computed from differences between samples. The one list
+#: of counter names; its order is the column order of the engine's bucket rows, which is part of
+#: the stored state (changelogs, RocksDB): append new counters, never reorder.
+COUNTER_NAMES: tuple[str, ...] = (
+    "interactions_entered",
+    "interactions_answered",
+    "answered_within_sl",
+    "interactions_abandoned",
+    "short_abandoned",
+    "offers_made",
+    "offers_accepted",
 )
+COUNTERS: frozenset[str] = frozenset(COUNTER_NAMES)
+
+#: The pacing algorithms a TargetConfig may ask for and an ActionTargetDecision names: the one list
+#: (the engine implements them, :mod:`streams.engine.decide`; ``AUTO`` or none chooses by group size).
+SUPER_PROGRESSIVE = "SUPER_PROGRESSIVE"
+SUPER_PROGRESSIVE_DUAL = "SUPER_PROGRESSIVE_DUAL"
+PREDICTIVE_B = "PREDICTIVE_B"
+PREDICTIVE_B_DUAL = "PREDICTIVE_B_DUAL"
+ALGORITHMS: tuple[str, ...] = (SUPER_PROGRESSIVE, SUPER_PROGRESSIVE_DUAL, PREDICTIVE_B, PREDICTIVE_B_DUAL)
 
 #: Every statistic name a StatEvent may carry.
 STATISTICS: frozenset[str] = GAUGES | COUNTERS
 
-#: Media types of the Genesys Cloud action-target model.
-MEDIA_TYPES: frozenset[str] = frozenset({"callback", "call", "email", "generic", "messaging", "social", "webchat"})
+
+
+class MediaType(StrEnum):
+    """Media a target can take offers for (Genesys Cloud ``supportedMediaTypes`` values): the one list."""
+
+    CALLBACK = "callback"
+    CALL = "call"
+    EMAIL = "email"
+    GENERIC = "generic"
+    MESSAGING = "messaging"
+    SOCIAL = "social"
+    WEBCHAT = "webchat"
+
+
+#: Media types of the Genesys Cloud action-target model, as plain strings.
+MEDIA_TYPES: frozenset[str] = frozenset(media.value for media in MediaType)
 
 _MEDIA_TYPES_TEXT = ", ".join(sorted(MEDIA_TYPES))
 _INT32_MAX = 2**31 - 1

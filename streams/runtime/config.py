@@ -23,9 +23,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from schemas.models import MEDIA_TYPES, describe_validation_error
+from schemas.models import ALGORITHMS, MEDIA_TYPES, describe_validation_error
 
-ALGORITHMS = ("SUPER_PROGRESSIVE", "SUPER_PROGRESSIVE_DUAL", "PREDICTIVE_B", "PREDICTIVE_B_DUAL")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "sec": 1, None: 1, "min": 60, "m": 60, "h": 3600}
 

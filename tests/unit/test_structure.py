@@ -27,7 +27,7 @@ OURS = ("schemas", "streams", "connectors", "infra")
 ALLOWED: dict[str, set[str]] = {
     "schemas": set(),
     "streams.engine": {"schemas"},
-    "streams.simulation": {"streams.engine"},
+    "streams.simulation": {"streams.engine", "schemas"},
     "streams.runtime": {"schemas"},
     "streams.node": {"streams.runtime", "streams.engine", "schemas"},
     "connectors": {"streams.runtime", "schemas"},
