@@ -110,12 +110,6 @@ class EnrichedActionTarget(ActionTarget):
     modifiedDate: str | None = None
 
 
-class BulkActionTargetsRequest(_Strict):
-    """The body of the bulk upsert: 1 to :data:`MAX_BULK_ENTITIES` action targets."""
-
-    entities: list[ActionTarget] = Field(min_length=1, max_length=MAX_BULK_ENTITIES)
-
-
 class BulkError(BaseModel):
     """Why one entity (or a whole request) failed, in the Genesys error shape."""
 
@@ -153,7 +147,6 @@ __all__ = [
     "MAX_BULK_ENTITIES",
     "ActionTarget",
     "ActionTargetState",
-    "BulkActionTargetsRequest",
     "BulkActionTargetsResponse",
     "BulkError",
     "BulkResult",

@@ -2,7 +2,7 @@
 
 Each model has the same field names, order and meaning as the newest Avro
 version of its record, so ``model.to_avro_dict()`` can be handed straight to
-fastavro and an Avro-decoded dict can be validated with ``Model.from_avro_dict``.
+fastavro and an Avro-decoded dict can be validated with ``Model.model_validate``.
 The models carry the validation rules the Avro types cannot express (allowed
 statistic names, ranges, finite numbers); the codec runs every decoded record
 through them so bad input is rejected with a precise reason instead of
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -135,10 +135,6 @@ class AvroModel(BaseModel):
         """Return a dict fastavro can write with this record's newest schema."""
         return self.model_dump()
 
-    @classmethod
-    def from_avro_dict(cls, data: dict[str, Any]) -> Self:
-        """Validate a dict read by fastavro (or parsed from JSON) into the model."""
-        return cls.model_validate(data)
 
 
 class StatEvent(AvroModel):
@@ -167,11 +163,6 @@ class StatEvent(AvroModel):
     @classmethod
     def _known_media_type(cls, value: str | None) -> str | None:
         return None if value is None else _check_media_type(value)
-
-    @property
-    def is_counter(self) -> bool:
-        """True for a monotonic counter, False for a gauge."""
-        return self.statistic in COUNTERS
 
 
 # --- the StatEvent fast path ---------------------------------------------------------------
