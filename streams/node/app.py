@@ -62,7 +62,7 @@ from streams.runtime.alarm_publisher import AlarmPublisher
 from streams.runtime.alarms import AlarmBoard
 from streams.runtime.config import Settings
 from streams.runtime.kafka import ssl_context
-from streams.runtime.metrics import NodeMetrics, start_metrics_server
+from streams.runtime.metrics import NodeMetrics, record_lag, start_metrics_server
 from streams.runtime.metrics_reporter import run_reporters
 from streams.runtime.outbox import Outbox, SendFailed
 from streams.runtime.process_health import ProcessHealth
@@ -386,8 +386,6 @@ class PacingNode:
             count = await self.keepalive.run(owned, _now_ms(), self._new_outbox())
         self.metrics.targets.set(count)
         await self._observe_lag(owned)
-        sample = self.health.sample()
-        self.metrics.observe_health(sample.max_gc_pause_ms, sample.memory_percent)
 
     async def _observe_lag(self, owned: set[int]) -> None:
         """Per owned partition: events on the log not yet taken by this worker.
@@ -395,15 +393,14 @@ class PacingNode:
         A partition this worker has not taken anything from since it was assigned counts from its
         consumer position (the committed offset), not as caught up.
         """
-        self.metrics.lag.clear()
+        lags = []
         for partition in owned:
             tp = TP(self.names.stats, partition)
-            highwater = self.app.consumer.highwater(tp)
             taken = self.intake.next_offset.get(partition)
             if taken is None:
                 taken = await self.app.consumer.position(tp)
-            if highwater is not None and taken is not None:
-                self.metrics.lag.labels(str(partition)).set(max(0, highwater - taken))
+            lags.append((partition, self.app.consumer.highwater(tp), taken))
+        record_lag(self.metrics.lag, lags)
 
     def internal_topics(self) -> list[NewTopic]:
         """Faust's topics of this app, created ahead of Faust with the deployment's topic settings."""

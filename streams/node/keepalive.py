@@ -63,7 +63,7 @@ class Keepalive:
                 continue  # decided at its last tick or keepalive, same definition: not due yet
             await self._publisher.publish(entry.state, now_ms, outbox, keepalive=True, stale=stale)
         self._publisher.forget_except(seen)
-        for message in self._health.check():
+        for message in self._health.observe(self._metrics):  # also records the health gauges
             await self._alarms.publish(message, outbox)
         try:
             await outbox.confirm()

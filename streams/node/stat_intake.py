@@ -31,6 +31,7 @@ from streams.node.partitioning import home_partition
 from streams.node.target_entry import TargetEntry
 from streams.node.target_store import TargetStore
 from streams.runtime.config import Settings
+from streams.runtime.dead_letters import dead_letter_headers
 from streams.runtime.metrics import NodeMetrics
 from streams.runtime.outbox import Outbox, SendFailed
 from streams.runtime.topics import TopicNames
@@ -238,13 +239,8 @@ class _Reject:
 
     async def send(self, intake: StatIntake, event: EventT, outbox: Outbox) -> None:
         message = event.message
-        headers = [("error", self.reason.encode()), ("source.topic", message.topic.encode()),
-                   ("source.partition", str(message.partition).encode()),
-                   ("source.offset", str(message.offset).encode())]
-        value = message.value
-        if self.index is not None:
-            value = self.alone
-            headers.append(("source.index", str(self.index).encode()))
+        headers = dead_letter_headers(self.reason, message.topic, message.partition, message.offset, self.index)
+        value = message.value if self.index is None else self.alone
         log.warning("rejected event at %s[%d]@%d%s: %s", message.topic, message.partition, message.offset,
                     "" if self.index is None else f" #{self.index}", self.reason)
         await outbox.send(intake.names.stats_dlq, message.key, value, headers=headers,
