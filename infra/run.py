@@ -30,9 +30,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from infra.broker import EmbeddedBroker, die_with_parent, free_port
 from infra.console import format_alarm
 from infra.top import Board, follow_topics, target_table
-from streams.config import Settings, load_settings
-from streams.metrics_reporter import flatten
-from streams.topics import topic_names
+from streams.runtime.config import Settings, load_settings
+from streams.runtime.metrics_reporter import flatten
+from streams.runtime.topics import topic_names
 
 LOG_DIR = Path("var/run")
 

@@ -34,13 +34,13 @@ from dataclasses import dataclass, field, replace
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import ActionTargetDecision, DecodeError, StatBatcher, StatEvent, decode_decision, encode_stat_event
-from streams.config import Settings, TargetDefaults
-from streams.decisions import pacing_settings
-from streams.kafka import client_options
+from streams.node.decisions import pacing_settings
+from streams.runtime.config import Settings, TargetDefaults
+from streams.runtime.kafka import client_options
+from streams.runtime.topics import ensure_topics, topic_names
 from streams.simulation.contact_centre import ContactCentre
 from streams.simulation.policies import EnginePolicy, spread
 from streams.simulation.scenario import Scenario
-from streams.topics import ensure_topics, topic_names
 
 log = logging.getLogger(__name__)
 

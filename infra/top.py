@@ -32,9 +32,9 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer
 
 from schemas import ActionTargetDecision, Alarm, AlarmState, DecodeError, decode_alarm, decode_decision
-from streams.config import Settings
-from streams.kafka import client_options
-from streams.topics import TopicNames, missing_topics, topic_names
+from streams.runtime.config import Settings
+from streams.runtime.kafka import client_options
+from streams.runtime.topics import TopicNames, missing_topics, topic_names
 
 #: How a line is drawn: the title, the column header, a target, a raised alarm, or plain.
 Style = str

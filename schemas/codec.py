@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from schemas.models import (
     MEDIA_TYPES,
@@ -70,7 +70,6 @@ __all__ = [
     "MAX_JSON_FIELDS",
     "MAX_JSON_INT_DIGITS",
     "MAX_PAYLOAD_BYTES",
-    "MODELS",
     "REGISTRY",
     "DecodeCategory",
     "DecodeError",
@@ -84,7 +83,6 @@ __all__ = [
     "decode_stat_events",
     "decode_stat_records",
     "decode_target_config",
-    "encode",
     "encode_alarm",
     "encode_decision",
     "encode_decision_fields",
@@ -137,11 +135,6 @@ log = logging.getLogger(__name__)
 
 _FILE_RE = re.compile(r"^(?P<stem>[a-z0-9_]+)\.v(?P<version>[1-9][0-9]*)\.avsc$")
 _JSON_WS = b" \t\r\n"
-
-#: Model class per record (short) name; the class names equal the Avro record names.
-MODELS: dict[str, type[AvroModel]] = {
-    model.__name__: model for model in (StatEvent, ActionTargetDecision, Alarm, TargetConfig)
-}
 
 _M = TypeVar("_M", bound=AvroModel)
 _T = TypeVar("_T")
@@ -428,11 +421,6 @@ class SchemaRegistry:
             raw = json.loads(path.read_text(encoding="utf-8"))
             versions.append(_make_version(raw, int(match["version"]), str(path)))
         return cls(versions)
-
-    @classmethod
-    def from_schemas(cls, schemas: Iterable[tuple[int, Mapping[str, Any]]]) -> SchemaRegistry:
-        """Build a registry from ``(version, schema_dict)`` pairs (handy in tests)."""
-        return cls(_make_version(raw, v, f"<{raw.get('name')} v{v}>") for v, raw in schemas)
 
     @property
     def records(self) -> list[str]:
@@ -725,39 +713,6 @@ def _guarded(function: Callable[..., _T], *args: Any) -> _T:
         raise
     except Exception as exc:
         raise _internal_error(exc) from None
-
-
-def encode(
-    record: str | BaseModel,
-    data: Mapping[str, Any] | BaseModel | None = None,
-    *,
-    registry: SchemaRegistry | None = None,
-) -> bytes:
-    """Encode a record as Avro single-object bytes with the newest schema version.
-
-    Call as ``encode(model_instance)`` or ``encode("StatEvent", dict_or_model)``.
-    Dicts are validated through the record's pydantic model first, so nothing
-    invalid is ever produced. Raises ``pydantic.ValidationError`` for invalid
-    data, :class:`EncodeError` if it does not fit the schema.
-    """
-    if isinstance(record, BaseModel):
-        if data is not None:
-            raise TypeError("encode(model) takes no data argument")
-        record, data = type(record).__name__, record
-    if data is None:
-        raise TypeError("encode(record_name, data) needs data")
-    reg = REGISTRY if registry is None else registry
-    if isinstance(data, AvroModel):
-        if type(data).__name__ != record:
-            raise TypeError(f"cannot encode a {type(data).__name__} as {record}")
-        avro = data.to_avro_dict()
-    elif isinstance(data, BaseModel):
-        avro = data.model_dump()
-    elif record in MODELS:
-        avro = MODELS[record].model_validate(data).to_avro_dict()
-    else:
-        avro = dict(data)
-    return reg.encode(record, avro)
 
 
 # --------------------------------------------------------------------- StatEvent

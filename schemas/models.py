@@ -2,7 +2,7 @@
 
 Each model has the same field names, order and meaning as the newest Avro
 version of its record, so ``model.to_avro_dict()`` can be handed straight to
-fastavro and an Avro-decoded dict can be validated with ``Model.from_avro_dict``.
+fastavro and an Avro-decoded dict can be validated with ``Model.model_validate``.
 The models carry the validation rules the Avro types cannot express (allowed
 statistic names, ranges, finite numbers); the codec runs every decoded record
 through them so bad input is rejected with a precise reason instead of
@@ -14,13 +14,16 @@ All models are frozen (safe to share between tasks) and forbid unknown fields
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 __all__ = [
+    "ALGORITHMS",
     "COUNTERS",
+    "COUNTER_NAMES",
     "GAUGES",
     "MEDIA_TYPES",
     "STATISTICS",
@@ -28,6 +31,7 @@ __all__ = [
     "Alarm",
     "AlarmState",
     "AvroModel",
+    "MediaType",
     "StatEvent",
     "TargetConfig",
     "describe_validation_error",
@@ -46,24 +50,47 @@ GAUGES: frozenset[str] = frozenset(
     }
 )
 
-#: Monotonic running totals: rates are computed from differences between samples.
-COUNTERS: frozenset[str] = frozenset(
-    {
-        "interactions_entered",
-        "interactions_answered",
-        "answered_within_sl",
-        "interactions_abandoned",
-        "short_abandoned",
-        "offers_made",
-        "offers_accepted",
-    }
+#: Monotonic running totals: rates are computed from differences between samples. The one list
+#: of counter names; its order is the column order of the engine's bucket rows, which is part of
+#: the stored state (changelogs, RocksDB): append new counters, never reorder.
+COUNTER_NAMES: tuple[str, ...] = (
+    "interactions_entered",
+    "interactions_answered",
+    "answered_within_sl",
+    "interactions_abandoned",
+    "short_abandoned",
+    "offers_made",
+    "offers_accepted",
 )
+COUNTERS: frozenset[str] = frozenset(COUNTER_NAMES)
+
+#: The pacing algorithms a TargetConfig may ask for and an ActionTargetDecision names: the one list
+#: (the engine implements them, :mod:`streams.engine.decide`; ``AUTO`` or none chooses by group size).
+SUPER_PROGRESSIVE = "SUPER_PROGRESSIVE"
+SUPER_PROGRESSIVE_DUAL = "SUPER_PROGRESSIVE_DUAL"
+PREDICTIVE_B = "PREDICTIVE_B"
+PREDICTIVE_B_DUAL = "PREDICTIVE_B_DUAL"
+ALGORITHMS: tuple[str, ...] = (SUPER_PROGRESSIVE, SUPER_PROGRESSIVE_DUAL, PREDICTIVE_B, PREDICTIVE_B_DUAL)
 
 #: Every statistic name a StatEvent may carry.
 STATISTICS: frozenset[str] = GAUGES | COUNTERS
 
-#: Media types of the Genesys Cloud action-target model.
-MEDIA_TYPES: frozenset[str] = frozenset({"callback", "call", "email", "generic", "messaging", "social", "webchat"})
+
+
+class MediaType(StrEnum):
+    """Media a target can take offers for (Genesys Cloud ``supportedMediaTypes`` values): the one list."""
+
+    CALLBACK = "callback"
+    CALL = "call"
+    EMAIL = "email"
+    GENERIC = "generic"
+    MESSAGING = "messaging"
+    SOCIAL = "social"
+    WEBCHAT = "webchat"
+
+
+#: Media types of the Genesys Cloud action-target model, as plain strings.
+MEDIA_TYPES: frozenset[str] = frozenset(media.value for media in MediaType)
 
 _MEDIA_TYPES_TEXT = ", ".join(sorted(MEDIA_TYPES))
 _INT32_MAX = 2**31 - 1
@@ -108,10 +135,6 @@ class AvroModel(BaseModel):
         """Return a dict fastavro can write with this record's newest schema."""
         return self.model_dump()
 
-    @classmethod
-    def from_avro_dict(cls, data: dict[str, Any]) -> Self:
-        """Validate a dict read by fastavro (or parsed from JSON) into the model."""
-        return cls.model_validate(data)
 
 
 class StatEvent(AvroModel):
@@ -140,11 +163,6 @@ class StatEvent(AvroModel):
     @classmethod
     def _known_media_type(cls, value: str | None) -> str | None:
         return None if value is None else _check_media_type(value)
-
-    @property
-    def is_counter(self) -> bool:
-        """True for a monotonic counter, False for a gauge."""
-        return self.statistic in COUNTERS
 
 
 # --- the StatEvent fast path ---------------------------------------------------------------
@@ -354,9 +372,9 @@ _ERROR_TEMPLATES = {
 }
 
 
-def _error_text(error: Any) -> str:
+def _error_text(error: Any, name: Callable[[tuple[int | str, ...]], str] = _loc_text) -> str:
     """One pydantic error as a short phrase, e.g. ``value must be >= 0``."""
-    loc = _loc_text(tuple(error.get("loc", ())))
+    loc = name(tuple(error.get("loc", ())))
     kind = error.get("type", "")
     ctx = error.get("ctx") or {}
     template = _ERROR_TEMPLATES.get(kind)
@@ -370,17 +388,23 @@ def _error_text(error: Any) -> str:
     return f"{loc}: {error.get('msg', 'invalid')}"
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """Summarise a pydantic ValidationError in one short line.
+def describe_validation_error(
+    exc: ValidationError, *, every: bool = False, name: Callable[[tuple[int | str, ...]], str] = _loc_text
+) -> str:
+    """Summarise a pydantic ValidationError in one short line: the one place that does it.
 
-    Used for DLQ ``error`` headers and logs, so it names the field and the rule
-    (``value must be >= 0``, ``statistic 'x' is not a known statistic``) rather
-    than pydantic's multi-line report. Only the first error is spelled out.
+    Used for DLQ ``error`` headers, logs, configuration errors, the sink's invalid-response
+    reason and the emulator's 400s, so it names the field and the rule (``value must be >= 0``,
+    ``statistic 'x' is not a known statistic``) rather than pydantic's multi-line report. Only
+    the first error is spelled out (``(+N more)``) unless ``every``: then all, ``; ``-separated.
+    ``name`` turns an error's location into the words for it (default ``a.b[2].c``).
     """
     errors = exc.errors(include_url=False, include_input=False)
     if not errors:
         return "invalid"
-    text = _error_text(errors[0])
+    if every:
+        return "; ".join(_error_text(error, name) for error in errors)
+    text = _error_text(errors[0], name)
     if len(errors) > 1:
         text += f" (+{len(errors) - 1} more)"
     return text

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from connectors.emulator import JourneyEmulator
+from infra.emulator import JourneyEmulator
 
 
 def session_broker() -> str:

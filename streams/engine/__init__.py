@@ -1,6 +1,6 @@
 """The pacing engine: pure functions from a target's observed state to a pacing decision.
 
-Nothing in this package touches Kafka, clocks or I/O; the pacing nodes (streams.pacing_node)
+Nothing in this package touches Kafka, clocks or I/O; the pacing nodes (streams.node.app)
 and the simulator (streams.simulation) drive it with the same calls, so what the simulator
 measures is what runs. Modules: ``state`` (folding stat events), ``rates`` (rolling rates and
 priors), ``queueing`` and ``horizon`` (the maths, on numpy), ``progressive``, ``predictive`` and

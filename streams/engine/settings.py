@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SUPER_PROGRESSIVE = "SUPER_PROGRESSIVE"
-SUPER_PROGRESSIVE_DUAL = "SUPER_PROGRESSIVE_DUAL"
-PREDICTIVE_B = "PREDICTIVE_B"
-PREDICTIVE_B_DUAL = "PREDICTIVE_B_DUAL"
-ALGORITHMS = (SUPER_PROGRESSIVE, SUPER_PROGRESSIVE_DUAL, PREDICTIVE_B, PREDICTIVE_B_DUAL)
+from schemas.models import (  # the algorithm names are the records' contract; re-exported for the engine
+    ALGORITHMS,
+    PREDICTIVE_B,
+    PREDICTIVE_B_DUAL,
+    SUPER_PROGRESSIVE,
+    SUPER_PROGRESSIVE_DUAL,
+)
+
+__all__ = [
+    "ABANDONMENT_RATE",
+    "ALGORITHMS",
+    "BUSY_FACTOR",
+    "PREDICTIVE_B",
+    "PREDICTIVE_B_DUAL",
+    "SUPER_PROGRESSIVE",
+    "SUPER_PROGRESSIVE_DUAL",
+    "PacingSettings",
+]
 ABANDONMENT_RATE = "ABANDONMENT_RATE"
 BUSY_FACTOR = "BUSY_FACTOR"
 

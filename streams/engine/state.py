@@ -21,22 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.models import COUNTERS, GAUGES
+from schemas.models import COUNTER_NAMES, GAUGES
 
 GAUGE_NAMES = GAUGES
-#: Counter statistics, in the order of a bucket row. The order is part of the stored state
-#: (changelogs, RocksDB): append new counters, never reorder.
-COUNTER_NAMES: tuple[str, ...] = (
-    "interactions_entered",
-    "interactions_answered",
-    "answered_within_sl",
-    "interactions_abandoned",
-    "short_abandoned",
-    "offers_made",
-    "offers_accepted",
-)
-if set(COUNTER_NAMES) != COUNTERS:  # every counter of the StatEvent contract needs a bucket column
-    raise ImportError(f"counter columns {COUNTER_NAMES} do not match the StatEvent counters {sorted(COUNTERS)}")
+#: Column of each counter in a bucket row (:data:`schemas.models.COUNTER_NAMES` gives the order).
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
 #: Index in a bucket row of the waiting integral (interaction-seconds spent waiting).
 WAITING_AREA = len(COUNTER_NAMES)

@@ -19,6 +19,7 @@ import math
 import random
 from collections import deque
 
+from schemas.models import COUNTER_NAMES
 from streams.simulation.policies import EnginePolicy, Policy
 from streams.simulation.scenario import Scenario, SimulationResult, lognormal_parameters
 
@@ -51,9 +52,7 @@ class ContactCentre:
         self.queue: deque[tuple[float, float]] = deque()  # (entered, gives up at)
         self.pending: list[float] = []  # answer times of offers not yet answered
         self.admission = 1.0
-        self.counters = dict.fromkeys(
-            ("interactions_entered", "interactions_answered", "answered_within_sl", "interactions_abandoned",
-             "short_abandoned", "offers_made", "offers_accepted"), 0)
+        self.counters = dict.fromkeys(COUNTER_NAMES, 0)
         self._handle_times: deque[float] = deque(maxlen=_AHT_SAMPLES)
         self._busy_since = 0.0
         self.busy_agent_s = 0.0

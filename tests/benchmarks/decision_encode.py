@@ -2,7 +2,7 @@
 
 ``python -m tests.benchmarks.decision_encode`` builds the decision records of a mixed fleet
 (``tests.benchmarks.engine_cost.fleet``: 1-500 agents, every algorithm, some targets with a
-definition giving a name, a description and media types) with ``streams.decisions.decision_record``,
+definition giving a name, a description and media types) with ``streams.node.decisions.decision_record``,
 as the pacing node does, and prints CPU µs per record of
 
 - ``REGISTRY.encode("ActionTargetDecision", record)`` (fastavro; what ``encode_decision_record``
@@ -27,8 +27,8 @@ from typing import Any
 
 import schemas.codec as codec
 from schemas import REGISTRY, encode_decision_fields
-from streams.config import load_settings
-from streams.decisions import decision_record
+from streams.node.decisions import decision_record
+from streams.runtime.config import load_settings
 from tests.benchmarks.engine_cost import T_NOW, fleet
 
 TICK_MS = 10_000

@@ -40,10 +40,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from connectors.emulator import JourneyEmulator
 from infra.broker import EmbeddedBroker, free_port
+from infra.emulator import JourneyEmulator
 from schemas import StatEvent, decode_decision, encode_stat_event
-from streams.config import KafkaSettings
+from streams.runtime.config import KafkaSettings
 from tests.integration.pipeline import Pipeline, eventually
 
 TARGETS = [f"vq-{i:02d}" for i in range(24)]

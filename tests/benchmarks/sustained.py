@@ -5,7 +5,7 @@ A producer (tests/benchmarks/rate_producer.py, a child process) sends stat recor
 single-event records or StatBatch records of 13 events. Every record carries the target's next
 ``ready_agents`` value (1, 2, 3, … per target), and the producer notes when it sent each
 (target, value); the published decision carries ``ready_agents``, and the emulator's
-:attr:`~connectors.emulator.JourneyEmulator.on_stored` hook notes when a bulk request delivered an
+:attr:`~infra.emulator.JourneyEmulator.on_stored` hook notes when a bulk request delivered an
 entity with it. End-to-end latency, per produced (target, value): when the endpoint first held that
 value or a later one (a decision reflects every earlier value; values coalesced into a later
 decision count until it arrived) - when it was produced. Before the clock starts, every target is
@@ -31,10 +31,10 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from connectors.emulator import JourneyEmulator
 from infra.broker import die_with_parent
+from infra.emulator import JourneyEmulator
 from schemas import StatEvent, encode_stat_event
-from streams.topics import ensure_topics
+from streams.runtime.topics import ensure_topics
 from tests.benchmarks.throughput import scrape_all
 from tests.integration.pipeline import ROOT, Pipeline, eventually
 

@@ -60,12 +60,12 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
-from connectors.emulator import JourneyEmulator
 from infra.broker import EmbeddedBroker, die_with_parent, free_port
+from infra.emulator import JourneyEmulator
 from schemas import STATISTICS, StatEvent, decode_stat_events, encode_decision, encode_stat_event
-from streams.decisions import build_decision
 from streams.engine import TargetState
-from streams.topics import ensure_topics
+from streams.node.decisions import build_decision
+from streams.runtime.topics import ensure_topics
 from tests.integration.pipeline import ROOT, Pipeline, eventually
 
 STATS = ("ready_agents", "busy_agents", "logged_in_agents", "waiting_interactions", "offers_made", "offers_accepted")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.emulator import JourneyEmulator
+from infra.emulator import JourneyEmulator
 from tests.integration.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration

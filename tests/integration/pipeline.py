@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from connectors.emulator import JourneyEmulator
 from infra.broker import die_with_parent, free_port
-from streams.config import Settings, load_settings
-from streams.topics import TopicNames, ensure_topics
+from infra.emulator import JourneyEmulator
+from streams.runtime.config import Settings, load_settings
+from streams.runtime.topics import TopicNames, ensure_topics
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,11 +20,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from connectors.emulator import JourneyEmulator
 from connectors.sink import BulkSink
+from infra.emulator import JourneyEmulator
 from schemas import ActionTargetDecision, Alarm, decode_alarm, encode_decision
-from streams.config import Settings, load_settings
-from streams.topics import TopicNames, ensure_topics
+from streams.runtime.config import Settings, load_settings
+from streams.runtime.topics import TopicNames, ensure_topics
 from tests.integration.pipeline import eventually, read_topic
 
 GROUP_PARTITIONS = 2

@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaProducer
 
 from schemas import encode_alarm
 from schemas.models import Alarm, AlarmState
-from streams.config import load_settings
-from streams.kafka import client_options
-from streams.topics import ensure_topics, topic_names
+from streams.runtime.config import load_settings
+from streams.runtime.kafka import client_options
+from streams.runtime.topics import ensure_topics, topic_names
 from tests.integration.test_cli_options import ROOT, clean_env, pacing_command
 
 pytestmark = pytest.mark.integration

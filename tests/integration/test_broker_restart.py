@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from connectors.emulator import JourneyEmulator
 from infra.broker import EmbeddedBroker
+from infra.emulator import JourneyEmulator
 from schemas import decode_alarm
 from tests.integration.pipeline import Pipeline, eventually, stat_records, user_data
 

@@ -100,8 +100,8 @@ def test_a_misspelt_reporter_stops_the_command_naming_it(tmp_path: Path) -> None
     config = config_file(tmp_path, '[metrics.reporter.lgo]\nenabled = true\nlogFrequency = "1min"\n')
     result = run_pacing("sink", "--config", config, "--bootstrap-servers", closed_address())
     assert result.returncode == 2
-    assert result.stderr.strip() == ("pacing sink: invalid configuration: option 'metrics.reporter': Value error, "
-                                     "unknown reporter 'lgo' (reporters: log, console, messageServer)")
+    assert result.stderr.strip() == ("pacing sink: invalid configuration: option 'metrics.reporter' has an unknown "
+                                     "reporter 'lgo' (reporters: log, console, messageServer)")
 
 
 @pytest.mark.parametrize(

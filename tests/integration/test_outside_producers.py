@@ -14,7 +14,7 @@ from collections import defaultdict
 from confluent_kafka import Producer
 
 from schemas import StatEvent, decode_decision, encode_stat_event
-from streams.partitioning import home_partition
+from streams.node.partitioning import home_partition
 from tests.integration.pipeline import Pipeline, eventually, user_data
 
 TARGETS = [f"vq-{i}" for i in range(16)]

@@ -6,8 +6,8 @@ import json
 import time
 
 from schemas import StatEvent, decode_decision, encode_stat_event
-from streams.decisions import build_decision
 from streams.engine import TargetState
+from streams.node.decisions import build_decision
 from tests.integration.pipeline import Pipeline, eventually, user_data
 
 

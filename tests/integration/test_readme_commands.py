@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from schemas import decode_stat_event, decode_target_config
-from streams.config import Settings, load_settings
-from streams.kafka import client_options
-from streams.partitioning import home_partition
-from streams.topics import ensure_topics, topic_names
+from streams.node.partitioning import home_partition
+from streams.runtime.config import Settings, load_settings
+from streams.runtime.kafka import client_options
+from streams.runtime.topics import ensure_topics, topic_names
 from tests.integration.test_cli_options import ROOT, clean_env, pacing_command
 from tests.unit.test_readme import block
 

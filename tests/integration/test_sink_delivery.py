@@ -6,7 +6,7 @@ import json
 import signal
 import time
 
-from connectors.emulator import JourneyEmulator
+from infra.emulator import JourneyEmulator
 from schemas import AlarmState, StatEvent, decode_alarm, decode_decision, encode_stat_event
 from tests.integration.pipeline import Pipeline, eventually, user_data
 from tests.integration.sink_harness import (

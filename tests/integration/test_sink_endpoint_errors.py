@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from connectors.emulator import JourneyEmulator
 from connectors.entities import action_target
+from infra.emulator import JourneyEmulator
 from schemas import AlarmState
 from tests.integration.pipeline import eventually
 from tests.integration.sink_harness import SinkRun, decision, endpoint_ready_agents

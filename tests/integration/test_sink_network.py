@@ -20,11 +20,11 @@ import aiohttp
 import pytest
 import trustme
 
-from connectors.emulator import JourneyEmulator
 from connectors.journey_client import Delivered, JourneyClient, OperatorError
 from infra.broker import die_with_parent, free_port
+from infra.emulator import JourneyEmulator
 from schemas import AlarmState
-from streams.config import load_settings
+from streams.runtime.config import load_settings
 from tests.integration.pipeline import eventually
 from tests.integration.sink_harness import SinkRun, decision, endpoint_ready_agents
 

@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from connectors.emulator import JourneyEmulator
 from infra.broker import EmbeddedBroker, free_port
+from infra.emulator import JourneyEmulator
 from schemas import AlarmState
 from tests.integration.pipeline import eventually
 from tests.integration.sink_harness import SinkRun, decision, endpoint_ready_agents

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from streams.target_definitions import TargetDefinitions
-from streams.topics import ensure_topics
+from streams.node.target_definitions import TargetDefinitions
+from streams.runtime.topics import ensure_topics
 from tests.integration.pipeline import Pipeline
 
 

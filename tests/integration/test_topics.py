@@ -9,8 +9,8 @@ import uuid
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.config import load_settings
-from streams.topics import TopicMismatch, ensure_topics, topic_names
+from streams.runtime.config import load_settings
+from streams.runtime.topics import TopicMismatch, ensure_topics, topic_names
 from tests.integration.pipeline import ROOT
 
 

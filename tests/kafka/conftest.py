@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.emulator import JourneyEmulator
+from infra.emulator import JourneyEmulator
 from infra.kafka_broker import KafkaCluster, kafka_unavailable_reason
 from tests.integration.pipeline import Pipeline
 

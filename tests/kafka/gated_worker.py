@@ -18,7 +18,7 @@ from typing import Any
 
 def install() -> None:
     """Hold :meth:`PacingNode._take` while the gate file exists (with the node's lock released)."""
-    from streams.pacing_node import PacingNode
+    from streams.node.app import PacingNode
 
     gate = os.environ["PACING_TEST_GATE"]
     take = PacingNode._take

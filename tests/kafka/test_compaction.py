@@ -29,10 +29,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from connectors.emulator import JourneyEmulator
+from infra.emulator import JourneyEmulator
 from infra.kafka_broker import KafkaCluster
 from schemas import TargetConfig, decode_decision, decode_target_config, encode_target_config
-from streams.partitioning import home_partition
+from streams.node.partitioning import home_partition
 from tests.integration.pipeline import Pipeline, eventually, stat_records, user_data
 from tests.kafka.helpers import changelog_topic
 

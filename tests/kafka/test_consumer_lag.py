@@ -29,7 +29,7 @@ from aiokafka.structs import TopicPartition
 from infra.broker import free_port
 from infra.kafka_broker import KafkaCluster
 from schemas import StatEvent, encode_stat_event
-from streams.partitioning import home_partition
+from streams.node.partitioning import home_partition
 from tests.integration.pipeline import Pipeline, eventually
 from tests.kafka.helpers import admin_client, run_kafka_tool, worker_app_id
 

@@ -31,12 +31,12 @@ import trustme
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives import serialization
 
-from connectors.emulator import JourneyEmulator
 from infra.broker import free_port
+from infra.emulator import JourneyEmulator
 from infra.kafka_broker import KafkaCluster, java_command
 from schemas import encode_decision
-from streams.decisions import build_decision
 from streams.engine import TargetState
+from streams.node.decisions import build_decision
 from tests.integration.pipeline import ROOT, Pipeline, eventually, read_topic, user_data
 
 USER, PASSWORD = "pacing-svc", "s3cret-scram-password"

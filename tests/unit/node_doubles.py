@@ -1,7 +1,7 @@
 """Stand-ins for what Kafka hands a pacing node, so its parts run in-process without a broker.
 
 Only the transport is replaced: the records a node would take (:class:`FakeEvent`, shaped like
-Faust's events) and the producer an :class:`~streams.outbox.Outbox` sends through
+Faust's events) and the producer an :class:`~streams.runtime.outbox.Outbox` sends through
 (:class:`RecordingProducer`, which acknowledges or fails each send as told). Everything under
 test — intake, store, publisher, keepalive, outbox, Faust's in-memory table — is the real code.
 """
@@ -16,8 +16,8 @@ import faust
 from faust.types import TableT
 
 from schemas import StatEvent
-from streams.config import Settings, load_settings
-from streams.partitioning import home_partition
+from streams.node.partitioning import home_partition
+from streams.runtime.config import Settings, load_settings
 
 TENANT = "acme"
 PARTITIONS = 4
@@ -118,19 +118,19 @@ def memory_table(name: str = "targets") -> TableT:
 
 
 class PublishingParts:
-    """A node's publishing side wired as :class:`streams.pacing_node.PacingNode` wires it, minus Kafka."""
+    """A node's publishing side wired as :class:`streams.node.app.PacingNode` wires it, minus Kafka."""
 
     def __init__(self, **settings: Any):
-        from streams.alarms import AlarmBoard
-        from streams.decision_publisher import DecisionPublisher
-        from streams.keepalive import Keepalive
-        from streams.metrics import NodeMetrics
-        from streams.node_alarms import AlarmPublisher
-        from streams.outbox import Outbox
-        from streams.process_health import ProcessHealth
-        from streams.target_definitions import TargetDefinitions
-        from streams.target_store import TargetStore
-        from streams.topics import topic_names
+        from streams.node.decision_publisher import DecisionPublisher
+        from streams.node.keepalive import Keepalive
+        from streams.node.target_definitions import TargetDefinitions
+        from streams.node.target_store import TargetStore
+        from streams.runtime.alarm_publisher import AlarmPublisher
+        from streams.runtime.alarms import AlarmBoard
+        from streams.runtime.metrics import NodeMetrics
+        from streams.runtime.outbox import Outbox
+        from streams.runtime.process_health import ProcessHealth
+        from streams.runtime.topics import topic_names
 
         # A memory limit far above use: the process-health alarms stay out of these tests.
         metrics_section = {"memory_limit_mb": 1_000_000, **settings.pop("metrics", {})}

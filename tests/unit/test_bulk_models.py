@@ -9,10 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.bulk_models import (
-    MAX_BULK_ENTITIES,
     ActionTarget,
     ActionTargetState,
-    BulkActionTargetsRequest,
     BulkActionTargetsResponse,
     BulkResult,
     EnrichedActionTarget,
@@ -111,17 +109,6 @@ def test_unknown_fields_are_rejected_on_the_request_side(mutate: Any) -> None:
     mutate(body)
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         ActionTarget.model_validate(body)
-
-
-def test_request_needs_one_to_max_entities_and_no_extra_fields() -> None:
-    assert len(BulkActionTargetsRequest(entities=[valid_target()]).entities) == 1
-    with pytest.raises(ValidationError):
-        BulkActionTargetsRequest(entities=[])
-    too_many = [valid_target(id=f"t{index}") for index in range(MAX_BULK_ENTITIES + 1)]
-    with pytest.raises(ValidationError):
-        BulkActionTargetsRequest(entities=too_many)
-    with pytest.raises(ValidationError, match="Extra inputs"):
-        BulkActionTargetsRequest.model_validate({"entities": [valid_target()], "dryRun": True})
 
 
 def test_response_accepts_the_genesys_result_shape_and_read_only_fields() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.config import ConfigError, load_settings, parse_duration
+from streams.runtime.config import ConfigError, load_settings, parse_duration
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +105,7 @@ def test_a_misspelt_reporter_is_an_error_naming_it(
     else:
         path.write_text("")
         monkeypatch.setenv("PACING_METRICS__REPORTER__LGO__ENABLED", "true")
-    with pytest.raises(ConfigError, match=r"option 'metrics.reporter': .*unknown reporter 'lgo'"):
+    with pytest.raises(ConfigError, match=r"option 'metrics.reporter' has an unknown reporter 'lgo'"):
         load_settings(path)
 
 

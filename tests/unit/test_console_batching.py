@@ -15,7 +15,7 @@ import infra.console as console
 from infra.cli import parse_args
 from infra.console import LineBatcher, produce_lines
 from schemas import DecodeError, StatEvent, decode_stat_events, decode_stat_records
-from streams.config import load_settings
+from streams.runtime.config import load_settings
 
 
 def line(target_id: str, statistic: str = "ready_agents", value: float = 4, **extra: Any) -> bytes:

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-import streams.decision_publisher as decision_publisher
+import streams.node.decision_publisher as decision_publisher
 from schemas import TargetConfig, decode_alarm, decode_decision, encode_target_config
-from streams import alarms
 from streams.engine import TargetState
-from streams.outbox import SendFailed
+from streams.runtime import alarms
+from streams.runtime.outbox import SendFailed
 from tests.unit.node_doubles import T0, TENANT, PublishingParts
 
 KEEPALIVE_S = 30

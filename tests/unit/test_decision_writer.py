@@ -15,6 +15,7 @@ import math
 import random
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,10 +106,18 @@ def _schema(*extra_fields: dict[str, Any], doc: str | None = None) -> dict[str, 
     return schema
 
 
-def test_a_new_layout_is_written_by_fastavro() -> None:
+def _registry(directory: Path, *versions: dict[str, Any]) -> SchemaRegistry:
+    """A registry of ActionTargetDecision ``versions`` (v1, v2, …), written as schema files."""
+    directory.mkdir()
+    for number, schema in enumerate(versions, start=1):
+        (directory / f"action_target_decision.v{number}.avsc").write_text(json.dumps(schema), encoding="utf-8")
+    return SchemaRegistry.from_directory(directory)
+
+
+def test_a_new_layout_is_written_by_fastavro(tmp_path: Path) -> None:
     v1 = _schema()
     v2 = _schema({"name": "priority", "type": "int", "default": 0})
-    registry = SchemaRegistry.from_schemas([(1, v1), (2, v2)])
+    registry = _registry(tmp_path / "new", v1, v2)
     assert registry._fast_decision_header is None
     record = base_record()
     got = encode_decision_fields(record, registry=registry)
@@ -117,7 +126,7 @@ def test_a_new_layout_is_written_by_fastavro() -> None:
     assert registry.decode("ActionTargetDecision", got) == {**record, "priority": 0}
     assert encode_decision_fields(record) == REGISTRY.encode("ActionTargetDecision", record)  # the default one
     # A version that only changes a doc has the same canonical form: still written by hand.
-    same = SchemaRegistry.from_schemas([(1, v1), (2, _schema(doc="reworded"))])
+    same = _registry(tmp_path / "reworded", v1, _schema(doc="reworded"))
     assert same._fast_decision_header == REGISTRY._fast_decision_header
 
 
@@ -202,9 +211,9 @@ def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_realistic_records() -> None:
     """Records as the pacing node builds them, a fleet over two ticks."""
-    from streams.config import load_settings
-    from streams.decisions import decision_record, encode_decision_record
     from streams.engine import TargetState
+    from streams.node.decisions import decision_record, encode_decision_record
+    from streams.runtime.config import load_settings
 
     defaults = load_settings().targets
     rnd = random.Random(7)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from streams.config import load_settings
-from streams.decisions import build_decision, decision_fingerprint, pacing_settings
 from streams.engine import TargetState
+from streams.node.decisions import build_decision, decision_fingerprint, pacing_settings
+from streams.runtime.config import load_settings
 
 
 def staffed() -> TargetState:

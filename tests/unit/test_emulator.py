@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from connectors.bulk_models import BulkActionTargetsResponse, TokenResponse
-from connectors.emulator import TARGET_ERROR_CODE, TARGET_ERROR_STATUS, JourneyEmulator
+from infra.emulator import TARGET_ERROR_CODE, TARGET_ERROR_STATUS, JourneyEmulator
 
 CLIENT_ID = "pacing"
 CLIENT_SECRET = "pacing-secret"
@@ -365,7 +365,7 @@ async def test_requests_are_recorded(
 ) -> None:
     headers = await bearer(http, emulator)
     body = {"entities": [target("a"), target("b", name="")]}
-    with caplog.at_level(logging.INFO, logger="connectors.emulator"):
+    with caplog.at_level(logging.INFO, logger="infra.emulator"):
         await post_bulk(http, emulator, body, headers)
     emulator.faults.set(status=503, remaining=1)
     await post_bulk(http, emulator, {"entities": [target("c")]}, headers)

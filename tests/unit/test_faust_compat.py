@@ -1,6 +1,6 @@
-"""The Faust internals :mod:`streams.faust_compat` relies on are still there, in the pinned version.
+"""The Faust internals :mod:`streams.node.faust_compat` relies on are still there, in the pinned version.
 
-If one of these fails after a faust-streaming upgrade, read ``streams/faust_compat.py`` before
+If one of these fails after a faust-streaming upgrade, read ``streams/node/faust_compat.py`` before
 anything else: the pacing node's at-least-once guarantees go through it.
 """
 
@@ -10,14 +10,16 @@ import contextlib
 import contextvars
 import inspect
 from importlib.metadata import version
+from pathlib import Path
 from types import SimpleNamespace
 
 import faust
+import pytest
 from faust.streams import Stream, current_event
 from faust.tables.base import Collection
 from faust.transport.consumer import Consumer
 
-from streams.faust_compat import as_current_event, forget_positions
+from streams.node.faust_compat import as_current_event, forget_positions
 
 
 def test_the_pinned_faust_streaming_version_is_installed() -> None:
@@ -52,13 +54,13 @@ def test_forget_positions_resets_faust_marks() -> None:
 def test_the_drain_loop_the_fast_consumer_repeats_is_unchanged_upstream() -> None:
     # FastDrainConsumer copies Faust's _drain_messages with one change; an upstream change to the
     # loop must be merged into the copy (and the digest updated) before upgrading.
-    from streams.faust_compat import UPSTREAM_DRAIN_SHA256, upstream_drain_digest
+    from streams.node.faust_compat import UPSTREAM_DRAIN_SHA256, upstream_drain_digest
 
     assert upstream_drain_digest() == UPSTREAM_DRAIN_SHA256
 
 
 def test_the_fast_consumer_is_installed_on_the_app_transport() -> None:
-    from streams.faust_compat import FastDrainConsumer, install_fast_drain
+    from streams.node.faust_compat import FastDrainConsumer, install_fast_drain
 
     app = faust.App("compat-test", broker="kafka://127.0.0.1:1")
     install_fast_drain(app)
@@ -69,7 +71,7 @@ def test_the_fast_consumer_is_installed_on_the_app_transport() -> None:
 async def test_a_callback_that_does_not_block_runs_inline_and_one_that_blocks_is_resumed() -> None:
     import asyncio
 
-    from streams.faust_compat import _DONE, _resume, _step
+    from streams.node.faust_compat import _DONE, _resume, _step
 
     order: list[str] = []
 
@@ -97,7 +99,7 @@ async def test_a_callback_that_does_not_block_runs_inline_and_one_that_blocks_is
 async def test_a_blocked_callback_abandoned_by_the_flow_suspension_is_closed() -> None:
     import asyncio
 
-    from streams.faust_compat import _resume, _step
+    from streams.node.faust_compat import _resume, _step
 
     closed: list[bool] = []
     never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -115,3 +117,57 @@ async def test_a_blocked_callback_abandoned_by_the_flow_suspension_is_closed() -
     with contextlib.suppress(asyncio.CancelledError):
         await resumed
     assert closed == [True]
+
+
+def test_the_flags_and_hooks_the_node_reads_are_there() -> None:
+    # recovery_completed, consumption_suspended, owned_actives and correct_recovery_end_offsets
+    # read these: an upgrade that renames one must fail here, not in a rebalance in production.
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from streams.node.faust_compat import consumption_suspended, owned_actives, recovery_completed
+
+    app = faust.App("compat-flags", broker="kafka://127.0.0.1:1")
+    assert recovery_completed(app) is False
+    app.flow_control.resume()  # as Faust does once partitions are assigned
+    assert consumption_suspended(app) is False
+    app.flow_control.suspend()
+    assert consumption_suspended(app) is True
+    assert owned_actives(app) == set()
+    assert inspect.iscoroutinefunction(AIOKafkaConsumerThread._highwaters)
+    assert list(inspect.signature(AIOKafkaConsumerThread._highwaters).parameters) == ["self", "partitions"]
+
+
+async def test_recovery_end_offsets_go_through_the_correction_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from streams.node.faust_compat import correct_recovery_end_offsets
+
+    async def reported(self: object, partitions: list[str]) -> dict[str, int]:
+        return dict.fromkeys(partitions, 8)
+
+    async def corrected(offsets: dict[str, int]) -> dict[str, int]:
+        return {tp: end + 4 for tp, end in offsets.items()}
+
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_highwaters", reported)
+    correct_recovery_end_offsets(corrected)
+    correct_recovery_end_offsets(corrected)  # idempotent: not corrected twice
+    thread = SimpleNamespace(consumer=SimpleNamespace(in_transaction=False))
+    assert await AIOKafkaConsumerThread._highwaters(thread, ["tp"]) == {"tp": 12}
+    thread.consumer.in_transaction = True
+    assert await AIOKafkaConsumerThread._highwaters(thread, ["tp"]) == {"tp": 8}
+
+
+def test_the_node_reads_as_a_faust_app(tmp_path: Path) -> None:
+    # One agent on the stats topic and one table: what a reader of Faust's examples expects to
+    # find in streams/node/app.py (the timers are plain ``@app.timer`` functions beside them).
+    from streams.node.app import create_app
+    from streams.runtime.config import load_settings
+    from streams.runtime.topics import topic_names
+
+    settings = load_settings(kafka={"bootstrap_servers": "127.0.0.1:1"}, worker={"data_dir": str(tmp_path)})
+    node = create_app(settings)
+    agents = list(node.app.agents.values())
+    assert [agent.name for agent in agents] == ["pacing-node"]
+    assert list(agents[0].channel.topics) == [topic_names(settings).stats]
+    assert list(node.app.tables) == ["target-state"]
+    assert node.store.changelog_topic.endswith("-target-state-changelog")

@@ -16,7 +16,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connectors.emulator import JourneyEmulator
 from connectors.journey_client import (
     Delivered,
     InvalidResponse,
@@ -30,7 +29,8 @@ from connectors.journey_client import (
 )
 from connectors.sink import MAX_RETRY_AFTER_S, full_jitter_delay
 from infra.broker import free_port
-from streams.config import load_settings
+from infra.emulator import JourneyEmulator
+from streams.runtime.config import load_settings
 
 
 def entity(target_id: str) -> dict[str, Any]:

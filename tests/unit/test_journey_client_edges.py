@@ -24,7 +24,7 @@ from connectors.journey_client import (
     OperatorError,
     RetriableFailure,
 )
-from streams.config import load_settings
+from streams.runtime.config import load_settings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 GOOD_RESULT = {"results": [{"id": "vq-1", "success": True}], "errorCount": 0, "errorIndexes": []}

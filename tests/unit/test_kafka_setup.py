@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from infra.kafka_broker import SERVER_PROPERTIES, KafkaCluster, broker_settings, kafka_version, new_cluster_id
-from streams.config import load_settings
-from streams.end_offsets import classify_broker
+from streams.node.end_offsets import classify_broker
+from streams.runtime.config import load_settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "infra" / "docker-compose.yml"
 PER_NODE = {"node.id", "listeners", "advertised.listeners", "controller.quorum.voters", "log.dirs"}

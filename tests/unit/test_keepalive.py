@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from schemas import TargetConfig, decode_alarm, decode_decision, encode_target_config
-from streams import alarms
-from streams.target_entry import TargetEntry
+from streams.node.target_entry import TargetEntry
+from streams.runtime import alarms
 from tests.unit.node_doubles import T0, TENANT, PublishingParts
 
 KEEPALIVE_S = 30

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import json
 
-from streams.config import load_settings
-from streams.metrics import SinkMetrics
-from streams.metrics_reporter import run_reporters, snapshot
+from streams.runtime.config import load_settings
+from streams.runtime.metrics import SinkMetrics
+from streams.runtime.metrics_reporter import run_reporters, snapshot
 
 
 def test_snapshot_carries_counters_with_labels() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streams.outbox import Outbox, SendFailed
+from streams.runtime.outbox import Outbox, SendFailed
 from tests.unit.node_doubles import RecordingProducer
 
 

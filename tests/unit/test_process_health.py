@@ -5,9 +5,9 @@ from __future__ import annotations
 import gc
 
 from schemas import AlarmState, decode_alarm
-from streams.alarms import AlarmBoard
-from streams.config import MetricsSettings
-from streams.process_health import ProcessHealth, memory_limit_bytes, resident_bytes
+from streams.runtime.alarms import AlarmBoard
+from streams.runtime.config import MetricsSettings
+from streams.runtime.process_health import ProcessHealth, memory_limit_bytes, resident_bytes
 
 
 def health(**metrics) -> ProcessHealth:

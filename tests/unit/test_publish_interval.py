@@ -7,13 +7,13 @@ producer underneath is the recording stand-in of :mod:`tests.unit.node_doubles`.
 from __future__ import annotations
 
 from schemas import decode_decision
-from streams.alarms import AlarmBoard
-from streams.decision_publisher import DecisionPublisher
 from streams.engine import TargetState
-from streams.metrics import NodeMetrics
-from streams.node_alarms import AlarmPublisher
-from streams.outbox import Outbox
-from streams.target_definitions import TargetDefinitions
+from streams.node.decision_publisher import DecisionPublisher
+from streams.node.target_definitions import TargetDefinitions
+from streams.runtime.alarm_publisher import AlarmPublisher
+from streams.runtime.alarms import AlarmBoard
+from streams.runtime.metrics import NodeMetrics
+from streams.runtime.outbox import Outbox
 from tests.unit.node_doubles import T0, RecordingProducer, node_settings
 
 TOPIC = "pacing.actiontargets"

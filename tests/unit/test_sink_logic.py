@@ -20,15 +20,15 @@ import pytest
 from aiokafka.structs import TopicPartition
 
 import connectors.sink as sink_module
-from connectors.emulator import JourneyEmulator
 from connectors.entities import action_target
 from connectors.journey_client import JourneyClient
 from connectors.sink import MAX_RETRY_AFTER_S, BulkSink
+from infra.emulator import JourneyEmulator
 from schemas import ActionTargetDecision, decode_alarm, decode_decision, encode_decision
-from streams import alarms
-from streams.alarms import AlarmBoard
-from streams.config import load_settings
-from streams.metrics import RejectReason, SinkOutcome
+from streams.runtime import alarms
+from streams.runtime.alarms import AlarmBoard
+from streams.runtime.config import load_settings
+from streams.runtime.metrics import RejectReason, SinkOutcome
 from tests.unit.node_doubles import T0, TENANT
 
 TP = TopicPartition("pacing.actiontargets", 0)

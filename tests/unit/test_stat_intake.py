@@ -24,11 +24,11 @@ from schemas import (
     encode_stat_event,
 )
 from streams.engine import TargetState
-from streams.metrics import NodeMetrics, RejectReason
-from streams.outbox import Outbox
-from streams.stat_intake import EventsFailed, StatIntake
-from streams.target_store import TargetStore
-from streams.topics import TopicNames
+from streams.node.stat_intake import EventsFailed, StatIntake
+from streams.node.target_store import TargetStore
+from streams.runtime.metrics import NodeMetrics, RejectReason
+from streams.runtime.outbox import Outbox
+from streams.runtime.topics import TopicNames
 from tests.unit.node_doubles import (
     T0,
     TENANT,

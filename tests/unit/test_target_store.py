@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from faust.serializers import codecs
 
-from streams.outbox import Outbox
-from streams.target_entry import TargetEntry
-from streams.target_store import TargetStore
+from streams.node.target_entry import TargetEntry
+from streams.node.target_store import TargetStore
+from streams.runtime.outbox import Outbox
 from tests.unit.node_doubles import T0, RecordingProducer, memory_table, taken
 
 

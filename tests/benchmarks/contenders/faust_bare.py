@@ -23,7 +23,7 @@ def main() -> None:
     app = faust.App(args.group, broker=f"kafka://{args.bootstrap}", topic_partitions=args.partitions,
                     consumer_auto_offset_reset="earliest", web_enabled=False,
                     datadir=args.state_dir or f"/tmp/{args.group}",
-                    # the pacing node's group timeouts (streams/config.py): Tansu answers a JoinGroup
+                    # the pacing node's group timeouts (streams/runtime/config.py): Tansu answers a JoinGroup
                     # after half the session timeout, and Faust's default would make that 30 s
                     broker_session_timeout=6.0, broker_heartbeat_interval=1.0, broker_rebalance_timeout=6.0)
     topic = app.topic(args.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",

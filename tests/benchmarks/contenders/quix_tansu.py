@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-#: librdkafka consumer settings: the pacing node's group timeouts (streams/config.py ``KafkaSettings``).
+#: librdkafka consumer settings: the pacing node's group timeouts (streams/runtime/config.py ``KafkaSettings``).
 GROUP_TIMEOUTS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
 
 

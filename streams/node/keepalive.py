@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 
-from streams import alarms
-from streams.config import Settings
-from streams.decision_publisher import DecisionPublisher
-from streams.metrics import NodeMetrics
-from streams.node_alarms import AlarmPublisher
-from streams.outbox import Outbox, SendFailed
-from streams.process_health import ProcessHealth
-from streams.target_definitions import TargetDefinitions
-from streams.target_store import TargetStore
+from streams.node.decision_publisher import DecisionPublisher
+from streams.node.target_definitions import TargetDefinitions
+from streams.node.target_store import TargetStore
+from streams.runtime import alarms
+from streams.runtime.alarm_publisher import AlarmPublisher
+from streams.runtime.config import Settings
+from streams.runtime.metrics import NodeMetrics
+from streams.runtime.outbox import Outbox, SendFailed
+from streams.runtime.process_health import ProcessHealth
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Keepalive:
                 continue  # decided at its last tick or keepalive, same definition: not due yet
             await self._publisher.publish(entry.state, now_ms, outbox, keepalive=True, stale=stale)
         self._publisher.forget_except(seen)
-        for message in self._health.check():
+        for message in self._health.observe(self._metrics):  # also records the health gauges
             await self._alarms.publish(message, outbox)
         try:
             await outbox.confirm()

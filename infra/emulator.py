@@ -58,6 +58,7 @@ from connectors.bulk_models import (
     EnrichedActionTarget,
     TokenResponse,
 )
+from schemas import describe_validation_error
 
 logger = logging.getLogger(__name__)
 
@@ -223,15 +224,6 @@ def genesys_error(status: int, message: str, code: str | None = None) -> dict[st
     """A Genesys-style error body: ``{"status", "code", "message"}``."""
     code = code or _STATUS_CODES.get(status, "error")
     return {"status": status, "code": code, "message": message}
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming each offending field, e.g. ``serviceLevel.percentage: Input should …``."""
-    parts = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
 
 
 def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> _Outcome:
@@ -485,7 +477,7 @@ class JourneyEmulator:
         try:
             envelope = _Envelope.model_validate(parsed)
         except ValidationError as exc:
-            return _error_response(400, describe_validation_error(exc))
+            return _error_response(400, describe_validation_error(exc, every=True))
         fail_ids = set(fault.fail_target_ids) if fault else set()
         results = [self._upsert_one(item, fail_ids) for item in envelope.entities]
         error_indexes = [index for index, result in enumerate(results) if not result.success]
@@ -507,7 +499,7 @@ class JourneyEmulator:
         try:
             target = ActionTarget.model_validate(item)
         except ValidationError as exc:
-            message = describe_validation_error(exc)
+            message = describe_validation_error(exc, every=True)
             error = BulkError(status=400, code="invalid.value", message=message)
             return BulkResult(id=item_id, success=False, error=error)
         if target.id in fail_ids:
@@ -571,7 +563,7 @@ class JourneyEmulator:
         try:
             settings = self.faults.set(**fields)
         except ValidationError as exc:
-            message = describe_validation_error(exc)
+            message = describe_validation_error(exc, every=True)
             return web.json_response(genesys_error(400, message), status=400)
         logger.info("emulator faults set: %s", settings.model_dump(exclude_defaults=True))
         return web.json_response(settings.model_dump())
@@ -719,7 +711,6 @@ __all__ = [
     "FaultSettings",
     "JourneyEmulator",
     "RecordedRequest",
-    "describe_validation_error",
     "genesys_error",
     "run_emulator",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
-from streams.config import Settings
+from streams.runtime.config import Settings
 
 log = logging.getLogger("pacing.metrics")
 

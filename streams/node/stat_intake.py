@@ -2,16 +2,16 @@
 
 Nothing here is decided, written or acknowledged: the node decides the targets folded since
 its last decision tick, writes those folded since its last checkpoint, and then acknowledges
-the pending events — once everything they caused is on the broker (:mod:`streams.pacing_node`).
+the pending events — once everything they caused is on the broker (:mod:`streams.node.app`).
 
 A record holds one StatEvent or a StatBatch of events (:func:`schemas.decode_stat_records`).
 - A record that cannot be decoded, of another tenant, or given up on after
   ``worker.max_attempts`` failed attempts goes to the DLQ as received, with its reason (the
-  ``error`` header) and its class (:class:`~streams.metrics.RejectReason`, the ``error.class``
+  ``error`` header) and its class (:class:`~streams.runtime.metrics.RejectReason`, the ``error.class``
   header and the ``pacing_events_rejected_total`` label); a bad or foreign-tenant event inside a
   StatBatch goes there alone (as JSON, with its position in the batch in a ``source.index`` header).
 - An event that arrived off its target's home partition (producers partition as their client
-  does; :mod:`streams.partitioning`) is forwarded there, keyed by its target: the record as
+  does; :mod:`streams.node.partitioning`) is forwarded there, keyed by its target: the record as
   received, or the one event of a StatBatch.
 - Every other event is folded into its target's live entry (folding is idempotent: gauges keep
   the newest value, counters the newest sample, so a replay changes nothing).
@@ -29,13 +29,14 @@ from typing import Any
 from faust.types import EventT
 
 from schemas import DecodeError, StatEvent, decode_stat_records, encode_stat_event
-from streams.config import Settings
-from streams.metrics import NodeMetrics, RejectReason
-from streams.outbox import Outbox, SendFailed
-from streams.partitioning import home_partition
-from streams.target_entry import TargetEntry
-from streams.target_store import TargetStore
-from streams.topics import TopicNames
+from streams.node.partitioning import home_partition
+from streams.node.target_entry import TargetEntry
+from streams.node.target_store import TargetStore
+from streams.runtime.config import Settings
+from streams.runtime.dead_letters import dead_letter_headers
+from streams.runtime.metrics import NodeMetrics, RejectReason
+from streams.runtime.outbox import Outbox, SendFailed
+from streams.runtime.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -241,14 +242,9 @@ class _Reject:
 
     async def send(self, intake: StatIntake, event: EventT, outbox: Outbox) -> None:
         message = event.message
-        headers = [("error", self.reason.encode()), ("error.class", self.category.value.encode()),
-                   ("source.topic", message.topic.encode()),
-                   ("source.partition", str(message.partition).encode()),
-                   ("source.offset", str(message.offset).encode())]
-        value = message.value
-        if self.index is not None:
-            value = self.alone
-            headers.append(("source.index", str(self.index).encode()))
+        headers = dead_letter_headers(self.reason, self.category.value, message.topic, message.partition,
+                                      message.offset, self.index)
+        value = message.value if self.index is None else self.alone
         log.warning("rejected event at %s[%d]@%d%s: %s", message.topic, message.partition, message.offset,
                     "" if self.index is None else f" #{self.index}", self.reason)
         await outbox.send(intake.names.stats_dlq, message.key, value, headers=headers,

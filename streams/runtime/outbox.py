@@ -1,4 +1,4 @@
-"""Records a pacing node writes for one unit of work, confirmed by the broker before it counts.
+"""Records a process writes for one unit of work, confirmed by the broker before it counts.
 
 At-least-once needs more than a flush before each commit: aiokafka's flush does not raise, so a
 decision, DLQ, alarm or changelog record that failed to send would go unnoticed while the
@@ -15,18 +15,36 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from aiokafka import AIOKafkaProducer
+
 
 class SendFailed(Exception):
     """A record could not be written to Kafka; the work that produced it must be redone."""
 
 
 class TransportProducer(Protocol):
-    """The send call of Faust's transport producer (``app.producer``)."""
+    """The send call of Faust's transport producer (``app.producer``); :class:`AIOKafkaTransport` for aiokafka."""
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
         timestamp: float | None, headers: Any,
     ) -> Awaitable[Any]: ...
+
+
+class AIOKafkaTransport:
+    """An aiokafka producer (the sink's) behind the :class:`TransportProducer` call an Outbox makes."""
+
+    def __init__(self, producer: AIOKafkaProducer):
+        self._producer = producer
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+        timestamp: float | None, headers: Any,
+    ) -> Awaitable[Any]:
+        """Hand the record to the producer; returns its delivery future."""
+        timestamp_ms = None if timestamp is None else int(timestamp * 1000)
+        return await self._producer.send(topic, value=value, key=key, partition=partition,
+                                         timestamp_ms=timestamp_ms, headers=headers)
 
 
 Callback = Callable[[], None]

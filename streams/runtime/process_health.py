@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streams import alarms
-from streams.alarms import AlarmBoard, AlarmMessage
-from streams.config import MetricsSettings
+from streams.runtime import alarms
+from streams.runtime.alarms import AlarmBoard, AlarmMessage
+from streams.runtime.config import MetricsSettings
+from streams.runtime.metrics import ProcessMetrics
 
 _CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 
@@ -94,9 +95,15 @@ class ProcessHealth:
         full = sum(1 for _, _, generation in self._pauses if generation == 2)
         return HealthSample(max_pause, full * 60.0 / self.window_s, 100.0 * resident_bytes() / self.limit)
 
-    def check(self) -> list[AlarmMessage]:
-        """Raise or clear GcLatency, GcFrequency and HeapMemoryUsage against their thresholds."""
+    def observe(self, metrics: ProcessMetrics) -> list[AlarmMessage]:
+        """One health round of any process: record the sample's gauges, return the alarm transitions."""
         sample = self.sample()
+        metrics.observe_health(sample.max_gc_pause_ms, sample.memory_percent)
+        return self.check(sample)
+
+    def check(self, sample: HealthSample | None = None) -> list[AlarmMessage]:
+        """Raise or clear GcLatency, GcFrequency and HeapMemoryUsage against their thresholds."""
+        sample = sample or self.sample()
         scope = "process"
         checks = (
             (alarms.GC_LATENCY, sample.max_gc_pause_ms, self.settings.gc_latency.threshold,

@@ -1,13 +1,13 @@
-"""How a pacing node publishes alarm transitions: with its batch, or on their own."""
+"""How a process (a pacing node, a sink) publishes alarm transitions: with its batch, or on their own."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 
-from streams.alarms import AlarmBoard, AlarmMessage
-from streams.metrics import NodeMetrics
-from streams.outbox import Outbox, SendFailed
+from streams.runtime.alarms import AlarmBoard, AlarmMessage
+from streams.runtime.metrics import ProcessMetrics
+from streams.runtime.outbox import Outbox, SendFailed
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 class AlarmPublisher:
     """Sends the board's transitions to ``pacing.alarms``; a transition Kafka did not take is undone."""
 
-    def __init__(self, board: AlarmBoard, topic: str, metrics: NodeMetrics, new_outbox: Callable[[], Outbox]):
+    def __init__(self, board: AlarmBoard, topic: str, metrics: ProcessMetrics, new_outbox: Callable[[], Outbox]):
         self.board = board
         self._topic = topic
         self._metrics = metrics

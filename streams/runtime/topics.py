@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.config import Settings
-from streams.kafka import client_options
+from streams.runtime.config import Settings
+from streams.runtime.kafka import client_options
 
 log = logging.getLogger(__name__)
 

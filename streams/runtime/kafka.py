@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from streams.config import Settings
+from streams.runtime.config import Settings
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -17,6 +17,11 @@
   per-message cost. :func:`install_fast_drain` gives the app a consumer whose drain loop first
   runs the callback inline and falls back to that race only when the callback would block (a
   full stream buffer, flow suspended for a rebalance): the same behaviour, without the tasks.
+- Faust's table recovery reads each changelog up to the end offsets its consumer thread asks
+  for (``AIOKafkaConsumerThread._highwaters``); :func:`correct_recovery_end_offsets` routes them
+  through a correction (:mod:`streams.node.end_offsets`, for brokers that under-report them).
+- The node reads Faust's recovery and flow-control flags (:func:`recovery_completed`,
+  :func:`consumption_suspended`) and its assignor's active partitions (:func:`owned_actives`).
 
 Tested against the pinned faust-streaming version in ``tests/unit/test_faust_compat.py``.
 """
@@ -27,7 +32,7 @@ import asyncio
 import hashlib
 import inspect
 import weakref
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -85,6 +90,45 @@ def release_unacknowledged(consumer: Any, events: Iterable[EventT]) -> None:
     """
     for event in events:
         consumer._unacked_messages.discard(event.message)
+
+
+def recovery_completed(app: AppT) -> bool:
+    """True once Faust restored every table partition this worker was assigned."""
+    return app.tables.recovery.completed.is_set()
+
+
+def consumption_suspended(app: AppT) -> bool:
+    """True while partitions move or the worker stops: Faust has suspended the flow of events."""
+    return bool(app.rebalancing) or not app.flow_control.is_active()
+
+
+def owned_actives(app: AppT) -> set[TP]:
+    """The partitions assigned to this worker as active (standbys excluded)."""
+    return set(app.assignor.assigned_actives())
+
+
+EndOffsetCorrection = Callable[[Mapping[TP, int]], Awaitable[Mapping[TP, int]]]
+
+
+def correct_recovery_end_offsets(correct: EndOffsetCorrection) -> None:
+    """Make Faust's table recovery read up to ``correct(reported)`` instead of the reported end offsets.
+
+    Idempotent: a second call keeps the first correction. Offsets asked inside a transaction are
+    left as reported (the node does not use transactions; Faust's exactly-once mode would).
+    """
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    original = thread._highwaters
+    if getattr(original, "_corrected", False):
+        return
+
+    async def _highwaters(self: Any, partitions: list[TP]) -> Mapping[TP, int]:
+        reported = await original(self, partitions)
+        if self.consumer.in_transaction:
+            return reported
+        return await correct(reported)
+
+    _highwaters._corrected = True  # type: ignore[attr-defined]
+    thread._highwaters = _highwaters  # type: ignore[method-assign]
 
 
 def upstream_drain_digest() -> str:
@@ -209,7 +253,7 @@ class LeanMonitor(Monitor):
     Faust's default monitor records every message and stream event (time in, time out, counts
     per partition) for its web views, which this app does not serve: a dict and several clock
     reads per event, a few percent of the worker's time. Commits, sends, rebalances and table
-    operations are still counted; the service's own metrics are in :mod:`streams.metrics`.
+    operations are still counted; the service's own metrics are in :mod:`streams.runtime.metrics`.
     """
 
     def on_message_in(self, tp: TP, offset: int, message: Any) -> None:

@@ -1,6 +1,6 @@
 """The targets a node owns: live objects in front of Faust's changelog-backed table.
 
-Folding and deciding work on :class:`~streams.target_entry.TargetEntry` objects kept across
+Folding and deciding work on :class:`~streams.node.target_entry.TargetEntry` objects kept across
 ticks, so a target's state is parsed from its table value once per ownership, not once per tick.
 The table itself holds the JSON form, which is what the changelog, standbys and recovery see.
 The live objects are dropped whenever partitions move: the table then holds the truth.
@@ -14,9 +14,9 @@ from typing import Any
 from faust.serializers import codecs
 from faust.types import EventT, TableT
 
-from streams.faust_compat import changelog_topic_name, store_locally
-from streams.outbox import Outbox
-from streams.target_entry import TargetEntry
+from streams.node.faust_compat import changelog_topic_name, store_locally
+from streams.node.target_entry import TargetEntry
+from streams.runtime.outbox import Outbox
 
 
 class TargetStore:

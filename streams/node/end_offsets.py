@@ -131,20 +131,16 @@ def install_faust_end_offset_probe(client_options: dict[str, Any], broker_kind: 
 
     With ``broker_kind="auto"`` the first recovery asks the cluster which broker it is
     (:func:`end_offsets_need_probe`); on Apache Kafka the reported end offsets are used as they are.
+    The hook into Faust is :func:`streams.node.faust_compat.correct_recovery_end_offsets`.
     """
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    from streams.node.faust_compat import correct_recovery_end_offsets
 
     if broker_kind == "kafka":
         return
-    original = AIOKafkaConsumerThread._highwaters
-    if getattr(original, "_probed", False):
-        return
 
-    async def _highwaters(self: AIOKafkaConsumerThread, partitions: list[Any]) -> Mapping[Any, int]:
-        reported = await original(self, partitions)
-        if self.consumer.in_transaction or not await end_offsets_need_probe(client_options, broker_kind):
+    async def correct(reported: Mapping[Any, int]) -> Mapping[Any, int]:
+        if not await end_offsets_need_probe(client_options, broker_kind):
             return reported
         return await probe_end_offsets(client_options, reported)
 
-    _highwaters._probed = True  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+    correct_recovery_end_offsets(correct)

@@ -19,9 +19,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from schemas import DecodeError, decode_target_config
-from streams.config import Settings
-from streams.kafka import client_options
-from streams.topics import topic_names
+from streams.runtime.config import Settings
+from streams.runtime.kafka import client_options
+from streams.runtime.topics import topic_names
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ class TargetDefinitions:
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
         self._changed: set[str] = set()
-        self.rejected = 0
 
     @property
     def caught_up(self) -> bool:
@@ -73,11 +72,9 @@ class TargetDefinitions:
         try:
             config = decode_target_config(value)
         except DecodeError as exc:
-            self.rejected += 1
             log.warning("ignored pacing target definition %r: %s", key, exc.reason)
             return
         if config.tenant != self.settings.tenant:
-            self.rejected += 1
             log.warning("ignored pacing target definition %s for tenant %r", config.target_id, config.tenant)
             return
         self._definitions[config.target_id] = config.model_dump()

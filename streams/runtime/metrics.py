@@ -7,7 +7,7 @@ aiohttp app per process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 
 from aiohttp import web
@@ -76,6 +76,18 @@ class ProcessMetrics:
         """Record the latest self-monitoring sample."""
         self.gc_pause.set(max_gc_pause_ms)
         self.memory.set(memory_percent)
+
+
+def record_lag(gauge: Gauge, lags: Iterable[tuple[int, int | None, int | None]]) -> None:
+    """Set a consumer-lag gauge to ``high watermark - position`` per owned partition.
+
+    ``lags`` holds ``(partition, high watermark, position)``; a partition with either unknown is
+    left out. The gauge is reset first, so a partition no longer owned stops being reported.
+    """
+    gauge.clear()
+    for partition, highwater, position in lags:
+        if highwater is not None and position is not None:
+            gauge.labels(str(partition)).set(max(0, highwater - position))
 
 
 class NodeMetrics(ProcessMetrics):

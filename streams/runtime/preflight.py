@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from streams.config import Settings
-from streams.kafka import client_options
+from streams.runtime.config import Settings
+from streams.runtime.kafka import client_options
 
 _PROBE_MAX_S = 3.0
 """At most this long to find out why a failed bootstrap failed (refused, DNS, …)."""

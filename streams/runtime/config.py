@@ -27,9 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from schemas.models import MEDIA_TYPES
+from schemas.models import ALGORITHMS, MEDIA_TYPES, describe_validation_error
 
-ALGORITHMS = ("SUPER_PROGRESSIVE", "SUPER_PROGRESSIVE_DUAL", "PREDICTIVE_B", "PREDICTIVE_B_DUAL")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "sec": 1, None: 1, "min": 60, "m": 60, "h": 3600}
 
@@ -76,7 +75,7 @@ class KafkaSettings(_Section):
     rebalance_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     broker_kind: Literal["auto", "tansu", "kafka"] = Field(
-        "auto", description="which broker serves: auto asks the cluster (streams/end_offsets.py); "
+        "auto", description="which broker serves: auto asks the cluster (streams/node/end_offsets.py); "
         "Tansu-only workarounds run only where needed"
     )
     probe_end_offsets: bool = Field(
@@ -254,7 +253,8 @@ class MetricsSettings(_Section):
             return value
         unknown = [name for name in value if name not in REPORTERS]
         if unknown:
-            raise ValueError(f"unknown reporter {', '.join(map(repr, unknown))} (reporters: {', '.join(REPORTERS)})")
+            names = ", ".join(map(repr, unknown))
+            raise ValueError(f"has an unknown reporter {names} (reporters: {', '.join(REPORTERS)})")
         return {**_default_reporters(), **value}
 
 
@@ -354,9 +354,7 @@ def load_settings(
     try:
         return Settings(**data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"option '{_option_name(err['loc'])}': {err['msg']}" for err in exc.errors()
-        )
+        problems = describe_validation_error(exc, every=True, name=lambda loc: f"option '{_option_name(loc)}'")
         raise ConfigError(f"invalid configuration: {problems}") from None
     finally:
         _COMMAND_LINE.reset(token)

@@ -46,10 +46,6 @@ class AlarmBoard:
         self.node = node
         self._raised: dict[tuple[str, str], Alarm] = {}
 
-    def is_raised(self, name: str, scope: str) -> bool:
-        """True while the alarm is raised."""
-        return (name, scope) in self._raised
-
     @property
     def raised(self) -> list[Alarm]:
         """Every alarm currently raised."""

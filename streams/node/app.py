@@ -1,11 +1,13 @@
 """The pacing nodes: a Faust app whose agent turns stat events into pacing decisions.
 
-This module is the Faust wiring and the decision tick; each step has its own module:
-- :mod:`streams.stat_intake` decodes, rejects, forwards and folds taken events into live state;
-- :mod:`streams.target_store` keeps the owned targets' entries in front of the changelog table;
-- :mod:`streams.decision_publisher` decides a target and publishes its decision when it changed;
-- :mod:`streams.keepalive` re-publishes due decisions and paces silent targets inactive;
-- :mod:`streams.topic_watch` recovers when the cluster lost the deployment's topics.
+This module is the Faust wiring — :func:`create_app` at the end: the app, the stats topic, the
+state table, ``@app.agent`` and the ``@app.timer`` s, as in Faust's own examples — and the decision
+tick and checkpoint (:class:`PacingNode`); each other step has its own module:
+- :mod:`streams.node.stat_intake` decodes, rejects, forwards and folds taken events into live state;
+- :mod:`streams.node.target_store` keeps the owned targets' entries in front of the changelog table;
+- :mod:`streams.node.decision_publisher` decides a target and publishes its decision when it changed;
+- :mod:`streams.node.keepalive` re-publishes due decisions and paces silent targets inactive;
+- :mod:`streams.node.topic_watch` recovers when the cluster lost the deployment's topics.
 
 Work is proportional to targets, not events. Events are folded into live state as they arrive;
 on the decision tick (every ``worker.decide_interval_s``) each target folded since the last tick
@@ -19,7 +21,7 @@ refresh period.
 
 At-least-once, exactly: the events are acknowledged — and so their offsets become committable —
 only at a checkpoint, after every record they caused (decisions, changelog, DLQ, forwarded
-events, alarms) was acknowledged by the broker (:class:`streams.outbox.Outbox`).
+events, alarms) was acknowledged by the broker (:class:`streams.runtime.outbox.Outbox`).
 - A failed or unacknowledged write (Kafka unavailable) redoes the tick with backoff, forever,
   reporting not ready; alarm ``PacingKafkaUnavailable``. Folding is idempotent, so a replay
   changes nothing that was already written.
@@ -41,23 +43,30 @@ import faust
 from aiokafka.admin import NewTopic
 from faust.types import TP, EventT
 
-from streams import alarms
-from streams.alarms import AlarmBoard
-from streams.config import Settings
-from streams.decision_publisher import DecisionPublisher
-from streams.faust_compat import LeanMonitor, install_fast_drain, release_unacknowledged
-from streams.kafka import ssl_context
-from streams.keepalive import Keepalive
-from streams.metrics import NodeMetrics, start_metrics_server
-from streams.metrics_reporter import run_reporters
-from streams.node_alarms import AlarmPublisher
-from streams.outbox import Outbox, SendFailed
-from streams.process_health import ProcessHealth
-from streams.stat_intake import EventsFailed, StatIntake, Touched
-from streams.target_definitions import TargetDefinitions
-from streams.target_store import TargetStore
-from streams.topic_watch import TopicWatch, changelog_spec
-from streams.topics import TopicNames, topic_configs, topic_names
+from streams.node.decision_publisher import DecisionPublisher
+from streams.node.faust_compat import (
+    LeanMonitor,
+    consumption_suspended,
+    install_fast_drain,
+    owned_actives,
+    recovery_completed,
+    release_unacknowledged,
+)
+from streams.node.keepalive import Keepalive
+from streams.node.stat_intake import EventsFailed, StatIntake, Touched
+from streams.node.target_definitions import TargetDefinitions
+from streams.node.target_store import TargetStore
+from streams.node.topic_watch import TopicWatch, changelog_spec
+from streams.runtime import alarms
+from streams.runtime.alarm_publisher import AlarmPublisher
+from streams.runtime.alarms import AlarmBoard
+from streams.runtime.config import Settings
+from streams.runtime.kafka import ssl_context
+from streams.runtime.metrics import NodeMetrics, record_lag, start_metrics_server
+from streams.runtime.metrics_reporter import run_reporters
+from streams.runtime.outbox import Outbox, SendFailed
+from streams.runtime.process_health import ProcessHealth
+from streams.runtime.topics import TopicNames, topic_configs, topic_names
 
 log = logging.getLogger(__name__)
 
@@ -99,46 +108,30 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
 
 
 class PacingNode:
-    """One worker process: the Faust app, its topics, table, agent, timers and metrics."""
+    """One worker's pacing state and work: the intake, the decision tick, the checkpoint, the keepalive.
 
-    def __init__(self, settings: Settings, definitions: TargetDefinitions | None = None):
+    :func:`create_app` builds the Faust app, its topic and table, and wires this node's methods
+    as the app's agent and timers.
+    """
+
+    def __init__(self, settings: Settings, app: faust.App, table: faust.Table,
+                 definitions: TargetDefinitions | None = None):
         self.settings = settings
+        self.app = app
         self.names: TopicNames = topic_names(settings)
         self.metrics = NodeMetrics()
         self.board = AlarmBoard(settings.tenant, settings.node_id)
         self.definitions = definitions or TargetDefinitions(settings)
         self.health = ProcessHealth(settings.metrics, self.board)
         worker = settings.worker
-        datadir = Path(worker.data_dir) / settings.node_id
-        datadir.mkdir(parents=True, exist_ok=True)
-        self.app = faust.App(
-            worker.app_id if not settings.kafka.topic_prefix else f"{settings.kafka.topic_prefix}.{worker.app_id}",
-            store=worker.store,
-            datadir=str(datadir),
-            topic_partitions=settings.kafka.stats_partitions,
-            table_standby_replicas=worker.standby_replicas,
-            processing_guarantee="at_least_once",
-            consumer_auto_offset_reset="earliest",
-            web_enabled=False,
-            Monitor=LeanMonitor,
-            **faust_broker_options(settings),
-        )
-        install_fast_drain(self.app)
-        partitions = settings.kafka.stats_partitions
-        self.stats_topic = self.app.topic(self.names.stats, partitions=partitions, **RAW)
-        self.table = self.app.Table(
-            "target-state", default=None, partitions=partitions,
-            schema=faust.Schema(key_serializer="json", value_serializer="json"),  # plain JSON both ways
-            help="per-target pacing state",
-        )
-        self.store = TargetStore(self.table)
+        self.store = TargetStore(table)
         self.alarm_publisher = AlarmPublisher(self.board, self.names.alarms, self.metrics, self._new_outbox)
         self.publisher = DecisionPublisher(settings, self.names.actiontargets, self.definitions, self.metrics,
                                            self.alarm_publisher)
         self.intake = StatIntake(settings, self.names, self.store, self.metrics)
         self.keepalive = Keepalive(settings, self.store, self.publisher, self.definitions, self.alarm_publisher,
                                    self.health, self.metrics)
-        self.topic_watch = TopicWatch(settings, self.names, self.app, self.store, self.intake.next_offset,
+        self.topic_watch = TopicWatch(settings, self.names, app, self.store, self.intake.next_offset,
                                       self.owned_partitions, self.alarm_publisher, self._new_outbox)
         self._outbox: Outbox | None = None
         self._rebuild_needed = False
@@ -152,15 +145,6 @@ class PacingNode:
         # A decision is for one refresh period: under load, still at least two per period.
         self._max_tick_period_s = max(worker.decide_interval_s, settings.targets.refresh_period_s / 2)
 
-        self.app.agent(self.stats_topic, name="pacing-node", concurrency=1)(self._consume)
-        tick = min(worker.keepalive_s / 3, settings.targets.refresh_period_s, 5.0)
-        self.app.timer(max(0.5, tick), name="refresh")(self._on_timer)
-        self.app.timer(worker.decide_interval_s, name="decide")(self._on_decide_tick)
-        self.app.timer(settings.kafka.topic_check_interval_s, name="topic-watch")(self.topic_watch.check)
-        self.app.task(self._start_side_services)
-        self.app.on_partitions_revoked.connect(self._on_partitions_moved)
-        self.app.on_partitions_assigned.connect(self._on_partitions_moved)
-
     @property
     def ready(self) -> bool:
         """Serving: owns partitions (or processed a batch) and can write to Kafka."""
@@ -170,13 +154,14 @@ class PacingNode:
     def _new_outbox(self) -> Outbox:
         return Outbox(self.app.producer, self.settings.worker.send_timeout_s)
 
-    async def _on_partitions_moved(self, *_: Any, **__: Any) -> None:
+    async def on_partitions_moved(self, *_: Any, **__: Any) -> None:
         """The table holds the truth for whatever this worker owns now: drop the live entries."""
         self.store.forget()
 
     # -- the agent -----------------------------------------------------------------------
 
-    async def _consume(self, stream: faust.StreamT) -> None:
+    async def consume(self, stream: faust.StreamT) -> None:
+        """The agent: take stat events in batches and fold them into live state (decided at the next tick)."""
         worker = self.settings.worker
         await self.definitions.wait_caught_up()  # no decision with default names before definitions are read
         self._stream = stream
@@ -206,9 +191,10 @@ class PacingNode:
 
     # -- the decision tick and the checkpoint -----------------------------------------------
 
-    async def _on_decide_tick(self) -> None:
+    async def on_decide_tick(self) -> None:
+        """The decision timer: a tick when due, a checkpoint when due or when Faust suspends the flow."""
         now = time.monotonic()
-        if self.app.rebalancing or not self.app.flow_control.is_active():
+        if consumption_suspended(self.app):
             # Partitions move or the worker stops: Faust waits for the pending events meanwhile.
             await self.flush(checkpoint=True)
         elif now >= self._next_tick_at:
@@ -408,15 +394,14 @@ class PacingNode:
 
     def owned_partitions(self) -> set[int]:
         """The ``pacing.stats`` partitions this worker actively owns (standbys excluded)."""
-        actives: set[TP] = self.app.assignor.assigned_actives()
-        return {tp.partition for tp in actives if tp.topic == self.names.stats}
+        return {tp.partition for tp in owned_actives(self.app) if tp.topic == self.names.stats}
 
     def _settled(self) -> bool:
         """False while partitions move or tables restore: the timer must not publish half-restored state."""
-        return (self.app.tables.recovery.completed.is_set() and not self.app.rebalancing
+        return (recovery_completed(self.app) and not self.app.rebalancing
                 and self.definitions.caught_up)
 
-    async def _on_timer(self) -> None:
+    async def on_refresh_timer(self) -> None:
         """Keepalive and staleness for the targets this worker owns; no table writes here."""
         if not self._settled():
             return
@@ -425,8 +410,6 @@ class PacingNode:
             count = await self.keepalive.run(owned, _now_ms(), self._new_outbox())
         self.metrics.targets.set(count)
         await self._observe_lag(owned)
-        sample = self.health.sample()
-        self.metrics.observe_health(sample.max_gc_pause_ms, sample.memory_percent)
 
     async def _observe_lag(self, owned: set[int]) -> None:
         """Per owned partition: events on the log not yet taken by this worker.
@@ -434,15 +417,14 @@ class PacingNode:
         A partition this worker has not taken anything from since it was assigned counts from its
         consumer position (the committed offset), not as caught up.
         """
-        self.metrics.lag.clear()
+        lags = []
         for partition in owned:
             tp = TP(self.names.stats, partition)
-            highwater = self.app.consumer.highwater(tp)
             taken = self.intake.next_offset.get(partition)
             if taken is None:
                 taken = await self.app.consumer.position(tp)
-            if highwater is not None and taken is not None:
-                self.metrics.lag.labels(str(partition)).set(max(0, highwater - taken))
+            lags.append((partition, self.app.consumer.highwater(tp), taken))
+        record_lag(self.metrics.lag, lags)
 
     def internal_topics(self) -> list[NewTopic]:
         """Faust's topics of this app, created ahead of Faust with the deployment's topic settings."""
@@ -473,7 +455,8 @@ class PacingNode:
                         type(exc).__name__, exc)
             self._give_up()
 
-    async def _start_side_services(self) -> None:
+    async def start_side_services(self) -> None:
+        """The final checkpoint's watcher, health sampling, target definitions, reporters, /metrics."""
         self._final_checkpoint = asyncio.create_task(self._checkpoint_when_stopping())
         self.health.install()
         await self.definitions.start()
@@ -485,13 +468,73 @@ class PacingNode:
             log.info("metrics on http://0.0.0.0:%d/metrics", port)
 
 
+def create_app(settings: Settings, definitions: TargetDefinitions | None = None) -> PacingNode:
+    """The Faust app of one pacing node: its stats topic, state table, agent and timers.
+
+    Read it as a Faust example: the settings are read first, so the app is built here rather than
+    at import time; the agent and timers hand their work to the :class:`PacingNode`.
+    """
+    worker = settings.worker
+    kafka = settings.kafka
+    datadir = Path(worker.data_dir) / settings.node_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        worker.app_id if not kafka.topic_prefix else f"{kafka.topic_prefix}.{worker.app_id}",
+        store=worker.store,
+        datadir=str(datadir),
+        topic_partitions=kafka.stats_partitions,
+        table_standby_replicas=worker.standby_replicas,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        Monitor=LeanMonitor,
+        **faust_broker_options(settings),
+    )
+    install_fast_drain(app)
+    stats_topic = app.topic(topic_names(settings).stats, partitions=kafka.stats_partitions, **RAW)
+    table = app.Table(
+        "target-state", default=None, partitions=kafka.stats_partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),  # plain JSON both ways
+        help="per-target pacing state",
+    )
+    node = PacingNode(settings, app, table, definitions)
+
+    @app.agent(stats_topic, name="pacing-node", concurrency=1)
+    async def pacing(stream: faust.StreamT) -> None:
+        """Stat events in: folded into the live state of their targets (:mod:`streams.node.stat_intake`)."""
+        await node.consume(stream)
+
+    @app.timer(worker.decide_interval_s, name="decide")
+    async def decide() -> None:
+        """Decisions out: each target folded since the last tick is decided once, its decision published."""
+        await node.on_decide_tick()
+
+    @app.timer(max(0.5, min(worker.keepalive_s / 3, settings.targets.refresh_period_s, 5.0)), name="refresh")
+    async def refresh() -> None:
+        """Keepalive, staleness, lag and process health of the owned targets."""
+        await node.on_refresh_timer()
+
+    @app.timer(kafka.topic_check_interval_s, name="topic-watch")
+    async def topic_watch() -> None:
+        """Recover when the cluster lost the deployment's topics."""
+        await node.topic_watch.check()
+
+    @app.task
+    async def side_services() -> None:
+        await node.start_side_services()
+
+    app.on_partitions_revoked.connect(node.on_partitions_moved)
+    app.on_partitions_assigned.connect(node.on_partitions_moved)
+    return node
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one pacing node until SIGINT/SIGTERM."""
-    from streams.end_offsets import install_faust_end_offset_probe
-    from streams.kafka import client_options
-    from streams.topics import ensure_topics
+    from streams.node.end_offsets import install_faust_end_offset_probe
+    from streams.runtime.kafka import client_options
+    from streams.runtime.topics import ensure_topics
 
-    node = PacingNode(settings)
+    node = create_app(settings)
     asyncio.run(ensure_topics(settings, node.internal_topics()))
     if settings.kafka.probe_end_offsets:
         install_faust_end_offset_probe(client_options(settings), settings.kafka.broker_kind)

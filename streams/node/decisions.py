@@ -11,8 +11,8 @@ import dataclasses
 from typing import Any
 
 from schemas import ActionTargetDecision, encode_decision_fields
-from streams.config import TargetDefaults
 from streams.engine import PacingDecision, PacingSettings, TargetState, decide
+from streams.runtime.config import TargetDefaults
 
 # Fields whose change alone does not make a decision "different": the time, the node, and the
 # engine's extra figures (rates drift a little on every tick; they ride along with the next change

@@ -14,14 +14,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from streams import alarms
-from streams.config import Settings
-from streams.decisions import decision_record, encode_decision_record, record_fingerprint
 from streams.engine import TargetState
-from streams.metrics import NodeMetrics
-from streams.node_alarms import AlarmPublisher
-from streams.outbox import Outbox
-from streams.target_definitions import TargetDefinitions
+from streams.node.decisions import decision_record, encode_decision_record, record_fingerprint
+from streams.node.target_definitions import TargetDefinitions
+from streams.runtime import alarms
+from streams.runtime.alarm_publisher import AlarmPublisher
+from streams.runtime.config import Settings
+from streams.runtime.metrics import NodeMetrics
+from streams.runtime.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from aiokafka.admin import NewTopic
 from faust.serializers import codecs
 from faust.types import TP
 
-from streams import alarms
-from streams.config import Settings
-from streams.faust_compat import forget_positions
-from streams.node_alarms import AlarmPublisher
-from streams.outbox import Outbox, SendFailed
-from streams.target_store import TargetStore
-from streams.topics import TopicNames, repair_topics, topic_configs, topic_problems, topic_specs
+from streams.node.faust_compat import forget_positions
+from streams.node.target_store import TargetStore
+from streams.runtime import alarms
+from streams.runtime.alarm_publisher import AlarmPublisher
+from streams.runtime.config import Settings
+from streams.runtime.outbox import Outbox, SendFailed
+from streams.runtime.topics import TopicNames, repair_topics, topic_configs, topic_problems, topic_specs
 
 log = logging.getLogger(__name__)
 
