@@ -13,7 +13,7 @@ from streams.simulation.benchmark import AUTO, CONSTANT, READY, best_constant_ra
 from streams.simulation.command import main
 from streams.simulation.policies import spread
 
-SHORT = Scenario(agents=5, acceptance=0.4, reactive_per_hour=20, hours=1.5, warmup_s=600, seed=7)
+SHORT = Scenario(agents=5, acceptance=0.4, reactive_per_hour=20, hours=2.0, warmup_s=600, seed=7)
 
 
 def engine_run(scenario: Scenario, **kwargs) -> tuple:
