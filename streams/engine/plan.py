@@ -50,9 +50,10 @@ def horizon_s(settings: PacingSettings) -> float:
 
 
 def steady_capacity(obs: Observation, settings: PacingSettings) -> SteadyState:
-    """Erlang A at the largest arrival rate the group takes within the goal (and service level)."""
+    """Erlang A at the largest arrival rate the group takes within the goal (and service level),
+    abandons counted as ``settings.counted_short_s`` says."""
     return erlang_a_rate(
         obs.agents, float(round(obs.handle_time_s)), float(round(obs.patience_s)),
-        settings.short_abandon_threshold_s, settings.service_level_duration_ms / 1000,
+        settings.counted_short_s, settings.service_level_duration_ms / 1000,
         settings.goal_fraction, settings.service_level_percentage if settings.enforce_service_level else 0.0,
     )

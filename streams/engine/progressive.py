@@ -44,7 +44,7 @@ def progressive_plan(obs: Observation, settings: PacingSettings, dual: bool) -> 
         _quantised(sizing_acceptance(obs)), handle_s, _quantised(obs.patience_s),
         _reactive_per_hour(obs, settings, dual, handle_s),
         settings.refresh_period_s, settings.offer_response_s,
-        settings.short_abandon_threshold_s, settings.service_level_duration_ms / 1000,
+        settings.counted_short_s, settings.service_level_duration_ms / 1000,
         settings.goal_fraction,
         settings.service_level_percentage if settings.enforce_service_level else None,
         offer_cap(obs, settings),
