@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from streams.engine.busy_factor import busy_factor_plan
-from streams.engine.plan import Plan, offer_cap
+from streams.engine.plan import Plan, logged_in_capacity, offer_cap
 from streams.engine.predictive import predictive_plan
 from streams.engine.progressive import progressive_plan
 from streams.engine.rates import Observation, observe
@@ -57,16 +57,30 @@ class PacingDecision:
 
 
 def choose_algorithm(configured: str | None, obs: Observation, settings: PacingSettings) -> str:
-    """The configured algorithm, or for AUTO (None, "", "AUTO" or unknown) one by group size, in
-    its dual form for a target that takes reactive traffic (its counters have seen some: a
-    window would miss the few reactive interactions of a small group)."""
+    """The configured algorithm, or for AUTO (None, "", "AUTO" or unknown) one by group size and
+    predicted occupancy, in its dual form for a target that takes reactive traffic (its counters
+    have seen some: a window would miss the few reactive interactions of a small group).
+
+    A group larger than ``auto_large_group`` gets ``PREDICTIVE_B`` only where Erlang A at the goal
+    keeps it at least ``auto_predictive_occupancy`` busy: below, the Poisson model leaves capacity
+    unused that ``SUPER_PROGRESSIVE`` fills within the goal (the plain split at 30/31 agents was a
+    cliff: 97 % occupancy at 30 agents, 86-89 % at 31-40). The choice depends on the logged-in
+    group, not on who is ready, so it does not flip as agents become ready."""
     if configured in ALGORITHMS:
         return configured
-    large = obs.logged_in > settings.auto_large_group
     dual = obs.reactive_seen >= AUTO_DUAL_REACTIVE
-    if large:
+    if obs.logged_in > settings.auto_large_group and _predictive_occupancy(obs, settings) \
+            >= settings.auto_predictive_occupancy:
         return PREDICTIVE_B_DUAL if dual else PREDICTIVE_B
     return SUPER_PROGRESSIVE_DUAL if dual else SUPER_PROGRESSIVE
+
+
+def _predictive_occupancy(obs: Observation, settings: PacingSettings) -> float:
+    """The share of the logged-in group Erlang A keeps busy at the largest rate within the goal."""
+    if settings.auto_predictive_occupancy <= 0 or settings.optimizes_busy_factor:
+        return 1.0  # the plain size split (BUSY_FACTOR paces every algorithm the same way)
+    steady = logged_in_capacity(obs, settings)
+    return steady.arrival_rate * (1 - steady.abandonment) * obs.handle_time_s / obs.logged_in
 
 
 def idle_with_nothing_pending(obs: Observation) -> bool:

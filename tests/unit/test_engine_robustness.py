@@ -144,6 +144,8 @@ def group(reactive_per_sample: int, lost: str | None, reset_at: int, samples: in
     return state
 
 
+#: The plain size split: these tests are about the dual choice, not the size one.
+SPLIT = PacingSettings(auto_predictive_occupancy=0.0)
 COUNTER_FAULTS = [(None, -1), ("offers_accepted", -1), ("interactions_entered", -1), (None, 120),
                   ("offers_accepted", 120)]
 
@@ -151,7 +153,7 @@ COUNTER_FAULTS = [(None, -1), ("offers_accepted", -1), ("interactions_entered", 
 @pytest.mark.parametrize(("lost", "reset_at"), COUNTER_FAULTS)
 def test_a_lagging_or_reset_counter_does_not_make_traffic_look_reactive(lost: str | None, reset_at: int) -> None:
     for samples in range(100, 181, 3):  # decisions all along, lost samples and the reset included
-        decision = decide(group(0, lost, reset_at, samples), PacingSettings(), T0 + 10_000 * samples)
+        decision = decide(group(0, lost, reset_at, samples), SPLIT, T0 + 10_000 * samples)
         assert decision.algorithm == PB, samples
         # a sample lost at the window's start edge moves its 4 accepts across it: 16 an hour
         assert float(decision.figures["reactiveArrivalsPerHour"]) <= 16, samples
@@ -160,7 +162,7 @@ def test_a_lagging_or_reset_counter_does_not_make_traffic_look_reactive(lost: st
 @pytest.mark.parametrize(("lost", "reset_at"), COUNTER_FAULTS)
 def test_a_lagging_or_reset_counter_does_not_hide_reactive_traffic(lost: str | None, reset_at: int) -> None:
     for samples in range(100, 181, 3):
-        decision = decide(group(1, lost, reset_at, samples), PacingSettings(), T0 + 10_000 * samples)
+        decision = decide(group(1, lost, reset_at, samples), SPLIT, T0 + 10_000 * samples)
         assert decision.algorithm == PB_DUAL, samples
         assert 360 - 40 <= float(decision.figures["reactiveArrivalsPerHour"]) <= 360 + 40, samples
 
@@ -176,3 +178,45 @@ def test_a_lagging_accepted_counter_does_not_hide_reactive_traffic() -> None:
     decision = decide(state, PacingSettings(), T0 + 600_000)
     assert decision.algorithm == SP_DUAL
     assert 300 <= float(decision.figures["reactiveArrivalsPerHour"]) <= 420
+
+
+# -- 1. late statistics --------------------------------------------------------------------------
+
+def measured_at(ts: int, ready: int = 6, busy: int = 9) -> TargetState:
+    """Gauges measured at ``ts``; counters with 30 offers a minute at p = 0.3 over 15 minutes."""
+    state = target(ts - 900_000, offers_made=0, offers_accepted=0, interactions_entered=0)
+    state.apply("offers_made", 450, ts)
+    state.apply("offers_accepted", 135, ts)
+    state.apply("interactions_entered", 135, ts)
+    for name, value in {"logged_in_agents": ready + busy, "ready_agents": ready, "busy_agents": busy,
+                        "waiting_interactions": 0, "outstanding_offers": 0}.items():
+        state.apply(name, value, ts)
+    return state
+
+
+def test_offers_made_since_late_statistics_were_measured_count_as_outstanding() -> None:
+    current = decide(measured_at(T0), PacingSettings(), T0)
+    late = measured_at(T0)
+    late.record_offers(T0, current.allowed_offers, 10)  # made during the 10 s the statistics took
+    ten_seconds_late = decide(late, PacingSettings(), T0 + 10_000)
+    assert current.allowed_offers > 0
+    assert ten_seconds_late.allowed_offers <= current.allowed_offers - 5
+
+
+def test_without_an_offers_log_the_offer_rate_stands_in_and_caution_grows_with_age() -> None:
+    offers = [decide(measured_at(T0), PacingSettings(), T0 + age_ms).allowed_offers for age_ms in (0, 10_000, 30_000)]
+    assert offers[0] > offers[1] > offers[2]
+
+
+def test_the_offers_log_is_bounded_and_a_newer_decision_replaces_the_rest_of_an_older_one() -> None:
+    state = TargetState("vq")
+    for i in range(200):
+        state.record_offers(T0 + 10_000 * i, 5, 10)
+    assert len(state.offers_log) <= 64
+    state = TargetState("vq")
+    state.record_offers(T0, 10, 10)
+    state.record_offers(T0 + 5_000, 4, 10)  # replaces the last 5 s of the first decision
+    assert state.offers_since(T0, T0 + 10_000) == pytest.approx(5 + 2)
+    with pytest.raises(ValueError, match="offers"):
+        state.record_offers(T0, -1, 10)
+    assert TargetState.from_dict(state.to_dict()).offers_since(T0, T0 + 10_000) == pytest.approx(7)
