@@ -66,6 +66,7 @@ class EnginePolicy:
                 self.state.apply(name, value, ts, "webchat")
             self._previous = stamped
         decision = decide(self.state, self.settings, now_ms)
+        self.state.record_offers(now_ms, decision.allowed_offers, period_s)  # as a node does after publishing
         self.algorithms[decision.algorithm] += 1
         return spread(decision.allowed_offers, now_s, period_s), decision.reactive_admission
 
