@@ -22,9 +22,10 @@ one whose window has emptied) is paced from sensible defaults rather than from n
   excluded; the service level with short abandons excluded (the Genesys SL).
 
 Late statistics (issue 9): the gauges describe the group when they were measured, ``age_s``
-ago. Offers made since then (from the state's offers log, or at the window's offer rate when
-the node keeps no log) count as outstanding, and the reactive arrivals expected since then as
-agents taken; agents finishing meanwhile are not credited, so caution grows with the age.
+ago (the newest of the ready, busy, waiting and outstanding timestamps). Offers made since then
+(from the state's offers log, or at the window's offer rate when the node keeps no log) count as
+outstanding, and the reactive arrivals expected since then as agents taken; agents finishing
+meanwhile are not credited, so caution grows with the age.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ LIFETIME_OFFERS = 20.0
 #: binomial standard errors of the fast one (3: a false alarm every few hundred decisions' worth
 #: of independent data, and then the fast estimate is still an unbiased one).
 CHANGE_Z = 3.0
-#: The gauges that describe the group now; the oldest of their timestamps dates the snapshot.
+#: Two counters further apart than this are not aligned: the older one is taken as current (a
+#: bridge may report a counter only when it changes).
+MAX_COUNTER_LAG_S = 60.0
+#: The gauges that describe the group now; the newest of their timestamps dates the snapshot.
 SNAPSHOT_GAUGES = ("ready_agents", "busy_agents", "waiting_interactions", "outstanding_offers")
 #: Pseudo-abandons behind the patience prior.
 PATIENCE_WEIGHT = 5.0
@@ -104,9 +108,8 @@ def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observ
     handled = totals[_ANSWERED] + long_abandons  # the Genesys denominator: short abandons excluded
     handled_all = totals[_ANSWERED] + abandoned
     span_s = max(observed_s, MIN_OBSERVED_S)
-    accept_rate = accepted / span_s
-    lag_s = _accepted_lead_s(state)
-    reactive_rate = max(0.0, totals[_ENTERED] - totals[_ACCEPTED] + accept_rate * lag_s) / span_s
+    lag_accepts, lag_doubt = _accepts_between_counters(state, accepted / span_s)
+    reactive_rate = max(0.0, totals[_ENTERED] - totals[_ACCEPTED] + lag_accepts) / span_s
     ready = _count(state.gauge("ready_agents"))
     busy = _count(state.gauge("busy_agents"))
     outstanding = _count(state.gauge("outstanding_offers"))
@@ -130,7 +133,7 @@ def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observ
         handle_time_s=aht if aht > 0 else settings.handle_time_prior_s,
         acceptance=_acceptance(state, settings, now_ms),
         reactive_rate=reactive_rate,
-        reactive_seen=_reactive_seen(state, accept_rate * lag_s),
+        reactive_seen=_reactive_seen(state, lag_accepts - lag_doubt),
         patience_s=(totals[WAITING_AREA] + PATIENCE_WEIGHT * settings.patience_prior_s)
         / (abandoned + PATIENCE_WEIGHT),
         observed_s=observed_s,
@@ -143,25 +146,43 @@ def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observ
 
 
 def _age_s(state: TargetState, now_ms: int) -> float:
-    """How old the group's snapshot is: now minus the oldest timestamp of its current gauges."""
+    """How old the group's snapshot is: now minus the newest timestamp of its gauges (the newest,
+    so that a bridge reporting a gauge only when it changes does not make the snapshot look old)."""
     stamps = [state.gauge_ts[name] for name in SNAPSHOT_GAUGES if name in state.gauge_ts]
-    return max(0.0, (now_ms - min(stamps)) / 1000) if stamps else 0.0
+    return max(0.0, (now_ms - max(stamps)) / 1000) if stamps else 0.0
 
 
-def _accepted_lead_s(state: TargetState) -> float:
-    """How much later ``offers_accepted`` was last measured than ``interactions_entered`` (< 0:
-    earlier). Accepts in between are in one counter and not yet in the other."""
+def _accepts_between_counters(state: TargetState, window_rate: float) -> tuple[float, float]:
+    """What to add to entered - accepted so that both counters describe the same moment: the
+    newer counter is taken back to the older one's timestamp by prorating its newest increment
+    (exact when both were sampled together before, as after one lost sample); when the newer one
+    has moved on by more than one sample, the accepts in between are priced at the newest
+    accepted increment's rate (at the window's before there is one). A window average overstated
+    them while an idle group filled, and made a 50-agent group without reactive traffic look dual.
+    Returns the correction and its uncertainty (two Poisson standard deviations when priced at a
+    rate, 0 when prorated)."""
     entered_ms = state.counter_ts.get("interactions_entered")
     accepted_ms = state.counter_ts.get("offers_accepted")
-    if entered_ms is None or accepted_ms is None:
-        return 0.0
-    return (accepted_ms - entered_ms) / 1000
+    if entered_ms is None or accepted_ms is None or entered_ms == accepted_ms \
+            or abs(entered_ms - accepted_ms) > MAX_COUNTER_LAG_S * 1000:
+        return 0.0, 0.0
+    ahead, behind_ms, ahead_ms, sign = (("interactions_entered", accepted_ms, entered_ms, -1.0)
+                                        if entered_ms > accepted_ms else
+                                        ("offers_accepted", entered_ms, accepted_ms, 1.0))
+    increment, span_ms = state.steps.get(ahead, (0.0, 0))
+    if span_ms > 0 and ahead_ms - span_ms <= behind_ms:
+        return sign * increment * (ahead_ms - behind_ms) / span_ms, 0.0
+    accepted_increment, accepted_span_ms = state.steps.get("offers_accepted", (0.0, 0))
+    rate_per_ms = accepted_increment / accepted_span_ms if accepted_span_ms > 0 else window_rate / 1000
+    expected = rate_per_ms * (accepted_ms - entered_ms)
+    return expected, 2 * math.sqrt(abs(expected))
 
 
 def _reactive_seen(state: TargetState, lag_accepts: float) -> float:
     """Reactive interactions seen since the state began: entered minus accepted increments (a
     counter reset alone does not disturb them), corrected by the accepts one counter has and the
-    other not yet. States written before the totals existed use the raw counters."""
+    other not yet (less their uncertainty: AUTO's dual choice does not flip on a guess). States
+    written before the totals existed use the raw counters."""
     if state.totals:
         entered = state.totals.get("interactions_entered", 0.0)
         accepted = state.totals.get("offers_accepted", 0.0)

@@ -70,6 +70,8 @@ CHANGE_MIN_OFFERS = 30.0
 #: ``memory`` holds (made, accepted) per half-life, in that order.
 _MEMORY_OFFSET = {"offers_made": 0, "offers_accepted": 1}
 _MEMORY_SIZE = 2 * len(MEMORY_HALF_LIVES_S)
+#: Counters whose newest increment is kept (``steps``): reactive traffic is their difference.
+STEP_COUNTERS = ("interactions_entered", "offers_accepted")
 #: The offers log keeps decisions this recent, at most OFFERS_LOG_ENTRIES of them.
 OFFERS_LOG_MS = 300_000
 OFFERS_LOG_ENTRIES = 64
@@ -92,6 +94,9 @@ class TargetState:
     memory: list[float] = field(default_factory=lambda: [0.0] * _MEMORY_SIZE)
     memory_ms: int | None = None
     offers_log: list[tuple[int, int, int]] = field(default_factory=list)
+    #: The newest increment of each of ``STEP_COUNTERS`` and the milliseconds it covered: what one
+    #: counter has and the other not yet (their samples arrive separately) is read from them.
+    steps: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     def apply(self, statistic: str, value: float, timestamp_ms: int, media_type: str | None = None) -> bool:
         """Fold one statistic into the state; False when it was stale, a duplicate or unknown."""
@@ -182,9 +187,11 @@ class TargetState:
         else:
             previous = self.counters[statistic]
             increment = value - previous if value >= previous else value  # below: the counter restarted
+            if statistic in STEP_COUNTERS:
+                self.steps[statistic] = (float(increment), timestamp_ms - previous_ts)
             if increment:
                 self._bucket(timestamp_ms)[COUNTER_INDEX[statistic]] += increment
-                self.totals[statistic] = self.totals.get(statistic, 0.0) + increment
+                self.totals[statistic] = self.totals.get(statistic, 0.0) + float(increment)
                 if statistic in _MEMORY_OFFSET:
                     self._remember(statistic, increment, timestamp_ms)
         self.counters[statistic] = value
@@ -247,6 +254,7 @@ class TargetState:
             "memory": [round(v, 4) for v in self.memory],
             "memory_ms": self.memory_ms,
             "offers_log": [list(entry) for entry in self.offers_log],
+            "steps": {k: [_compact(v[0]), v[1]] for k, v in self.steps.items()},
         }
 
     @classmethod
@@ -268,6 +276,7 @@ class TargetState:
             memory=_memory(data.get("memory")),
             memory_ms=None if data.get("memory_ms") is None else int(data["memory_ms"]),
             offers_log=[(int(a), int(n), int(p)) for a, n, p in data.get("offers_log", [])],
+            steps={k: (float(v[0]), int(v[1])) for k, v in data.get("steps", {}).items()},
         )
 
 
