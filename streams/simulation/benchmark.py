@@ -133,6 +133,8 @@ def matrix(seed: int = 1, scale: float = 1.0) -> list[Case]:
         for agents in (15, 100):
             add("late stats", f"every statistic {delay:g} s late, {agents} agents", agents, 0.3,
                 faults=StatFaults(delay_s=delay))
+    add("late stats", "each statistic 0-20 s late at random (out of order), 15 agents", 15, 0.3,
+        faults=StatFaults(delay_jitter_s=20.0))
     for agents, before, after in ((15, 0.1, 0.4), (100, 0.1, 0.4), (15, 0.4, 0.1)):
         add("acceptance drift", f"p {before:g} -> {after:g} after 1 h, {agents} agents", agents, before,
             hours=4.0, steps=[(0.25, "acceptance", after)])
@@ -150,8 +152,8 @@ def matrix(seed: int = 1, scale: float = 1.0) -> list[Case]:
             resets=[(f, ("interactions_entered",)) for f in (0.2, 0.45, 0.7)])
     add("stat faults", "entered counter 30 s behind accepted, reactive 25%, 50 agents", 50, 0.3,
         reactive_per_hour=_reactive(0.25, 50), faults=StatFaults(lagging=(("interactions_entered", 30.0),)))
-    add("stat faults", "20% duplicated, 0-20 s jittered delay, 15 agents", 15, 0.3,
-        faults=StatFaults(duplication=0.2, delay_jitter_s=20.0))
+    add("stat faults", "20% of stat events delivered twice, 15 agents", 15, 0.3,
+        faults=StatFaults(duplication=0.2))
     for agents in (15, 50):
         add("reactive surge", f"reactive 10% -> 60% of capacity for 30 min, {agents} agents", agents, 0.3,
             hours=3.0, reactive_per_hour=_reactive(0.1, agents),
