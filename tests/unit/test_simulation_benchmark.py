@@ -23,6 +23,7 @@ from streams.simulation.benchmark import (
     run_matrix,
     seeds_of,
 )
+from streams.simulation.command import main
 from streams.simulation.scenario import SimulationResult, pool
 
 SMALL = Scenario(agents=4, acceptance=0.3, hours=1.0, warmup_s=300, seed=5)
@@ -127,3 +128,21 @@ def test_matrix_runs_pool_their_seeds_and_the_table_shows_both_abandonment_figur
     assert set(pooled.runs) == {AUTO, READY} and pooled.runs[AUTO].runs == 2
     table = format_table([pooled])
     assert "[sizes] 4 agents" in table and "genesys %" in table and "pooled over 2 seed(s)" in table
+
+
+def test_the_command_builds_a_faulty_non_stationary_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--agents", "3", "--acceptance", "0.3", "--hours", "0.3", "--warmup", "300", "--seeds", "2",
+                 "--stat-delay", "10", "--stat-loss", "0.05", "--stat-duplication", "0.1", "--offer-jitter", "1",
+                 "--patience-distribution", "lognormal", "--patience-cv", "0.5",
+                 "--reset", "600:interactions_entered", "--step", "700:acceptance=0.6",
+                 "--step", "800:agents=2", "--engine-response", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "pooled over 2 seed(s)" in out and "patience lognormal" in out and "response 4 s" in out
+
+
+@pytest.mark.parametrize("bad", [["--step", "700:patience_s=3"], ["--step", "soon:agents=2"],
+                                 ["--reset", "600:ready_agents"], ["--stat-loss", "1.5"]])
+def test_the_command_refuses_bad_knobs(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--agents", "3", "--hours", "0.1", *bad])
+    assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err
