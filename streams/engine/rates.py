@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 
 from streams.engine.settings import PacingSettings
-from streams.engine.state import BUCKET_MS, COUNTER_INDEX, RETENTION_MS, WAITING_AREA, TargetState
+from streams.engine.state import BUCKET_MS, COUNTER_INDEX, OFFERS_LOG_MS, RETENTION_MS, WAITING_AREA, TargetState
 
 #: Below this many lifetime offers the configured prior fills the gap; as many pseudo-offers at
 #: the lifetime ratio fill in while the decayed memory is thin.
@@ -120,7 +120,13 @@ def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observ
         # what happened since the gauges were measured: offers made (outstanding now) and reactive
         # arrivals (agents taken); agents finishing meanwhile are not credited
         snapshot_ms = now_ms - round(age_s * 1000)
-        offers_since = state.offers_since(snapshot_ms, now_ms) if state.offers_log else made / span_s * age_s
+        offer_rate = made / span_s
+        if state.offers_log:
+            logged_from_ms = now_ms - OFFERS_LOG_MS
+            offers_since = state.offers_since(snapshot_ms, now_ms) \
+                + offer_rate * max(0, logged_from_ms - snapshot_ms) / 1000
+        else:
+            offers_since = offer_rate * age_s
         taken = min(ready, round(reactive_rate * age_s))
         ready, busy = ready - taken, busy + taken
         outstanding = min(MAX_COUNT, outstanding + round(offers_since))

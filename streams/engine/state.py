@@ -72,9 +72,10 @@ _MEMORY_OFFSET = {"offers_made": 0, "offers_accepted": 1}
 _MEMORY_SIZE = 2 * len(MEMORY_HALF_LIVES_S)
 #: Counters whose newest increment is kept (``steps``): reactive traffic is their difference.
 STEP_COUNTERS = ("interactions_entered", "offers_accepted")
-#: The offers log keeps decisions this recent, at most OFFERS_LOG_ENTRIES of them.
-OFFERS_LOG_MS = 300_000
-OFFERS_LOG_ENTRIES = 64
+#: The offers log keeps decisions this recent, at most OFFERS_LOG_ENTRIES of them (~0.5 KB of
+#: JSON at a 10 s refresh period); statistics older than that are covered at the offer rate.
+OFFERS_LOG_MS = 120_000
+OFFERS_LOG_ENTRIES = 24
 
 
 @dataclass

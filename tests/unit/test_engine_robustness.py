@@ -212,7 +212,7 @@ def test_the_offers_log_is_bounded_and_a_newer_decision_replaces_the_rest_of_an_
     state = TargetState("vq")
     for i in range(200):
         state.record_offers(T0 + 10_000 * i, 5, 10)
-    assert len(state.offers_log) <= 64
+    assert len(state.offers_log) <= 24
     state = TargetState("vq")
     state.record_offers(T0, 10, 10)
     state.record_offers(T0 + 5_000, 4, 10)  # replaces the last 5 s of the first decision
