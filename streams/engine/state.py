@@ -17,7 +17,7 @@ is bounded whatever the event rate.
 
 Beyond the buckets (issue 9):
 
-- ``totals``: every counter's increments summed since the state began. Unlike the raw values
+- ``totals``: the increments of entered and accepted summed since the state began. Unlike the raw values
   they survive a reset of one counter alone (an ACD restart resets ``interactions_entered`` but
   not ``offers_accepted``), so the reactive interactions seen = entered - accepted stays right.
 - ``memory``: offers made and accepted, exponentially decayed with each of
@@ -192,7 +192,8 @@ class TargetState:
                 self.steps[statistic] = (float(increment), timestamp_ms - previous_ts)
             if increment:
                 self._bucket(timestamp_ms)[COUNTER_INDEX[statistic]] += increment
-                self.totals[statistic] = self.totals.get(statistic, 0.0) + float(increment)
+                if statistic in STEP_COUNTERS:
+                    self.totals[statistic] = self.totals.get(statistic, 0.0) + float(increment)
                 if statistic in _MEMORY_OFFSET:
                     self._remember(statistic, increment, timestamp_ms)
         self.counters[statistic] = value
