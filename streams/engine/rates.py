@@ -115,21 +115,14 @@ def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observ
     outstanding = _count(state.gauge("outstanding_offers"))
     aht = state.gauge("average_handle_time_s")
     age_s = _age_s(state, now_ms)
-    offers_since = 0.0
-    if age_s > 0:
-        # what happened since the gauges were measured: offers made (outstanding now) and reactive
-        # arrivals (agents taken); agents finishing meanwhile are not credited
-        snapshot_ms = now_ms - round(age_s * 1000)
-        offer_rate = made / span_s
-        if state.offers_log:
-            logged_from_ms = now_ms - OFFERS_LOG_MS
-            offers_since = state.offers_since(snapshot_ms, now_ms) \
-                + offer_rate * max(0, logged_from_ms - snapshot_ms) / 1000
-        else:
-            offers_since = offer_rate * age_s
-        taken = min(ready, round(reactive_rate * age_s))
-        ready, busy = ready - taken, busy + taken
-        outstanding = min(MAX_COUNT, outstanding + round(offers_since))
+    # What happened since the gauges were measured, each from its own gauge's timestamp (jittered
+    # delivery mixes measurements): offers made since the outstanding count are outstanding too,
+    # reactive arrivals since the ready count took agents; agents finishing are not credited.
+    offers_since = _offers_since(state, now_ms, state.gauge_ts.get("outstanding_offers", now_ms), made / span_s)
+    outstanding = min(MAX_COUNT, outstanding + round(offers_since))
+    ready_age_s = max(0.0, (now_ms - state.gauge_ts.get("ready_agents", now_ms)) / 1000)
+    taken = min(ready, round(reactive_rate * ready_age_s))
+    ready, busy = ready - taken, busy + taken
     return Observation(
         ready=ready,
         busy=busy,
@@ -149,6 +142,17 @@ def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observ
         age_s=age_s,
         offers_since=offers_since,
     )
+
+
+def _offers_since(state: TargetState, now_ms: int, since_ms: int, offer_rate: float) -> float:
+    """Offers made in (since_ms, now_ms]: from the offers log, and at ``offer_rate`` per second for
+    the time before the log (or all of it without one)."""
+    if since_ms >= now_ms:
+        return 0.0
+    if not state.offers_log:
+        return offer_rate * (now_ms - since_ms) / 1000
+    logged_from_ms = now_ms - OFFERS_LOG_MS
+    return state.offers_since(since_ms, now_ms) + offer_rate * max(0, logged_from_ms - since_ms) / 1000
 
 
 def _age_s(state: TargetState, now_ms: int) -> float:
