@@ -40,6 +40,7 @@ from streams.runtime.kafka import client_options
 from streams.runtime.topics import ensure_topics, topic_names
 from streams.simulation.contact_centre import ContactCentre
 from streams.simulation.policies import EnginePolicy, spread
+from streams.simulation.policies import StatEvent as SimulatedStat  # (name, value, measured at s)
 from streams.simulation.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,9 @@ class PublishedDecisionPolicy:
         self.reactive_admission = decision.reactive_admission
         self.decisions += 1
 
-    def plan(self, stats: dict[str, float], now_s: float, period_s: float) -> tuple[list[float], float]:
-        """The period's offers, evenly spread, and the reactive admission in force."""
+    def plan(self, events: list[SimulatedStat], now_s: float, period_s: float) -> tuple[list[float], float]:
+        """The period's offers, evenly spread, and the reactive admission in force (the centre's own
+        statistics are not needed: the worker decides on the ones the feed publishes)."""
         return spread(self.allowed_offers, now_s, period_s), self.reactive_admission
 
 

@@ -6,16 +6,18 @@ size), handles the ordinary edge cases itself and leaves the sizing to the algor
 - stale (no event for ``stale_after_s`` of event time) or nobody logged in → inactive, no offers;
 - no agent ready or busy, or a queue at least as long as the group → active, no offers, and in
   dual modes no reactive admission either;
-- otherwise the algorithm's plan (every algorithm stays within ``plan.offer_cap``).
+- otherwise the algorithm's plan (every algorithm stays within ``plan.offer_cap``), and for the
+  abandonment goal at least one offer for an idle agent with nothing waiting or outstanding
+  (not in a dual form that keeps the whole group for reactive traffic, ``proactive_ratio`` 0).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from streams.engine.busy_factor import busy_factor_plan
-from streams.engine.plan import Plan
+from streams.engine.plan import Plan, logged_in_capacity, offer_cap
 from streams.engine.predictive import predictive_plan
 from streams.engine.progressive import progressive_plan
 from streams.engine.rates import Observation, observe
@@ -55,16 +57,39 @@ class PacingDecision:
 
 
 def choose_algorithm(configured: str | None, obs: Observation, settings: PacingSettings) -> str:
-    """The configured algorithm, or for AUTO (None, "", "AUTO" or unknown) one by group size, in
-    its dual form for a target that takes reactive traffic (its counters have seen some: a
-    window would miss the few reactive interactions of a small group)."""
+    """The configured algorithm, or for AUTO (None, "", "AUTO" or unknown) one by group size and
+    predicted occupancy, in its dual form for a target that takes reactive traffic (its counters
+    have seen some: a window would miss the few reactive interactions of a small group).
+
+    A group larger than ``auto_large_group`` gets ``PREDICTIVE_B`` only where Erlang A at the goal
+    keeps it at least ``auto_predictive_occupancy`` busy: below, the Poisson model leaves capacity
+    unused that ``SUPER_PROGRESSIVE`` fills within the goal (the plain split at 30/31 agents was a
+    cliff: 97 % occupancy at 30 agents, 86-89 % at 31-40). The choice depends on the logged-in
+    group, not on who is ready, so it does not flip as agents become ready."""
     if configured in ALGORITHMS:
         return configured
-    large = obs.logged_in > settings.auto_large_group
     dual = obs.reactive_seen >= AUTO_DUAL_REACTIVE
-    if large:
+    if obs.logged_in > settings.auto_large_group and _predictive_occupancy(obs, settings) \
+            >= settings.auto_predictive_occupancy:
         return PREDICTIVE_B_DUAL if dual else PREDICTIVE_B
     return SUPER_PROGRESSIVE_DUAL if dual else SUPER_PROGRESSIVE
+
+
+def _predictive_occupancy(obs: Observation, settings: PacingSettings) -> float:
+    """The share of the logged-in group Erlang A keeps busy at the largest rate within the goal."""
+    if settings.auto_predictive_occupancy <= 0 or settings.optimizes_busy_factor:
+        return 1.0  # the plain size split (BUSY_FACTOR paces every algorithm the same way)
+    steady = logged_in_capacity(obs, settings)
+    return steady.arrival_rate * (1 - steady.abandonment) * obs.handle_time_s / obs.logged_in
+
+
+def idle_with_nothing_pending(obs: Observation) -> bool:
+    """An agent is ready, nobody waits and no offer is outstanding: one offer cannot make anyone
+    wait (its one accept finds the free agent), so the target gets at least that one. Without it
+    a one-agent group at acceptance below 0.2 got no offer for 40 simulated hours: the horizon
+    model charged one offer more than the goal allows, and without offers the acceptance
+    estimate never moved."""
+    return obs.ready >= 1 and obs.waiting == 0 and obs.outstanding == 0
 
 
 def decide(state: TargetState, settings: PacingSettings, now_ms: int) -> PacingDecision:
@@ -79,6 +104,8 @@ def decide(state: TargetState, settings: PacingSettings, now_ms: int) -> PacingD
         plan = busy_factor_plan(obs, settings, dual)
     else:
         plan = _PLANS[algorithm](obs, settings, dual)
+        if plan.offers == 0 and idle_with_nothing_pending(obs) and not (dual and settings.proactive_ratio <= 0):
+            plan = replace(plan, offers=min(1, offer_cap(obs, settings)))
     return PacingDecision(
         allowed_offers=plan.offers,
         reactive_admission=plan.admission,
@@ -106,6 +133,8 @@ def _figures(obs: Observation, plan: Plan, settings: PacingSettings, stale: bool
         figures["predictedServiceLevelPct"] = f"{100 * plan.predicted_service_level:.0f}"
     if obs.abandonment is not None:
         figures["abandonmentPct"] = f"{100 * obs.abandonment:.1f}"
+    if obs.abandonment_excluding_short is not None:
+        figures["abandonmentExcludingShortPct"] = f"{100 * obs.abandonment_excluding_short:.1f}"
     if obs.service_level is not None:
         figures["serviceLevelPct"] = f"{100 * obs.service_level:.0f}"
     if stale:

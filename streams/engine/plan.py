@@ -49,10 +49,20 @@ def horizon_s(settings: PacingSettings) -> float:
     return settings.refresh_period_s + settings.offer_response_s
 
 
+def logged_in_capacity(obs: Observation, settings: PacingSettings) -> SteadyState:
+    """``steady_capacity`` of the whole logged-in group (AUTO's choice looks at it)."""
+    return _capacity(obs.logged_in, obs.handle_time_s, obs.patience_s, settings)
+
+
 def steady_capacity(obs: Observation, settings: PacingSettings) -> SteadyState:
-    """Erlang A at the largest arrival rate the group takes within the goal (and service level)."""
+    """Erlang A at the largest arrival rate the group takes within the goal (and service level),
+    abandons counted as ``settings.counted_short_s`` says."""
+    return _capacity(obs.agents, obs.handle_time_s, obs.patience_s, settings)
+
+
+def _capacity(agents: int, handle_s: float, patience_s: float, settings: PacingSettings) -> SteadyState:
     return erlang_a_rate(
-        obs.agents, float(round(obs.handle_time_s)), float(round(obs.patience_s)),
-        settings.short_abandon_threshold_s, settings.service_level_duration_ms / 1000,
+        agents, float(round(handle_s)), float(round(patience_s)),
+        settings.counted_short_s, settings.service_level_duration_ms / 1000,
         settings.goal_fraction, settings.service_level_percentage if settings.enforce_service_level else 0.0,
     )

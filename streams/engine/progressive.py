@@ -38,12 +38,13 @@ _GRID = 0.05
 
 def progressive_plan(obs: Observation, settings: PacingSettings, dual: bool) -> Plan:
     """Offers (and, dual, reactive admission) for the next period of a small group."""
+    handle_s = _quantised(obs.handle_time_s)
     plan = _plan(
         obs.ready, obs.busy, obs.waiting, obs.outstanding,
-        _quantised(sizing_acceptance(obs)), _quantised(obs.handle_time_s), _quantised(obs.patience_s),
-        _quantised(reactive_forecast(obs, settings, dual) * 3600),
+        _quantised(sizing_acceptance(obs)), handle_s, _quantised(obs.patience_s),
+        _reactive_per_hour(obs, settings, dual, handle_s),
         settings.refresh_period_s, settings.offer_response_s,
-        settings.short_abandon_threshold_s, settings.service_level_duration_ms / 1000,
+        settings.counted_short_s, settings.service_level_duration_ms / 1000,
         settings.goal_fraction,
         settings.service_level_percentage if settings.enforce_service_level else None,
         offer_cap(obs, settings),
@@ -56,6 +57,19 @@ def progressive_plan(obs: Observation, settings: PacingSettings, dual: bool) -> 
             reactive_admission(obs, steady_capacity(obs, settings), plan.offers)
         plan = replace(plan, admission=admission)
     return plan
+
+
+def _reactive_per_hour(obs: Observation, settings: PacingSettings, dual: bool, handle_s: float) -> float:
+    """The reactive forecast for the cache key: the observed rate on the 5 % grid, and the dual
+    forms' capacity floor, ``(1 - proactive_ratio) x agents / handle time``, from the quantised
+    handle time but not itself quantised. The floor grows with the agents, so a 5 % grid made one
+    more ready agent cross a grid line: 160 agents, all capacity kept reactive, planned for 9,414
+    reactive interactions an hour and 161 for 9,897, and got 40 offers instead of 43."""
+    observed = _quantised(obs.reactive_rate * 3600)
+    if not dual:
+        return observed
+    floor = reactive_forecast(replace(obs, reactive_rate=0.0, handle_time_s=handle_s), settings, dual)
+    return max(observed, round(floor * 3600, 6))
 
 
 def _quantised(value: float) -> float:

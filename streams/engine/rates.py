@@ -4,28 +4,50 @@ Rates come from the counter increments in the state's time buckets over the rate
 estimate falls back on a prior while data is thin, so a target that just appeared (or a stale
 one whose window has emptied) is paced from sensible defaults rather than from noise:
 
-- acceptance rate: accepted / made in the window, shrunk towards the lifetime ratio of the raw
-  counters (itself shrunk towards ``acceptance_prior`` below ``LIFETIME_OFFERS`` offers);
-- reactive arrival rate: interactions entered minus offers accepted, per second (and the same
-  difference of the raw counters: the reactive interactions seen since the ACD's counters began);
+- acceptance rate: accepted / made from the state's decayed offer memory (offers still
+  outstanding are not yet answered, so they do not count as made). The slow memory (1 h
+  half-life) is used unless a faster one (10 min, 2 min) differs from it by more than
+  ``CHANGE_Z`` binomial standard errors: then acceptance has changed and the fastest such one
+  follows it (the old lifetime ratio still said 0.26 an hour and a half after acceptance rose
+  from 0.1 to 0.4; with the 10-minute memory alone a 15-agent group still lost 4.9 % then).
+  ``LIFETIME_OFFERS`` pseudo-offers at the raw counters' lifetime ratio (itself shrunk towards
+  ``acceptance_prior`` below that many offers) fill in while the memory is thin;
+- reactive arrival rate: interactions entered minus offers accepted, per second, and the reactive
+  interactions seen since the state began from the increments' totals (which survive a reset of
+  one counter alone). Two counters delivered separately are not measured at the same moment: the
+  accepts expected between their timestamps are added to the one that lags;
 - patience: interaction-seconds waited per abandon (exponential patience), shrunk towards
   ``patience_prior_s``;
-- observed abandonment and service level, short abandons excluded (as Genesys computes SL).
+- observed abandonment counting every abandon and, as Genesys computes it, with short abandons
+  excluded; the service level with short abandons excluded (the Genesys SL).
+
+Late statistics (issue 9): the gauges describe the group when they were measured, ``age_s``
+ago (the newest of the ready, busy, waiting and outstanding timestamps). Offers made since then
+(from the state's offers log, or at the window's offer rate when the node keeps no log) count as
+outstanding, and the reactive arrivals expected since then as agents taken; agents finishing
+meanwhile are not credited, so caution grows with the age.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from streams.engine.settings import PacingSettings
-from streams.engine.state import BUCKET_MS, COUNTER_INDEX, RETENTION_MS, WAITING_AREA, TargetState
+from streams.engine.state import BUCKET_MS, COUNTER_INDEX, OFFERS_LOG_MS, RETENTION_MS, WAITING_AREA, TargetState
 
-#: Pseudo-offers behind the lifetime acceptance ratio when it is blended with the window: acceptance
-#: drifts slowly, and sizing offers by 1/p turns noise in p into extra abandonment (300 rather than
-#: 100 took a 15-agent group at p = 0.1 from 2.4-3.0 % to 2.3-2.7 % at the same occupancy).
-ACCEPTANCE_WEIGHT = 300.0
-#: Below this many lifetime offers the configured prior fills the gap.
+#: Below this many lifetime offers the configured prior fills the gap; as many pseudo-offers at
+#: the lifetime ratio fill in while the decayed memory is thin.
 LIFETIME_OFFERS = 20.0
+#: The fast acceptance memory replaces the slow one when they differ by more than this many
+#: binomial standard errors of the fast one (3: a false alarm every few hundred decisions' worth
+#: of independent data, and then the fast estimate is still an unbiased one).
+CHANGE_Z = 3.0
+#: Two counters further apart than this are not aligned: the older one is taken as current (a
+#: bridge may report a counter only when it changes).
+MAX_COUNTER_LAG_S = 60.0
+#: The gauges that describe the group now; the newest of their timestamps dates the snapshot.
+SNAPSHOT_GAUGES = ("ready_agents", "busy_agents", "waiting_interactions", "outstanding_offers")
 #: Pseudo-abandons behind the patience prior.
 PATIENCE_WEIGHT = 5.0
 #: Rates are never divided by less observed time than this (avoids bursts at start-up).
@@ -57,6 +79,13 @@ class Observation:
     observed_s: float
     abandonment: float | None
     service_level: float | None
+    #: Observed abandonment over the window with short abandons excluded (the Genesys figure);
+    #: ``abandonment`` counts every abandon.
+    abandonment_excluding_short: float | None = None
+    #: Seconds between the newest measurement of the gauges and the decision (0: current).
+    age_s: float = 0.0
+    #: Offers counted in ``outstanding`` that were made after the gauges were measured.
+    offers_since: float = 0.0
 
     @property
     def agents(self) -> int:
@@ -75,29 +104,120 @@ def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observ
     totals = state.window_totals(start_ms)
     made, accepted = totals[_MADE], min(totals[_ACCEPTED], totals[_MADE])
     abandoned = totals[_ABANDONED]
-    counted_abandons = max(0.0, abandoned - totals[_SHORT])
-    handled = totals[_ANSWERED] + counted_abandons
+    long_abandons = max(0.0, abandoned - totals[_SHORT])
+    handled = totals[_ANSWERED] + long_abandons  # the Genesys denominator: short abandons excluded
+    handled_all = totals[_ANSWERED] + abandoned
+    span_s = max(observed_s, MIN_OBSERVED_S)
+    lag_accepts, lag_doubt = _accepts_between_counters(state, accepted / span_s)
+    reactive_rate = max(0.0, totals[_ENTERED] - totals[_ACCEPTED] + lag_accepts) / span_s
     ready = _count(state.gauge("ready_agents"))
     busy = _count(state.gauge("busy_agents"))
+    outstanding = _count(state.gauge("outstanding_offers"))
     aht = state.gauge("average_handle_time_s")
+    age_s = _age_s(state, now_ms)
+    # What happened since the gauges were measured, each from its own gauge's timestamp (jittered
+    # delivery mixes measurements): offers made since the outstanding count are outstanding too,
+    # reactive arrivals since the ready count took agents; agents finishing are not credited.
+    offers_since = _offers_since(state, now_ms, state.gauge_ts.get("outstanding_offers", now_ms), made / span_s)
+    outstanding = min(MAX_COUNT, outstanding + round(offers_since))
+    ready_age_s = max(0.0, (now_ms - state.gauge_ts.get("ready_agents", now_ms)) / 1000)
+    taken = min(ready, round(reactive_rate * ready_age_s))
+    ready, busy = ready - taken, busy + taken
     return Observation(
         ready=ready,
         busy=busy,
         logged_in=max(_count(state.gauge("logged_in_agents")), ready + busy),
         waiting=_count(state.gauge("waiting_interactions")),
-        outstanding=_count(state.gauge("outstanding_offers")),
+        outstanding=outstanding,
         handle_time_s=aht if aht > 0 else settings.handle_time_prior_s,
-        acceptance=(accepted + ACCEPTANCE_WEIGHT * _lifetime_acceptance(state, settings))
-        / (made + ACCEPTANCE_WEIGHT),
-        reactive_rate=max(0.0, totals[_ENTERED] - totals[_ACCEPTED]) / max(observed_s, MIN_OBSERVED_S),
-        reactive_seen=max(0.0, state.counters.get("interactions_entered", 0.0)
-                          - state.counters.get("offers_accepted", 0.0)),
+        acceptance=_acceptance(state, settings, now_ms),
+        reactive_rate=reactive_rate,
+        reactive_seen=_reactive_seen(state, lag_accepts - lag_doubt),
         patience_s=(totals[WAITING_AREA] + PATIENCE_WEIGHT * settings.patience_prior_s)
         / (abandoned + PATIENCE_WEIGHT),
         observed_s=observed_s,
-        abandonment=counted_abandons / handled if handled >= 1 else None,
+        abandonment=abandoned / handled_all if handled_all >= 1 else None,
         service_level=min(1.0, totals[_WITHIN_SL] / handled) if handled >= 1 else None,
+        abandonment_excluding_short=long_abandons / handled if handled >= 1 else None,
+        age_s=age_s,
+        offers_since=offers_since,
     )
+
+
+def _offers_since(state: TargetState, now_ms: int, since_ms: int, offer_rate: float) -> float:
+    """Offers made in (since_ms, now_ms]: from the offers log, and at ``offer_rate`` per second for
+    the time before the log (or all of it without one)."""
+    if since_ms >= now_ms:
+        return 0.0
+    if not state.offers_log:
+        return offer_rate * (now_ms - since_ms) / 1000
+    logged_from_ms = now_ms - OFFERS_LOG_MS
+    return state.offers_since(since_ms, now_ms) + offer_rate * max(0, logged_from_ms - since_ms) / 1000
+
+
+def _age_s(state: TargetState, now_ms: int) -> float:
+    """How old the group's snapshot is: now minus the newest timestamp of its gauges (the newest,
+    so that a bridge reporting a gauge only when it changes does not make the snapshot look old)."""
+    stamps = [state.gauge_ts[name] for name in SNAPSHOT_GAUGES if name in state.gauge_ts]
+    return max(0.0, (now_ms - max(stamps)) / 1000) if stamps else 0.0
+
+
+def _accepts_between_counters(state: TargetState, window_rate: float) -> tuple[float, float]:
+    """What to add to entered - accepted so that both counters describe the same moment: the
+    newer counter is taken back to the older one's timestamp by prorating its newest increment
+    (exact when both were sampled together before, as after one lost sample); when the newer one
+    has moved on by more than one sample, the accepts in between are priced at the newest
+    accepted increment's rate (at the window's before there is one). A window average overstated
+    them while an idle group filled, and made a 50-agent group without reactive traffic look dual.
+    Returns the correction and its uncertainty (two Poisson standard deviations when priced at a
+    rate, 0 when prorated)."""
+    entered_ms = state.counter_ts.get("interactions_entered")
+    accepted_ms = state.counter_ts.get("offers_accepted")
+    if entered_ms is None or accepted_ms is None or entered_ms == accepted_ms \
+            or abs(entered_ms - accepted_ms) > MAX_COUNTER_LAG_S * 1000:
+        return 0.0, 0.0
+    ahead, behind_ms, ahead_ms, sign = (("interactions_entered", accepted_ms, entered_ms, -1.0)
+                                        if entered_ms > accepted_ms else
+                                        ("offers_accepted", entered_ms, accepted_ms, 1.0))
+    increment, span_ms = state.steps.get(ahead, (0.0, 0))
+    if span_ms > 0 and ahead_ms - span_ms <= behind_ms:
+        return sign * increment * (ahead_ms - behind_ms) / span_ms, 0.0
+    accepted_increment, accepted_span_ms = state.steps.get("offers_accepted", (0.0, 0))
+    rate_per_ms = accepted_increment / accepted_span_ms if accepted_span_ms > 0 else window_rate / 1000
+    expected = rate_per_ms * (accepted_ms - entered_ms)
+    return expected, 2 * math.sqrt(abs(expected))
+
+
+def _reactive_seen(state: TargetState, lag_accepts: float) -> float:
+    """Reactive interactions seen since the state began: entered minus accepted increments (a
+    counter reset alone does not disturb them), corrected by the accepts one counter has and the
+    other not yet (less their uncertainty: AUTO's dual choice does not flip on a guess). States
+    written before the totals existed use the raw counters."""
+    if state.totals:
+        entered = state.totals.get("interactions_entered", 0.0)
+        accepted = state.totals.get("offers_accepted", 0.0)
+    else:
+        entered = state.counters.get("interactions_entered", 0.0)
+        accepted = state.counters.get("offers_accepted", 0.0)
+    return max(0.0, entered - accepted + lag_accepts)
+
+
+def _acceptance(state: TargetState, settings: PacingSettings, now_ms: int) -> float:
+    """Accepted / made from the decayed memory: the slow estimate, unless a faster one differs from
+    it by more than ``CHANGE_Z`` of its standard errors (the fastest such one wins: see the module
+    docstring)."""
+    answered_later = state.gauge("outstanding_offers")  # made, not yet answered: newest, weight ~1
+    fallback = _lifetime_acceptance(state, settings)
+    estimates = []
+    for made, accepted in state.decayed_memory(now_ms):
+        n = max(0.0, made - answered_later) + LIFETIME_OFFERS
+        estimates.append((min(1.0, (min(accepted, made) + LIFETIME_OFFERS * fallback) / n), n))
+    slow = estimates[0][0]
+    chosen = slow
+    for estimate, n in estimates[1:]:
+        if abs(estimate - slow) > CHANGE_Z * math.sqrt(max(slow * (1 - slow), 0.0099) / n):
+            chosen = estimate
+    return chosen
 
 
 def _lifetime_acceptance(state: TargetState, settings: PacingSettings) -> float:

@@ -14,10 +14,23 @@ update, deterministic, bounded in size and serialisable to plain JSON (``to_dict
 
 At most ``MAX_BUCKETS`` buckets are kept (the longest usable rate window), so the state's size
 is bounded whatever the event rate.
+
+Beyond the buckets (issue 9):
+
+- ``totals``: the increments of entered and accepted summed since the state began. Unlike the raw values
+  they survive a reset of one counter alone (an ACD restart resets ``interactions_entered`` but
+  not ``offers_accepted``), so the reactive interactions seen = entered - accepted stays right.
+- ``memory``: offers made and accepted, exponentially decayed with each of
+  ``MEMORY_HALF_LIVES_S`` (1 h, 10 min, 2 min), as of ``memory_ms``: the acceptance estimate
+  forgets, and a change shows as a faster memory disagreeing with the slow one. An increment is decayed from its own
+  timestamp, so the order in which counters arrive does not matter.
+- ``offers_log``: what the node allowed in its recent decisions (``record_offers``), so a
+  decision on late statistics can count the offers made since they were measured.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +45,25 @@ BUCKET_MS = 60_000
 MAX_BUCKETS = 30
 #: The longest rate window the state can answer for.
 RETENTION_MS = BUCKET_MS * MAX_BUCKETS
+#: Half-lives of the decayed offer memory (acceptance), slowest first: the slow one gives a steady
+#: estimate from many offers, the faster ones show a change within minutes.
+MEMORY_HALF_LIVES_S = (3600.0, 600.0, 120.0)
+_DECAY_PER_MS = tuple(math.log(2) / (half_life * 1000) for half_life in MEMORY_HALF_LIVES_S)
+#: A faster memory that disagrees with a slower one by more than this many binomial standard
+#: errors (with at least CHANGE_MIN_OFFERS offers in it) means acceptance changed: the slower
+#: memories restart from the faster one's contents, so the estimate does not fall back to the
+#: old level while few offers are made (a full group makes none).
+CHANGE_Z = 3.0
+CHANGE_MIN_OFFERS = 30.0
+#: ``memory`` holds (made, accepted) per half-life, in that order.
+_MEMORY_OFFSET = {"offers_made": 0, "offers_accepted": 1}
+_MEMORY_SIZE = 2 * len(MEMORY_HALF_LIVES_S)
+#: Counters whose newest increment is kept (``steps``): reactive traffic is their difference.
+STEP_COUNTERS = ("interactions_entered", "offers_accepted")
+#: The offers log keeps decisions this recent, at most OFFERS_LOG_ENTRIES of them (~0.5 KB of
+#: JSON at a 10 s refresh period); statistics older than that are covered at the offer rate.
+OFFERS_LOG_MS = 120_000
+OFFERS_LOG_ENTRIES = 24
 
 
 @dataclass
@@ -47,6 +79,13 @@ class TargetState:
     counter_since_ms: int | None = None
     buckets: dict[int, list[float]] = field(default_factory=dict)
     last_event_ms: int = 0
+    totals: dict[str, float] = field(default_factory=dict)
+    memory: list[float] = field(default_factory=lambda: [0.0] * _MEMORY_SIZE)
+    memory_ms: int | None = None
+    offers_log: list[tuple[int, int, int]] = field(default_factory=list)
+    #: The newest increment of each of ``STEP_COUNTERS`` and the milliseconds it covered: what one
+    #: counter has and the other not yet (their samples arrive separately) is read from them.
+    steps: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     def apply(self, statistic: str, value: float, timestamp_ms: int, media_type: str | None = None) -> bool:
         """Fold one statistic into the state; False when it was stale, a duplicate or unknown."""
@@ -61,6 +100,45 @@ class TargetState:
                 self.media_type = media_type
             self.last_event_ms = max(self.last_event_ms, timestamp_ms)
         return folded
+
+    def record_offers(self, now_ms: int, offers: int, period_s: float) -> None:
+        """Note that ``offers`` were allowed at ``now_ms``, to be made over the next ``period_s``.
+
+        The node calls this after publishing a decision (``decide`` itself stays pure). A
+        decision taken before the newest statistics were measured counts the offers made since
+        from this log; entries older than ``OFFERS_LOG_MS`` are dropped."""
+        if offers < 0 or period_s <= 0:
+            raise ValueError(f"offers must be >= 0 and the period > 0, got {offers} and {period_s}")
+        log = [entry for entry in self.offers_log if entry[0] < now_ms and entry[0] > now_ms - OFFERS_LOG_MS]
+        if offers:
+            log.append((now_ms, offers, round(period_s * 1000)))
+        self.offers_log = log[-OFFERS_LOG_ENTRIES:]
+
+    def offers_since(self, since_ms: int, now_ms: int) -> float:
+        """Offers of the logged decisions made in (since_ms, now_ms], each decision's offers spread
+        evenly over its period until the next decision replaces it."""
+        total = 0.0
+        log = self.offers_log
+        for i, (at_ms, offers, period_ms) in enumerate(log):
+            # a newer decision replaces this one's remaining offers
+            end_ms = min(now_ms, at_ms + period_ms, log[i + 1][0] if i + 1 < len(log) else now_ms)
+            overlap = end_ms - max(since_ms, at_ms)
+            if overlap > 0:
+                total += offers * overlap / period_ms
+        return total
+
+    def decayed_memory(self, now_ms: int) -> list[tuple[float, float]]:
+        """(made, accepted) per half-life, slowest first, decayed to ``now_ms`` (a later time; the
+        memory itself is not changed)."""
+        if self.memory_ms is None:
+            return [(0.0, 0.0)] * len(MEMORY_HALF_LIVES_S)
+        age = max(0, now_ms - self.memory_ms)
+        m = self.memory
+        out = []
+        for i, rate in enumerate(_DECAY_PER_MS):
+            decay = math.exp(-rate * age)
+            out.append((m[2 * i] * decay, m[2 * i + 1] * decay))
+        return out
 
     def gauge(self, name: str, default: float = 0.0) -> float:
         """The latest value of a gauge statistic, or ``default`` before any was seen."""
@@ -98,11 +176,47 @@ class TargetState:
         else:
             previous = self.counters[statistic]
             increment = value - previous if value >= previous else value  # below: the counter restarted
+            if statistic in STEP_COUNTERS:
+                self.steps[statistic] = (float(increment), timestamp_ms - previous_ts)
             if increment:
                 self._bucket(timestamp_ms)[COUNTER_INDEX[statistic]] += increment
+                if statistic in STEP_COUNTERS:
+                    self.totals[statistic] = self.totals.get(statistic, 0.0) + float(increment)
+                if statistic in _MEMORY_OFFSET:
+                    self._remember(statistic, increment, timestamp_ms)
         self.counters[statistic] = value
         self.counter_ts[statistic] = timestamp_ms
+        if statistic in _MEMORY_OFFSET and self.counter_ts.get("offers_made") == self.counter_ts.get("offers_accepted"):
+            self._restart_on_change()
         return True
+
+    def _remember(self, statistic: str, increment: float, timestamp_ms: int) -> None:
+        """Add an increment measured at ``timestamp_ms`` to the decayed memory."""
+        if self.memory_ms is None:
+            self.memory_ms = timestamp_ms
+        if timestamp_ms > self.memory_ms:
+            self.memory = [v for pair in self.decayed_memory(timestamp_ms) for v in pair]
+            self.memory_ms = timestamp_ms
+        age = self.memory_ms - timestamp_ms
+        offset = _MEMORY_OFFSET[statistic]
+        for i, rate in enumerate(_DECAY_PER_MS):
+            self.memory[2 * i + offset] += increment * math.exp(-rate * age)
+
+    def _restart_on_change(self) -> None:
+        """Restart the slower memories from the fastest one that disagrees with them (both
+        counters measured at the same moment, so accepts do not lag the offers they answer)."""
+        m = self.memory
+        for fast in range(len(MEMORY_HALF_LIVES_S) - 1, 0, -1):
+            made, accepted = m[2 * fast], m[2 * fast + 1]
+            slow_made, slow_accepted = m[0], m[1]
+            if made < CHANGE_MIN_OFFERS or slow_made <= made:
+                continue
+            p_slow = min(1.0, slow_accepted / slow_made)
+            spread = CHANGE_Z * math.sqrt(max(p_slow * (1 - p_slow), 0.0099) / made)
+            if abs(accepted / made - p_slow) > spread:
+                for slower in range(fast):
+                    m[2 * slower], m[2 * slower + 1] = made, accepted
+                return
 
     def _bucket(self, timestamp_ms: int) -> list[float]:
         index = timestamp_ms // BUCKET_MS
@@ -126,11 +240,17 @@ class TargetState:
             "counter_since_ms": self.counter_since_ms,
             "buckets": [[index, *(_compact(v) for v in row)] for index, row in sorted(self.buckets.items())],
             "last_event_ms": self.last_event_ms,
+            "totals": {k: _compact(v) for k, v in self.totals.items()},
+            "memory": [round(v, 4) for v in self.memory],
+            "memory_ms": self.memory_ms,
+            "offers_log": [list(entry) for entry in self.offers_log],
+            "steps": {k: [_compact(v[0]), v[1]] for k, v in self.steps.items()},
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TargetState:
-        """Rebuild a state written by ``to_dict`` (also reads the older format without buckets)."""
+        """Rebuild a state written by ``to_dict`` (also reads older formats without buckets, totals,
+        memory or offers log: those start empty, and the acceptance falls back on the raw counters)."""
         width = WAITING_AREA + 1
         return cls(
             target_id=data["target_id"],
@@ -142,7 +262,19 @@ class TargetState:
             counter_since_ms=None if data.get("counter_since_ms") is None else int(data["counter_since_ms"]),
             buckets={int(row[0]): [float(v) for v in row[1:width + 1]] for row in data.get("buckets", [])},
             last_event_ms=int(data.get("last_event_ms", 0)),
+            totals={k: float(v) for k, v in data.get("totals", {}).items()},
+            memory=_memory(data.get("memory")),
+            memory_ms=None if data.get("memory_ms") is None else int(data["memory_ms"]),
+            offers_log=[(int(a), int(n), int(p)) for a, n, p in data.get("offers_log", [])],
+            steps={k: (float(v[0]), int(v[1])) for k, v in data.get("steps", {}).items()},
         )
+
+
+def _memory(stored: list[float] | None) -> list[float]:
+    """A stored memory of the current size, or an empty one (older formats, other half-lives)."""
+    if not stored or len(stored) != _MEMORY_SIZE:
+        return [0.0] * _MEMORY_SIZE
+    return [float(v) for v in stored]
 
 
 def _compact(value: float) -> float | int:

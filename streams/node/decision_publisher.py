@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.engine import TargetState
-from streams.node.decisions import decision_record, encode_decision_record, record_fingerprint
+from streams.node.decisions import decision_record, encode_decision_record, record_fingerprint, target_settings
 from streams.node.target_definitions import TargetDefinitions
 from streams.runtime import alarms
 from streams.runtime.alarm_publisher import AlarmPublisher
@@ -122,8 +122,13 @@ class DecisionPublisher:
         published_now = _Published(fingerprint, now_ms, record["allowed_offers"], record["reactive_admission"],
                                    record["state"] == "active")
 
+        period_s = target_settings(self._settings.targets, self._definitions.get(target_id)).refresh_period_s
+
         def published() -> None:
             self._published[target_id] = published_now
             self._metrics.decisions.labels(reason).inc()
+            # The engine counts the offers made since its statistics were measured from this log
+            # (late statistics). The entry reaches the changelog with the target's next events.
+            state.record_offers(now_ms, published_now.allowed_offers, period_s)
 
         await outbox.send(self._topic, target_id.encode(), encode_decision_record(record), on_confirmed=published)

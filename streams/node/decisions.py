@@ -40,6 +40,8 @@ def pacing_settings(defaults: TargetDefaults, overrides: dict[str, Any] | None =
         "short_abandon_threshold_s": defaults.short_abandon_threshold_s,
         "refresh_period_s": defaults.refresh_period_s,
         "rate_window_s": defaults.rate_window_s,
+        "count_short_abandons": defaults.count_short_abandons,
+        "auto_predictive_occupancy": defaults.auto_predictive_occupancy,
         # Staleness is the node's call, on arrival time (worker.stale_after_s): an ACD clock
         # that runs behind ours must not turn every target off.
         "stale_after_s": 0.0,
@@ -49,6 +51,11 @@ def pacing_settings(defaults: TargetDefaults, overrides: dict[str, Any] | None =
         overrides["short_abandon_threshold_s"] = overrides.pop("short_abandon_threshold")
     values.update({k: v for k, v in overrides.items() if v is not None})
     return PacingSettings(**{k: v for k, v in values.items() if k in _SETTINGS_FIELDS and v is not None})
+
+
+def target_settings(defaults: TargetDefaults, definition: dict[str, Any] | None) -> PacingSettings:
+    """The engine settings of one target (configured defaults, then its definition), cached."""
+    return _cached_settings(defaults, definition or {})
 
 
 def _cached_settings(defaults: TargetDefaults, definition: dict[str, Any]) -> PacingSettings:

@@ -153,6 +153,12 @@ class TargetDefaults(_Section):
     acceptance_prior: float = Field(0.3, gt=0, le=1)
     refresh_period_s: float = Field(10.0, gt=0, le=3600, description="seed refreshPeriod: offers are per period")
     rate_window_s: float = Field(900.0, ge=60, le=1800, description="rolling window of rates from counters")
+    count_short_abandons: bool = Field(
+        True, description="the abandonment goal counts every abandon (false: only those longer than "
+                          "short_abandon_threshold_s, the Genesys figure, which hides quick losses)")
+    auto_predictive_occupancy: float = Field(
+        0.95, ge=0, le=1, description="AUTO uses PREDICTIVE_B above 30 agents only where Erlang A at the goal keeps "
+                                      "the group at least this busy (0: the plain size split; 1: never)")
 
     @field_validator("supported_media_types")
     @classmethod

@@ -78,12 +78,23 @@ def test_acceptance_zero_is_capped_per_agent() -> None:
 
 
 @pytest.mark.parametrize(("logged_in", "reactive", "expected"),
-                         [(10, 0, SP), (10, 5, SP_DUAL), (30, 0, SP), (31, 0, PB), (200, 5, PB_DUAL)])
-def test_auto_chooses_by_group_size_and_reactive_traffic(logged_in: int, reactive: int, expected: str) -> None:
+                         [(10, 0, SP), (10, 5, SP_DUAL), (30, 0, SP), (31, 0, SP), (150, 0, SP), (500, 0, PB),
+                          (500, 5, PB_DUAL)])
+def test_auto_chooses_by_group_size_predicted_occupancy_and_reactive_traffic(logged_in: int, reactive: int,
+                                                                            expected: str) -> None:
+    # PREDICTIVE_B only where Erlang A keeps the group 95 % busy within the goal: ~200 agents here
     state = target(logged_in_agents=logged_in, ready_agents=2, busy_agents=logged_in - 2,
                    interactions_entered=reactive, offers_accepted=0)
     assert decide(state, PacingSettings(algorithm=None), T0).algorithm == expected
     assert decide(state, PacingSettings(algorithm="AUTO"), T0).algorithm == expected
+
+
+@pytest.mark.parametrize(("occupancy", "expected"), [(0.0, PB), (0.8, PB), (0.9, SP), (1.0, SP)])
+def test_auto_predictive_occupancy_sets_where_predictive_b_takes_over(occupancy: float, expected: str) -> None:
+    state = target(logged_in_agents=40, ready_agents=2, busy_agents=38, offers_accepted=0)
+    assert decide(state, PacingSettings(auto_predictive_occupancy=occupancy), T0).algorithm == expected
+    with pytest.raises(ValueError, match="auto_predictive_occupancy"):
+        PacingSettings(auto_predictive_occupancy=1.5)
 
 
 def test_a_configured_algorithm_is_used_whatever_the_size() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.engine import PacingSettings, TargetState, observe
-from streams.engine.rates import ACCEPTANCE_WEIGHT
+from streams.engine.rates import LIFETIME_OFFERS
 
 T0 = 1_700_000_000_000
 SETTINGS = PacingSettings(acceptance_prior=0.3, handle_time_prior_s=300, patience_prior_s=60, rate_window_s=900)
@@ -36,11 +36,11 @@ def test_few_lifetime_offers_are_topped_up_with_the_prior() -> None:
     assert observe(state, SETTINGS, T0).acceptance == pytest.approx((10 + 0.3 * 10) / 20)
 
 
-def test_acceptance_blends_the_window_with_the_lifetime_ratio() -> None:
+def test_acceptance_is_the_remembered_ratio_topped_up_with_the_lifetime_one() -> None:
     state = fold([(T0, {"offers_made": 1000, "offers_accepted": 100}),
                   (T0 + 600_000, {"offers_made": 1300, "offers_accepted": 220})])
-    # window 120/300; lifetime 220/1300, weighted as ACCEPTANCE_WEIGHT offers
-    expected = (120 + ACCEPTANCE_WEIGHT * 220 / 1300) / (300 + ACCEPTANCE_WEIGHT)
+    # remembered: 120 of 300 (one increment, not yet decayed); lifetime 220/1300 as LIFETIME_OFFERS offers
+    expected = (120 + LIFETIME_OFFERS * 220 / 1300) / (300 + LIFETIME_OFFERS)
     assert observe(state, SETTINGS, T0 + 600_000).acceptance == pytest.approx(expected)
 
 
@@ -64,14 +64,15 @@ def test_patience_is_time_waited_per_abandon_shrunk_to_the_prior() -> None:
     assert observe(state, SETTINGS, T0 + 300_000).patience_s == pytest.approx((900 + 5 * 60) / 15)
 
 
-def test_observed_abandonment_and_service_level_exclude_short_abandons() -> None:
+def test_observed_abandonment_counts_every_abandon_and_also_reports_the_genesys_figure() -> None:
     state = fold([(T0, {"interactions_answered": 0, "interactions_abandoned": 0, "short_abandoned": 0,
                         "answered_within_sl": 0}),
                   (T0 + 60_000, {"interactions_answered": 90, "interactions_abandoned": 12, "short_abandoned": 2,
                                  "answered_within_sl": 72})])
     obs = observe(state, SETTINGS, T0 + 60_000)
-    assert obs.abandonment == pytest.approx(10 / 100)
-    assert obs.service_level == pytest.approx(72 / 100)
+    assert obs.abandonment == pytest.approx(12 / 102)  # every abandon, short ones too
+    assert obs.abandonment_excluding_short == pytest.approx(10 / 100)  # as Genesys counts it
+    assert obs.service_level == pytest.approx(72 / 100)  # the Genesys SL: short abandons excluded
 
 
 def test_gauges_are_whole_non_negative_counts_and_logged_in_covers_ready_and_busy() -> None:

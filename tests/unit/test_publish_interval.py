@@ -103,3 +103,18 @@ async def test_keepalive_and_a_zero_interval_publish_every_change() -> None:
     other.apply("ready_agents", 3, T0 + 100)
     await held.tick(other, T0 + 100, keepalive=True)  # a keepalive pass or a new definition
     assert [p[0] for p in held.published()] == [2, 3]
+
+
+async def test_what_was_published_is_what_the_state_counts_as_offered() -> None:
+    # The engine counts offers made since its (late) statistics from the state's log of
+    # published decisions: a held decision was never seen by the platform, so it is not logged.
+    node = Node(publish_interval_s=5.0)
+    state = staffed(ready=4, at_ms=T0)
+    await node.tick(state, T0)
+    allowed = node.published()[-1][1]
+    assert allowed > 0
+    assert state.offers_since(T0 - 1, T0 + 10_000) == allowed  # spread over the 10 s refresh period
+    state.apply("ready_agents", 6, T0 + 1_000)
+    await node.tick(state, T0 + 1_000)  # held
+    assert len(node.published()) == 1
+    assert state.offers_since(T0 - 1, T0 + 10_000) == allowed

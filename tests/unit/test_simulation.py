@@ -9,11 +9,19 @@ import pytest
 from schemas import COUNTERS, GAUGES
 from streams.engine import PacingSettings
 from streams.simulation import ConstantRatePolicy, EnginePolicy, ReadyPolicy, Scenario, simulate
-from streams.simulation.benchmark import AUTO, CONSTANT, READY, best_constant_rate, format_table, run_matrix
+from streams.simulation.benchmark import (
+    AUTO,
+    CONSTANT,
+    READY,
+    best_constant_rate,
+    format_table,
+    keeps_goal,
+    run_matrix,
+)
 from streams.simulation.command import main
 from streams.simulation.policies import spread
 
-SHORT = Scenario(agents=5, acceptance=0.4, reactive_per_hour=20, hours=1.5, warmup_s=600, seed=7)
+SHORT = Scenario(agents=5, acceptance=0.4, reactive_per_hour=20, hours=2.0, warmup_s=600, seed=7)
 
 
 def engine_run(scenario: Scenario, **kwargs) -> tuple:
@@ -69,16 +77,16 @@ def test_offering_whenever_an_agent_is_ready_keeps_agents_busy_and_customers_wai
 def test_the_best_constant_rate_keeps_the_goal() -> None:
     search = best_constant_rate(SHORT, steps=5)
     assert search.offers_per_hour is not None and search.offers_per_hour > 0
-    assert search.result.abandonment <= SHORT.settings.goal_fraction
+    assert keeps_goal(search.result, SHORT.settings.goal_fraction)
 
 
 def test_the_benchmark_table_judges_the_configured_algorithm() -> None:
     scenario = Scenario(agents=3, acceptance=0.4, hours=1.0, warmup_s=600, seed=3)
-    [results] = run_matrix([scenario], workers=1)
+    [results] = run_matrix([scenario], workers=1, seeds=1, all_algorithms=True)
     assert set(results.runs) == {AUTO, "SUPER_PROGRESSIVE", "PREDICTIVE_B", READY}
     table = format_table([results])
     assert "AUTO -> SUPER_PROGRESSIVE" in table and CONSTANT in table and "ready/p" in table
-    assert results.verdict() in table and "criterion met in" in table
+    assert str(results.verdict()) in table and "criterion met in" in table
 
 
 @pytest.mark.parametrize("algorithm", ["AUTO", "PREDICTIVE_B_DUAL", "ready/p"])
