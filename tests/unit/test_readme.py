@@ -84,9 +84,7 @@ BLOCKS = [
     Entry("json", '{"entities": [', "check"),
     Entry("json", '{"results": [', "check"),
     Entry("", "2026-11-25 10:15:02  RAISED", "check"),
-    Entry("", "agents    p reactive  policy", "listed",
-          "an excerpt of `make bench-pacing` (about 1.5 min on 2 cores); streams/engine/PACING.md has the full "
-          "table, `pacing simulate` is exercised by tests/integration/test_cli_options.py"),
+    Entry("", "[one agent] 1 agent, p 0.1", "check"),  # lines of the full table in streams/engine/PACING.md
     Entry("toml", 'tenant = "acme"', "check"),
     Entry("sh", "make kafka ", "check"),
     Entry("sh", "make test ", "check"),
@@ -325,3 +323,12 @@ def test_the_layout_names_files_that_exist() -> None:
         assert folder is not None
         for name in re.findall(r"[\w*]+(?:/[\w*.]*)*\.(?:py|avsc|md)|\b\w+/(?=[\s,)]|$)", line):
             assert list(folder.glob(f"**/{name.rstrip('/')}")), f"{name} under {folder.relative_to(ROOT)}"
+
+
+def test_the_pacing_benchmark_excerpt_is_lines_of_the_full_table() -> None:
+    # The full table is what `make bench-pacing` printed (streams/engine/PACING.md §5); the
+    # README's excerpt must not drift from it.
+    full = (ROOT / "streams" / "engine" / "PACING.md").read_text().splitlines()
+    excerpt = [line for line in block("[one agent] 1 agent, p 0.1").text.splitlines() if line.strip()]
+    missing = [line for line in excerpt if line not in full]
+    assert not missing, f"README excerpt lines not in PACING.md's table: {missing}"
