@@ -1,0 +1,814 @@
+/*
+ * The pacing engine's numeric kernels, compiled: queue position costs, Erlang A, horizon costs.
+ *
+ * Why C: a cold decision used to make a few hundred small numpy calls (1-4 us each of fixed
+ * cost) for little arithmetic. Here each kernel is one call with plain floats and ints; the
+ * Python modules (queueing.py, horizon.py) keep the models' documentation, their caches and
+ * their public classes, and call these. The maths is the one described there, step for step:
+ *
+ * - position tables: queue position j's virtual wait is a sum of j + 1 exponential stages,
+ *   approximated by a gamma distribution with the same mean and stage count; its tails are
+ *   exact Poisson sums up to 60 stages and Wilson-Hilferty beyond;
+ * - Erlang A (M/M/N+M): birth-death weights c_k lambda^k, figures and their derivatives in
+ *   u = log lambda, safeguarded Newton on u for the largest rate within the goals;
+ * - horizon costs: the expected queue costs of eight "free minus queue" distributions, each a
+ *   sum of independent binomial and Poisson counts, by Parseval over one window (closed-form
+ *   characteristic functions, one FFT of the queue's cost over the window).
+ *
+ * tests/unit/test_engine_reference.py checks every kernel against straightforward loops.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <complex.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXACT_STAGES 60
+#define NEGLIGIBLE_WEIGHT 1e-12
+#define EXTRAPOLATED_STEP 1e-6
+#define SLICES 3
+#define WINDOW_SIGMAS 8.0
+#define WINDOW_PAD 16
+#define MAX_TERMS 24
+#define MAX_ROWS 8
+
+/* ------------------------------------------------------------------------------------------ */
+/* Queue position tables                                                                        */
+
+/* One group's position table, priced on demand: increments per position (abandon, late, lost)
+ * and cumulative sums with a leading 0. A few tables are kept (the last used ones): one decision
+ * looks up the same table several times. */
+typedef struct {
+    int used;
+    long agents, positions;
+    double handle_s, patience_s, short_s, sl_s;
+    long priced, capacity;
+    double mean_wait; /* running sum of the stage means up to the last priced position */
+    double *inc;      /* 3 x capacity: abandon, late, lost */
+    double *cum;      /* 3 x (capacity + 1) */
+} Table;
+
+#define TABLES 4
+static Table tables[TABLES];
+static int next_table = 0;
+
+/* P(Gamma(stages, 1) > x) = P(Poisson(x) < stages). */
+static double gamma_tail(long stages, double x) {
+    if (x <= 0) return 1.0;
+    if (stages <= EXACT_STAGES) {
+        double term = exp(-fmin(x, 745.0)), total = term;
+        for (long i = 1; i < stages; i++) {
+            term *= x / (double)i;
+            total += term;
+        }
+        return total < 1.0 ? total : 1.0;
+    }
+    double n = (double)stages;
+    double z = (cbrt(x / n) - (1 - 1 / (9 * n))) * sqrt(9 * n);
+    return z < 9.0 ? 0.5 * erfc(z * M_SQRT1_2) : 0.0;
+}
+
+static int table_reserve(Table *t, long count) {
+    if (count <= t->capacity) return 0;
+    long capacity = t->capacity ? t->capacity : 64;
+    while (capacity < count) capacity *= 2;
+    double *inc = malloc(sizeof(double) * 3 * capacity), *cum = malloc(sizeof(double) * 3 * (capacity + 1));
+    if (!inc || !cum) {
+        free(inc);
+        free(cum);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int r = 0; r < 3; r++) {
+        if (t->priced) {
+            memcpy(inc + r * capacity, t->inc + r * t->capacity, sizeof(double) * t->priced);
+            memcpy(cum + r * (capacity + 1), t->cum + r * (t->capacity + 1), sizeof(double) * (t->priced + 1));
+        } else {
+            cum[r * (capacity + 1)] = 0.0;
+        }
+    }
+    free(t->inc);
+    free(t->cum);
+    t->inc = inc;
+    t->cum = cum;
+    t->capacity = capacity;
+    return 0;
+}
+
+/* The table of these arguments (found or started afresh). */
+static Table *table_for(long agents, double handle_s, double patience_s, double short_s, double sl_s,
+                        long positions) {
+    for (int i = 0; i < TABLES; i++) {
+        Table *t = &tables[i];
+        if (t->used && t->agents == agents && t->handle_s == handle_s && t->patience_s == patience_s &&
+            t->short_s == short_s && t->sl_s == sl_s && t->positions == positions)
+            return t;
+    }
+    Table *t = &tables[next_table];
+    next_table = (next_table + 1) % TABLES;
+    t->used = 1;
+    t->agents = agents;
+    t->handle_s = handle_s;
+    t->patience_s = patience_s;
+    t->short_s = short_s;
+    t->sl_s = sl_s;
+    t->positions = positions;
+    t->priced = 0;
+    t->mean_wait = 0.0;
+    if (t->capacity) {
+        for (int r = 0; r < 3; r++) t->cum[r * (t->capacity + 1)] = 0.0;
+    }
+    return t;
+}
+
+/* Price positions up to count (at most the table's positions). */
+static int table_price(Table *t, long count) {
+    if (count > t->positions) count = t->positions;
+    if (count <= t->priced) return 0;
+    if (table_reserve(t, count) < 0) return -1;
+    double service = (double)t->agents / t->handle_s, gamma = 1.0 / t->patience_s;
+    double keep_short = exp(-gamma * t->short_s);
+    long cap = t->capacity;
+    for (long j = t->priced; j < count; j++) {
+        t->mean_wait += 1.0 / (service + (double)j * gamma);
+        long stages = j + 1;
+        double rate = (double)stages / t->mean_wait;
+        double served = pow(rate / (rate + gamma), (double)stages);
+        double short_tail = gamma_tail(stages, rate * t->short_s);
+        double short_served = gamma_tail(stages, (rate + gamma) * t->short_s);
+        double late = gamma_tail(stages, (rate + gamma) * t->sl_s);
+        double a = fmax(keep_short * short_tail - served * short_served, 0.0);
+        double l = fmax(served * late, 0.0);
+        double lost = 1.0 - served;
+        t->inc[j] = a;
+        t->inc[cap + j] = l;
+        t->inc[2 * cap + j] = lost;
+        t->cum[j + 1] = t->cum[j] + a;
+        t->cum[(cap + 1) + j + 1] = t->cum[(cap + 1) + j] + l;
+        t->cum[2 * (cap + 1) + j + 1] = t->cum[2 * (cap + 1) + j] + lost;
+    }
+    t->priced = count;
+    return 0;
+}
+
+/* Cumulative cost (row 0 abandon, 1 late, 2 lost) of a queue of `length`; beyond the table every
+ * further position costs like the last one. The table must be priced that far (or fully). */
+static double table_at(const Table *t, int row, long length) {
+    const double *c = t->cum + row * (t->capacity + 1);
+    if (length <= 0) return 0.0;
+    long last = t->positions;
+    if (length <= last) return c[length];
+    return c[last] + (double)(length - last) * (c[last] - c[last - 1]);
+}
+
+static int parse_table(PyObject *args, Table **out, long *extra) {
+    long agents, positions;
+    double handle_s, patience_s, short_s, sl_s;
+    *extra = 0;
+    if (!PyArg_ParseTuple(args, "lddddl|l", &agents, &handle_s, &patience_s, &short_s, &sl_s, &positions, extra))
+        return -1;
+    if (agents < 1 || positions < 1 || !(handle_s > 0) || !(patience_s > 0) || !(short_s >= 0) || !(sl_s >= 0)) {
+        PyErr_SetString(PyExc_ValueError, "position costs need agents >= 1, positions >= 1, handle and patience > 0, "
+                                          "short and service-level thresholds >= 0");
+        return -1;
+    }
+    *out = table_for(agents, handle_s, patience_s, short_s, sl_s, positions);
+    return 0;
+}
+
+PyDoc_STRVAR(position_table_doc,
+             "position_table(agents, handle_s, patience_s, short_s, sl_s, positions, count) -> bytes\n\n"
+             "Cumulative (abandon, late, lost) costs of queues of length 0..count (count <= positions), as\n"
+             "3 x (count + 1) float64 values, row by row.");
+
+static PyObject *position_table(PyObject *self, PyObject *args) {
+    Table *t;
+    long count;
+    if (parse_table(args, &t, &count) < 0) return NULL;
+    if (count < 0 || count > t->positions) {
+        PyErr_SetString(PyExc_ValueError, "count must be within 0..positions");
+        return NULL;
+    }
+    if (table_price(t, count) < 0) return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(double) * 3 * (count + 1)));
+    if (!out) return NULL;
+    double *data = (double *)PyBytes_AS_STRING(out);
+    for (int r = 0; r < 3; r++) memcpy(data + r * (count + 1), t->cum + r * (t->capacity + 1), sizeof(double) * (count + 1));
+    return out;
+}
+
+PyDoc_STRVAR(position_at_doc,
+             "position_at(agents, handle_s, patience_s, short_s, sl_s, positions, length) -> (abandons, late)\n\n"
+             "Expected counted abandons and late answers among `length` queued interactions (extrapolated\n"
+             "linearly past the table).");
+
+static PyObject *position_at(PyObject *self, PyObject *args) {
+    Table *t;
+    long length;
+    if (parse_table(args, &t, &length) < 0) return NULL;
+    if (table_price(t, length) < 0) return NULL;
+    return Py_BuildValue("(dd)", table_at(t, 0, length), table_at(t, 1, length));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Erlang A                                                                                     */
+
+typedef struct {
+    long agents, max_queue, states; /* states = agents + max_queue + 1 */
+    double *rates;                   /* rates[k]: the death rate out of state k (k >= 1) */
+    Table *table;
+    double *w;                       /* scratch weights */
+} ErlangA;
+
+typedef struct {
+    double rate, in_system, abandonment, service_level; /* the steady state */
+    double abandon_d, level_d, in_system_d;             /* derivatives in u = log rate */
+} Steady;
+
+static int erlang_init(ErlangA *m, long agents, double handle_s, double patience_s, Table *table) {
+    double service = 1.0 / handle_s, gamma = 1.0 / patience_s;
+    m->agents = agents;
+    m->max_queue = table->positions - 1;
+    m->states = agents + m->max_queue + 1;
+    m->table = table;
+    m->rates = malloc(sizeof(double) * m->states);
+    m->w = malloc(sizeof(double) * m->states);
+    if (!m->rates || !m->w) {
+        free(m->rates);
+        free(m->w);
+        PyErr_NoMemory();
+        return -1;
+    }
+    m->rates[0] = 1.0;
+    for (long k = 1; k <= agents; k++) m->rates[k] = (double)k * service;
+    for (long j = 1; j <= m->max_queue; j++) m->rates[agents + j] = (double)agents * service + (double)j * gamma;
+    return 0;
+}
+
+static void erlang_free(ErlangA *m) {
+    free(m->rates);
+    free(m->w);
+}
+
+/* The steady state at lambda = e^u. The weights are walked from the mode (the largest k whose
+ * death rate is at most lambda: the chain is unimodal) outwards, relative to the mode's weight;
+ * the queue is followed up to its first weight that is negligible (1e-12) against the mode. */
+static int erlang_evaluate(ErlangA *m, double u, Steady *out) {
+    double lambda = exp(u);
+    long n = m->agents, last_state = m->states - 1;
+    double *rates = m->rates, *w = m->w;
+    /* death rates increase with k: bisect for the last k with rates[k] <= lambda */
+    long lo = 0, hi = last_state;
+    while (lo < hi) {
+        long mid = (lo + hi + 1) / 2;
+        if (rates[mid] <= lambda) lo = mid; else hi = mid - 1;
+    }
+    long mode = lo;
+    w[mode] = 1.0;
+    long first = 0;
+    for (long k = mode; k > 0; k--) {
+        w[k - 1] = w[k] * rates[k] / lambda;
+        if (w[k - 1] < 1e-300) { first = k - 1; w[first] = 0.0; break; }
+    }
+    /* upwards: through the agents' states, then the queue until a negligible weight */
+    long end = last_state;
+    for (long k = mode + 1; k <= last_state; k++) {
+        w[k] = w[k - 1] * lambda / rates[k];
+        if (k >= n && w[k] <= NEGLIGIBLE_WEIGHT) { end = k; break; }
+    }
+    long queued = end - n;
+    if (table_price(m->table, queued + 1) < 0) return -1;
+    const Table *t = m->table;
+    long cap = t->capacity;
+    double total = 0, k_total = 0, k2_total = 0;
+    for (long k = first; k <= end; k++) {
+        double wk = w[k], kk = (double)k;
+        total += wk;
+        k_total += kk * wk;
+        k2_total += kk * kk * wk;
+    }
+    double s[6] = {0, 0, 0, 0, 0, 0};
+    for (long j = 0; j <= queued; j++) {
+        double wk = w[n + j], kk = (double)(n + j);
+        for (int r = 0; r < 3; r++) {
+            double f = wk * t->inc[r * cap + j];
+            s[r] += f;
+            s[3 + r] += kk * f;
+        }
+    }
+    for (int r = 0; r < 6; r++) s[r] /= total;
+    double abandon = s[0], late = s[1], lost = s[2];
+    double mean_k = k_total / total;
+    double in_system_d = k2_total / total - mean_k * mean_k;
+    double abandon_d = s[3] - abandon * mean_k, late_d = s[4] - late * mean_k, lost_d = s[5] - lost * mean_k;
+    double counted = 1 - (lost - abandon), counted_d;
+    if (counted <= 1e-12) {
+        counted = 1e-12;
+        counted_d = 0.0;
+    } else {
+        counted_d = abandon_d - lost_d;
+    }
+    double served = 1 - lost - late;
+    out->rate = lambda;
+    out->in_system = mean_k;
+    out->abandonment = abandon / counted;
+    out->abandon_d = (abandon_d * counted - abandon * counted_d) / (counted * counted);
+    out->service_level = fmax(0.0, served) / counted;
+    out->level_d = served > 0 ? ((-lost_d - late_d) * counted - served * counted_d) / (counted * counted) : 0.0;
+    out->in_system_d = in_system_d;
+    return 0;
+}
+
+static PyObject *steady_tuple(double rate, double in_system, double abandonment, double level) {
+    return Py_BuildValue("(dddd)", rate, in_system, abandonment, level);
+}
+
+PyDoc_STRVAR(steady_state_doc,
+             "steady_state(agents, rate, handle_s, patience_s, short_s, sl_s, positions)\n"
+             "-> (rate, in_system, abandonment, service_level)\n\n"
+             "Erlang A at one Poisson arrival rate; the queue's costs from the position table of\n"
+             "(agents, handle_s, patience_s, short_s, sl_s, positions).");
+
+static PyObject *steady_state(PyObject *self, PyObject *args) {
+    long agents, positions;
+    double rate, handle_s, patience_s, short_s, sl_s;
+    if (!PyArg_ParseTuple(args, "ldddddl", &agents, &rate, &handle_s, &patience_s, &short_s, &sl_s, &positions))
+        return NULL;
+    if (agents < 1 || positions < 1 || !(handle_s > 0) || !(patience_s > 0)) {
+        PyErr_SetString(PyExc_ValueError, "steady_state needs agents >= 1, positions >= 1, handle and patience > 0");
+        return NULL;
+    }
+    if (!(rate > 0)) return steady_tuple(rate, 0.0, 0.0, 1.0);
+    ErlangA m;
+    Table *t = table_for(agents, handle_s, patience_s, short_s, sl_s, positions);
+    if (erlang_init(&m, agents, handle_s, patience_s, t) < 0) return NULL;
+    Steady s;
+    int failed = erlang_evaluate(&m, log(rate), &s);
+    erlang_free(&m);
+    if (failed) return NULL;
+    return steady_tuple(s.rate, s.in_system, s.abandonment, s.service_level);
+}
+
+/* How far the binding condition is past its target (> 0: broken), and its derivative in u. */
+static void excess(const Steady *s, double log_goal, int has_miss, double log_miss, double *value, double *slope) {
+    double a = s->abandonment;
+    *value = a > 0 ? log(a) - log_goal : -INFINITY;
+    *slope = a > 0 ? s->abandon_d / a : 1.0;
+    if (has_miss) {
+        double miss = 1 - s->service_level;
+        double value_s = miss > 0 ? log(miss) - log_miss : -INFINITY;
+        if (value_s > *value) {
+            *value = value_s;
+            *slope = miss > 0 ? -s->level_d / miss : 1.0;
+        }
+    }
+}
+
+PyDoc_STRVAR(erlang_a_rate_doc,
+             "erlang_a_rate(agents, handle_s, patience_s, short_s, sl_s, max_abandonment, min_service_level)\n"
+             "-> (rate, in_system, abandonment, service_level)\n\n"
+             "The largest Poisson arrival rate (up to twice the group's service rate) whose Erlang A steady\n"
+             "state keeps both targets: safeguarded Newton on log(rate) (see queueing.erlang_a_rate).");
+
+static PyObject *erlang_a_rate(PyObject *self, PyObject *args) {
+    long agents;
+    double handle_s, patience_s, short_s, sl_s, max_abandonment, min_service_level;
+    if (!PyArg_ParseTuple(args, "ldddddd", &agents, &handle_s, &patience_s, &short_s, &sl_s, &max_abandonment,
+                          &min_service_level))
+        return NULL;
+    if (agents < 1 || !(handle_s > 0) || !(patience_s > 0) || !(max_abandonment > 0)) {
+        PyErr_SetString(PyExc_ValueError, "erlang_a_rate needs agents >= 1, handle, patience and the goal > 0");
+        return NULL;
+    }
+    if (min_service_level >= 1) return steady_tuple(0.0, 0.0, 0.0, 1.0);
+    Table *t = table_for(agents, handle_s, patience_s, short_s, sl_s, 2 * agents + 60);
+    ErlangA m;
+    if (erlang_init(&m, agents, handle_s, patience_s, t) < 0) return NULL;
+    double upper = log(2.0 * (double)agents / handle_s);
+    double log_goal = log(max_abandonment);
+    int has_miss = min_service_level > 0;
+    double log_miss = has_miss ? log(1 - min_service_level) : 0.0;
+    double good_u = -INFINITY;
+    Steady good = {0.0, 0.0, 0.0, 1.0, 0, 0, 0}, state;
+    double bad_u = upper + 1e-9;
+    double a0 = (double)agents;
+    double u = fmin(upper, log(a0 * a0 / (a0 + 3) / handle_s));
+    PyObject *result = NULL;
+    for (int iteration = 0; iteration < 100; iteration++) {
+        double value, slope;
+        if (erlang_evaluate(&m, u, &state) < 0) goto done;
+        excess(&state, log_goal, has_miss, log_miss, &value, &slope);
+        if (value <= 0) {
+            good_u = u;
+            good = state;
+            if (u >= upper) {
+                result = steady_tuple(state.rate, state.in_system, state.abandonment, state.service_level);
+                goto done;
+            }
+        } else {
+            bad_u = u;
+        }
+        if (bad_u - good_u < 1e-10) break;
+        double step = slope > 0 && isfinite(value) ? -value / slope : NAN;
+        if (value <= 0 && step >= 0 && step < 1e-10) {
+            result = steady_tuple(state.rate, state.in_system, state.abandonment, state.service_level);
+            goto done;
+        }
+        if (value <= 0 && step >= 0 && step < EXTRAPOLATED_STEP && u + step < fmin(bad_u, upper)) {
+            /* The last Newton step is tiny: the state there follows to first order (an error of
+               ~step^2), a hair short of the root so that the rate keeps the goal. */
+            double delta = step * (1 - 1e-3);
+            result = steady_tuple(exp(u + delta), state.in_system + delta * state.in_system_d,
+                                  state.abandonment + delta * state.abandon_d,
+                                  state.service_level + delta * state.level_d);
+            goto done;
+        }
+        double target = (value > 0 && step > -1e-10 && step <= 0) ? u - 1e-10 : u + step;
+        double low = isfinite(good_u) ? good_u : bad_u - 40.0;
+        if (u < upper && upper <= target && bad_u > upper) {
+            target = upper;
+        } else if (!(low < target && target < bad_u)) {
+            target = isfinite(good_u) ? (low + bad_u) / 2 : bad_u - fmax(1.0, 2 * (bad_u - u));
+        }
+        u = fmin(target, upper);
+    }
+    result = steady_tuple(good.rate, good.in_system, good.abandonment, good.service_level);
+done:
+    erlang_free(&m);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Horizon costs                                                                                */
+
+enum { BINOMIAL = 0, POISSON = 1 };
+
+typedef struct {
+    int kind;
+    long trials;
+    double q;
+    int sign;
+} Term;
+
+typedef struct {
+    Term terms[MAX_TERMS];
+    int n_terms;
+    double fixed[MAX_ROWS][MAX_TERMS]; /* how often row r counts term t (signed by the term) */
+    int rows;
+    int selects[MAX_ROWS]; /* the last slice whose new accepts row r has seen (-1: none) */
+} Layout;
+
+static int term(Layout *l, int kind, long trials, double q, int sign) {
+    if (!(q > 0) || (kind == BINOMIAL && trials <= 0)) return -1;
+    for (int i = 0; i < l->n_terms; i++) {
+        Term *t = &l->terms[i];
+        if (t->kind == kind && t->trials == trials && t->q == q && t->sign == sign) return i;
+    }
+    Term *t = &l->terms[l->n_terms];
+    t->kind = kind;
+    t->trials = trials;
+    t->q = q;
+    t->sign = sign;
+    return l->n_terms++;
+}
+
+static void add(Layout *l, int row, int t, double times) {
+    if (t >= 0) l->fixed[row][t] += times;
+}
+
+/* log E[e^(-i theta sign X)] of one Bernoulli(q): log|.| from real functions (a complex log costs
+ * several times more). */
+static inline double complex log_bernoulli(double q, double sin_t, double cos_t, double sign) {
+    double modulus = fmax(1 - 2 * q * (1 - q) * (1 - cos_t), 1e-300);
+    return 0.5 * log(modulus) + I * atan2(-sign * q * sin_t, 1 - q + q * cos_t);
+}
+
+static inline double complex log_transform(const Term *t, double sin_t, double cos_t) {
+    if (t->kind == BINOMIAL) return (double)t->trials * log_bernoulli(t->q, sin_t, cos_t, (double)t->sign);
+    return t->q * (cos_t - 1) - I * (double)t->sign * t->q * sin_t;
+}
+
+/* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)), size a power of two. */
+static void fft(double complex *a, long size) {
+    for (long i = 1, j = 0; i < size; i++) {
+        long bit = size >> 1;
+        for (; j & bit; bit >>= 1) j ^= bit;
+        j ^= bit;
+        if (i < j) {
+            double complex tmp = a[i];
+            a[i] = a[j];
+            a[j] = tmp;
+        }
+    }
+    for (long len = 2; len <= size; len <<= 1) {
+        double angle = -2 * M_PI / (double)len;
+        double complex step = cos(angle) + I * sin(angle);
+        for (long i = 0; i < size; i += len) {
+            double complex w = 1.0;
+            for (long k = 0; k < len / 2; k++) {
+                double complex even = a[i + k], odd = a[i + k + len / 2] * w;
+                a[i + k] = even + odd;
+                a[i + k + len / 2] = even - odd;
+                if ((k & 31) == 31) { /* refresh the twiddle now and then: no drift on long blocks */
+                    double phase = angle * (double)(k + 1);
+                    w = cos(phase) + I * sin(phase);
+                } else {
+                    w *= step;
+                }
+            }
+        }
+    }
+}
+
+static int read_shares(PyObject *seq, double out[SLICES], const char *name) {
+    PyObject *fast = PySequence_Fast(seq, name);
+    if (!fast) return -1;
+    if (PySequence_Fast_GET_SIZE(fast) != SLICES) {
+        Py_DECREF(fast);
+        PyErr_Format(PyExc_ValueError, "%s must hold %d slice shares", name, SLICES);
+        return -1;
+    }
+    for (int s = 0; s < SLICES; s++) {
+        out[s] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(fast, s));
+        if (out[s] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(fast);
+            return -1;
+        }
+    }
+    Py_DECREF(fast);
+    return 0;
+}
+
+PyDoc_STRVAR(horizon_costs_doc,
+             "horizon_costs(offers, reactive_rate, start, busy, outstanding, agents, p, exact, slice_s, tail_s,\n"
+             "              tail_finish, finish_share, new_share, pending_share, table)\n"
+             "-> list of (abandons, abandons + late answers)\n\n"
+             "The horizon's expected queue costs for each offer count (see horizon.py): `table` is the\n"
+             "position table's (agents, handle_s, patience_s, short_s, sl_s, positions).");
+
+static PyObject *horizon_costs(PyObject *self, PyObject *args) {
+    PyObject *offers_seq, *finish_seq, *new_seq, *pending_seq;
+    double reactive_rate, p, slice_s, tail_s, tail_finish;
+    long start, busy, outstanding, agents;
+    int exact;
+    long t_agents, t_positions;
+    double t_handle, t_patience, t_short, t_sl;
+    if (!PyArg_ParseTuple(args, "OdlllldpdddOOO(lddddl)", &offers_seq, &reactive_rate, &start, &busy,
+                          &outstanding, &agents, &p, &exact, &slice_s, &tail_s, &tail_finish, &finish_seq, &new_seq,
+                          &pending_seq, &t_agents, &t_handle, &t_patience, &t_short, &t_sl, &t_positions))
+        return NULL;
+    double finish_share[SLICES], new_share[SLICES], pending_share[SLICES];
+    if (read_shares(finish_seq, finish_share, "finish_share") < 0 || read_shares(new_seq, new_share, "new_share") < 0 ||
+        read_shares(pending_seq, pending_share, "pending_share") < 0)
+        return NULL;
+    if (!(p > 0) || p > 1 || t_agents < 1 || t_positions < 1 || !(t_handle > 0) || !(t_patience > 0)) {
+        PyErr_SetString(PyExc_ValueError, "horizon_costs needs 0 < p <= 1 and a valid position table");
+        return NULL;
+    }
+    PyObject *offers_fast = PySequence_Fast(offers_seq, "offers must be a sequence of counts");
+    if (!offers_fast) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(offers_fast);
+    PyObject *result = NULL;
+    long *offers = malloc(sizeof(long) * (count ? count : 1));
+    double *shares = malloc(sizeof(double) * (count ? count : 1) * (SLICES + 1)); /* exact: [0, C0, C1, C2] */
+    double complex *buffer = NULL;
+    if (!offers || !shares) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        offers[k] = PyLong_AsLong(PySequence_Fast_GET_ITEM(offers_fast, k));
+        if (offers[k] == -1 && PyErr_Occurred()) goto fail;
+        if (offers[k] < 0) {
+            PyErr_SetString(PyExc_ValueError, "offer counts must be >= 0");
+            goto fail;
+        }
+    }
+
+    /* The layout: rows before and after each slice's arrivals, then around the reactive tail. */
+    Layout l;
+    memset(&l, 0, sizeof(l));
+    double reactive = reactive_rate * slice_s;
+    int finishing[SLICES];
+    for (int s = 0; s < SLICES; s++) finishing[s] = term(&l, BINOMIAL, busy, finish_share[s], 1);
+    if (exact) {
+        int one_slice = term(&l, POISSON, 0, reactive, -1);
+        for (int s = 0; s < SLICES; s++) {
+            for (int f = 0; f <= s; f++) {
+                add(&l, 2 * s, finishing[f], 1);
+                add(&l, 2 * s + 1, finishing[f], 1);
+            }
+            add(&l, 2 * s, one_slice, s);
+            add(&l, 2 * s + 1, one_slice, s + 1);
+            l.selects[2 * s] = s - 1;
+            l.selects[2 * s + 1] = s;
+        }
+    } else {
+        for (int s = 0; s < SLICES; s++) {
+            for (int f = 0; f <= s; f++) {
+                add(&l, 2 * s, finishing[f], 1);
+                add(&l, 2 * s + 1, finishing[f], 1);
+            }
+            for (int e = 0; e < s; e++) { /* the arrivals of earlier slices */
+                int pending = term(&l, BINOMIAL, outstanding, p * pending_share[e], -1);
+                int poisson = term(&l, POISSON, 0, reactive, -1);
+                add(&l, 2 * s, pending, 1);
+                add(&l, 2 * s, poisson, 1);
+                add(&l, 2 * s + 1, pending, 1);
+                add(&l, 2 * s + 1, poisson, 1);
+            }
+            add(&l, 2 * s + 1, term(&l, BINOMIAL, outstanding, p * pending_share[s], -1), 1);
+            add(&l, 2 * s + 1, term(&l, POISSON, 0, reactive, -1), 1);
+            l.selects[2 * s] = s - 1;
+            l.selects[2 * s + 1] = s;
+        }
+    }
+    l.rows = 2 * SLICES;
+    if (reactive_rate > 0) {
+        int tail_finishing = term(&l, BINOMIAL, agents, tail_finish, 1);
+        int tail_arrivals = term(&l, POISSON, 0, reactive_rate * tail_s, -1);
+        for (int t = 0; t < l.n_terms; t++) {
+            l.fixed[l.rows][t] = l.fixed[l.rows - 1][t];
+        }
+        add(&l, l.rows, tail_finishing, 1);
+        for (int t = 0; t < l.n_terms; t++) l.fixed[l.rows + 1][t] = l.fixed[l.rows][t];
+        add(&l, l.rows + 1, tail_arrivals, 1);
+        l.selects[l.rows] = l.selects[l.rows + 1] = SLICES - 1;
+        l.rows += 2;
+    }
+    double mean0[MAX_ROWS], var0[MAX_ROWS];
+    for (int r = 0; r < l.rows; r++) {
+        mean0[r] = var0[r] = 0.0;
+        for (int t = 0; t < l.n_terms; t++) {
+            const Term *term_t = &l.terms[t];
+            double times = l.fixed[r][t];
+            if (times == 0) continue;
+            if (term_t->kind == BINOMIAL) {
+                mean0[r] += times * term_t->sign * (double)term_t->trials * term_t->q;
+                var0[r] += times * (double)term_t->trials * term_t->q * (1 - term_t->q);
+            } else {
+                mean0[r] += times * term_t->sign * term_t->q;
+                var0[r] += times * term_t->q;
+            }
+        }
+    }
+    /* Offers: non-exact, row r subtracts Binomial(n, p new_share[s]) for every slice s <= selects[r];
+       exact, Binomial(n + pending, p (share_0 + ... + share_selects[r])). */
+    double per_offer_q[SLICES], mean_n[MAX_ROWS], var_n[MAX_ROWS];
+    for (int s = 0; s < SLICES; s++) per_offer_q[s] = p * new_share[s];
+    for (int r = 0; r < l.rows; r++) {
+        mean_n[r] = var_n[r] = 0.0;
+        for (int s = 0; s <= l.selects[r]; s++) {
+            mean_n[r] -= per_offer_q[s];
+            var_n[r] += per_offer_q[s] * (1 - per_offer_q[s]);
+        }
+    }
+    double low_mean = INFINITY, high_mean = -INFINITY, top_var = 0.0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        double n = (double)offers[k];
+        double *c = shares + k * (SLICES + 1);
+        c[0] = 0.0;
+        if (exact) {
+            double mean_new = n * p, mean_pending = (double)outstanding * p, accepts = mean_new + mean_pending;
+            double arrived = 0.0;
+            for (int s = 0; s < SLICES; s++) {
+                double share = accepts > 0 ? (mean_new * new_share[s] + mean_pending * pending_share[s]) / accepts : 0.0;
+                arrived = s == SLICES - 1 ? 1.0 : fmin(1.0, arrived + share);
+                c[s + 1] = arrived;
+            }
+        }
+        for (int r = 0; r < l.rows; r++) {
+            double mean, var;
+            if (exact) {
+                double q = p * c[l.selects[r] + 1], trials = n + (double)outstanding;
+                mean = (double)start + mean0[r] - trials * q;
+                var = var0[r] + trials * q * (1 - q);
+            } else {
+                mean = (double)start + mean0[r] + n * mean_n[r];
+                var = var0[r] + n * var_n[r];
+            }
+            low_mean = fmin(low_mean, mean);
+            high_mean = fmax(high_mean, mean);
+            top_var = fmax(top_var, var);
+        }
+    }
+    result = PyList_New(count);
+    if (!result || count == 0) goto fail_or_done;
+    double half = WINDOW_SIGMAS * sqrt(top_var) + WINDOW_PAD;
+    long low = (long)floor(low_mean - half); /* the window: free minus queue = low, low + 1, ... */
+    long needed = (long)ceil(high_mean + half) - low + 1;
+    long size = 16;
+    while (size < needed) size <<= 1;
+    long frequencies = size / 2 + 1;
+
+    /* The queue's costs over the window, transformed: one complex FFT of (abandons) + i (abandons +
+       late answers), then split by symmetry. */
+    Table *table = table_for(t_agents, t_handle, t_patience, t_short, t_sl, t_positions);
+    long longest = -low;
+    if (table_price(table, longest > 0 ? longest : 0) < 0) goto fail_clear;
+    buffer = malloc(sizeof(double complex) * (size + frequencies * (2 + 2 * (SLICES + 1))));
+    if (!buffer) {
+        PyErr_NoMemory();
+        goto fail_clear;
+    }
+    double complex *cost = buffer;
+    double complex *cost_a = cost + size, *cost_b = cost_a + frequencies;
+    double complex *signed_fixed = cost_b + frequencies; /* (SLICES + 1) x frequencies */
+    double complex *per_offer = signed_fixed + (SLICES + 1) * frequencies; /* non-exact: log transforms, cumulated */
+    for (long m = 0; m < size; m++) {
+        long length = -(low + m);
+        double a = table_at(table, 0, length);
+        cost[m] = a + I * (a + table_at(table, 1, length));
+    }
+    fft(cost, size);
+    for (long f = 0; f < frequencies; f++) {
+        double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
+        /* conj(transform) times e^(-i theta (start - low)), times Parseval's weight */
+        double weight = (f == 0 || (size % 2 == 0 && f == size / 2)) ? 1.0 / (double)size : 2.0 / (double)size;
+        long turns = ((start - low) % size + size) % size * f % size;
+        double phase = -2 * M_PI * (double)turns / (double)size;
+        double complex shift = (cos(phase) + I * sin(phase)) * weight;
+        cost_a[f] = conj((z + mirror) / 2) * shift;
+        cost_b[f] = conj((z - mirror) / (2 * I)) * shift;
+    }
+    /* Per frequency: the rows' fixed transforms, signed and summed per offer column. */
+    for (long i = 0; i < (SLICES + 1) * frequencies; i++) signed_fixed[i] = 0.0;
+    for (long f = 0; f < frequencies; f++) {
+        double theta = 2 * M_PI * (double)f / (double)size, sin_t = sin(theta), cos_t = cos(theta);
+        double complex logs[MAX_TERMS];
+        for (int t = 0; t < l.n_terms; t++) logs[t] = log_transform(&l.terms[t], sin_t, cos_t);
+        for (int r = 0; r < l.rows; r++) {
+            double complex sum = 0.0;
+            for (int t = 0; t < l.n_terms; t++)
+                if (l.fixed[r][t] != 0) sum += l.fixed[r][t] * logs[t];
+            signed_fixed[(l.selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * cexp(sum);
+        }
+        if (!exact) {
+            double complex running = 0.0;
+            per_offer[f] = 0.0;
+            for (int s = 0; s < SLICES; s++) {
+                running += log_bernoulli(per_offer_q[s], sin_t, cos_t, -1.0);
+                per_offer[(s + 1) * frequencies + f] = running;
+            }
+        }
+    }
+    /* Each offer count: its columns' transforms times the fixed part times the cost. */
+    for (Py_ssize_t k = 0; k < count; k++) {
+        double n = (double)offers[k];
+        const double *c = shares + k * (SLICES + 1);
+        double total_a = 0.0, total_b = 0.0;
+        for (long f = 0; f < frequencies; f++) {
+            double complex sum = signed_fixed[f]; /* column 0: no new accepts, transform 1 */
+            double theta = 0, sin_t = 0, cos_t = 0;
+            if (exact) {
+                theta = 2 * M_PI * (double)f / (double)size;
+                sin_t = sin(theta);
+                cos_t = cos(theta);
+            }
+            for (int col = 1; col <= SLICES; col++) {
+                double complex fixed = signed_fixed[col * frequencies + f];
+                if (fixed == 0) continue;
+                double complex offer;
+                if (exact) {
+                    offer = cexp((n + (double)outstanding) * log_bernoulli(p * c[col], sin_t, cos_t, -1.0));
+                } else {
+                    offer = cexp(n * per_offer[col * frequencies + f]);
+                }
+                sum += offer * fixed;
+            }
+            total_a += creal(sum * cost_a[f]);
+            total_b += creal(sum * cost_b[f]);
+        }
+        /* Costs only grow with arrivals: FFT noise must not make a zero cost -1e-17. */
+        PyObject *pair = Py_BuildValue("(dd)", fmax(0.0, total_a), fmax(0.0, total_b));
+        if (!pair) goto fail_clear;
+        PyList_SET_ITEM(result, k, pair);
+    }
+    goto fail_or_done;
+fail_clear:
+    Py_CLEAR(result);
+fail_or_done:
+fail:
+    free(offers);
+    free(shares);
+    free(buffer);
+    Py_DECREF(offers_fast);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"position_table", position_table, METH_VARARGS, position_table_doc},
+    {"position_at", position_at, METH_VARARGS, position_at_doc},
+    {"steady_state", steady_state, METH_VARARGS, steady_state_doc},
+    {"erlang_a_rate", erlang_a_rate, METH_VARARGS, erlang_a_rate_doc},
+    {"horizon_costs", horizon_costs, METH_VARARGS, horizon_costs_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernels",
+    "The pacing engine's compiled numeric kernels (queueing.py and horizon.py call them).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
