@@ -477,16 +477,28 @@ static void add(Layout *l, int row, int t, double times) {
     if (t >= 0) l->fixed[row][t] += times;
 }
 
-/* log E[e^(-i theta sign X)] of one Bernoulli(q): log|.| from real functions (a complex log costs
- * several times more). */
-static inline double complex log_bernoulli(double q, double sin_t, double cos_t, double sign) {
-    double modulus = fmax(1 - 2 * q * (1 - q) * (1 - cos_t), 1e-300);
-    return 0.5 * log(modulus) + I * atan2(-sign * q * sin_t, 1 - q + q * cos_t);
+/* z^power by repeated squaring: a few complex products instead of a complex log and exp
+ * (|z| <= 1 here, so the rounding error grows only with log2(power)). */
+static inline double complex power(double complex z, long power) {
+    double complex out = 1.0;
+    while (power > 0) {
+        if (power & 1) out *= z;
+        power >>= 1;
+        if (power) z *= z;
+    }
+    return out;
 }
 
-static inline double complex log_transform(const Term *t, double sin_t, double cos_t) {
-    if (t->kind == BINOMIAL) return (double)t->trials * log_bernoulli(t->q, sin_t, cos_t, (double)t->sign);
-    return t->q * (cos_t - 1) - I * (double)t->sign * t->q * sin_t;
+/* E[e^(-i theta sign B)] of one Bernoulli(q): 1 - q + q e^(-i theta sign). */
+static inline double complex bernoulli(double q, double sin_t, double cos_t, double sign) {
+    return (1 - q + q * cos_t) - I * (sign * q * sin_t);
+}
+
+/* E[e^(-i theta sign X)] of one count of the layout. */
+static inline double complex transform(const Term *t, double sin_t, double cos_t) {
+    if (t->kind == BINOMIAL) return power(bernoulli(t->q, sin_t, cos_t, (double)t->sign), t->trials);
+    double angle = t->q * sin_t;
+    return exp(t->q * (cos_t - 1)) * (cos(angle) - I * ((double)t->sign * sin(angle)));
 }
 
 /* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)), size a power of two. */
@@ -707,7 +719,7 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
     Table *table = table_for(t_agents, t_handle, t_patience, t_short, t_sl, t_positions);
     long longest = -low;
     if (table_price(table, longest > 0 ? longest : 0) < 0) goto fail_clear;
-    buffer = malloc(sizeof(double complex) * (size + frequencies * (2 + 2 * (SLICES + 1))));
+    buffer = malloc(sizeof(double complex) * (size + frequencies * (3 + 2 * (SLICES + 1))));
     if (!buffer) {
         PyErr_NoMemory();
         goto fail_clear;
@@ -715,7 +727,8 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
     double complex *cost = buffer;
     double complex *cost_a = cost + size, *cost_b = cost_a + frequencies;
     double complex *signed_fixed = cost_b + frequencies; /* (SLICES + 1) x frequencies */
-    double complex *per_offer = signed_fixed + (SLICES + 1) * frequencies; /* non-exact: log transforms, cumulated */
+    double complex *per_offer = signed_fixed + (SLICES + 1) * frequencies; /* non-exact: one offer's, per column */
+    double *sines = (double *)(per_offer + (SLICES + 1) * frequencies), *cosines = sines + frequencies;
     for (long m = 0; m < size; m++) {
         long length = -(low + m);
         double a = table_at(table, 0, length);
@@ -736,44 +749,40 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
     for (long i = 0; i < (SLICES + 1) * frequencies; i++) signed_fixed[i] = 0.0;
     for (long f = 0; f < frequencies; f++) {
         double theta = 2 * M_PI * (double)f / (double)size, sin_t = sin(theta), cos_t = cos(theta);
-        double complex logs[MAX_TERMS];
-        for (int t = 0; t < l.n_terms; t++) logs[t] = log_transform(&l.terms[t], sin_t, cos_t);
+        sines[f] = sin_t;
+        cosines[f] = cos_t;
+        double complex terms[MAX_TERMS];
+        for (int t = 0; t < l.n_terms; t++) terms[t] = transform(&l.terms[t], sin_t, cos_t);
         for (int r = 0; r < l.rows; r++) {
-            double complex sum = 0.0;
+            double complex product = 1.0;
             for (int t = 0; t < l.n_terms; t++)
-                if (l.fixed[r][t] != 0) sum += l.fixed[r][t] * logs[t];
-            signed_fixed[(l.selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * cexp(sum);
+                if (l.fixed[r][t] != 0) product *= power(terms[t], (long)l.fixed[r][t]);
+            signed_fixed[(l.selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
         }
-        if (!exact) {
-            double complex running = 0.0;
-            per_offer[f] = 0.0;
+        if (!exact) { /* one offer's transform by the end of each slice: a product of Bernoullis */
+            double complex running = 1.0;
+            per_offer[f] = 1.0;
             for (int s = 0; s < SLICES; s++) {
-                running += log_bernoulli(per_offer_q[s], sin_t, cos_t, -1.0);
+                running *= bernoulli(per_offer_q[s], sin_t, cos_t, -1.0);
                 per_offer[(s + 1) * frequencies + f] = running;
             }
         }
     }
     /* Each offer count: its columns' transforms times the fixed part times the cost. */
     for (Py_ssize_t k = 0; k < count; k++) {
-        double n = (double)offers[k];
         const double *c = shares + k * (SLICES + 1);
         double total_a = 0.0, total_b = 0.0;
         for (long f = 0; f < frequencies; f++) {
             double complex sum = signed_fixed[f]; /* column 0: no new accepts, transform 1 */
-            double theta = 0, sin_t = 0, cos_t = 0;
-            if (exact) {
-                theta = 2 * M_PI * (double)f / (double)size;
-                sin_t = sin(theta);
-                cos_t = cos(theta);
-            }
+            double sin_t = sines[f], cos_t = cosines[f];
             for (int col = 1; col <= SLICES; col++) {
                 double complex fixed = signed_fixed[col * frequencies + f];
                 if (fixed == 0) continue;
                 double complex offer;
                 if (exact) {
-                    offer = cexp((n + (double)outstanding) * log_bernoulli(p * c[col], sin_t, cos_t, -1.0));
+                    offer = power(bernoulli(p * c[col], sin_t, cos_t, -1.0), offers[k] + outstanding);
                 } else {
-                    offer = cexp(n * per_offer[col * frequencies + f]);
+                    offer = power(per_offer[col * frequencies + f], offers[k]);
                 }
                 sum += offer * fixed;
             }
