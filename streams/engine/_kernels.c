@@ -533,6 +533,31 @@ static void fft(double complex *a, long size) {
     }
 }
 
+/* The transforms of one layout on one window size: per frequency, sin and cos of its angle, the
+ * signed sum of the fixed rows' transforms per offer column, and (non-exact) one offer's transform
+ * by the end of each slice. They depend on the horizon and the size, not on the offer counts or
+ * the window's position, so the 2-4 calls of one decision share them: a size prepared before is
+ * reused while it is at most twice what is needed (as the numpy version did). */
+typedef struct {
+    int used, exact;
+    long busy, outstanding, agents, size;
+    double p, slice_s, tail_s, tail_finish, reactive_rate;
+    double finish_share[SLICES], new_share[SLICES], pending_share[SLICES];
+    double complex *signed_fixed; /* (SLICES + 1) x frequencies */
+    double complex *per_offer;    /* (SLICES + 1) x frequencies */
+    double *sines, *cosines;      /* frequencies each */
+} Prepared;
+
+#define PREPARED 2
+static Prepared prepared[PREPARED];
+static int next_prepared = 0;
+
+static int same_shares(const double a[SLICES], const double b[SLICES]) {
+    for (int s = 0; s < SLICES; s++)
+        if (a[s] != b[s]) return 0;
+    return 1;
+}
+
 static int read_shares(PyObject *seq, double out[SLICES], const char *name) {
     PyObject *fast = PySequence_Fast(seq, name);
     if (!fast) return -1;
@@ -583,7 +608,7 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
     Py_ssize_t count = PySequence_Fast_GET_SIZE(offers_fast);
     PyObject *result = NULL;
     long *offers = malloc(sizeof(long) * (count ? count : 1));
-    double *shares = malloc(sizeof(double) * (count ? count : 1) * (SLICES + 1)); /* exact: [0, C0, C1, C2] */
+    double *shares = malloc(sizeof(double) * (count ? count : 1) * (SLICES + 3)); /* exact: [0, C0, C1, C2]; totals */
     double complex *buffer = NULL;
     if (!offers || !shares) {
         PyErr_NoMemory();
@@ -710,87 +735,163 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
     double half = WINDOW_SIGMAS * sqrt(top_var) + WINDOW_PAD;
     long low = (long)floor(low_mean - half); /* the window: free minus queue = low, low + 1, ... */
     long needed = (long)ceil(high_mean + half) - low + 1;
-    long size = 16;
-    while (size < needed) size <<= 1;
+    Prepared *ready = NULL;
+    for (int i = 0; i < PREPARED; i++) {
+        Prepared *c = &prepared[i];
+        if (c->used && c->size >= needed && c->size <= 2 * needed + 16 && c->exact == exact && c->busy == busy &&
+            c->outstanding == outstanding && c->agents == agents && c->p == p && c->slice_s == slice_s &&
+            c->tail_s == tail_s && c->tail_finish == tail_finish && c->reactive_rate == reactive_rate &&
+            same_shares(c->finish_share, finish_share) && same_shares(c->new_share, new_share) &&
+            same_shares(c->pending_share, pending_share)) {
+            ready = c;
+            break;
+        }
+    }
+    long size;
+    if (ready) {
+        size = ready->size;
+    } else {
+        size = 16;
+        while (size < needed) size <<= 1;
+    }
     long frequencies = size / 2 + 1;
+    if (!ready) {
+        ready = &prepared[next_prepared];
+        next_prepared = (next_prepared + 1) % PREPARED;
+        ready->used = 0;
+        free(ready->signed_fixed);
+        ready->signed_fixed = malloc(sizeof(double complex) * 2 * (SLICES + 1) * frequencies +
+                                     sizeof(double) * 2 * frequencies);
+        if (!ready->signed_fixed) {
+            PyErr_NoMemory();
+            goto fail_clear;
+        }
+        ready->per_offer = ready->signed_fixed + (SLICES + 1) * frequencies;
+        ready->sines = (double *)(ready->per_offer + (SLICES + 1) * frequencies);
+        ready->cosines = ready->sines + frequencies;
+        double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
+        /* Per frequency: the rows' fixed transforms, signed and summed per offer column. */
+        for (long i = 0; i < (SLICES + 1) * frequencies; i++) signed_fixed[i] = 0.0;
+        for (long f = 0; f < frequencies; f++) {
+            double theta = 2 * M_PI * (double)f / (double)size, sin_t = sin(theta), cos_t = cos(theta);
+            ready->sines[f] = sin_t;
+            ready->cosines[f] = cos_t;
+            double complex terms[MAX_TERMS];
+            for (int t = 0; t < l.n_terms; t++) terms[t] = transform(&l.terms[t], sin_t, cos_t);
+            for (int r = 0; r < l.rows; r++) {
+                double complex product = 1.0;
+                for (int t = 0; t < l.n_terms; t++) {
+                    long times = (long)l.fixed[r][t];
+                    if (times == 1) product *= terms[t];
+                    else if (times > 1) product *= power(terms[t], times);
+                }
+                signed_fixed[(l.selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
+            }
+            if (!exact) { /* one offer's transform by the end of each slice: a product of Bernoullis */
+                double complex running = 1.0;
+                per_offer[f] = 1.0;
+                for (int s = 0; s < SLICES; s++) {
+                    running *= bernoulli(per_offer_q[s], sin_t, cos_t, -1.0);
+                    per_offer[(s + 1) * frequencies + f] = running;
+                }
+            }
+        }
+        ready->exact = exact;
+        ready->busy = busy;
+        ready->outstanding = outstanding;
+        ready->agents = agents;
+        ready->size = size;
+        ready->p = p;
+        ready->slice_s = slice_s;
+        ready->tail_s = tail_s;
+        ready->tail_finish = tail_finish;
+        ready->reactive_rate = reactive_rate;
+        memcpy(ready->finish_share, finish_share, sizeof(finish_share));
+        memcpy(ready->new_share, new_share, sizeof(new_share));
+        memcpy(ready->pending_share, pending_share, sizeof(pending_share));
+        ready->used = 1;
+    }
+    const double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
+    const double *sines = ready->sines, *cosines = ready->cosines;
 
     /* The queue's costs over the window, transformed: one complex FFT of (abandons) + i (abandons +
        late answers), then split by symmetry. */
     Table *table = table_for(t_agents, t_handle, t_patience, t_short, t_sl, t_positions);
     long longest = -low;
     if (table_price(table, longest > 0 ? longest : 0) < 0) goto fail_clear;
-    buffer = malloc(sizeof(double complex) * (size + frequencies * (3 + 2 * (SLICES + 1))));
+    buffer = malloc(sizeof(double complex) * (size + 2 * frequencies));
     if (!buffer) {
         PyErr_NoMemory();
         goto fail_clear;
     }
     double complex *cost = buffer;
     double complex *cost_a = cost + size, *cost_b = cost_a + frequencies;
-    double complex *signed_fixed = cost_b + frequencies; /* (SLICES + 1) x frequencies */
-    double complex *per_offer = signed_fixed + (SLICES + 1) * frequencies; /* non-exact: one offer's, per column */
-    double *sines = (double *)(per_offer + (SLICES + 1) * frequencies), *cosines = sines + frequencies;
     for (long m = 0; m < size; m++) {
         long length = -(low + m);
         double a = table_at(table, 0, length);
         cost[m] = a + I * (a + table_at(table, 1, length));
     }
     fft(cost, size);
+    long shift_by = ((start - low) % size + size) % size;
     for (long f = 0; f < frequencies; f++) {
         double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
-        /* conj(transform) times e^(-i theta (start - low)), times Parseval's weight */
-        double weight = (f == 0 || (size % 2 == 0 && f == size / 2)) ? 1.0 / (double)size : 2.0 / (double)size;
-        long turns = ((start - low) % size + size) % size * f % size;
-        double phase = -2 * M_PI * (double)turns / (double)size;
-        double complex shift = (cos(phase) + I * sin(phase)) * weight;
+        /* conj(transform) times e^(-i theta_f (start - low)), times Parseval's weight */
+        double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
+        long turns = shift_by * f % size;
+        double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
+                                                : cosines[size - turns] + I * sines[size - turns];
+        double complex shift = root * weight;
         cost_a[f] = conj((z + mirror) / 2) * shift;
         cost_b[f] = conj((z - mirror) / (2 * I)) * shift;
     }
-    /* Per frequency: the rows' fixed transforms, signed and summed per offer column. */
-    for (long i = 0; i < (SLICES + 1) * frequencies; i++) signed_fixed[i] = 0.0;
+    /* Each offer count: its columns' transforms times the fixed part times the cost. Non-exact,
+       the counts' powers of one offer's transform are built from the previous count's (the counts
+       come sorted, often in neighbouring pairs), and skipped where they are below e^-40: there
+       the transform of the distribution is negligible (its terms are at most 1 in modulus, the
+       costs at most the table's), and the product would only add rounding noise. */
+    double *total_a = shares + count * (SLICES + 1), *total_b = total_a + count;
+    for (Py_ssize_t k = 0; k < count; k++) total_a[k] = total_b[k] = 0.0;
     for (long f = 0; f < frequencies; f++) {
-        double theta = 2 * M_PI * (double)f / (double)size, sin_t = sin(theta), cos_t = cos(theta);
-        sines[f] = sin_t;
-        cosines[f] = cos_t;
-        double complex terms[MAX_TERMS];
-        for (int t = 0; t < l.n_terms; t++) terms[t] = transform(&l.terms[t], sin_t, cos_t);
-        for (int r = 0; r < l.rows; r++) {
-            double complex product = 1.0;
-            for (int t = 0; t < l.n_terms; t++)
-                if (l.fixed[r][t] != 0) product *= power(terms[t], (long)l.fixed[r][t]);
-            signed_fixed[(l.selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
-        }
-        if (!exact) { /* one offer's transform by the end of each slice: a product of Bernoullis */
-            double complex running = 1.0;
-            per_offer[f] = 1.0;
-            for (int s = 0; s < SLICES; s++) {
-                running *= bernoulli(per_offer_q[s], sin_t, cos_t, -1.0);
-                per_offer[(s + 1) * frequencies + f] = running;
+        double sin_t = sines[f], cos_t = cosines[f];
+        double complex base[SLICES + 1], previous[SLICES + 1];
+        double log_modulus[SLICES + 1];
+        long previous_n[SLICES + 1];
+        for (int col = 1; col <= SLICES; col++) {
+            previous[col] = 1.0;
+            previous_n[col] = 0;
+            if (!exact) {
+                base[col] = per_offer[col * frequencies + f];
+                double squared = creal(base[col]) * creal(base[col]) + cimag(base[col]) * cimag(base[col]);
+                log_modulus[col] = squared > 0 ? 0.5 * log(squared) : -INFINITY;
             }
         }
-    }
-    /* Each offer count: its columns' transforms times the fixed part times the cost. */
-    for (Py_ssize_t k = 0; k < count; k++) {
-        const double *c = shares + k * (SLICES + 1);
-        double total_a = 0.0, total_b = 0.0;
-        for (long f = 0; f < frequencies; f++) {
+        for (Py_ssize_t k = 0; k < count; k++) {
+            const double *c = shares + k * (SLICES + 1);
+            long n = offers[k];
             double complex sum = signed_fixed[f]; /* column 0: no new accepts, transform 1 */
-            double sin_t = sines[f], cos_t = cosines[f];
             for (int col = 1; col <= SLICES; col++) {
                 double complex fixed = signed_fixed[col * frequencies + f];
                 if (fixed == 0) continue;
                 double complex offer;
                 if (exact) {
-                    offer = power(bernoulli(p * c[col], sin_t, cos_t, -1.0), offers[k] + outstanding);
+                    offer = power(bernoulli(p * c[col], sin_t, cos_t, -1.0), n + outstanding);
+                } else if ((double)n * log_modulus[col] < -40.0) {
+                    continue;
                 } else {
-                    offer = power(per_offer[col * frequencies + f], offers[k]);
+                    offer = n >= previous_n[col] ? previous[col] * power(base[col], n - previous_n[col])
+                                                 : power(base[col], n);
+                    previous[col] = offer;
+                    previous_n[col] = n;
                 }
                 sum += offer * fixed;
             }
-            total_a += creal(sum * cost_a[f]);
-            total_b += creal(sum * cost_b[f]);
+            total_a[k] += creal(sum * cost_a[f]);
+            total_b[k] += creal(sum * cost_b[f]);
         }
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
         /* Costs only grow with arrivals: FFT noise must not make a zero cost -1e-17. */
-        PyObject *pair = Py_BuildValue("(dd)", fmax(0.0, total_a), fmax(0.0, total_b));
+        PyObject *pair = Py_BuildValue("(dd)", fmax(0.0, total_a[k]), fmax(0.0, total_b[k]));
         if (!pair) goto fail_clear;
         PyList_SET_ITEM(result, k, pair);
     }
