@@ -577,50 +577,53 @@ static int read_shares(PyObject *seq, double out[SLICES], const char *name) {
     return 0;
 }
 
-PyDoc_STRVAR(horizon_costs_doc,
-             "horizon_costs(offers, reactive_rate, start, busy, outstanding, agents, p, exact, slice_s, tail_s,\n"
-             "              tail_finish, finish_share, new_share, pending_share, table)\n"
-             "-> list of (abandons, abandons + late answers)\n\n"
-             "The horizon's expected queue costs for each offer count (see horizon.py): `table` is the\n"
-             "position table's (agents, handle_s, patience_s, short_s, sl_s, positions).");
-
-static PyObject *horizon_costs(PyObject *self, PyObject *args) {
-    PyObject *offers_seq, *finish_seq, *new_seq, *pending_seq;
+/* One horizon of horizon.py (everything but its start): the model its costs are computed for. */
+typedef struct {
     double reactive_rate, p, slice_s, tail_s, tail_finish;
-    long start, busy, outstanding, agents;
+    long busy, outstanding, agents;
     int exact;
-    long t_agents, t_positions;
-    double t_handle, t_patience, t_short, t_sl;
-    if (!PyArg_ParseTuple(args, "OdlllldpdddOOO(lddddl)", &offers_seq, &reactive_rate, &start, &busy,
-                          &outstanding, &agents, &p, &exact, &slice_s, &tail_s, &tail_finish, &finish_seq, &new_seq,
-                          &pending_seq, &t_agents, &t_handle, &t_patience, &t_short, &t_sl, &t_positions))
-        return NULL;
     double finish_share[SLICES], new_share[SLICES], pending_share[SLICES];
-    if (read_shares(finish_seq, finish_share, "finish_share") < 0 || read_shares(new_seq, new_share, "new_share") < 0 ||
-        read_shares(pending_seq, pending_share, "pending_share") < 0)
-        return NULL;
-    if (!(p > 0) || p > 1 || t_agents < 1 || t_positions < 1 || !(t_handle > 0) || !(t_patience > 0)) {
-        PyErr_SetString(PyExc_ValueError, "horizon_costs needs 0 < p <= 1 and a valid position table");
-        return NULL;
+    long t_agents, t_positions; /* the position table's arguments */
+    double t_handle, t_patience, t_short, t_sl;
+} Model;
+
+static int parse_model(PyObject *model, Model *h) {
+    PyObject *finish_seq, *new_seq, *pending_seq;
+    if (!PyArg_ParseTuple(model, "dllldpdddOOO(lddddl);model must be the horizon's tuple (see Horizon.model)",
+                          &h->reactive_rate, &h->busy, &h->outstanding, &h->agents, &h->p, &h->exact, &h->slice_s,
+                          &h->tail_s, &h->tail_finish, &finish_seq, &new_seq, &pending_seq, &h->t_agents, &h->t_handle,
+                          &h->t_patience, &h->t_short, &h->t_sl, &h->t_positions))
+        return -1;
+    if (read_shares(finish_seq, h->finish_share, "finish_share") < 0 ||
+        read_shares(new_seq, h->new_share, "new_share") < 0 ||
+        read_shares(pending_seq, h->pending_share, "pending_share") < 0)
+        return -1;
+    if (!(h->p > 0) || h->p > 1 || h->t_agents < 1 || h->t_positions < 1 || !(h->t_handle > 0) ||
+        !(h->t_patience > 0) || h->busy < 0 || h->outstanding < 0 || !(h->reactive_rate >= 0)) {
+        PyErr_SetString(PyExc_ValueError, "a horizon needs 0 < p <= 1, counts and the reactive rate >= 0 and a valid "
+                                          "position table");
+        return -1;
     }
-    PyObject *offers_fast = PySequence_Fast(offers_seq, "offers must be a sequence of counts");
-    if (!offers_fast) return NULL;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(offers_fast);
-    PyObject *result = NULL;
-    long *offers = malloc(sizeof(long) * (count ? count : 1));
-    double *shares = malloc(sizeof(double) * (count ? count : 1) * (SLICES + 3)); /* exact: [0, C0, C1, C2]; totals */
+    return 0;
+}
+
+/* Expected (abandons, abandons + late answers) of the horizon starting from `start` free agents
+ * minus queue, for each of `count` offer counts, into total_a and total_b. */
+static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize_t count, double *total_a,
+                        double *total_b) {
+    double reactive_rate = h->reactive_rate, p = h->p, slice_s = h->slice_s, tail_s = h->tail_s;
+    double tail_finish = h->tail_finish;
+    long busy = h->busy, outstanding = h->outstanding, agents = h->agents;
+    int exact = h->exact;
+    const double *finish_share = h->finish_share, *new_share = h->new_share, *pending_share = h->pending_share;
+    long t_agents = h->t_agents, t_positions = h->t_positions;
+    double t_handle = h->t_handle, t_patience = h->t_patience, t_short = h->t_short, t_sl = h->t_sl;
+    int failed = 0;
+    double *shares = malloc(sizeof(double) * (count ? count : 1) * (SLICES + 1)); /* exact: [0, C0, C1, C2] */
     double complex *buffer = NULL;
-    if (!offers || !shares) {
+    if (!shares) {
         PyErr_NoMemory();
-        goto fail;
-    }
-    for (Py_ssize_t k = 0; k < count; k++) {
-        offers[k] = PyLong_AsLong(PySequence_Fast_GET_ITEM(offers_fast, k));
-        if (offers[k] == -1 && PyErr_Occurred()) goto fail;
-        if (offers[k] < 0) {
-            PyErr_SetString(PyExc_ValueError, "offer counts must be >= 0");
-            goto fail;
-        }
+        return -1;
     }
 
     /* The layout: rows before and after each slice's arrivals, then around the reactive tail. */
@@ -730,8 +733,7 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
             top_var = fmax(top_var, var);
         }
     }
-    result = PyList_New(count);
-    if (!result || count == 0) goto fail_or_done;
+    if (count == 0) goto done;
     double half = WINDOW_SIGMAS * sqrt(top_var) + WINDOW_PAD;
     long low = (long)floor(low_mean - half); /* the window: free minus queue = low, low + 1, ... */
     long needed = (long)ceil(high_mean + half) - low + 1;
@@ -764,7 +766,7 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
                                      sizeof(double) * 2 * frequencies);
         if (!ready->signed_fixed) {
             PyErr_NoMemory();
-            goto fail_clear;
+            goto fail;
         }
         ready->per_offer = ready->signed_fixed + (SLICES + 1) * frequencies;
         ready->sines = (double *)(ready->per_offer + (SLICES + 1) * frequencies);
@@ -806,9 +808,9 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
         ready->tail_s = tail_s;
         ready->tail_finish = tail_finish;
         ready->reactive_rate = reactive_rate;
-        memcpy(ready->finish_share, finish_share, sizeof(finish_share));
-        memcpy(ready->new_share, new_share, sizeof(new_share));
-        memcpy(ready->pending_share, pending_share, sizeof(pending_share));
+        memcpy(ready->finish_share, finish_share, sizeof(double) * SLICES);
+        memcpy(ready->new_share, new_share, sizeof(double) * SLICES);
+        memcpy(ready->pending_share, pending_share, sizeof(double) * SLICES);
         ready->used = 1;
     }
     const double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
@@ -818,11 +820,11 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
        late answers), then split by symmetry. */
     Table *table = table_for(t_agents, t_handle, t_patience, t_short, t_sl, t_positions);
     long longest = -low;
-    if (table_price(table, longest > 0 ? longest : 0) < 0) goto fail_clear;
+    if (table_price(table, longest > 0 ? longest : 0) < 0) goto fail;
     buffer = malloc(sizeof(double complex) * (size + 2 * frequencies));
     if (!buffer) {
         PyErr_NoMemory();
-        goto fail_clear;
+        goto fail;
     }
     double complex *cost = buffer;
     double complex *cost_a = cost + size, *cost_b = cost_a + frequencies;
@@ -849,7 +851,6 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
        come sorted, often in neighbouring pairs), and skipped where they are below e^-40: there
        the transform of the distribution is negligible (its terms are at most 1 in modulus, the
        costs at most the table's), and the product would only add rounding noise. */
-    double *total_a = shares + count * (SLICES + 1), *total_b = total_a + count;
     for (Py_ssize_t k = 0; k < count; k++) total_a[k] = total_b[k] = 0.0;
     for (long f = 0; f < frequencies; f++) {
         double sin_t = sines[f], cos_t = cosines[f];
@@ -891,20 +892,219 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
     }
     for (Py_ssize_t k = 0; k < count; k++) {
         /* Costs only grow with arrivals: FFT noise must not make a zero cost -1e-17. */
-        PyObject *pair = Py_BuildValue("(dd)", fmax(0.0, total_a[k]), fmax(0.0, total_b[k]));
-        if (!pair) goto fail_clear;
-        PyList_SET_ITEM(result, k, pair);
+        total_a[k] = fmax(0.0, total_a[k]);
+        total_b[k] = fmax(0.0, total_b[k]);
     }
-    goto fail_or_done;
-fail_clear:
-    Py_CLEAR(result);
-fail_or_done:
+    goto done;
 fail:
-    free(offers);
+    failed = 1;
+done:
     free(shares);
     free(buffer);
-    Py_DECREF(offers_fast);
+    return failed ? -1 : 0;
+}
+
+static int read_offers(PyObject *seq, long **out, Py_ssize_t *count) {
+    PyObject *fast = PySequence_Fast(seq, "offers must be a sequence of counts");
+    if (!fast) return -1;
+    *count = PySequence_Fast_GET_SIZE(fast);
+    long *offers = malloc(sizeof(long) * (*count ? *count : 1));
+    if (!offers) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < *count; k++) {
+        offers[k] = PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, k));
+        if ((offers[k] == -1 && PyErr_Occurred()) || offers[k] < 0) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "offer counts must be >= 0");
+            free(offers);
+            Py_DECREF(fast);
+            return -1;
+        }
+    }
+    Py_DECREF(fast);
+    *out = offers;
+    return 0;
+}
+
+PyDoc_STRVAR(horizon_costs_doc,
+             "horizon_costs(offers, start, model) -> list of (abandons, abandons + late answers)\n\n"
+             "The horizon's expected queue costs for each offer count, from `start` free agents minus queue\n"
+             "(see horizon.py; `model` is Horizon.model).");
+
+static PyObject *horizon_costs(PyObject *self, PyObject *args) {
+    PyObject *offers_seq, *model;
+    long start;
+    Model h;
+    if (!PyArg_ParseTuple(args, "OlO!", &offers_seq, &start, &PyTuple_Type, &model) || parse_model(model, &h) < 0)
+        return NULL;
+    long *offers;
+    Py_ssize_t count;
+    if (read_offers(offers_seq, &offers, &count) < 0) return NULL;
+    double *totals = malloc(sizeof(double) * 2 * (count ? count : 1));
+    PyObject *result = NULL;
+    if (!totals) {
+        PyErr_NoMemory();
+    } else if (horizon_eval(&h, start, offers, count, totals, totals + count) == 0 && (result = PyList_New(count))) {
+        for (Py_ssize_t k = 0; k < count; k++) {
+            PyObject *pair = Py_BuildValue("(dd)", totals[k], totals[count + k]);
+            if (!pair) {
+                Py_CLEAR(result);
+                break;
+            }
+            PyList_SET_ITEM(result, k, pair);
+        }
+    }
+    free(totals);
+    free(offers);
     return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The progressive plan's search over offer counts                                              */
+
+#define MAX_KNOWN 512
+#define MAX_BATCH 16
+
+typedef struct {
+    long n[MAX_KNOWN];
+    double margin[MAX_KNOWN], abandon[MAX_KNOWN], bad[MAX_KNOWN];
+    int count;
+} Known;
+
+static int known_index(const Known *k, long n) {
+    for (int i = 0; i < k->count; i++)
+        if (k->n[i] == n) return i;
+    return -1;
+}
+
+static int compare_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+PyDoc_STRVAR(progressive_search_doc,
+             "progressive_search(model, planning_start, actual_start, p, goal, service_level, cap, guess)\n"
+             "-> (offers, abandons, abandons + late answers)\n\n"
+             "The largest n <= cap whose added abandons (and, with service_level >= 0, abandons + late answers)\n"
+             "over the horizon `model` from `planning_start` stay within the goal share of its own expected\n"
+             "accepts n p, and the horizon's costs with those offers from `actual_start` (see\n"
+             "progressive.py: a gallop and bisection over n in 2-3 batches, each one horizon evaluation).");
+
+static PyObject *progressive_search(PyObject *self, PyObject *args) {
+    PyObject *model;
+    long planning_start, actual_start, cap;
+    double p, goal, service_level, guess;
+    Model h;
+    if (!PyArg_ParseTuple(args, "O!lldddld", &PyTuple_Type, &model, &planning_start, &actual_start, &p, &goal,
+                          &service_level, &cap, &guess) ||
+        parse_model(model, &h) < 0)
+        return NULL;
+    if (cap > 100000000L) {
+        PyErr_SetString(PyExc_ValueError, "progressive_search: cap out of range");
+        return NULL;
+    }
+    Known known;
+    known.count = 1;
+    known.n[0] = 0;
+    known.margin[0] = 0.0; /* no offers keep the goal by definition; its costs come with the first batch */
+    int have_base = 0;
+    long result = 0;
+    if (cap > 0) {
+        long g = (long)fmin((double)cap, fmax(1.0, rint(guess)));
+        long batch[MAX_BATCH];
+        int batch_size = 0;
+        batch[batch_size++] = (long)fmax(1.0, rint(0.7 * (double)g));
+        batch[batch_size++] = g;
+        batch[batch_size++] = g + 1;
+        batch[batch_size++] = (long)rint(1.4 * (double)g) + 1;
+        batch[batch_size++] = 2 * g + 2;
+        long good = 0;
+        for (int iteration = 0; iteration < 64; iteration++) {
+            /* the new counts of the batch, sorted, each once; the base (no offers) with the first */
+            long todo[MAX_BATCH + 1];
+            int todo_size = 0;
+            if (!have_base) todo[todo_size++] = 0;
+            qsort(batch, batch_size, sizeof(long), compare_long);
+            for (int i = 0; i < batch_size; i++) {
+                long n = batch[i];
+                if (n <= 0 || n > cap || known_index(&known, n) >= 0) continue;
+                if (todo_size && todo[todo_size - 1] == n) continue;
+                todo[todo_size++] = n;
+            }
+            if (todo_size > 0) {
+                if (known.count + todo_size > MAX_KNOWN) break;
+                double a[MAX_BATCH + 1], b[MAX_BATCH + 1];
+                if (horizon_eval(&h, planning_start, todo, todo_size, a, b) < 0) return NULL;
+                int first = 0;
+                if (!have_base) {
+                    known.abandon[0] = a[0];
+                    known.bad[0] = b[0];
+                    have_base = 1;
+                    first = 1;
+                }
+                for (int i = first; i < todo_size; i++) {
+                    double n = (double)todo[i];
+                    double margin = goal * n * p + 1e-12 - (a[i] - known.abandon[0]);
+                    if (service_level >= 0)
+                        margin = fmin(margin, (1 - service_level) * n * p + 1e-12 - (b[i] - known.bad[0]));
+                    int at = known.count++;
+                    known.n[at] = todo[i];
+                    known.margin[at] = margin;
+                    known.abandon[at] = a[i];
+                    known.bad[at] = b[i];
+                }
+            }
+            long bad = cap + 1;
+            for (int i = 0; i < known.count; i++)
+                if (known.margin[i] < 0 && known.n[i] < bad) bad = known.n[i];
+            good = 0;
+            for (int i = 0; i < known.count; i++)
+                if (known.margin[i] >= 0 && known.n[i] < bad && known.n[i] > good) good = known.n[i];
+            if (good >= cap || bad == good + 1) break;
+            batch_size = 0;
+            if (bad > cap) { /* nothing bad seen yet: double */
+                batch[batch_size++] = good * 2 + 2 < cap ? good * 2 + 2 : cap;
+                batch[batch_size++] = good * 4 + 4 < cap ? good * 4 + 4 : cap;
+                continue;
+            }
+            int good_at = known_index(&known, good), bad_at = known_index(&known, bad);
+            if (good_at < 0 || bad_at < 0) break; /* both are known: found above */
+            double m_good = known.margin[good_at], m_bad = known.margin[bad_at];
+            double estimates[4];
+            int estimate_count = 0;
+            estimates[estimate_count++] = good + m_good * (double)(bad - good) / (m_good - m_bad); /* the chord */
+            long pairs[3] = {good, bad - 1, bad};
+            for (int i = 0; i < 3; i++) { /* the tangents at known neighbouring pairs */
+                int at = known_index(&known, pairs[i]), next = known_index(&known, pairs[i] + 1);
+                if (at >= 0 && next >= 0 && known.margin[next] < known.margin[at])
+                    estimates[estimate_count++] =
+                        pairs[i] + known.margin[at] / (known.margin[at] - known.margin[next]);
+            }
+            for (int i = 0; i < estimate_count; i++) {
+                if (good < estimates[i] && estimates[i] < bad) {
+                    long n = (long)floor(estimates[i]);
+                    batch[batch_size++] = n;
+                    batch[batch_size++] = n + 1;
+                }
+            }
+            long middle = (good + bad) / 2; /* bisection too: at worst the bracket halves each batch */
+            batch[batch_size++] = middle;
+            batch[batch_size++] = middle + 1;
+        }
+        result = good;
+    }
+    /* The costs with those offers, from where the group actually starts. */
+    double abandon, bad_cost;
+    int at = known_index(&known, result);
+    if (actual_start == planning_start && at >= 0 && (at > 0 || have_base)) {
+        abandon = known.abandon[at];
+        bad_cost = known.bad[at];
+    } else if (horizon_eval(&h, actual_start, &result, 1, &abandon, &bad_cost) < 0) {
+        return NULL;
+    }
+    return Py_BuildValue("(ldd)", result, abandon, bad_cost);
 }
 
 static PyMethodDef methods[] = {
@@ -913,6 +1113,7 @@ static PyMethodDef methods[] = {
     {"steady_state", steady_state, METH_VARARGS, steady_state_doc},
     {"erlang_a_rate", erlang_a_rate, METH_VARARGS, erlang_a_rate_doc},
     {"horizon_costs", horizon_costs, METH_VARARGS, horizon_costs_doc},
+    {"progressive_search", progressive_search, METH_VARARGS, progressive_search_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -38,7 +38,6 @@ binomials (Poisson thinning: a few percent more variance than the truth, so slig
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Sequence
 
@@ -98,21 +97,14 @@ class Horizon:
                 self._memo[(n, reactive_rate)] = result
         return [self._memo[(n, reactive_rate)] for n in offers]
 
-    def with_ready(self, ready: int) -> Horizon:
-        """The same horizon with another number of ready agents (a reactive reserve taken off)."""
-        other = copy.copy(self)
-        other.start = ready - (self.start_ready - self.start)
-        other.start_ready = ready
-        other._memo = {}
-        return other
-
     def _compute(self, offers: list[int], reactive_rate: float) -> list[tuple[float, float]]:
         """The kernel's costs for several offer counts (its window holds every row of every count)."""
-        return _kernels.horizon_costs(
-            offers, reactive_rate, self.start, self.busy, self.outstanding, self.agents, self.p, self.exact,
-            self.slice_s, self.tail_s, self.tail_finish, self.finish_share, self.new_share, self.pending_share,
-            self.queue_costs.table,
-        )
+        return _kernels.horizon_costs(offers, self.start, self.model(reactive_rate))
+
+    def model(self, reactive_rate: float) -> tuple:
+        """What the kernels need of this horizon at one reactive rate (everything but its start)."""
+        return (reactive_rate, self.busy, self.outstanding, self.agents, self.p, self.exact, self.slice_s, self.tail_s,
+                self.tail_finish, self.finish_share, self.new_share, self.pending_share, self.queue_costs.table)
 
 
 def _slice_shares(cdf: Callable[[float], float], length: float) -> list[float]:
