@@ -31,6 +31,8 @@
 #define WINDOW_SIGMAS 8.0
 #define WINDOW_PAD 16
 #define MAX_TERMS 24
+/* Products of transforms below e^-45 in modulus are left out of the Parseval sums. */
+#define NEGLIGIBLE_LOG_PRODUCT -45.0
 #define MAX_ROWS 8
 
 /* ------------------------------------------------------------------------------------------ */
@@ -501,8 +503,9 @@ static inline double complex transform(const Term *t, double sin_t, double cos_t
     return exp(t->q * (cos_t - 1)) * (cos(angle) - I * ((double)t->sign * sin(angle)));
 }
 
-/* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)), size a power of two. */
-static void fft(double complex *a, long size) {
+/* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)), size a power of two; the twiddles are
+ * the size's cos and sin of 2 pi k / size for k <= size / 2. */
+static void fft(double complex *a, long size, const double *cosines, const double *sines) {
     for (long i = 1, j = 0; i < size; i++) {
         long bit = size >> 1;
         for (; j & bit; bit >>= 1) j ^= bit;
@@ -514,20 +517,13 @@ static void fft(double complex *a, long size) {
         }
     }
     for (long len = 2; len <= size; len <<= 1) {
-        double angle = -2 * M_PI / (double)len;
-        double complex step = cos(angle) + I * sin(angle);
+        long half = len / 2, stride = size / len;
         for (long i = 0; i < size; i += len) {
-            double complex w = 1.0;
-            for (long k = 0; k < len / 2; k++) {
-                double complex even = a[i + k], odd = a[i + k + len / 2] * w;
+            for (long k = 0; k < half; k++) {
+                double complex w = cosines[k * stride] - I * sines[k * stride];
+                double complex even = a[i + k], odd = a[i + k + half] * w;
                 a[i + k] = even + odd;
-                a[i + k + len / 2] = even - odd;
-                if ((k & 31) == 31) { /* refresh the twiddle now and then: no drift on long blocks */
-                    double phase = angle * (double)(k + 1);
-                    w = cos(phase) + I * sin(phase);
-                } else {
-                    w *= step;
-                }
+                a[i + k + half] = even - odd;
             }
         }
     }
@@ -545,6 +541,8 @@ typedef struct {
     double finish_share[SLICES], new_share[SLICES], pending_share[SLICES];
     double complex *signed_fixed; /* (SLICES + 1) x frequencies */
     double complex *per_offer;    /* (SLICES + 1) x frequencies */
+    double *log_fixed;            /* (SLICES + 1) x frequencies: log |signed_fixed| (-inf: 0) */
+    double *log_offer;            /* (SLICES + 1) x frequencies, non-exact: log |per_offer| */
     double *sines, *cosines;      /* frequencies each */
 } Prepared;
 
@@ -763,7 +761,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         ready->used = 0;
         free(ready->signed_fixed);
         ready->signed_fixed = malloc(sizeof(double complex) * 2 * (SLICES + 1) * frequencies +
-                                     sizeof(double) * 2 * frequencies);
+                                     sizeof(double) * (2 * SLICES + 4) * frequencies);
         if (!ready->signed_fixed) {
             PyErr_NoMemory();
             goto fail;
@@ -771,6 +769,8 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         ready->per_offer = ready->signed_fixed + (SLICES + 1) * frequencies;
         ready->sines = (double *)(ready->per_offer + (SLICES + 1) * frequencies);
         ready->cosines = ready->sines + frequencies;
+        ready->log_fixed = ready->cosines + frequencies;
+        ready->log_offer = ready->log_fixed + (SLICES + 1) * frequencies;
         double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
         /* Per frequency: the rows' fixed transforms, signed and summed per offer column. */
         for (long i = 0; i < (SLICES + 1) * frequencies; i++) signed_fixed[i] = 0.0;
@@ -798,6 +798,12 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
                 }
             }
         }
+        for (long i = 0; i < (SLICES + 1) * frequencies; i++) {
+            double modulus = cabs(signed_fixed[i]);
+            ready->log_fixed[i] = modulus > 0 ? log(modulus) : -INFINITY;
+            modulus = exact ? 0.0 : cabs(per_offer[i]);
+            ready->log_offer[i] = modulus > 0 ? log(modulus) : -INFINITY;
+        }
         ready->exact = exact;
         ready->busy = busy;
         ready->outstanding = outstanding;
@@ -814,7 +820,8 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         ready->used = 1;
     }
     const double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
-    const double *sines = ready->sines, *cosines = ready->cosines;
+    const double *sines = ready->sines, *cosines = ready->cosines, *log_fixed = ready->log_fixed,
+                 *log_offer = ready->log_offer;
 
     /* The queue's costs over the window, transformed: one complex FFT of (abandons) + i (abandons +
        late answers), then split by symmetry. */
@@ -833,7 +840,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         double a = table_at(table, 0, length);
         cost[m] = a + I * (a + table_at(table, 1, length));
     }
-    fft(cost, size);
+    fft(cost, size, cosines, sines);
     long shift_by = ((start - low) % size + size) % size;
     for (long f = 0; f < frequencies; f++) {
         double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
@@ -846,11 +853,13 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         cost_a[f] = conj((z + mirror) / 2) * shift;
         cost_b[f] = conj((z - mirror) / (2 * I)) * shift;
     }
-    /* Each offer count: its columns' transforms times the fixed part times the cost. Non-exact,
-       the counts' powers of one offer's transform are built from the previous count's (the counts
-       come sorted, often in neighbouring pairs), and skipped where they are below e^-40: there
-       the transform of the distribution is negligible (its terms are at most 1 in modulus, the
-       costs at most the table's), and the product would only add rounding noise. */
+    /* Each offer count: its columns' transforms times the fixed part times the cost. The counts'
+       powers of one offer's transform are built from the previous count's (the counts come
+       sorted, often in neighbouring pairs). A column's product is skipped where it is below e^-45
+       in modulus (the offers' transform, at most 1, times the fixed rows'): the window's costs are
+       at most a few hundred, so all skipped products together move a cost by < 1e-14, well below
+       the FFT's own rounding; wide distributions (large groups, many offers) have transforms that
+       vanish over most of the frequencies. */
     for (Py_ssize_t k = 0; k < count; k++) total_a[k] = total_b[k] = 0.0;
     for (long f = 0; f < frequencies; f++) {
         double sin_t = sines[f], cos_t = cosines[f];
@@ -862,8 +871,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
             previous_n[col] = 0;
             if (!exact) {
                 base[col] = per_offer[col * frequencies + f];
-                double squared = creal(base[col]) * creal(base[col]) + cimag(base[col]) * cimag(base[col]);
-                log_modulus[col] = squared > 0 ? 0.5 * log(squared) : -INFINITY;
+                log_modulus[col] = log_offer[col * frequencies + f];
             }
         }
         for (Py_ssize_t k = 0; k < count; k++) {
@@ -872,11 +880,12 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
             double complex sum = signed_fixed[f]; /* column 0: no new accepts, transform 1 */
             for (int col = 1; col <= SLICES; col++) {
                 double complex fixed = signed_fixed[col * frequencies + f];
-                if (fixed == 0) continue;
+                double log_size = log_fixed[col * frequencies + f];
+                if (log_size < NEGLIGIBLE_LOG_PRODUCT) continue;
                 double complex offer;
                 if (exact) {
                     offer = power(bernoulli(p * c[col], sin_t, cos_t, -1.0), n + outstanding);
-                } else if ((double)n * log_modulus[col] < -40.0) {
+                } else if ((double)n * log_modulus[col] + log_size < NEGLIGIBLE_LOG_PRODUCT) {
                     continue;
                 } else {
                     offer = n >= previous_n[col] ? previous[col] * power(base[col], n - previous_n[col])
