@@ -544,6 +544,7 @@ typedef struct {
     double *log_fixed;            /* (SLICES + 1) x frequencies: log |signed_fixed| (-inf: 0) */
     double *log_offer;            /* (SLICES + 1) x frequencies, non-exact: log |per_offer| */
     double *sines, *cosines;      /* frequencies each */
+    long f_end;                   /* beyond: every column but 0 is negligible (log_fixed < e^-45) */
 } Prepared;
 
 #define PREPARED 2
@@ -804,6 +805,13 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
             modulus = exact ? 0.0 : cabs(per_offer[i]);
             ready->log_offer[i] = modulus > 0 ? log(modulus) : -INFINITY;
         }
+        ready->f_end = 0;
+        for (int col = 1; col <= SLICES; col++)
+            for (long f = frequencies - 1; f >= ready->f_end; f--)
+                if (ready->log_fixed[col * frequencies + f] >= NEGLIGIBLE_LOG_PRODUCT) {
+                    ready->f_end = f + 1;
+                    break;
+                }
         ready->exact = exact;
         ready->busy = busy;
         ready->outstanding = outstanding;
@@ -860,8 +868,17 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
        at most a few hundred, so all skipped products together move a cost by < 1e-14, well below
        the FFT's own rounding; wide distributions (large groups, many offers) have transforms that
        vanish over most of the frequencies. */
-    for (Py_ssize_t k = 0; k < count; k++) total_a[k] = total_b[k] = 0.0;
+    /* Column 0 (the rows no new accept has reached) is the same for every count. */
+    double fixed_a = 0.0, fixed_b = 0.0;
     for (long f = 0; f < frequencies; f++) {
+        fixed_a += creal(signed_fixed[f] * cost_a[f]);
+        fixed_b += creal(signed_fixed[f] * cost_b[f]);
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        total_a[k] = fixed_a;
+        total_b[k] = fixed_b;
+    }
+    for (long f = 0; f < ready->f_end; f++) {
         double sin_t = sines[f], cos_t = cosines[f];
         double complex base[SLICES + 1], previous[SLICES + 1];
         double log_modulus[SLICES + 1];
@@ -877,7 +894,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         for (Py_ssize_t k = 0; k < count; k++) {
             const double *c = shares + k * (SLICES + 1);
             long n = offers[k];
-            double complex sum = signed_fixed[f]; /* column 0: no new accepts, transform 1 */
+            double complex sum = 0.0;
             for (int col = 1; col <= SLICES; col++) {
                 double complex fixed = signed_fixed[col * frequencies + f];
                 double log_size = log_fixed[col * frequencies + f];
