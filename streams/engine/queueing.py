@@ -33,7 +33,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from streams.engine import _kernels
+try:
+    from streams.engine import _kernels
+except ImportError as error:  # a checkout whose kernels were never compiled (or for another Python)
+    raise ImportError(
+        "the pacing engine's compiled kernels (streams/engine/_kernels.c) are not built for this Python: "
+        "run `make install` (pip install -e .) or `python setup.py build_ext --inplace`"
+    ) from error
 
 
 class QueueCosts:
