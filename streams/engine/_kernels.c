@@ -15,7 +15,12 @@
  *   sum of independent binomial and Poisson counts, by Parseval over one window (closed-form
  *   characteristic functions, one FFT of the queue's cost over the window).
  *
+ * - the progressive plan's search over offer counts (progressive.py), each batch one horizon
+ *   evaluation, so a plan is one call.
+ *
  * tests/unit/test_engine_reference.py checks every kernel against straightforward loops.
+ * State: a few position tables and two prepared horizon transforms are kept between calls (the
+ * calls of one decision share them); every call holds the GIL throughout, so they need no lock.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -79,7 +79,12 @@ def _plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handl
              - outstanding * p - reactive * actual.length_s) / p
     # The largest n whose added abandons (and, with the service level, abandons + late answers) fit
     # the goal share of its own accepts, sized with the reserve taken off the ready agents; and the
-    # costs of those offers from where the group actually starts.
+    # costs of those offers from where the group actually starts. The kernel searches n in 2-3
+    # batches (margins fall as n grows past the free agents, and n = 0 keeps the goal): the first
+    # spreads around the lines-per-agent guess; then each tries where the chord between the best
+    # good and the first bad count crosses zero, where the tangents at known neighbouring pairs do,
+    # and the middle of the bracket (without a bad count yet it doubles), until a good n and a bad
+    # n + 1 are known.
     offers, abandon, bad = _kernels.progressive_search(
         actual.model(reactive), actual.start - reserve, actual.start, p, goal,
         -1.0 if service_level is None else service_level, cap, guess)
