@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 from streams.engine import _kernels
 from streams.engine.queueing import QueueCosts
@@ -76,8 +77,7 @@ class Horizon:
         self.finish_share = [math.exp(-max(0.0, s - 0.5) * length / handle_s) - math.exp(-(s + 0.5) * length / handle_s)
                              for s in range(_SLICES)]
         # Which slice an accept arrives in (the last slice also takes the stragglers).
-        self.new_share = _slice_shares(lambda t: _uniform_plus_exponential_cdf(t, period_s, response_s), length)
-        self.pending_share = _slice_shares(lambda t: 1 - math.exp(-t / response_s), length)
+        self.new_share, self.pending_share = _accept_shares(period_s, response_s)
         # The reactive tail: until one more agent would finish with all of them busy, and at
         # least one more horizon, reactive arrivals meet what the offers left.
         self.agents = agents = costs.agents
@@ -106,6 +106,15 @@ class Horizon:
         """What the kernels need of this horizon at one reactive rate (everything but its start)."""
         return (reactive_rate, self.busy, self.outstanding, self.agents, self.p, self.exact, self.slice_s, self.tail_s,
                 self.tail_finish, self.finish_share, self.new_share, self.pending_share, self.queue_costs.table)
+
+
+@lru_cache(maxsize=64)  # one entry per (period, response) setting: the same for nearly every target
+def _accept_shares(period_s: float, response_s: float) -> tuple[list[float], list[float]]:
+    """Which slice the accept of a new offer (made uniformly in the period) and of a pending one
+    arrives in. (Lists, as the kernels read them; callers do not change them.)"""
+    length = (period_s + response_s) / _SLICES
+    return (_slice_shares(lambda t: _uniform_plus_exponential_cdf(t, period_s, response_s), length),
+            _slice_shares(lambda t: 1 - math.exp(-t / response_s), length))
 
 
 def _slice_shares(cdf: Callable[[float], float], length: float) -> list[float]:
