@@ -708,7 +708,9 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
             var_n[r] += per_offer_q[s] * (1 - per_offer_q[s]);
         }
     }
-    double low_mean = INFINITY, high_mean = -INFINITY, top_var = 0.0;
+    /* The window holds each row of each count to WINDOW_SIGMAS of its own standard deviations (plus
+       WINDOW_PAD values) on either side of its mean. */
+    double low_edge = INFINITY, high_edge = -INFINITY;
     for (Py_ssize_t k = 0; k < count; k++) {
         double n = (double)offers[k];
         double *c = shares + k * (SLICES + 1);
@@ -732,15 +734,14 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
                 mean = (double)start + mean0[r] + n * mean_n[r];
                 var = var0[r] + n * var_n[r];
             }
-            low_mean = fmin(low_mean, mean);
-            high_mean = fmax(high_mean, mean);
-            top_var = fmax(top_var, var);
+            double half = WINDOW_SIGMAS * sqrt(var) + WINDOW_PAD;
+            low_edge = fmin(low_edge, mean - half);
+            high_edge = fmax(high_edge, mean + half);
         }
     }
     if (count == 0) goto done;
-    double half = WINDOW_SIGMAS * sqrt(top_var) + WINDOW_PAD;
-    long low = (long)floor(low_mean - half); /* the window: free minus queue = low, low + 1, ... */
-    long needed = (long)ceil(high_mean + half) - low + 1;
+    long low = (long)floor(low_edge); /* the window: free minus queue = low, low + 1, ... */
+    long needed = (long)ceil(high_edge) - low + 1;
     Prepared *ready = NULL;
     for (int i = 0; i < PREPARED; i++) {
         Prepared *c = &prepared[i];
