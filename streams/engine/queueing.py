@@ -28,10 +28,9 @@ arguments here: decide() calls them for every changed target.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from functools import lru_cache
-
-import numpy as np
 
 try:
     from streams.engine import _kernels
@@ -60,27 +59,28 @@ class QueueCosts:
         self.positions = positions
         #: The kernels' key of this table: (agents, handle_s, patience_s, short_s, sl_s, positions).
         self.table = (agents, float(handle_s), float(patience_s), float(short_s), float(sl_s), positions)
-        self._full: np.ndarray | None = None
+        self._full: tuple[tuple[float, ...], ...] | None = None
 
-    def _rows(self) -> np.ndarray:
+    def _rows(self) -> tuple[tuple[float, ...], ...]:
         """The whole table, rows abandon, late, lost (every position priced)."""
         if self._full is None:
-            data = _kernels.position_table(*self.table, self.positions)
-            self._full = np.frombuffer(data, dtype=float).reshape(3, self.positions + 1)
+            values = array("d", _kernels.position_table(*self.table, self.positions))
+            width = self.positions + 1
+            self._full = tuple(tuple(values[r * width:(r + 1) * width]) for r in range(3))
         return self._full
 
     @property
-    def abandon(self) -> np.ndarray:
+    def abandon(self) -> tuple[float, ...]:
         """The full cumulative table of counted abandons."""
         return self._rows()[0]
 
     @property
-    def late(self) -> np.ndarray:
+    def late(self) -> tuple[float, ...]:
         """The full cumulative table of late answers."""
         return self._rows()[1]
 
     @property
-    def lost(self) -> np.ndarray:
+    def lost(self) -> tuple[float, ...]:
         """The full cumulative table of abandons of any length."""
         return self._rows()[2]
 
