@@ -12,6 +12,7 @@ parts in a thousand from run to run). Needs valgrind; takes a few minutes.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import re
@@ -34,7 +35,10 @@ def _targets(band: str, count: int, seed: int) -> list[engine_cost.Target]:
 
 
 def child(band: str, count: int, seed: int, decide: bool) -> None:
-    """Build the states (and, with ``decide``, decide each cold): the work callgrind counts."""
+    """Build the states (and, with ``decide``, decide each cold): the work callgrind counts. The
+    garbage collector is off, as in engine_cost: its passes land wherever the allocation count
+    happens to trip them, and their cost depends on everything else alive in the process."""
+    gc.disable()
     states = [(t.state(f"cold-{i}"), t.settings()) for i, t in enumerate(_targets(band, count, seed))]
     engine_cost.clear_engine_caches()
     for state, settings in states:
