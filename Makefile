@@ -6,7 +6,8 @@ DURATION ?= 0
 
 .PHONY: install run test test-kafka kafka kafka-lib bench bench-pacing lint clean
 
-$(BIN)/.installed: pyproject.toml
+# setup.py compiles the pacing engine's kernels (streams/engine/_kernels.c) in place: editing them reinstalls
+$(BIN)/.installed: pyproject.toml setup.py streams/engine/_kernels.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -51,4 +52,4 @@ lint: install
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache streams/engine/_kernels*.so

@@ -22,10 +22,10 @@ reactive traffic reached 4.5 % abandonment). The dual form also publishes
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
 
+from streams.engine import _kernels
 from streams.engine.admission import free_now, reactive_admission
 from streams.engine.horizon import Horizon, exact_for
 from streams.engine.plan import Plan, offer_cap, reactive_forecast, sizing_acceptance, steady_capacity
@@ -89,25 +89,19 @@ def _plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handl
     reactive = reactive_per_hour / 3600
     reserve = reactive_reserve(agents, reactive, handle_s, costs.at(1)[0], goal)
     actual = Horizon(ready, busy, waiting, outstanding, p, handle_s, period_s, response_s, costs, exact)
-    planning = actual.with_ready(ready - reserve) if reserve else actual
     guess = (ready - reserve - waiting + busy * (1 - math.exp(-actual.length_s / handle_s))
              - outstanding * p - reactive * actual.length_s) / p
-
-    def margins(offers: list[int]) -> list[float]:
-        """How far each offer count stays within the goal: >= 0 when its added abandons (and, with the
-        service level, abandons + late answers) fit the goal share of its own accepts."""
-        results = planning.costs_of([0, *offers], reactive)
-        (base_abandon, base_bad), rest = results[0], results[1:]
-        out = []
-        for n, (abandon, bad) in zip(offers, rest, strict=True):
-            margin = goal * n * p + 1e-12 - (abandon - base_abandon)
-            if service_level is not None:
-                margin = min(margin, (1 - service_level) * n * p + 1e-12 - (bad - base_bad))
-            out.append(margin)
-        return out
-
-    offers = _largest(margins, cap, guess)
-    abandon, bad = actual.costs(offers, reactive)
+    # The largest n whose added abandons (and, with the service level, abandons + late answers) fit
+    # the goal share of its own accepts, sized with the reserve taken off the ready agents; and the
+    # costs of those offers from where the group actually starts. The kernel searches n in 2-3
+    # batches (margins fall as n grows past the free agents, and n = 0 keeps the goal): the first
+    # spreads around the lines-per-agent guess; then each tries where the chord between the best
+    # good and the first bad count crosses zero, where the tangents at known neighbouring pairs do,
+    # and the middle of the bracket (without a bad count yet it doubles), until a good n and a bad
+    # n + 1 are known.
+    offers, abandon, bad = _kernels.progressive_search(
+        actual.model(reactive), actual.start - reserve, actual.start, p, goal,
+        -1.0 if service_level is None else service_level, cap, guess)
     arriving = (offers + outstanding) * p + reactive * actual.reactive_span_s
     return Plan(offers, 1.0, abandon / arriving if arriving > 0 else 0.0,
                 1 - bad / arriving if arriving > 0 else 1.0)
@@ -130,39 +124,3 @@ def reactive_reserve(agents: int, reactive_rate: float, handle_s: float, queued_
         if queued_abandon / total <= goal:
             return k
     return agents
-
-
-def _largest(margins: Callable[[list[int]], list[float]], cap: int, guess: float) -> int:
-    """The largest n ≤ cap whose margin is >= 0 (margins fall as n grows past the free agents,
-    and n = 0 keeps the goal): the answer of a gallop and bisection over n, in 2-3 batches.
-
-    The first batch spreads around the lines-per-agent guess, to bracket the answer at once.
-    Then each batch tries, as neighbouring pairs, where the chord between the best good and the
-    first bad count crosses zero, where the tangents at known pairs do (the margin is concave
-    where it falls: the chord lands on the good side, a tangent on the bad side) and the middle
-    of the bracket; without a bad count yet it doubles. Done when a good n and a bad n + 1 are
-    known.
-    """
-    if cap <= 0:
-        return 0
-    known: dict[int, float] = {0: 0.0}
-    g = min(cap, max(1, round(guess)))
-    batch = [max(1, round(0.7 * g)), g, g + 1, round(1.4 * g) + 1, 2 * g + 2]
-    for _ in range(64):
-        batch = sorted({n for n in batch if 0 < n <= cap and n not in known})
-        if batch:
-            known.update(zip(batch, margins(batch), strict=True))
-        bad = min((n for n, m in known.items() if m < 0), default=cap + 1)
-        good = max(n for n, m in known.items() if m >= 0 and n < bad)
-        if good >= cap or bad == good + 1:
-            return good
-        if bad > cap:  # nothing bad seen yet: double
-            batch = [min(cap, 2 * good + 2), min(cap, 4 * good + 4)]
-            continue
-        estimates = [good + known[good] * (bad - good) / (known[good] - known[bad])]  # the chord
-        for n in (good, bad - 1, bad):
-            if n in known and n + 1 in known and known[n + 1] < known[n]:
-                estimates.append(n + known[n] / (known[n] - known[n + 1]))  # the pair's tangent
-        middle = (good + bad) // 2  # bisection too: at worst the bracket halves each batch
-        batch = [m for n in [*(math.floor(e) for e in estimates if good < e < bad), middle] for m in (n, n + 1)]
-    return good

@@ -5,6 +5,8 @@
 - cold ``decide`` p50 / p99 / max per group-size band (1, 2-5, 6-30, 31-100, 101-500 agents):
   every engine cache is emptied before each call, so nothing computed for an earlier target
   (or an earlier repeat) helps; each target is timed ``--repeats`` times and its median kept;
+  then p50 / p99 of the same targets with the algorithm AUTO picks (the fleet forces
+  SUPER_PROGRESSIVE onto some large groups, which AUTO never does);
 - a pass over a mixed fleet of 10,000 targets: first with every cache empty (cold), then the
   same states again (warm), then the states drifted a little (handle time and patience a few
   percent, an agent more or less ready, a little more waiting time), as the next refresh
@@ -140,12 +142,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def cold_band(low: int, high: int, targets: int, repeats: int, seed: int) -> list[float]:
-    """Median CPU µs of a cold ``decide`` for each of ``targets`` targets of ``low``-``high`` agents."""
+def cold_band(low: int, high: int, targets: int, repeats: int, seed: int,
+              auto: bool = False) -> list[float]:
+    """Median CPU µs of a cold ``decide`` for each of ``targets`` targets of ``low``-``high`` agents
+    (with ``auto``, the same targets with the algorithm AUTO picks: no SUPER_PROGRESSIVE forced
+    onto a large group)."""
     rnd = random.Random(f"{seed}:band:{low}-{high}")
     out = []
     for i in range(targets):
         target = random_target(rnd, low, high)
+        if auto:
+            target = dataclasses.replace(target, algorithm=None)
         state, settings = target.state(f"cold-{i}"), target.settings()
         samples = []
         for _ in range(repeats):
@@ -180,12 +187,14 @@ def main(argv: list[str] | None = None) -> None:
     gc.disable()  # collections land on whichever call happens to run then
     print(f"cold decide, CPU µs (every engine cache emptied before each call; median of {args.repeats} "
           f"per target; {args.targets} targets per band; seed {args.seed})")
-    print(f"{'agents':>8} {'p50':>9} {'p99':>9} {'max':>9}")
+    print("(the AUTO columns: the same targets with the algorithm AUTO picks for them)")
+    print(f"{'agents':>8} {'p50':>9} {'p99':>9} {'max':>9} {'AUTO p50':>9} {'AUTO p99':>9}")
     for low, high in BANDS:
         times = cold_band(low, high, args.targets, args.repeats, args.seed)
+        auto = cold_band(low, high, args.targets, args.repeats, args.seed, auto=True)
         label = str(low) if low == high else f"{low}-{high}"
-        print(f"{label:>8} {percentile(times, 0.5):>9.0f} {percentile(times, 0.99):>9.0f} {max(times):>9.0f}",
-              flush=True)
+        print(f"{label:>8} {percentile(times, 0.5):>9.0f} {percentile(times, 0.99):>9.0f} {max(times):>9.0f} "
+              f"{percentile(auto, 0.5):>9.0f} {percentile(auto, 0.99):>9.0f}", flush=True)
     targets = fleet(args.fleet, args.seed)
     states = [(t.state(f"vq-{i:05d}"), t.settings()) for i, t in enumerate(targets)]
     rnd = random.Random(f"{args.seed}:drift")

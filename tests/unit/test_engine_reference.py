@@ -1,6 +1,6 @@
 """The engine's fast paths against straightforward reference computations, on samples of inputs.
 
-The fast paths (numpy position tables, Erlang A by Newton's method, horizon costs through
+The fast paths (compiled position tables, Erlang A by Newton's method, horizon costs through
 characteristic functions and an inverse FFT, a Newton search over offer counts) replaced
 straightforward loops. The loops are kept here, as they were, as the meaning of the numbers:
 

@@ -1,0 +1,18 @@
+"""Build of the engine's compiled kernels (everything else is configured in pyproject.toml).
+
+``pip install -e .`` (``make install``) compiles ``streams/engine/_kernels.c`` next to its source;
+``python setup.py build_ext --inplace`` does the same by hand after editing it.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "streams.engine._kernels",
+            sources=["streams/engine/_kernels.c"],
+            extra_compile_args=["-O2", "-fcx-limited-range", "-Wall", "-Wno-unused-label"],
+            libraries=["m"],
+        )
+    ]
+)

@@ -1,0 +1,1157 @@
+/*
+ * The pacing engine's numeric kernels, compiled: queue position costs, Erlang A, horizon costs.
+ *
+ * Why C: a cold decision used to make a few hundred small numpy calls (1-4 us each of fixed
+ * cost) for little arithmetic. Here each kernel is one call with plain floats and ints; the
+ * Python modules (queueing.py, horizon.py) keep the models' documentation, their caches and
+ * their public classes, and call these. The maths is the one described there, step for step:
+ *
+ * - position tables: queue position j's virtual wait is a sum of j + 1 exponential stages,
+ *   approximated by a gamma distribution with the same mean and stage count; its tails are
+ *   exact Poisson sums up to 60 stages and Wilson-Hilferty beyond;
+ * - Erlang A (M/M/N+M): birth-death weights c_k lambda^k, figures and their derivatives in
+ *   u = log lambda, safeguarded Newton on u for the largest rate within the goals;
+ * - horizon costs: the expected queue costs of eight "free minus queue" distributions, each a
+ *   sum of independent binomial and Poisson counts, by Parseval over one window (closed-form
+ *   characteristic functions, one FFT of the queue's cost over the window).
+ *
+ * - the progressive plan's search over offer counts (progressive.py), each batch one horizon
+ *   evaluation, so a plan is one call.
+ *
+ * tests/unit/test_engine_reference.py checks every kernel against straightforward loops.
+ * State: a few position tables and two prepared horizon transforms are kept between calls (the
+ * calls of one decision share them); every call holds the GIL throughout, so they need no lock.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <complex.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXACT_STAGES 60
+#define NEGLIGIBLE_WEIGHT 1e-12
+#define EXTRAPOLATED_STEP 1e-6
+#define SLICES 3
+#define WINDOW_SIGMAS 8.0
+#define WINDOW_PAD 16
+#define MAX_TERMS 24
+/* Products of transforms below e^-45 in modulus are left out of the Parseval sums. */
+#define NEGLIGIBLE_LOG_PRODUCT -45.0
+#define MAX_ROWS 8
+
+/* ------------------------------------------------------------------------------------------ */
+/* Queue position tables                                                                        */
+
+/* One group's position table, priced on demand: increments per position (abandon, late, lost)
+ * and cumulative sums with a leading 0. A few tables are kept (the last used ones): one decision
+ * looks up the same table several times. */
+typedef struct {
+    int used;
+    long agents, positions;
+    double handle_s, patience_s, short_s, sl_s;
+    long priced, capacity;
+    double mean_wait; /* running sum of the stage means up to the last priced position */
+    double *inc;      /* 3 x capacity: abandon, late, lost */
+    double *cum;      /* 3 x (capacity + 1) */
+} Table;
+
+#define TABLES 4
+static Table tables[TABLES];
+static int next_table = 0;
+
+/* P(Gamma(stages, 1) > x) = P(Poisson(x) < stages). */
+static double gamma_tail(long stages, double x) {
+    if (x <= 0) return 1.0;
+    if (stages <= EXACT_STAGES) {
+        double term = exp(-fmin(x, 745.0)), total = term;
+        for (long i = 1; i < stages; i++) {
+            term *= x / (double)i;
+            total += term;
+        }
+        return total < 1.0 ? total : 1.0;
+    }
+    double n = (double)stages;
+    double z = (cbrt(x / n) - (1 - 1 / (9 * n))) * sqrt(9 * n);
+    return z < 9.0 ? 0.5 * erfc(z * M_SQRT1_2) : 0.0;
+}
+
+static int table_reserve(Table *t, long count) {
+    if (count <= t->capacity) return 0;
+    long capacity = t->capacity ? t->capacity : 64;
+    while (capacity < count) capacity *= 2;
+    double *inc = malloc(sizeof(double) * 3 * capacity), *cum = malloc(sizeof(double) * 3 * (capacity + 1));
+    if (!inc || !cum) {
+        free(inc);
+        free(cum);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int r = 0; r < 3; r++) {
+        if (t->priced) {
+            memcpy(inc + r * capacity, t->inc + r * t->capacity, sizeof(double) * t->priced);
+            memcpy(cum + r * (capacity + 1), t->cum + r * (t->capacity + 1), sizeof(double) * (t->priced + 1));
+        } else {
+            cum[r * (capacity + 1)] = 0.0;
+        }
+    }
+    free(t->inc);
+    free(t->cum);
+    t->inc = inc;
+    t->cum = cum;
+    t->capacity = capacity;
+    return 0;
+}
+
+/* The table of these arguments (found or started afresh). */
+static Table *table_for(long agents, double handle_s, double patience_s, double short_s, double sl_s,
+                        long positions) {
+    for (int i = 0; i < TABLES; i++) {
+        Table *t = &tables[i];
+        if (t->used && t->agents == agents && t->handle_s == handle_s && t->patience_s == patience_s &&
+            t->short_s == short_s && t->sl_s == sl_s && t->positions == positions)
+            return t;
+    }
+    Table *t = &tables[next_table];
+    next_table = (next_table + 1) % TABLES;
+    t->used = 1;
+    t->agents = agents;
+    t->handle_s = handle_s;
+    t->patience_s = patience_s;
+    t->short_s = short_s;
+    t->sl_s = sl_s;
+    t->positions = positions;
+    t->priced = 0;
+    t->mean_wait = 0.0;
+    if (t->capacity) {
+        for (int r = 0; r < 3; r++) t->cum[r * (t->capacity + 1)] = 0.0;
+    }
+    return t;
+}
+
+/* Price positions up to count (at most the table's positions). */
+static int table_price(Table *t, long count) {
+    if (count > t->positions) count = t->positions;
+    if (count <= t->priced) return 0;
+    if (table_reserve(t, count) < 0) return -1;
+    double service = (double)t->agents / t->handle_s, gamma = 1.0 / t->patience_s;
+    double keep_short = exp(-gamma * t->short_s);
+    long cap = t->capacity;
+    for (long j = t->priced; j < count; j++) {
+        t->mean_wait += 1.0 / (service + (double)j * gamma);
+        long stages = j + 1;
+        double rate = (double)stages / t->mean_wait;
+        double served = pow(rate / (rate + gamma), (double)stages);
+        double short_tail = gamma_tail(stages, rate * t->short_s);
+        double short_served = gamma_tail(stages, (rate + gamma) * t->short_s);
+        double late = gamma_tail(stages, (rate + gamma) * t->sl_s);
+        double a = fmax(keep_short * short_tail - served * short_served, 0.0);
+        double l = fmax(served * late, 0.0);
+        double lost = 1.0 - served;
+        t->inc[j] = a;
+        t->inc[cap + j] = l;
+        t->inc[2 * cap + j] = lost;
+        t->cum[j + 1] = t->cum[j] + a;
+        t->cum[(cap + 1) + j + 1] = t->cum[(cap + 1) + j] + l;
+        t->cum[2 * (cap + 1) + j + 1] = t->cum[2 * (cap + 1) + j] + lost;
+    }
+    t->priced = count;
+    return 0;
+}
+
+/* Cumulative cost (row 0 abandon, 1 late, 2 lost) of a queue of `length`; beyond the table every
+ * further position costs like the last one. The table must be priced that far (or fully). */
+static double table_at(const Table *t, int row, long length) {
+    const double *c = t->cum + row * (t->capacity + 1);
+    if (length <= 0) return 0.0;
+    long last = t->positions;
+    if (length <= last) return c[length];
+    return c[last] + (double)(length - last) * (c[last] - c[last - 1]);
+}
+
+static int parse_table(PyObject *args, Table **out, long *extra) {
+    long agents, positions;
+    double handle_s, patience_s, short_s, sl_s;
+    *extra = 0;
+    if (!PyArg_ParseTuple(args, "lddddl|l", &agents, &handle_s, &patience_s, &short_s, &sl_s, &positions, extra))
+        return -1;
+    if (agents < 1 || positions < 1 || !(handle_s > 0) || !(patience_s > 0) || !(short_s >= 0) || !(sl_s >= 0)) {
+        PyErr_SetString(PyExc_ValueError, "position costs need agents >= 1, positions >= 1, handle and patience > 0, "
+                                          "short and service-level thresholds >= 0");
+        return -1;
+    }
+    *out = table_for(agents, handle_s, patience_s, short_s, sl_s, positions);
+    return 0;
+}
+
+PyDoc_STRVAR(position_table_doc,
+             "position_table(agents, handle_s, patience_s, short_s, sl_s, positions, count) -> bytes\n\n"
+             "Cumulative (abandon, late, lost) costs of queues of length 0..count (count <= positions), as\n"
+             "3 x (count + 1) float64 values, row by row.");
+
+static PyObject *position_table(PyObject *self, PyObject *args) {
+    Table *t;
+    long count;
+    if (parse_table(args, &t, &count) < 0) return NULL;
+    if (count < 0 || count > t->positions) {
+        PyErr_SetString(PyExc_ValueError, "count must be within 0..positions");
+        return NULL;
+    }
+    if (table_price(t, count) < 0) return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(double) * 3 * (count + 1)));
+    if (!out) return NULL;
+    double *data = (double *)PyBytes_AS_STRING(out);
+    for (int r = 0; r < 3; r++) memcpy(data + r * (count + 1), t->cum + r * (t->capacity + 1), sizeof(double) * (count + 1));
+    return out;
+}
+
+PyDoc_STRVAR(position_at_doc,
+             "position_at(agents, handle_s, patience_s, short_s, sl_s, positions, length) -> (abandons, late)\n\n"
+             "Expected counted abandons and late answers among `length` queued interactions (extrapolated\n"
+             "linearly past the table).");
+
+static PyObject *position_at(PyObject *self, PyObject *args) {
+    Table *t;
+    long length;
+    if (parse_table(args, &t, &length) < 0) return NULL;
+    if (table_price(t, length) < 0) return NULL;
+    return Py_BuildValue("(dd)", table_at(t, 0, length), table_at(t, 1, length));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Erlang A                                                                                     */
+
+typedef struct {
+    long agents, max_queue, states; /* states = agents + max_queue + 1 */
+    double *rates;                   /* rates[k]: the death rate out of state k (k >= 1) */
+    Table *table;
+    double *w;                       /* scratch weights */
+} ErlangA;
+
+typedef struct {
+    double rate, in_system, abandonment, service_level; /* the steady state */
+    double abandon_d, level_d, in_system_d;             /* derivatives in u = log rate */
+} Steady;
+
+static int erlang_init(ErlangA *m, long agents, double handle_s, double patience_s, Table *table) {
+    double service = 1.0 / handle_s, gamma = 1.0 / patience_s;
+    m->agents = agents;
+    m->max_queue = table->positions - 1;
+    m->states = agents + m->max_queue + 1;
+    m->table = table;
+    m->rates = malloc(sizeof(double) * m->states);
+    m->w = malloc(sizeof(double) * m->states);
+    if (!m->rates || !m->w) {
+        free(m->rates);
+        free(m->w);
+        PyErr_NoMemory();
+        return -1;
+    }
+    m->rates[0] = 1.0;
+    for (long k = 1; k <= agents; k++) m->rates[k] = (double)k * service;
+    for (long j = 1; j <= m->max_queue; j++) m->rates[agents + j] = (double)agents * service + (double)j * gamma;
+    return 0;
+}
+
+static void erlang_free(ErlangA *m) {
+    free(m->rates);
+    free(m->w);
+}
+
+/* The steady state at lambda = e^u. The weights are walked from the mode (the largest k whose
+ * death rate is at most lambda: the chain is unimodal) outwards, relative to the mode's weight;
+ * the queue is followed up to its first weight that is negligible (1e-12) against the mode. */
+static int erlang_evaluate(ErlangA *m, double u, Steady *out) {
+    double lambda = exp(u);
+    long n = m->agents, last_state = m->states - 1;
+    double *rates = m->rates, *w = m->w;
+    /* death rates increase with k: bisect for the last k with rates[k] <= lambda */
+    long lo = 0, hi = last_state;
+    while (lo < hi) {
+        long mid = (lo + hi + 1) / 2;
+        if (rates[mid] <= lambda) lo = mid; else hi = mid - 1;
+    }
+    long mode = lo;
+    w[mode] = 1.0;
+    long first = 0;
+    for (long k = mode; k > 0; k--) {
+        w[k - 1] = w[k] * rates[k] / lambda;
+        if (w[k - 1] < 1e-300) { first = k - 1; w[first] = 0.0; break; }
+    }
+    /* upwards: through the agents' states, then the queue until a negligible weight */
+    long end = last_state;
+    for (long k = mode + 1; k <= last_state; k++) {
+        w[k] = w[k - 1] * lambda / rates[k];
+        if (k >= n && w[k] <= NEGLIGIBLE_WEIGHT) { end = k; break; }
+    }
+    long queued = end - n;
+    if (table_price(m->table, queued + 1) < 0) return -1;
+    const Table *t = m->table;
+    long cap = t->capacity;
+    double total = 0, k_total = 0, k2_total = 0;
+    for (long k = first; k <= end; k++) {
+        double wk = w[k], kk = (double)k;
+        total += wk;
+        k_total += kk * wk;
+        k2_total += kk * kk * wk;
+    }
+    double s[6] = {0, 0, 0, 0, 0, 0};
+    for (long j = 0; j <= queued; j++) {
+        double wk = w[n + j], kk = (double)(n + j);
+        for (int r = 0; r < 3; r++) {
+            double f = wk * t->inc[r * cap + j];
+            s[r] += f;
+            s[3 + r] += kk * f;
+        }
+    }
+    for (int r = 0; r < 6; r++) s[r] /= total;
+    double abandon = s[0], late = s[1], lost = s[2];
+    double mean_k = k_total / total;
+    double in_system_d = k2_total / total - mean_k * mean_k;
+    double abandon_d = s[3] - abandon * mean_k, late_d = s[4] - late * mean_k, lost_d = s[5] - lost * mean_k;
+    double counted = 1 - (lost - abandon), counted_d;
+    if (counted <= 1e-12) {
+        counted = 1e-12;
+        counted_d = 0.0;
+    } else {
+        counted_d = abandon_d - lost_d;
+    }
+    double served = 1 - lost - late;
+    out->rate = lambda;
+    out->in_system = mean_k;
+    out->abandonment = abandon / counted;
+    out->abandon_d = (abandon_d * counted - abandon * counted_d) / (counted * counted);
+    out->service_level = fmax(0.0, served) / counted;
+    out->level_d = served > 0 ? ((-lost_d - late_d) * counted - served * counted_d) / (counted * counted) : 0.0;
+    out->in_system_d = in_system_d;
+    return 0;
+}
+
+static PyObject *steady_tuple(double rate, double in_system, double abandonment, double level) {
+    return Py_BuildValue("(dddd)", rate, in_system, abandonment, level);
+}
+
+PyDoc_STRVAR(steady_state_doc,
+             "steady_state(agents, rate, handle_s, patience_s, short_s, sl_s, positions)\n"
+             "-> (rate, in_system, abandonment, service_level)\n\n"
+             "Erlang A at one Poisson arrival rate; the queue's costs from the position table of\n"
+             "(agents, handle_s, patience_s, short_s, sl_s, positions).");
+
+static PyObject *steady_state(PyObject *self, PyObject *args) {
+    long agents, positions;
+    double rate, handle_s, patience_s, short_s, sl_s;
+    if (!PyArg_ParseTuple(args, "ldddddl", &agents, &rate, &handle_s, &patience_s, &short_s, &sl_s, &positions))
+        return NULL;
+    if (agents < 1 || positions < 1 || !(handle_s > 0) || !(patience_s > 0)) {
+        PyErr_SetString(PyExc_ValueError, "steady_state needs agents >= 1, positions >= 1, handle and patience > 0");
+        return NULL;
+    }
+    if (!(rate > 0)) return steady_tuple(rate, 0.0, 0.0, 1.0);
+    ErlangA m;
+    Table *t = table_for(agents, handle_s, patience_s, short_s, sl_s, positions);
+    if (erlang_init(&m, agents, handle_s, patience_s, t) < 0) return NULL;
+    Steady s;
+    int failed = erlang_evaluate(&m, log(rate), &s);
+    erlang_free(&m);
+    if (failed) return NULL;
+    return steady_tuple(s.rate, s.in_system, s.abandonment, s.service_level);
+}
+
+/* How far the binding condition is past its target (> 0: broken), and its derivative in u. */
+static void excess(const Steady *s, double log_goal, int has_miss, double log_miss, double *value, double *slope) {
+    double a = s->abandonment;
+    *value = a > 0 ? log(a) - log_goal : -INFINITY;
+    *slope = a > 0 ? s->abandon_d / a : 1.0;
+    if (has_miss) {
+        double miss = 1 - s->service_level;
+        double value_s = miss > 0 ? log(miss) - log_miss : -INFINITY;
+        if (value_s > *value) {
+            *value = value_s;
+            *slope = miss > 0 ? -s->level_d / miss : 1.0;
+        }
+    }
+}
+
+PyDoc_STRVAR(erlang_a_rate_doc,
+             "erlang_a_rate(agents, handle_s, patience_s, short_s, sl_s, max_abandonment, min_service_level)\n"
+             "-> (rate, in_system, abandonment, service_level)\n\n"
+             "The largest Poisson arrival rate (up to twice the group's service rate) whose Erlang A steady\n"
+             "state keeps both targets: safeguarded Newton on log(rate) (see queueing.erlang_a_rate).");
+
+static PyObject *erlang_a_rate(PyObject *self, PyObject *args) {
+    long agents;
+    double handle_s, patience_s, short_s, sl_s, max_abandonment, min_service_level;
+    if (!PyArg_ParseTuple(args, "ldddddd", &agents, &handle_s, &patience_s, &short_s, &sl_s, &max_abandonment,
+                          &min_service_level))
+        return NULL;
+    if (agents < 1 || !(handle_s > 0) || !(patience_s > 0) || !(max_abandonment > 0)) {
+        PyErr_SetString(PyExc_ValueError, "erlang_a_rate needs agents >= 1, handle, patience and the goal > 0");
+        return NULL;
+    }
+    if (min_service_level >= 1) return steady_tuple(0.0, 0.0, 0.0, 1.0);
+    Table *t = table_for(agents, handle_s, patience_s, short_s, sl_s, 2 * agents + 60);
+    ErlangA m;
+    if (erlang_init(&m, agents, handle_s, patience_s, t) < 0) return NULL;
+    double upper = log(2.0 * (double)agents / handle_s);
+    double log_goal = log(max_abandonment);
+    int has_miss = min_service_level > 0;
+    double log_miss = has_miss ? log(1 - min_service_level) : 0.0;
+    double good_u = -INFINITY;
+    Steady good = {0.0, 0.0, 0.0, 1.0, 0, 0, 0}, state;
+    double bad_u = upper + 1e-9;
+    double a0 = (double)agents;
+    double u = fmin(upper, log(a0 * a0 / (a0 + 3) / handle_s));
+    PyObject *result = NULL;
+    for (int iteration = 0; iteration < 100; iteration++) {
+        double value, slope;
+        if (erlang_evaluate(&m, u, &state) < 0) goto done;
+        excess(&state, log_goal, has_miss, log_miss, &value, &slope);
+        if (value <= 0) {
+            good_u = u;
+            good = state;
+            if (u >= upper) {
+                result = steady_tuple(state.rate, state.in_system, state.abandonment, state.service_level);
+                goto done;
+            }
+        } else {
+            bad_u = u;
+        }
+        if (bad_u - good_u < 1e-10) break;
+        double step = slope > 0 && isfinite(value) ? -value / slope : NAN;
+        if (value <= 0 && step >= 0 && step < 1e-10) {
+            result = steady_tuple(state.rate, state.in_system, state.abandonment, state.service_level);
+            goto done;
+        }
+        if (value <= 0 && step >= 0 && step < EXTRAPOLATED_STEP && u + step < fmin(bad_u, upper)) {
+            /* The last Newton step is tiny: the state there follows to first order (an error of
+               ~step^2), a hair short of the root so that the rate keeps the goal. */
+            double delta = step * (1 - 1e-3);
+            result = steady_tuple(exp(u + delta), state.in_system + delta * state.in_system_d,
+                                  state.abandonment + delta * state.abandon_d,
+                                  state.service_level + delta * state.level_d);
+            goto done;
+        }
+        double target = (value > 0 && step > -1e-10 && step <= 0) ? u - 1e-10 : u + step;
+        double low = isfinite(good_u) ? good_u : bad_u - 40.0;
+        if (u < upper && upper <= target && bad_u > upper) {
+            target = upper;
+        } else if (!(low < target && target < bad_u)) {
+            target = isfinite(good_u) ? (low + bad_u) / 2 : bad_u - fmax(1.0, 2 * (bad_u - u));
+        }
+        u = fmin(target, upper);
+    }
+    result = steady_tuple(good.rate, good.in_system, good.abandonment, good.service_level);
+done:
+    erlang_free(&m);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Horizon costs                                                                                */
+
+enum { BINOMIAL = 0, POISSON = 1 };
+
+typedef struct {
+    int kind;
+    long trials;
+    double q;
+    int sign;
+} Term;
+
+typedef struct {
+    Term terms[MAX_TERMS];
+    int n_terms;
+    double fixed[MAX_ROWS][MAX_TERMS]; /* how often row r counts term t (signed by the term) */
+    int rows;
+    int selects[MAX_ROWS]; /* the last slice whose new accepts row r has seen (-1: none) */
+} Layout;
+
+static int term(Layout *l, int kind, long trials, double q, int sign) {
+    if (!(q > 0) || (kind == BINOMIAL && trials <= 0)) return -1;
+    for (int i = 0; i < l->n_terms; i++) {
+        Term *t = &l->terms[i];
+        if (t->kind == kind && t->trials == trials && t->q == q && t->sign == sign) return i;
+    }
+    Term *t = &l->terms[l->n_terms];
+    t->kind = kind;
+    t->trials = trials;
+    t->q = q;
+    t->sign = sign;
+    return l->n_terms++;
+}
+
+static void add(Layout *l, int row, int t, double times) {
+    if (t >= 0) l->fixed[row][t] += times;
+}
+
+/* z^power by repeated squaring: a few complex products instead of a complex log and exp
+ * (|z| <= 1 here, so the rounding error grows only with log2(power)). */
+static inline double complex power(double complex z, long power) {
+    double complex out = 1.0;
+    while (power > 0) {
+        if (power & 1) out *= z;
+        power >>= 1;
+        if (power) z *= z;
+    }
+    return out;
+}
+
+/* E[e^(-i theta sign B)] of one Bernoulli(q): 1 - q + q e^(-i theta sign). */
+static inline double complex bernoulli(double q, double sin_t, double cos_t, double sign) {
+    return (1 - q + q * cos_t) - I * (sign * q * sin_t);
+}
+
+/* E[e^(-i theta sign X)] of one count of the layout. */
+static inline double complex transform(const Term *t, double sin_t, double cos_t) {
+    if (t->kind == BINOMIAL) return power(bernoulli(t->q, sin_t, cos_t, (double)t->sign), t->trials);
+    double angle = t->q * sin_t;
+    return exp(t->q * (cos_t - 1)) * (cos(angle) - I * ((double)t->sign * sin(angle)));
+}
+
+/* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)), size a power of two; the twiddles are
+ * the size's cos and sin of 2 pi k / size for k <= size / 2. */
+static void fft(double complex *a, long size, const double *cosines, const double *sines) {
+    for (long i = 1, j = 0; i < size; i++) {
+        long bit = size >> 1;
+        for (; j & bit; bit >>= 1) j ^= bit;
+        j ^= bit;
+        if (i < j) {
+            double complex tmp = a[i];
+            a[i] = a[j];
+            a[j] = tmp;
+        }
+    }
+    for (long len = 2; len <= size; len <<= 1) {
+        long half = len / 2, stride = size / len;
+        for (long i = 0; i < size; i += len) {
+            for (long k = 0; k < half; k++) {
+                double complex w = cosines[k * stride] - I * sines[k * stride];
+                double complex even = a[i + k], odd = a[i + k + half] * w;
+                a[i + k] = even + odd;
+                a[i + k + half] = even - odd;
+            }
+        }
+    }
+}
+
+/* The transforms of one layout on one window size: per frequency, sin and cos of its angle, the
+ * signed sum of the fixed rows' transforms per offer column, and (non-exact) one offer's transform
+ * by the end of each slice. They depend on the horizon and the size, not on the offer counts or
+ * the window's position, so the 2-4 calls of one decision share them: a size prepared before is
+ * reused while it is at most twice what is needed (as the numpy version did). */
+typedef struct {
+    int used, exact;
+    long busy, outstanding, agents, size;
+    double p, slice_s, tail_s, tail_finish, reactive_rate;
+    double finish_share[SLICES], new_share[SLICES], pending_share[SLICES];
+    double complex *signed_fixed; /* (SLICES + 1) x frequencies */
+    double complex *per_offer;    /* (SLICES + 1) x frequencies */
+    double *log_fixed;            /* (SLICES + 1) x frequencies: log |signed_fixed| (-inf: 0) */
+    double *log_offer;            /* (SLICES + 1) x frequencies, non-exact: log |per_offer| */
+    double *sines, *cosines;      /* frequencies each */
+    long f_end;                   /* beyond: every column but 0 is negligible (log_fixed < e^-45) */
+} Prepared;
+
+#define PREPARED 2
+static Prepared prepared[PREPARED];
+static int next_prepared = 0;
+
+static int same_shares(const double a[SLICES], const double b[SLICES]) {
+    for (int s = 0; s < SLICES; s++)
+        if (a[s] != b[s]) return 0;
+    return 1;
+}
+
+static int read_shares(PyObject *seq, double out[SLICES], const char *name) {
+    PyObject *fast = PySequence_Fast(seq, name);
+    if (!fast) return -1;
+    if (PySequence_Fast_GET_SIZE(fast) != SLICES) {
+        Py_DECREF(fast);
+        PyErr_Format(PyExc_ValueError, "%s must hold %d slice shares", name, SLICES);
+        return -1;
+    }
+    for (int s = 0; s < SLICES; s++) {
+        out[s] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(fast, s));
+        if (out[s] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(fast);
+            return -1;
+        }
+    }
+    Py_DECREF(fast);
+    return 0;
+}
+
+/* One horizon of horizon.py (everything but its start): the model its costs are computed for. */
+typedef struct {
+    double reactive_rate, p, slice_s, tail_s, tail_finish;
+    long busy, outstanding, agents;
+    int exact;
+    double finish_share[SLICES], new_share[SLICES], pending_share[SLICES];
+    long t_agents, t_positions; /* the position table's arguments */
+    double t_handle, t_patience, t_short, t_sl;
+} Model;
+
+static int parse_model(PyObject *model, Model *h) {
+    PyObject *finish_seq, *new_seq, *pending_seq;
+    if (!PyArg_ParseTuple(model, "dllldpdddOOO(lddddl);model must be the horizon's tuple (see Horizon.model)",
+                          &h->reactive_rate, &h->busy, &h->outstanding, &h->agents, &h->p, &h->exact, &h->slice_s,
+                          &h->tail_s, &h->tail_finish, &finish_seq, &new_seq, &pending_seq, &h->t_agents, &h->t_handle,
+                          &h->t_patience, &h->t_short, &h->t_sl, &h->t_positions))
+        return -1;
+    if (read_shares(finish_seq, h->finish_share, "finish_share") < 0 ||
+        read_shares(new_seq, h->new_share, "new_share") < 0 ||
+        read_shares(pending_seq, h->pending_share, "pending_share") < 0)
+        return -1;
+    if (!(h->p > 0) || h->p > 1 || h->t_agents < 1 || h->t_positions < 1 || !(h->t_handle > 0) ||
+        !(h->t_patience > 0) || h->busy < 0 || h->outstanding < 0 || !(h->reactive_rate >= 0)) {
+        PyErr_SetString(PyExc_ValueError, "a horizon needs 0 < p <= 1, counts and the reactive rate >= 0 and a valid "
+                                          "position table");
+        return -1;
+    }
+    return 0;
+}
+
+/* Expected (abandons, abandons + late answers) of the horizon starting from `start` free agents
+ * minus queue, for each of `count` offer counts, into total_a and total_b. */
+static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize_t count, double *total_a,
+                        double *total_b) {
+    double reactive_rate = h->reactive_rate, p = h->p, slice_s = h->slice_s, tail_s = h->tail_s;
+    double tail_finish = h->tail_finish;
+    long busy = h->busy, outstanding = h->outstanding, agents = h->agents;
+    int exact = h->exact;
+    const double *finish_share = h->finish_share, *new_share = h->new_share, *pending_share = h->pending_share;
+    long t_agents = h->t_agents, t_positions = h->t_positions;
+    double t_handle = h->t_handle, t_patience = h->t_patience, t_short = h->t_short, t_sl = h->t_sl;
+    int failed = 0;
+    double *shares = malloc(sizeof(double) * (count ? count : 1) * (SLICES + 1)); /* exact: [0, C0, C1, C2] */
+    double complex *buffer = NULL;
+    if (!shares) {
+        PyErr_NoMemory();
+        return -1;
+    }
+
+    /* The layout: rows before and after each slice's arrivals, then around the reactive tail. */
+    Layout l;
+    memset(&l, 0, sizeof(l));
+    double reactive = reactive_rate * slice_s;
+    int finishing[SLICES];
+    for (int s = 0; s < SLICES; s++) finishing[s] = term(&l, BINOMIAL, busy, finish_share[s], 1);
+    if (exact) {
+        int one_slice = term(&l, POISSON, 0, reactive, -1);
+        for (int s = 0; s < SLICES; s++) {
+            for (int f = 0; f <= s; f++) {
+                add(&l, 2 * s, finishing[f], 1);
+                add(&l, 2 * s + 1, finishing[f], 1);
+            }
+            add(&l, 2 * s, one_slice, s);
+            add(&l, 2 * s + 1, one_slice, s + 1);
+            l.selects[2 * s] = s - 1;
+            l.selects[2 * s + 1] = s;
+        }
+    } else {
+        for (int s = 0; s < SLICES; s++) {
+            for (int f = 0; f <= s; f++) {
+                add(&l, 2 * s, finishing[f], 1);
+                add(&l, 2 * s + 1, finishing[f], 1);
+            }
+            for (int e = 0; e < s; e++) { /* the arrivals of earlier slices */
+                int pending = term(&l, BINOMIAL, outstanding, p * pending_share[e], -1);
+                int poisson = term(&l, POISSON, 0, reactive, -1);
+                add(&l, 2 * s, pending, 1);
+                add(&l, 2 * s, poisson, 1);
+                add(&l, 2 * s + 1, pending, 1);
+                add(&l, 2 * s + 1, poisson, 1);
+            }
+            add(&l, 2 * s + 1, term(&l, BINOMIAL, outstanding, p * pending_share[s], -1), 1);
+            add(&l, 2 * s + 1, term(&l, POISSON, 0, reactive, -1), 1);
+            l.selects[2 * s] = s - 1;
+            l.selects[2 * s + 1] = s;
+        }
+    }
+    l.rows = 2 * SLICES;
+    if (reactive_rate > 0) {
+        int tail_finishing = term(&l, BINOMIAL, agents, tail_finish, 1);
+        int tail_arrivals = term(&l, POISSON, 0, reactive_rate * tail_s, -1);
+        for (int t = 0; t < l.n_terms; t++) {
+            l.fixed[l.rows][t] = l.fixed[l.rows - 1][t];
+        }
+        add(&l, l.rows, tail_finishing, 1);
+        for (int t = 0; t < l.n_terms; t++) l.fixed[l.rows + 1][t] = l.fixed[l.rows][t];
+        add(&l, l.rows + 1, tail_arrivals, 1);
+        l.selects[l.rows] = l.selects[l.rows + 1] = SLICES - 1;
+        l.rows += 2;
+    }
+    double mean0[MAX_ROWS], var0[MAX_ROWS];
+    for (int r = 0; r < l.rows; r++) {
+        mean0[r] = var0[r] = 0.0;
+        for (int t = 0; t < l.n_terms; t++) {
+            const Term *term_t = &l.terms[t];
+            double times = l.fixed[r][t];
+            if (times == 0) continue;
+            if (term_t->kind == BINOMIAL) {
+                mean0[r] += times * term_t->sign * (double)term_t->trials * term_t->q;
+                var0[r] += times * (double)term_t->trials * term_t->q * (1 - term_t->q);
+            } else {
+                mean0[r] += times * term_t->sign * term_t->q;
+                var0[r] += times * term_t->q;
+            }
+        }
+    }
+    /* Offers: non-exact, row r subtracts Binomial(n, p new_share[s]) for every slice s <= selects[r];
+       exact, Binomial(n + pending, p (share_0 + ... + share_selects[r])). */
+    double per_offer_q[SLICES], mean_n[MAX_ROWS], var_n[MAX_ROWS];
+    for (int s = 0; s < SLICES; s++) per_offer_q[s] = p * new_share[s];
+    for (int r = 0; r < l.rows; r++) {
+        mean_n[r] = var_n[r] = 0.0;
+        for (int s = 0; s <= l.selects[r]; s++) {
+            mean_n[r] -= per_offer_q[s];
+            var_n[r] += per_offer_q[s] * (1 - per_offer_q[s]);
+        }
+    }
+    /* The window holds each row of each count to WINDOW_SIGMAS of its own standard deviations (plus
+       WINDOW_PAD values) on either side of its mean. */
+    double low_edge = INFINITY, high_edge = -INFINITY;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        double n = (double)offers[k];
+        double *c = shares + k * (SLICES + 1);
+        c[0] = 0.0;
+        if (exact) {
+            double mean_new = n * p, mean_pending = (double)outstanding * p, accepts = mean_new + mean_pending;
+            double arrived = 0.0;
+            for (int s = 0; s < SLICES; s++) {
+                double share = accepts > 0 ? (mean_new * new_share[s] + mean_pending * pending_share[s]) / accepts : 0.0;
+                arrived = s == SLICES - 1 ? 1.0 : fmin(1.0, arrived + share);
+                c[s + 1] = arrived;
+            }
+        }
+        for (int r = 0; r < l.rows; r++) {
+            double mean, var;
+            if (exact) {
+                double q = p * c[l.selects[r] + 1], trials = n + (double)outstanding;
+                mean = (double)start + mean0[r] - trials * q;
+                var = var0[r] + trials * q * (1 - q);
+            } else {
+                mean = (double)start + mean0[r] + n * mean_n[r];
+                var = var0[r] + n * var_n[r];
+            }
+            double half = WINDOW_SIGMAS * sqrt(var) + WINDOW_PAD;
+            low_edge = fmin(low_edge, mean - half);
+            high_edge = fmax(high_edge, mean + half);
+        }
+    }
+    if (count == 0) goto done;
+    long low = (long)floor(low_edge); /* the window: free minus queue = low, low + 1, ... */
+    long needed = (long)ceil(high_edge) - low + 1;
+    Prepared *ready = NULL;
+    for (int i = 0; i < PREPARED; i++) {
+        Prepared *c = &prepared[i];
+        if (c->used && c->size >= needed && c->size <= 2 * needed + 16 && c->exact == exact && c->busy == busy &&
+            c->outstanding == outstanding && c->agents == agents && c->p == p && c->slice_s == slice_s &&
+            c->tail_s == tail_s && c->tail_finish == tail_finish && c->reactive_rate == reactive_rate &&
+            same_shares(c->finish_share, finish_share) && same_shares(c->new_share, new_share) &&
+            same_shares(c->pending_share, pending_share)) {
+            ready = c;
+            break;
+        }
+    }
+    long size;
+    if (ready) {
+        size = ready->size;
+    } else {
+        size = 16;
+        while (size < needed) size <<= 1;
+    }
+    long frequencies = size / 2 + 1;
+    if (!ready) {
+        ready = &prepared[next_prepared];
+        next_prepared = (next_prepared + 1) % PREPARED;
+        ready->used = 0;
+        free(ready->signed_fixed);
+        ready->signed_fixed = malloc(sizeof(double complex) * 2 * (SLICES + 1) * frequencies +
+                                     sizeof(double) * (2 * SLICES + 4) * frequencies);
+        if (!ready->signed_fixed) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        ready->per_offer = ready->signed_fixed + (SLICES + 1) * frequencies;
+        ready->sines = (double *)(ready->per_offer + (SLICES + 1) * frequencies);
+        ready->cosines = ready->sines + frequencies;
+        ready->log_fixed = ready->cosines + frequencies;
+        ready->log_offer = ready->log_fixed + (SLICES + 1) * frequencies;
+        double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
+        /* Per frequency: the rows' fixed transforms, signed and summed per offer column. */
+        for (long i = 0; i < (SLICES + 1) * frequencies; i++) signed_fixed[i] = 0.0;
+        for (long f = 0; f < frequencies; f++) {
+            double theta = 2 * M_PI * (double)f / (double)size, sin_t = sin(theta), cos_t = cos(theta);
+            ready->sines[f] = sin_t;
+            ready->cosines[f] = cos_t;
+            double complex terms[MAX_TERMS];
+            for (int t = 0; t < l.n_terms; t++) terms[t] = transform(&l.terms[t], sin_t, cos_t);
+            for (int r = 0; r < l.rows; r++) {
+                double complex product = 1.0;
+                for (int t = 0; t < l.n_terms; t++) {
+                    long times = (long)l.fixed[r][t];
+                    if (times == 1) product *= terms[t];
+                    else if (times > 1) product *= power(terms[t], times);
+                }
+                signed_fixed[(l.selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
+            }
+            if (!exact) { /* one offer's transform by the end of each slice: a product of Bernoullis */
+                double complex running = 1.0;
+                per_offer[f] = 1.0;
+                for (int s = 0; s < SLICES; s++) {
+                    running *= bernoulli(per_offer_q[s], sin_t, cos_t, -1.0);
+                    per_offer[(s + 1) * frequencies + f] = running;
+                }
+            }
+        }
+        for (long i = 0; i < (SLICES + 1) * frequencies; i++) {
+            double modulus = cabs(signed_fixed[i]);
+            ready->log_fixed[i] = modulus > 0 ? log(modulus) : -INFINITY;
+            modulus = exact ? 0.0 : cabs(per_offer[i]);
+            ready->log_offer[i] = modulus > 0 ? log(modulus) : -INFINITY;
+        }
+        ready->f_end = 0;
+        for (int col = 1; col <= SLICES; col++)
+            for (long f = frequencies - 1; f >= ready->f_end; f--)
+                if (ready->log_fixed[col * frequencies + f] >= NEGLIGIBLE_LOG_PRODUCT) {
+                    ready->f_end = f + 1;
+                    break;
+                }
+        ready->exact = exact;
+        ready->busy = busy;
+        ready->outstanding = outstanding;
+        ready->agents = agents;
+        ready->size = size;
+        ready->p = p;
+        ready->slice_s = slice_s;
+        ready->tail_s = tail_s;
+        ready->tail_finish = tail_finish;
+        ready->reactive_rate = reactive_rate;
+        memcpy(ready->finish_share, finish_share, sizeof(double) * SLICES);
+        memcpy(ready->new_share, new_share, sizeof(double) * SLICES);
+        memcpy(ready->pending_share, pending_share, sizeof(double) * SLICES);
+        ready->used = 1;
+    }
+    const double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
+    const double *sines = ready->sines, *cosines = ready->cosines, *log_fixed = ready->log_fixed,
+                 *log_offer = ready->log_offer;
+
+    /* The queue's costs over the window, transformed: one complex FFT of (abandons) + i (abandons +
+       late answers), then split by symmetry. */
+    Table *table = table_for(t_agents, t_handle, t_patience, t_short, t_sl, t_positions);
+    long longest = -low;
+    if (table_price(table, longest > 0 ? longest : 0) < 0) goto fail;
+    buffer = malloc(sizeof(double complex) * (size + 2 * frequencies));
+    if (!buffer) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    double complex *cost = buffer;
+    double complex *cost_a = cost + size, *cost_b = cost_a + frequencies;
+    for (long m = 0; m < size; m++) {
+        long length = -(low + m);
+        double a = table_at(table, 0, length);
+        cost[m] = a + I * (a + table_at(table, 1, length));
+    }
+    fft(cost, size, cosines, sines);
+    long shift_by = ((start - low) % size + size) % size;
+    for (long f = 0; f < frequencies; f++) {
+        double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
+        /* conj(transform) times e^(-i theta_f (start - low)), times Parseval's weight */
+        double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
+        long turns = shift_by * f % size;
+        double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
+                                                : cosines[size - turns] + I * sines[size - turns];
+        double complex shift = root * weight;
+        cost_a[f] = conj((z + mirror) / 2) * shift;
+        cost_b[f] = conj((z - mirror) / (2 * I)) * shift;
+    }
+    /* Each offer count: its columns' transforms times the fixed part times the cost. The counts'
+       powers of one offer's transform are built from the previous count's (the counts come
+       sorted, often in neighbouring pairs). A column's product is skipped where it is below e^-45
+       in modulus (the offers' transform, at most 1, times the fixed rows'): the window's costs are
+       at most a few hundred, so all skipped products together move a cost by < 1e-14, well below
+       the FFT's own rounding; wide distributions (large groups, many offers) have transforms that
+       vanish over most of the frequencies. */
+    /* Column 0 (the rows no new accept has reached) is the same for every count. */
+    double fixed_a = 0.0, fixed_b = 0.0;
+    for (long f = 0; f < frequencies; f++) {
+        fixed_a += creal(signed_fixed[f] * cost_a[f]);
+        fixed_b += creal(signed_fixed[f] * cost_b[f]);
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        total_a[k] = fixed_a;
+        total_b[k] = fixed_b;
+    }
+    for (long f = 0; f < ready->f_end; f++) {
+        double sin_t = sines[f], cos_t = cosines[f];
+        double complex base[SLICES + 1], previous[SLICES + 1];
+        double log_modulus[SLICES + 1];
+        long previous_n[SLICES + 1];
+        for (int col = 1; col <= SLICES; col++) {
+            previous[col] = 1.0;
+            previous_n[col] = 0;
+            if (!exact) {
+                base[col] = per_offer[col * frequencies + f];
+                log_modulus[col] = log_offer[col * frequencies + f];
+            }
+        }
+        for (Py_ssize_t k = 0; k < count; k++) {
+            const double *c = shares + k * (SLICES + 1);
+            long n = offers[k];
+            double complex sum = 0.0;
+            for (int col = 1; col <= SLICES; col++) {
+                double complex fixed = signed_fixed[col * frequencies + f];
+                double log_size = log_fixed[col * frequencies + f];
+                if (log_size < NEGLIGIBLE_LOG_PRODUCT) continue;
+                double complex offer;
+                if (exact) {
+                    offer = power(bernoulli(p * c[col], sin_t, cos_t, -1.0), n + outstanding);
+                } else if ((double)n * log_modulus[col] + log_size < NEGLIGIBLE_LOG_PRODUCT) {
+                    continue;
+                } else {
+                    offer = n >= previous_n[col] ? previous[col] * power(base[col], n - previous_n[col])
+                                                 : power(base[col], n);
+                    previous[col] = offer;
+                    previous_n[col] = n;
+                }
+                sum += offer * fixed;
+            }
+            total_a[k] += creal(sum * cost_a[f]);
+            total_b[k] += creal(sum * cost_b[f]);
+        }
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        /* Costs only grow with arrivals: FFT noise must not make a zero cost -1e-17. */
+        total_a[k] = fmax(0.0, total_a[k]);
+        total_b[k] = fmax(0.0, total_b[k]);
+    }
+    goto done;
+fail:
+    failed = 1;
+done:
+    free(shares);
+    free(buffer);
+    return failed ? -1 : 0;
+}
+
+static int read_offers(PyObject *seq, long **out, Py_ssize_t *count) {
+    PyObject *fast = PySequence_Fast(seq, "offers must be a sequence of counts");
+    if (!fast) return -1;
+    *count = PySequence_Fast_GET_SIZE(fast);
+    long *offers = malloc(sizeof(long) * (*count ? *count : 1));
+    if (!offers) {
+        Py_DECREF(fast);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < *count; k++) {
+        offers[k] = PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, k));
+        if ((offers[k] == -1 && PyErr_Occurred()) || offers[k] < 0) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "offer counts must be >= 0");
+            free(offers);
+            Py_DECREF(fast);
+            return -1;
+        }
+    }
+    Py_DECREF(fast);
+    *out = offers;
+    return 0;
+}
+
+PyDoc_STRVAR(horizon_costs_doc,
+             "horizon_costs(offers, start, model) -> list of (abandons, abandons + late answers)\n\n"
+             "The horizon's expected queue costs for each offer count, from `start` free agents minus queue\n"
+             "(see horizon.py; `model` is Horizon.model).");
+
+static PyObject *horizon_costs(PyObject *self, PyObject *args) {
+    PyObject *offers_seq, *model;
+    long start;
+    Model h;
+    if (!PyArg_ParseTuple(args, "OlO!", &offers_seq, &start, &PyTuple_Type, &model) || parse_model(model, &h) < 0)
+        return NULL;
+    long *offers;
+    Py_ssize_t count;
+    if (read_offers(offers_seq, &offers, &count) < 0) return NULL;
+    double *totals = malloc(sizeof(double) * 2 * (count ? count : 1));
+    PyObject *result = NULL;
+    if (!totals) {
+        PyErr_NoMemory();
+    } else if (horizon_eval(&h, start, offers, count, totals, totals + count) == 0 && (result = PyList_New(count))) {
+        for (Py_ssize_t k = 0; k < count; k++) {
+            PyObject *pair = Py_BuildValue("(dd)", totals[k], totals[count + k]);
+            if (!pair) {
+                Py_CLEAR(result);
+                break;
+            }
+            PyList_SET_ITEM(result, k, pair);
+        }
+    }
+    free(totals);
+    free(offers);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The progressive plan's search over offer counts                                              */
+
+#define MAX_KNOWN 512
+#define MAX_BATCH 16
+
+typedef struct {
+    long n[MAX_KNOWN];
+    double margin[MAX_KNOWN], abandon[MAX_KNOWN], bad[MAX_KNOWN];
+    int count;
+} Known;
+
+static int known_index(const Known *k, long n) {
+    for (int i = 0; i < k->count; i++)
+        if (k->n[i] == n) return i;
+    return -1;
+}
+
+static int compare_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+PyDoc_STRVAR(progressive_search_doc,
+             "progressive_search(model, planning_start, actual_start, p, goal, service_level, cap, guess)\n"
+             "-> (offers, abandons, abandons + late answers)\n\n"
+             "The largest n <= cap whose added abandons (and, with service_level >= 0, abandons + late answers)\n"
+             "over the horizon `model` from `planning_start` stay within the goal share of its own expected\n"
+             "accepts n p, and the horizon's costs with those offers from `actual_start` (see\n"
+             "progressive.py: a gallop and bisection over n in 2-3 batches, each one horizon evaluation).");
+
+static PyObject *progressive_search(PyObject *self, PyObject *args) {
+    PyObject *model;
+    long planning_start, actual_start, cap;
+    double p, goal, service_level, guess;
+    Model h;
+    if (!PyArg_ParseTuple(args, "O!lldddld", &PyTuple_Type, &model, &planning_start, &actual_start, &p, &goal,
+                          &service_level, &cap, &guess) ||
+        parse_model(model, &h) < 0)
+        return NULL;
+    if (cap > 100000000L) {
+        PyErr_SetString(PyExc_ValueError, "progressive_search: cap out of range");
+        return NULL;
+    }
+    Known known;
+    known.count = 1;
+    known.n[0] = 0;
+    known.margin[0] = 0.0; /* no offers keep the goal by definition; its costs come with the first batch */
+    int have_base = 0;
+    long result = 0;
+    if (cap > 0) {
+        long g = (long)fmin((double)cap, fmax(1.0, rint(guess)));
+        long batch[MAX_BATCH];
+        int batch_size = 0;
+        batch[batch_size++] = (long)fmax(1.0, rint(0.7 * (double)g));
+        batch[batch_size++] = g;
+        batch[batch_size++] = g + 1;
+        batch[batch_size++] = (long)rint(1.4 * (double)g) + 1;
+        batch[batch_size++] = 2 * g + 2;
+        long good = 0;
+        for (int iteration = 0; iteration < 64; iteration++) {
+            /* the new counts of the batch, sorted, each once; the base (no offers) with the first */
+            long todo[MAX_BATCH + 1];
+            int todo_size = 0;
+            if (!have_base) todo[todo_size++] = 0;
+            qsort(batch, batch_size, sizeof(long), compare_long);
+            for (int i = 0; i < batch_size; i++) {
+                long n = batch[i];
+                if (n <= 0 || n > cap || known_index(&known, n) >= 0) continue;
+                if (todo_size && todo[todo_size - 1] == n) continue;
+                todo[todo_size++] = n;
+            }
+            if (todo_size > 0) {
+                if (known.count + todo_size > MAX_KNOWN) break;
+                double a[MAX_BATCH + 1], b[MAX_BATCH + 1];
+                if (horizon_eval(&h, planning_start, todo, todo_size, a, b) < 0) return NULL;
+                int first = 0;
+                if (!have_base) {
+                    known.abandon[0] = a[0];
+                    known.bad[0] = b[0];
+                    have_base = 1;
+                    first = 1;
+                }
+                for (int i = first; i < todo_size; i++) {
+                    double n = (double)todo[i];
+                    double margin = goal * n * p + 1e-12 - (a[i] - known.abandon[0]);
+                    if (service_level >= 0)
+                        margin = fmin(margin, (1 - service_level) * n * p + 1e-12 - (b[i] - known.bad[0]));
+                    int at = known.count++;
+                    known.n[at] = todo[i];
+                    known.margin[at] = margin;
+                    known.abandon[at] = a[i];
+                    known.bad[at] = b[i];
+                }
+            }
+            long bad = cap + 1;
+            for (int i = 0; i < known.count; i++)
+                if (known.margin[i] < 0 && known.n[i] < bad) bad = known.n[i];
+            good = 0;
+            for (int i = 0; i < known.count; i++)
+                if (known.margin[i] >= 0 && known.n[i] < bad && known.n[i] > good) good = known.n[i];
+            if (good >= cap || bad == good + 1) break;
+            batch_size = 0;
+            if (bad > cap) { /* nothing bad seen yet: double */
+                batch[batch_size++] = good * 2 + 2 < cap ? good * 2 + 2 : cap;
+                batch[batch_size++] = good * 4 + 4 < cap ? good * 4 + 4 : cap;
+                continue;
+            }
+            int good_at = known_index(&known, good), bad_at = known_index(&known, bad);
+            if (good_at < 0 || bad_at < 0) break; /* both are known: found above */
+            double m_good = known.margin[good_at], m_bad = known.margin[bad_at];
+            double estimates[4];
+            int estimate_count = 0;
+            estimates[estimate_count++] = good + m_good * (double)(bad - good) / (m_good - m_bad); /* the chord */
+            long pairs[3] = {good, bad - 1, bad};
+            for (int i = 0; i < 3; i++) { /* the tangents at known neighbouring pairs */
+                int at = known_index(&known, pairs[i]), next = known_index(&known, pairs[i] + 1);
+                if (at >= 0 && next >= 0 && known.margin[next] < known.margin[at])
+                    estimates[estimate_count++] =
+                        pairs[i] + known.margin[at] / (known.margin[at] - known.margin[next]);
+            }
+            for (int i = 0; i < estimate_count; i++) {
+                if (good < estimates[i] && estimates[i] < bad) {
+                    long n = (long)floor(estimates[i]);
+                    batch[batch_size++] = n;
+                    batch[batch_size++] = n + 1;
+                }
+            }
+            long middle = (good + bad) / 2; /* bisection too: at worst the bracket halves each batch */
+            batch[batch_size++] = middle;
+            batch[batch_size++] = middle + 1;
+        }
+        result = good;
+    }
+    /* The costs with those offers, from where the group actually starts. */
+    double abandon, bad_cost;
+    int at = known_index(&known, result);
+    if (actual_start == planning_start && at >= 0 && (at > 0 || have_base)) {
+        abandon = known.abandon[at];
+        bad_cost = known.bad[at];
+    } else if (horizon_eval(&h, actual_start, &result, 1, &abandon, &bad_cost) < 0) {
+        return NULL;
+    }
+    return Py_BuildValue("(ldd)", result, abandon, bad_cost);
+}
+
+static PyMethodDef methods[] = {
+    {"position_table", position_table, METH_VARARGS, position_table_doc},
+    {"position_at", position_at, METH_VARARGS, position_at_doc},
+    {"steady_state", steady_state, METH_VARARGS, steady_state_doc},
+    {"erlang_a_rate", erlang_a_rate, METH_VARARGS, erlang_a_rate_doc},
+    {"horizon_costs", horizon_costs, METH_VARARGS, horizon_costs_doc},
+    {"progressive_search", progressive_search, METH_VARARGS, progressive_search_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernels",
+    "The pacing engine's compiled numeric kernels (queueing.py and horizon.py call them).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
