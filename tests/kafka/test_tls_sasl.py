@@ -138,8 +138,9 @@ async def test_sink_and_cli_work_over_sasl_ssl(secured_kafka: SaslSslKafka, emul
     plaintext = secured_kafka.bootstrap_servers
     try:
         await pipeline.start_sink(PACING_CONFIG=str(config), PACING_NODE_ID="sink-1")
+        # produce logs at WARNING by default (its output is the point): INFO shows the login.
         code, err = await run_pacing(pipeline, "--config", str(config), "produce", "--key", "vq-cli",
-                                     stdin=stat_event_line("vq-cli", 4))
+                                     "--log-level", "INFO", stdin=stat_event_line("vq-cli", 4))
         assert code == 0, err
         assert authenticated(err)
         (record,) = await read_topic(plaintext, pipeline.topics.stats)
