@@ -40,8 +40,13 @@ def reactive_forecast(obs: Observation, settings: PacingSettings, dual: bool) ->
     ``1 - proactive_ratio`` share of the group's capacity is kept for them."""
     if not dual:
         return obs.reactive_rate
-    reserve = (1 - min(1.0, max(0.0, settings.proactive_ratio))) * obs.agents / obs.handle_time_s
-    return max(obs.reactive_rate, reserve)
+    return max(obs.reactive_rate, reactive_floor(obs.agents, obs.handle_time_s, settings))
+
+
+def reactive_floor(agents: int, handle_s: float, settings: PacingSettings) -> float:
+    """The dual forms' reserve for reactive traffic: the ``1 - proactive_ratio`` share of the
+    capacity of ``agents`` agents at ``handle_s`` seconds per interaction, per second."""
+    return (1 - min(1.0, max(0.0, settings.proactive_ratio))) * agents / handle_s
 
 
 def horizon_s(settings: PacingSettings) -> float:

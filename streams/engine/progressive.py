@@ -22,13 +22,12 @@ reactive traffic reached 4.5 % abandonment). The dual form also publishes
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from functools import lru_cache
 
 from streams.engine import _kernels
 from streams.engine.admission import free_now, reactive_admission
 from streams.engine.horizon import Horizon, exact_for
-from streams.engine.plan import Plan, offer_cap, reactive_forecast, sizing_acceptance, steady_capacity
+from streams.engine.plan import Plan, offer_cap, reactive_floor, sizing_acceptance, steady_capacity
 from streams.engine.queueing import position_costs
 from streams.engine.rates import Observation
 from streams.engine.settings import PacingSettings
@@ -39,23 +38,25 @@ _GRID = 0.05
 def progressive_plan(obs: Observation, settings: PacingSettings, dual: bool) -> Plan:
     """Offers (and, dual, reactive admission) for the next period of a small group."""
     handle_s = _quantised(obs.handle_time_s)
+    acceptance = sizing_acceptance(obs)
     plan = _plan(
         obs.ready, obs.busy, obs.waiting, obs.outstanding,
-        _quantised(sizing_acceptance(obs)), handle_s, _quantised(obs.patience_s),
+        _quantised(acceptance), handle_s, _quantised(obs.patience_s),
         _reactive_per_hour(obs, settings, dual, handle_s),
         settings.refresh_period_s, settings.offer_response_s,
         settings.counted_short_s, settings.service_level_duration_ms / 1000,
         settings.goal_fraction,
         settings.service_level_percentage if settings.enforce_service_level else None,
         offer_cap(obs, settings),
-        exact_for(obs.logged_in, sizing_acceptance(obs)),
+        exact_for(obs.logged_in, acceptance),
     )
     if dual:
         # An agent free and unpromised admits everyone (1.0 whatever Erlang A says): only otherwise
         # is the group's steady state needed.
         admission = 1.0 if free_now(obs, plan.offers) >= 1.0 else \
             reactive_admission(obs, steady_capacity(obs, settings), plan.offers)
-        plan = replace(plan, admission=admission)
+        # (the constructor, not dataclasses.replace: a cold decision's interpreter time counts)
+        plan = Plan(plan.offers, admission, plan.predicted_abandonment, plan.predicted_service_level)
     return plan
 
 
@@ -68,7 +69,7 @@ def _reactive_per_hour(obs: Observation, settings: PacingSettings, dual: bool, h
     observed = _quantised(obs.reactive_rate * 3600)
     if not dual:
         return observed
-    floor = reactive_forecast(replace(obs, reactive_rate=0.0, handle_time_s=handle_s), settings, dual)
+    floor = max(0.0, reactive_floor(obs.agents, handle_s, settings))  # reactive_forecast's floor at handle_s
     return max(observed, round(floor * 3600, 6))
 
 

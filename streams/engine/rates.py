@@ -110,27 +110,31 @@ def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observ
     span_s = max(observed_s, MIN_OBSERVED_S)
     lag_accepts, lag_doubt = _accepts_between_counters(state, accepted / span_s)
     reactive_rate = max(0.0, totals[_ENTERED] - totals[_ACCEPTED] + lag_accepts) / span_s
-    ready = _count(state.gauge("ready_agents"))
-    busy = _count(state.gauge("busy_agents"))
-    outstanding = _count(state.gauge("outstanding_offers"))
-    aht = state.gauge("average_handle_time_s")
+    # The gauges straight from the state's dicts (state.gauge's defaults), as the interpreter's
+    # work is a large share of a small cold decision.
+    gauges, gauge_ts = state.gauges, state.gauge_ts
+    ready = _count(gauges.get("ready_agents", 0.0))
+    busy = _count(gauges.get("busy_agents", 0.0))
+    outstanding_gauge = gauges.get("outstanding_offers", 0.0)
+    outstanding = _count(outstanding_gauge)
+    aht = gauges.get("average_handle_time_s", 0.0)
     age_s = _age_s(state, now_ms)
     # What happened since the gauges were measured, each from its own gauge's timestamp (jittered
     # delivery mixes measurements): offers made since the outstanding count are outstanding too,
     # reactive arrivals since the ready count took agents; agents finishing are not credited.
-    offers_since = _offers_since(state, now_ms, state.gauge_ts.get("outstanding_offers", now_ms), made / span_s)
+    offers_since = _offers_since(state, now_ms, gauge_ts.get("outstanding_offers", now_ms), made / span_s)
     outstanding = min(MAX_COUNT, outstanding + round(offers_since))
-    ready_age_s = max(0.0, (now_ms - state.gauge_ts.get("ready_agents", now_ms)) / 1000)
+    ready_age_s = max(0.0, (now_ms - gauge_ts.get("ready_agents", now_ms)) / 1000)
     taken = min(ready, round(reactive_rate * ready_age_s))
     ready, busy = ready - taken, busy + taken
     return Observation(
         ready=ready,
         busy=busy,
-        logged_in=max(_count(state.gauge("logged_in_agents")), ready + busy),
-        waiting=_count(state.gauge("waiting_interactions")),
+        logged_in=max(_count(gauges.get("logged_in_agents", 0.0)), ready + busy),
+        waiting=_count(gauges.get("waiting_interactions", 0.0)),
         outstanding=outstanding,
         handle_time_s=aht if aht > 0 else settings.handle_time_prior_s,
-        acceptance=_acceptance(state, settings, now_ms),
+        acceptance=_acceptance(state, settings, now_ms, outstanding_gauge),
         reactive_rate=reactive_rate,
         reactive_seen=_reactive_seen(state, lag_accepts - lag_doubt),
         patience_s=(totals[WAITING_AREA] + PATIENCE_WEIGHT * settings.patience_prior_s)
@@ -158,7 +162,8 @@ def _offers_since(state: TargetState, now_ms: int, since_ms: int, offer_rate: fl
 def _age_s(state: TargetState, now_ms: int) -> float:
     """How old the group's snapshot is: now minus the newest timestamp of its gauges (the newest,
     so that a bridge reporting a gauge only when it changes does not make the snapshot look old)."""
-    stamps = [state.gauge_ts[name] for name in SNAPSHOT_GAUGES if name in state.gauge_ts]
+    gauge_ts = state.gauge_ts
+    stamps = [gauge_ts[name] for name in SNAPSHOT_GAUGES if name in gauge_ts]
     return max(0.0, (now_ms - max(stamps)) / 1000) if stamps else 0.0
 
 
@@ -202,20 +207,21 @@ def _reactive_seen(state: TargetState, lag_accepts: float) -> float:
     return max(0.0, entered - accepted + lag_accepts)
 
 
-def _acceptance(state: TargetState, settings: PacingSettings, now_ms: int) -> float:
+def _acceptance(state: TargetState, settings: PacingSettings, now_ms: int, answered_later: float) -> float:
     """Accepted / made from the decayed memory: the slow estimate, unless a faster one differs from
     it by more than ``CHANGE_Z`` of its standard errors (the fastest such one wins: see the module
-    docstring)."""
-    answered_later = state.gauge("outstanding_offers")  # made, not yet answered: newest, weight ~1
+    docstring). ``answered_later``: the outstanding-offers gauge (made, not yet answered: the
+    newest offers, weight ~1 in every memory)."""
     fallback = _lifetime_acceptance(state, settings)
-    estimates = []
-    for made, accepted in state.decayed_memory(now_ms):
+    slow = chosen = 0.0
+    first = True
+    for made, accepted in state.decayed_memory(now_ms):  # slowest first
         n = max(0.0, made - answered_later) + LIFETIME_OFFERS
-        estimates.append((min(1.0, (min(accepted, made) + LIFETIME_OFFERS * fallback) / n), n))
-    slow = estimates[0][0]
-    chosen = slow
-    for estimate, n in estimates[1:]:
-        if abs(estimate - slow) > CHANGE_Z * math.sqrt(max(slow * (1 - slow), 0.0099) / n):
+        estimate = min(1.0, (min(accepted, made) + LIFETIME_OFFERS * fallback) / n)
+        if first:
+            slow = chosen = estimate
+            first = False
+        elif abs(estimate - slow) > CHANGE_Z * math.sqrt(max(slow * (1 - slow), 0.0099) / n):
             chosen = estimate
     return chosen
 
