@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
 
 from infra.emulator import JourneyEmulator
@@ -59,3 +60,10 @@ async def emulator() -> AsyncIterator[JourneyEmulator]:
     await journey.start()
     yield journey
     await journey.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session in the test's event loop."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -44,12 +44,6 @@ async def emulator() -> AsyncIterator[JourneyEmulator]:
     await emu.stop()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 @dataclass
 class FakeClock:
     """A clock the test moves by hand: token lifetimes and rate windows without sleeping."""

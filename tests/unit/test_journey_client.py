@@ -8,7 +8,6 @@ malformed 2xx and a timeout. Plus the sink's retry delay: real full jitter with 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -40,20 +39,6 @@ def entity(target_id: str) -> dict[str, Any]:
         "serviceLevel": {"percentage": 0.8, "durationMs": 20000}, "shortAbandonThreshold": 10,
         "description": "", "userData": [{"key": "allowedOffers", "value": "3"}],
     }
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[JourneyEmulator]:
-    emu = JourneyEmulator()
-    await emu.start()
-    yield emu
-    await emu.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def client_for(emulator: JourneyEmulator, http: aiohttp.ClientSession, **overrides: Any) -> JourneyClient:

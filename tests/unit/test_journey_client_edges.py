@@ -69,12 +69,6 @@ async def server() -> AsyncIterator[tuple[Scripted, str]]:
     await test_server.close()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def client(base: str, http: aiohttp.ClientSession, **sink: Any) -> JourneyClient:
     settings = load_settings(base_auth_url=f"{base}/oauth/token", base_service_url=f"{base}/api/",
                              sink={"request_timeout_s": 2.0, **sink})

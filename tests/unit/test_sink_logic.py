@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -101,20 +100,6 @@ class Sink:
     def outcomes(self) -> dict[str, float]:
         return {s.labels["outcome"]: s.value for m in self.sink.metrics.requests.collect()
                 for s in m.samples if s.name.endswith("_total")}
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[JourneyEmulator]:
-    emu = JourneyEmulator()
-    await emu.start()
-    yield emu
-    await emu.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_delivered_decisions_free_their_offsets(emulator: JourneyEmulator, http: aiohttp.ClientSession) -> None:
