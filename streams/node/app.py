@@ -217,12 +217,10 @@ class PacingNode:
                 if entry is not None and entry.partition in owned:
                     await self.publisher.publish(entry.state, now, outbox, keepalive=False,
                                                  stale=now - entry.received_ms > stale_ms)
-            try:
-                await outbox.confirm()
-            except SendFailed as exc:  # nothing is lost: the keepalive publishes them
-                outbox.abandon()
+            failure = await outbox.settle()
+            if failure is not None:  # nothing is lost: the keepalive publishes them
                 self.metrics.send_failures.inc()
-                log.error("held decisions not published: %s", exc)
+                log.error("held decisions not published: %s", failure)
 
     async def flush(self, checkpoint: bool = True) -> None:
         """Decide the targets folded since the last tick; on a checkpoint also store them and acknowledge.

@@ -90,9 +90,10 @@ class DecisionPublisher:
         """
         target_id = state.target_id
         board = self._alarms.board
+        definition = self._definitions.get(target_id)
         try:
             record = decision_record(self._settings.tenant, self._settings.node_id, state, self._settings.targets,
-                                     now_ms, self._definitions.get(target_id), stale=stale)
+                                     now_ms, definition, stale=stale)
         except Exception as exc:
             self._metrics.decision_errors.inc()
             log.exception("no decision for target %s", target_id)
@@ -122,7 +123,7 @@ class DecisionPublisher:
         published_now = _Published(fingerprint, now_ms, record["allowed_offers"], record["reactive_admission"],
                                    record["state"] == "active")
 
-        period_s = target_settings(self._settings.targets, self._definitions.get(target_id)).refresh_period_s
+        period_s = target_settings(self._settings.targets, definition).refresh_period_s
 
         def published() -> None:
             self._published[target_id] = published_now

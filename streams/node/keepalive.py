@@ -17,7 +17,7 @@ from streams.runtime import alarms
 from streams.runtime.alarm_publisher import AlarmPublisher
 from streams.runtime.config import Settings
 from streams.runtime.metrics import NodeMetrics
-from streams.runtime.outbox import Outbox, SendFailed
+from streams.runtime.outbox import Outbox
 from streams.runtime.process_health import ProcessHealth
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,8 @@ class Keepalive:
         self._publisher.forget_except(seen)
         for message in self._health.observe(self._metrics):  # also records the health gauges
             await self._alarms.publish(message, outbox)
-        try:
-            await outbox.confirm()
-        except SendFailed as exc:  # nothing is lost: what was not confirmed is published at the next tick
-            outbox.abandon()
+        failure = await outbox.settle()
+        if failure is not None:  # nothing is lost: what was not confirmed is published at the next tick
             self._metrics.send_failures.inc()
-            log.error("keepalive decisions and alarms not published: %s", exc)
+            log.error("keepalive decisions and alarms not published: %s", failure)
         return count

@@ -106,3 +106,13 @@ class Outbox:
         """The work failed: undo what assumed these records would be published."""
         for callback in reversed(self._on_failed):
             callback()
+
+    async def settle(self) -> SendFailed | None:
+        """:meth:`confirm`, or on failure :meth:`abandon`: for work that is simply done again later
+        (a tick, a keepalive pass). Returns the failure, None when every record was acknowledged."""
+        try:
+            await self.confirm()
+        except SendFailed as exc:
+            self.abandon()
+            return exc
+        return None

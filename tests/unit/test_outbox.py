@@ -64,3 +64,18 @@ async def test_abandon_undoes_in_reverse_order() -> None:
         await outbox.send("t", None, b"v", on_failed=lambda n=n: undone.append(n))
     outbox.abandon()
     assert undone == [2, 1, 0]
+
+
+async def test_settle_confirms_or_abandons_and_returns_the_failure() -> None:
+    confirmed: list[str] = []
+    undone: list[str] = []
+    good = Outbox(RecordingProducer(), timeout_s=1.0)
+    await good.send("t", None, b"v", on_confirmed=lambda: confirmed.append("t"), on_failed=lambda: undone.append("t"))
+    assert await good.settle() is None
+    assert confirmed == ["t"] and undone == []
+    bad = Outbox(Unanswered(silent={"pacing.alarms"}), timeout_s=0.05)
+    await bad.send("pacing.alarms", None, b"v", on_confirmed=lambda: confirmed.append("alarm"),
+                   on_failed=lambda: undone.append("alarm"))
+    failure = await bad.settle()
+    assert isinstance(failure, SendFailed) and "pacing.alarms" in str(failure)
+    assert confirmed == ["t"] and undone == ["alarm"]
