@@ -44,9 +44,12 @@ _PLANS: dict[str, Callable[[Observation, PacingSettings, bool], Plan]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class PacingDecision:
-    """What the engagement platform may do for one target during the next refresh period."""
+    """What the engagement platform may do for one target during the next refresh period.
+
+    Frozen, with its own ``__init__`` (the generated one's parameters): it stores the fields in one
+    call, not one ``object.__setattr__`` each, as a cold decision's interpreter time counts."""
 
     allowed_offers: int
     reactive_admission: float
@@ -54,6 +57,12 @@ class PacingDecision:
     algorithm: str
     acceptance_rate: float
     figures: dict[str, str] = field(default_factory=dict)
+
+    def __init__(self, allowed_offers: int, reactive_admission: float, active: bool, algorithm: str,
+                 acceptance_rate: float, figures: dict[str, str] | None = None) -> None:
+        self.__dict__.update(allowed_offers=allowed_offers, reactive_admission=reactive_admission, active=active,
+                             algorithm=algorithm, acceptance_rate=acceptance_rate,
+                             figures={} if figures is None else figures)
 
 
 def choose_algorithm(configured: str | None, obs: Observation, settings: PacingSettings) -> str:
@@ -119,7 +128,7 @@ def decide(state: TargetState, settings: PacingSettings, now_ms: int) -> PacingD
 def _figures(obs: Observation, plan: Plan, settings: PacingSettings, stale: bool) -> dict[str, str]:
     """Extra userData figures, rounded so that noise alone does not change the decision."""
     figures = {
-        "freeAgents": str(max(0, obs.ready - obs.waiting)),
+        "freeAgents": str(free if (free := obs.ready - obs.waiting) > 0 else 0),  # max(0, free) without the call
         "handleTimeS": f"{obs.handle_time_s:.0f}",
         "patienceS": f"{obs.patience_s:.0f}",
         "reactiveArrivalsPerHour": f"{obs.reactive_rate * 3600:.0f}",

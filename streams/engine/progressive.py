@@ -69,8 +69,9 @@ def _reactive_per_hour(obs: Observation, settings: PacingSettings, dual: bool, h
     observed = _quantised(obs.reactive_rate * 3600)
     if not dual:
         return observed
-    floor = max(0.0, reactive_floor(obs.agents, handle_s, settings))  # reactive_forecast's floor at handle_s
-    return max(observed, round(floor * 3600, 6))
+    floor = reactive_floor(obs.agents, handle_s, settings)  # reactive_forecast's floor at handle_s
+    floor = round((floor if floor > 0.0 else 0.0) * 3600, 6)  # (min/max as conditional expressions: see rates.observe)
+    return floor if floor > observed else observed
 
 
 def _quantised(value: float) -> float:
@@ -88,7 +89,8 @@ def _plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handl
     agents = ready + busy
     costs = position_costs(agents, handle_s, patience_s, short_s, sl_s, 2 * agents + 60)
     reactive = reactive_per_hour / 3600
-    reserve = reactive_reserve(agents, reactive, handle_s, costs.at(1)[0], goal)
+    # (no reactive traffic keeps no reserve: the queue's first position is priced only when there is)
+    reserve = reactive_reserve(agents, reactive, handle_s, costs.at(1)[0], goal) if reactive > 0 else 0
     actual = Horizon(ready, busy, waiting, outstanding, p, handle_s, period_s, response_s, costs, exact)
     guess = (ready - reserve - waiting + busy * (1 - math.exp(-actual.length_s / handle_s))
              - outstanding * p - reactive * actual.length_s) / p

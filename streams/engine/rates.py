@@ -112,23 +112,35 @@ class Observation:
 
 def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observation:
     """The target's gauges and rolling rates at ``now_ms`` (a pure function of its arguments)."""
-    window_ms = int(min(max(settings.rate_window_s * 1000, BUCKET_MS), RETENTION_MS))
+    # Two-value min/max on this path are conditional expressions: a builtin min() or max() call
+    # costs ~700 instructions in CPython 3.11 (its arguments are parsed as keywords), and
+    # ``b if b > a else a`` is exactly max(a, b) (the first of equal values; NaN alike).
+    window_ms = settings.rate_window_s * 1000
+    window_ms = BUCKET_MS if BUCKET_MS > window_ms else window_ms
+    window_ms = int(RETENTION_MS if RETENTION_MS < window_ms else window_ms)
     start_ms = (now_ms - window_ms) // BUCKET_MS * BUCKET_MS
     observed_s = 0.0
     since_ms = state.counter_since_ms
     if since_ms is not None:
-        observed_s = max(0.0, (now_ms - (start_ms if start_ms >= since_ms else since_ms)) / 1000)
+        observed_s = (now_ms - (since_ms if since_ms > start_ms else start_ms)) / 1000
+        if not observed_s > 0.0:
+            observed_s = 0.0
     totals = state.window_totals(start_ms)
     made = totals[_MADE]
-    accepted = min(totals[_ACCEPTED], made)
+    accepted = totals[_ACCEPTED]
+    if made < accepted:
+        accepted = made
     abandoned = totals[_ABANDONED]
-    long_abandons = max(0.0, abandoned - totals[_SHORT])
+    long_abandons = abandoned - totals[_SHORT]
+    if not long_abandons > 0.0:
+        long_abandons = 0.0
     answered = totals[_ANSWERED]
     handled = answered + long_abandons  # the Genesys denominator: short abandons excluded
     handled_all = answered + abandoned
-    span_s = max(observed_s, MIN_OBSERVED_S)
+    span_s = MIN_OBSERVED_S if MIN_OBSERVED_S > observed_s else observed_s
     lag_accepts, lag_doubt = _accepts_between_counters(state, accepted / span_s)
-    reactive_rate = max(0.0, totals[_ENTERED] - totals[_ACCEPTED] + lag_accepts) / span_s
+    reactive = totals[_ENTERED] - totals[_ACCEPTED] + lag_accepts
+    reactive_rate = (reactive if reactive > 0.0 else 0.0) / span_s
     # The gauges straight from the state's dicts (state.gauge's defaults), each read once, and no
     # helper calls that are not needed: the interpreter's work is most of a small cold decision.
     gauges, gauge_ts = state.gauges, state.gauge_ts
@@ -147,7 +159,9 @@ def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observ
         outstanding = MAX_COUNT
     ready_ms = gauge_ts.get("ready_agents", now_ms)
     if ready_ms < now_ms and ready:
-        taken = min(ready, round(reactive_rate * ((now_ms - ready_ms) / 1000)))
+        taken = round(reactive_rate * ((now_ms - ready_ms) / 1000))
+        if ready < taken:
+            taken = ready
         ready, busy = ready - taken, busy + taken
     logged_in = _count(gauges.get("logged_in_agents", 0.0))
     if logged_in < ready + busy:
@@ -165,7 +179,7 @@ def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observ
         (totals[WAITING_AREA] + PATIENCE_WEIGHT * settings.patience_prior_s) / (abandoned + PATIENCE_WEIGHT),
         observed_s,
         abandoned / handled_all if handled_all >= 1 else None,
-        min(1.0, totals[_WITHIN_SL] / handled) if handled >= 1 else None,
+        _at_most_1(totals[_WITHIN_SL] / handled) if handled >= 1 else None,
         long_abandons / handled if handled >= 1 else None,
         _age_s(gauge_ts, now_ms),
         offers_since,
@@ -191,7 +205,8 @@ def _age_s(gauge_ts: dict[str, int], now_ms: int) -> float:
         stamp = gauge_ts.get(name)
         if stamp is not None and (newest is None or stamp > newest):
             newest = stamp
-    return 0.0 if newest is None else max(0.0, (now_ms - newest) / 1000)
+    age_s = 0.0 if newest is None else (now_ms - newest) / 1000
+    return age_s if age_s > 0.0 else 0.0
 
 
 def _accepts_between_counters(state: TargetState, window_rate: float) -> tuple[float, float]:
@@ -231,7 +246,8 @@ def _reactive_seen(state: TargetState, lag_accepts: float) -> float:
     else:
         entered = state.counters.get("interactions_entered", 0.0)
         accepted = state.counters.get("offers_accepted", 0.0)
-    return max(0.0, entered - accepted + lag_accepts)
+    seen = entered - accepted + lag_accepts
+    return seen if seen > 0.0 else 0.0
 
 
 def _acceptance(state: TargetState, settings: PacingSettings, now_ms: int, answered_later: float) -> float:
@@ -243,27 +259,44 @@ def _acceptance(state: TargetState, settings: PacingSettings, now_ms: int, answe
     slow = chosen = 0.0
     first = True
     for made, accepted in state.decayed_memory(now_ms):  # slowest first
-        n = max(0.0, made - answered_later) + LIFETIME_OFFERS
-        estimate = min(1.0, (min(accepted, made) + LIFETIME_OFFERS * fallback) / n)
+        unanswered = made - answered_later  # (min/max as conditional expressions: see observe)
+        n = (unanswered if unanswered > 0.0 else 0.0) + LIFETIME_OFFERS
+        estimate = ((made if made < accepted else accepted) + LIFETIME_OFFERS * fallback) / n
+        if not estimate < 1.0:
+            estimate = 1.0
         if first:
             slow = chosen = estimate
+            slow_variance = slow * (1 - slow)
             first = False
-        elif abs(estimate - slow) > CHANGE_Z * math.sqrt(max(slow * (1 - slow), 0.0099) / n):
+        elif abs(estimate - slow) > CHANGE_Z * math.sqrt((0.0099 if 0.0099 > slow_variance else slow_variance) / n):
             chosen = estimate
     return chosen
 
 
 def _lifetime_acceptance(state: TargetState, settings: PacingSettings) -> float:
     """accepted / made of the raw counters, topped up with the prior below LIFETIME_OFFERS offers."""
-    made = max(0.0, state.counters.get("offers_made", 0.0))
-    accepted = min(max(0.0, state.counters.get("offers_accepted", 0.0)), made)
-    prior = min(1.0, max(0.0, settings.acceptance_prior))
-    return (accepted + prior * max(0.0, LIFETIME_OFFERS - made)) / max(LIFETIME_OFFERS, made)
+    counters = state.counters  # (min/max as conditional expressions: see observe)
+    made = counters.get("offers_made", 0.0)
+    made = made if made > 0.0 else 0.0
+    accepted = counters.get("offers_accepted", 0.0)
+    accepted = accepted if accepted > 0.0 else 0.0
+    accepted = made if made < accepted else accepted
+    prior = settings.acceptance_prior
+    prior = prior if prior > 0.0 else 0.0
+    prior = prior if prior < 1.0 else 1.0
+    missing = LIFETIME_OFFERS - made
+    offers = made if made > LIFETIME_OFFERS else LIFETIME_OFFERS
+    return (accepted + prior * (missing if missing > 0.0 else 0.0)) / offers
 
 
 #: Counts above this are clamped: no pacing target is that large, and the queueing maths loops
 #: over agents, so a bridge reporting nonsense (3e9 agents) must not stall a worker.
 MAX_COUNT = 10_000
+
+
+def _at_most_1(value: float) -> float:
+    """min(1.0, value), without the builtin's call."""
+    return value if value < 1.0 else 1.0
 
 
 def _count(value: float) -> int:
