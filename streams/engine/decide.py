@@ -129,9 +129,9 @@ def _figures(obs: Observation, plan: Plan, settings: PacingSettings, stale: bool
     """Extra userData figures, rounded so that noise alone does not change the decision."""
     figures = {
         "freeAgents": str(free if (free := obs.ready - obs.waiting) > 0 else 0),  # max(0, free) without the call
-        "handleTimeS": f"{obs.handle_time_s:.0f}",
-        "patienceS": f"{obs.patience_s:.0f}",
-        "reactiveArrivalsPerHour": f"{obs.reactive_rate * 3600:.0f}",
+        "handleTimeS": _whole(obs.handle_time_s),
+        "patienceS": _whole(obs.patience_s),
+        "reactiveArrivalsPerHour": _whole(obs.reactive_rate * 3600),
         "refreshPeriodS": f"{settings.refresh_period_s:g}",
         "optimizationTarget": BUSY_FACTOR if settings.optimizes_busy_factor else ABANDONMENT_RATE,
         "optimizationGoal": f"{settings.optimization_goal:g}",
@@ -139,13 +139,21 @@ def _figures(obs: Observation, plan: Plan, settings: PacingSettings, stale: bool
     if plan.predicted_abandonment is not None:
         figures["predictedAbandonmentPct"] = f"{100 * plan.predicted_abandonment:.1f}"
     if plan.predicted_service_level is not None:
-        figures["predictedServiceLevelPct"] = f"{100 * plan.predicted_service_level:.0f}"
+        figures["predictedServiceLevelPct"] = _whole(100 * plan.predicted_service_level)
     if obs.abandonment is not None:
         figures["abandonmentPct"] = f"{100 * obs.abandonment:.1f}"
     if obs.abandonment_excluding_short is not None:
         figures["abandonmentExcludingShortPct"] = f"{100 * obs.abandonment_excluding_short:.1f}"
     if obs.service_level is not None:
-        figures["serviceLevelPct"] = f"{100 * obs.service_level:.0f}"
+        figures["serviceLevelPct"] = _whole(100 * obs.service_level)
     if stale:
         figures["stale"] = "true"
     return figures
+
+
+def _whole(value: float) -> str:
+    """``f"{value:.0f}"``, the same text: through round() where that is exact and cheaper (a
+    positive value below 1e15: round() rounds half to even on the binary value, as the format
+    does), formatted otherwise (zero, negatives and -0.0 keep the format's sign, NaN and inf its
+    words)."""
+    return str(round(value)) if 0.0 < value < 1e15 else f"{value:.0f}"

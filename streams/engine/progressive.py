@@ -33,6 +33,13 @@ from streams.engine.rates import Observation
 from streams.engine.settings import PacingSettings
 
 _GRID = 0.05
+#: The grid's points exp(k x _GRID), to four significant digits, for k from _GRID_LOW to
+#: _GRID_HIGH (3e-7 to 5e8: every handle time, patience, acceptance and reactive rate a target
+#: has): constants built once at import, not a cache (they hold no target's numbers). Looking a
+#: point up saves a cold decision four float formattings and parsings; the few values outside
+#: are computed the same way.
+_GRID_LOW, _GRID_HIGH = -300, 400
+_GRID_POINTS = tuple(float(f"{math.exp(k * _GRID):.4g}") for k in range(_GRID_LOW, _GRID_HIGH + 1))
 
 
 def progressive_plan(obs: Observation, settings: PacingSettings, dual: bool) -> Plan:
@@ -78,7 +85,10 @@ def _quantised(value: float) -> float:
     """``value`` on a 5 % logarithmic grid: estimates that differ by noise share a cached plan."""
     if value <= 0:
         return 0.0
-    return float(f"{math.exp(round(math.log(value) / _GRID) * _GRID):.4g}")
+    k = round(math.log(value) / _GRID)
+    if _GRID_LOW <= k <= _GRID_HIGH:
+        return _GRID_POINTS[k - _GRID_LOW]
+    return float(f"{math.exp(k * _GRID):.4g}")
 
 
 @lru_cache(maxsize=16384)
