@@ -34,14 +34,15 @@ def reactive_admission(obs: Observation, steady: SteadyState, offers: int) -> fl
     share = ahead if ahead > 0.0 else 0.0
     free = free_now(obs, offers)
     share = free if free > share else share
-    return round(share if share < 1.0 else 1.0, 2)
+    # (0 and 1, the usual answers, are their own rounding: round(x, 2) formats and parses)
+    return 1.0 if not share < 1.0 else share if share == 0.0 else round(share, 2)
 
 
 def free_now(obs: Observation, offers: int) -> float:
     """The "now" view alone, 0 to 1: is an agent free and not promised to expected accepts?"""
     free = obs.ready - obs.waiting - _promised(obs, offers)  # (min/max: see rates.observe)
-    free = free if free > 0.0 else 0.0
-    return round(free if free < 1.0 else 1.0, 2)
+    # (0 and 1, the usual answers, are their own rounding: round(x, 2) formats and parses)
+    return 0.0 if not free > 0.0 else 1.0 if not free < 1.0 else round(free, 2)
 
 
 def _promised(obs: Observation, offers: int) -> float:

@@ -133,7 +133,9 @@ class TargetState:
         memory itself is not changed)."""
         if self.memory_ms is None:
             return [(0.0, 0.0)] * len(MEMORY_HALF_LIVES_S)
-        age = max(0, now_ms - self.memory_ms)
+        age = now_ms - self.memory_ms
+        if not age > 0:  # max(0, age) without the builtin's call (this runs in every decision)
+            age = 0
         m = self.memory
         out = []
         for i, rate in enumerate(_DECAY_PER_MS):
