@@ -115,14 +115,9 @@ def decide(state: TargetState, settings: PacingSettings, now_ms: int) -> PacingD
         plan = _PLANS[algorithm](obs, settings, dual)
         if plan.offers == 0 and idle_with_nothing_pending(obs) and not (dual and settings.proactive_ratio <= 0):
             plan = replace(plan, offers=min(1, offer_cap(obs, settings)))
-    return PacingDecision(
-        allowed_offers=plan.offers,
-        reactive_admission=plan.admission,
-        active=not stale and obs.logged_in > 0,
-        algorithm=algorithm,
-        acceptance_rate=round(obs.acceptance, 4),
-        figures=_figures(obs, plan, settings, stale),
-    )
+    # (positional: keywords to a class's __init__ cost a dict per call)
+    return PacingDecision(plan.offers, plan.admission, not stale and obs.logged_in > 0, algorithm,
+                          round(obs.acceptance, 4), _figures(obs, plan, settings, stale))
 
 
 def _figures(obs: Observation, plan: Plan, settings: PacingSettings, stale: bool) -> dict[str, str]:
