@@ -154,7 +154,7 @@ def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observ
     outstanding_ms = gauge_ts.get("outstanding_offers", now_ms)
     offers_since = 0.0 if outstanding_ms >= now_ms else \
         _offers_since(state, now_ms, outstanding_ms, made / span_s)
-    outstanding = _count(outstanding_gauge) + round(offers_since)
+    outstanding = _count(outstanding_gauge) + (0 if offers_since == 0.0 else round(offers_since))
     if outstanding > MAX_COUNT:
         outstanding = MAX_COUNT
     ready_ms = gauge_ts.get("ready_agents", now_ms)
@@ -301,5 +301,7 @@ def _at_most_1(value: float) -> float:
 
 def _count(value: float) -> int:
     """A gauge as a whole count within 0..MAX_COUNT."""
-    count = round(value)
+    count = int(value)  # a whole value is its own rounding; round() looks up and binds __round__
+    if count != value:
+        count = round(value)
     return count if 0 <= count <= MAX_COUNT else (0 if count < 0 else MAX_COUNT)

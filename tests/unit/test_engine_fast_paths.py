@@ -2,7 +2,8 @@
 
 A cold decision's interpreter time counts (issue 8), so some results are built without the
 generic machinery: the result dataclasses store their fields in one call, ``_whole`` rounds
-instead of formatting, ``_quantised`` looks the 5 % grid's points up. A mistake in any of them
+instead of formatting, ``_quantised`` looks the 5 % grid's points up, ``_count`` takes a whole
+value as it is. A mistake in any of them
 would change published decisions by a last digit; these checks pin them to the plain forms.
 """
 
@@ -17,7 +18,7 @@ import pytest
 from streams.engine.decide import PacingDecision, _whole
 from streams.engine.plan import Plan
 from streams.engine.progressive import _GRID, _quantised
-from streams.engine.rates import Observation
+from streams.engine.rates import MAX_COUNT, Observation, _count
 
 
 @pytest.mark.parametrize("cls", [Observation, Plan, PacingDecision])
@@ -55,3 +56,14 @@ def test_quantised_is_the_formula_inside_and_outside_the_table() -> None:
     rnd = random.Random(9)
     values = [10 ** rnd.uniform(-12, 12) for _ in range(20000)] + [0.0, -3.0, 5e-324, 1e300]
     assert [v for v in values if repr(_quantised(v)) != repr(formula(v))] == []
+
+
+def test_count_is_the_clamped_rounding() -> None:
+    values = [0.0, -0.0, 0.5, 1.5, 2.5, -0.5, -1.5, 3.0, 7, -3, 9999.5, 10000.5, 10001.0, 1e20, -1e20]
+    values += [i / 4 for i in range(-400, 48000)]
+    expected = [min(MAX_COUNT, max(0, round(v))) for v in values]
+    assert [_count(v) for v in values] == expected
+    assert all(type(_count(v)) is int for v in values)
+    for bad in (math.nan, math.inf):
+        with pytest.raises((ValueError, OverflowError)):
+            _count(bad)
