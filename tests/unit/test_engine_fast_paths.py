@@ -18,10 +18,11 @@ import pytest
 from streams.engine.decide import PacingDecision, _whole
 from streams.engine.plan import Plan
 from streams.engine.progressive import _GRID, _quantised
+from streams.engine.queueing import SteadyState
 from streams.engine.rates import MAX_COUNT, Observation, _count
 
 
-@pytest.mark.parametrize("cls", [Observation, Plan, PacingDecision])
+@pytest.mark.parametrize("cls", [Observation, Plan, PacingDecision, SteadyState])
 def test_result_classes_store_every_field_and_stay_frozen(cls: type) -> None:
     names = [f.name for f in dataclasses.fields(cls)]
     values = [float(i + 1) for i in range(len(names))]
