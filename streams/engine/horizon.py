@@ -76,8 +76,9 @@ class Horizon:
         self.length_s = period_s + response_s
         self.slice_s = length = self.length_s / _SLICES
         # Arrivals in slice s are met by the agents that finished before the slice's middle.
-        self.finish_share = [math.exp(-begin * length / handle_s) - math.exp(-end * length / handle_s)
-                             for begin, end in _FINISH_SPANS]
+        self.finish_share = finish_share = []  # (a loop, not a comprehension: one call fewer)
+        for begin, end in _FINISH_SPANS:
+            finish_share.append(math.exp(-begin * length / handle_s) - math.exp(-end * length / handle_s))
         # Which slice an accept arrives in (the last slice also takes the stragglers).
         self.new_share, self.pending_share = _accept_shares(period_s, response_s)
         # The reactive tail: until one more agent would finish with all of them busy, and at
@@ -114,23 +115,22 @@ class Horizon:
 @lru_cache(maxsize=64)  # one entry per (period, response) setting: the same for nearly every target
 def _accept_shares(period_s: float, response_s: float) -> tuple[list[float], list[float]]:
     """Which slice the accept of a new offer (made uniformly in the period) and of a pending one
-    (exponential response time) arrives in. (Lists, as the kernels read them; callers do not
-    change them. The slice edges are computed in line: this runs in every cold decision.)"""
+    (exponential response time) arrives in: the arrival-time CDF's steps at the slices' ends, the
+    last slice taking the rest. (Lists, as the kernels read them; callers do not change them.
+    One loop, no helper calls or comprehensions: this runs in every cold decision.)"""
     length = (period_s + response_s) / _SLICES
-    ends = [length * (s + 1) for s in range(_SLICES - 1)]
-    return (_slice_shares([_uniform_plus_exponential_cdf(t, period_s, response_s) for t in ends]),
-            _slice_shares([1 - math.exp(-t / response_s) for t in ends]))
-
-
-def _slice_shares(edges: list[float]) -> list[float]:
-    """P(arrival in slice s) from the arrival-time CDF at the ends of all slices but the last,
-    which takes the rest."""
-    shares, previous = [], 0.0
-    for edge in edges:
-        shares.append(edge - previous)
-        previous = edge
-    shares.append(1 - previous)
-    return shares
+    new, pending = [], []
+    new_before = pending_before = 0.0
+    for s in range(1, _SLICES):
+        t = length * s
+        new_edge = _uniform_plus_exponential_cdf(t, period_s, response_s)
+        pending_edge = 1 - math.exp(-t / response_s)
+        new.append(new_edge - new_before)
+        pending.append(pending_edge - pending_before)
+        new_before, pending_before = new_edge, pending_edge
+    new.append(1 - new_before)
+    pending.append(1 - pending_before)
+    return new, pending
 
 
 def _uniform_plus_exponential_cdf(t: float, period_s: float, response_s: float) -> float:
