@@ -107,9 +107,10 @@ def decide(state: TargetState, settings: PacingSettings, now_ms: int) -> PacingD
     algorithm = choose_algorithm(settings.algorithm, obs, settings)
     dual = algorithm.endswith("_DUAL")
     stale = settings.stale_after_s > 0 and now_ms - state.last_event_ms > settings.stale_after_s * 1000
-    if stale or obs.waiting >= obs.agents:  # also nobody ready or busy: 0 >= 0
+    busy_factor = settings.optimizes_busy_factor  # (read once: a property call costs an interpreter frame)
+    if stale or obs.waiting >= obs.ready + obs.busy:  # (obs.agents) also nobody ready or busy: 0 >= 0
         plan = Plan(0, 0.0 if dual else 1.0)
-    elif settings.optimizes_busy_factor:
+    elif busy_factor:
         plan = busy_factor_plan(obs, settings, dual)
     else:
         plan = _PLANS[algorithm](obs, settings, dual)
@@ -117,18 +118,22 @@ def decide(state: TargetState, settings: PacingSettings, now_ms: int) -> PacingD
             plan = replace(plan, offers=min(1, offer_cap(obs, settings)))
     # (positional: keywords to a class's __init__ cost a dict per call)
     return PacingDecision(plan.offers, plan.admission, not stale and obs.logged_in > 0, algorithm,
-                          round(obs.acceptance, 4), _figures(obs, plan, settings, stale))
+                          round(obs.acceptance, 4), _figures(obs, plan, settings, stale, busy_factor))
 
 
-def _figures(obs: Observation, plan: Plan, settings: PacingSettings, stale: bool) -> dict[str, str]:
-    """Extra userData figures, rounded so that noise alone does not change the decision."""
+def _figures(obs: Observation, plan: Plan, settings: PacingSettings, stale: bool,
+             busy_factor: bool | None = None) -> dict[str, str]:
+    """Extra userData figures, rounded so that noise alone does not change the decision
+    (``busy_factor``: ``settings.optimizes_busy_factor``, when the caller has it already)."""
+    if busy_factor is None:
+        busy_factor = settings.optimizes_busy_factor
     figures = {
         "freeAgents": str(free if (free := obs.ready - obs.waiting) > 0 else 0),  # max(0, free) without the call
         "handleTimeS": _whole(obs.handle_time_s),
         "patienceS": _whole(obs.patience_s),
         "reactiveArrivalsPerHour": _whole(obs.reactive_rate * 3600),
         "refreshPeriodS": f"{settings.refresh_period_s:g}",
-        "optimizationTarget": BUSY_FACTOR if settings.optimizes_busy_factor else ABANDONMENT_RATE,
+        "optimizationTarget": BUSY_FACTOR if busy_factor else ABANDONMENT_RATE,
         "optimizationGoal": f"{settings.optimization_goal:g}",
     }
     if plan.predicted_abandonment is not None:

@@ -41,7 +41,7 @@ def sizing_acceptance(obs: Observation) -> float:
 def offer_cap(obs: Observation, settings: PacingSettings) -> int:
     """The most offers any algorithm may allow: ``max_offers_per_agent`` per agent, and never
     more expected accepts in one period than there are agents in the group."""
-    agents = obs.agents
+    agents = obs.ready + obs.busy  # (obs.agents without the property call: see Observation.agents)
     most = settings.max_offers_per_agent * agents
     cap = math.floor(agents / sizing_acceptance(obs) + 1e-9)
     cap = cap if cap < most else most  # (min/max as conditional expressions: see rates.observe)
@@ -53,7 +53,7 @@ def reactive_forecast(obs: Observation, settings: PacingSettings, dual: bool) ->
     ``1 - proactive_ratio`` share of the group's capacity is kept for them."""
     if not dual:
         return obs.reactive_rate
-    floor = reactive_floor(obs.agents, obs.handle_time_s, settings)
+    floor = reactive_floor(obs.ready + obs.busy, obs.handle_time_s, settings)  # (obs.agents)
     return floor if floor > obs.reactive_rate else obs.reactive_rate
 
 
@@ -78,7 +78,7 @@ def logged_in_capacity(obs: Observation, settings: PacingSettings) -> SteadyStat
 def steady_capacity(obs: Observation, settings: PacingSettings) -> SteadyState:
     """Erlang A at the largest arrival rate the group takes within the goal (and service level),
     abandons counted as ``settings.counted_short_s`` says."""
-    return _capacity(obs.agents, obs.handle_time_s, obs.patience_s, settings)
+    return _capacity(obs.ready + obs.busy, obs.handle_time_s, obs.patience_s, settings)  # (obs.agents)
 
 
 def _capacity(agents: int, handle_s: float, patience_s: float, settings: PacingSettings) -> SteadyState:

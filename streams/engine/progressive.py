@@ -76,7 +76,8 @@ def _reactive_per_hour(obs: Observation, settings: PacingSettings, dual: bool, h
     observed = _quantised(obs.reactive_rate * 3600)
     if not dual:
         return observed
-    floor = reactive_floor(obs.agents, handle_s, settings)  # reactive_forecast's floor at handle_s
+    # reactive_forecast's floor at handle_s (ready + busy: obs.agents without the property call)
+    floor = reactive_floor(obs.ready + obs.busy, handle_s, settings)
     floor = round((floor if floor > 0.0 else 0.0) * 3600, 6)  # (min/max as conditional expressions: see rates.observe)
     return floor if floor > observed else observed
 
