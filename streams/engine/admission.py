@@ -29,13 +29,20 @@ def reactive_admission(obs: Observation, steady: SteadyState, offers: int) -> fl
     period's ``offers`` are made: the same free agent is not promised twice."""
     held = obs.busy + obs.waiting + _promised(obs, offers)
     room = steady.arrival_rate * obs.handle_time_s + steady.in_system - held
-    ahead = room / max(1.0, obs.reactive_rate * obs.handle_time_s)
-    return round(min(1.0, max(0.0, ahead, free_now(obs, offers))), 2)
+    forecast = obs.reactive_rate * obs.handle_time_s  # (min/max as conditional expressions: see rates.observe)
+    ahead = room / (forecast if forecast > 1.0 else 1.0)
+    share = ahead if ahead > 0.0 else 0.0
+    free = free_now(obs, offers)
+    share = free if free > share else share
+    # (0 and 1, the usual answers, are their own rounding: round(x, 2) formats and parses)
+    return 1.0 if not share < 1.0 else share if share == 0.0 else round(share, 2)
 
 
 def free_now(obs: Observation, offers: int) -> float:
     """The "now" view alone, 0 to 1: is an agent free and not promised to expected accepts?"""
-    return round(min(1.0, max(0.0, obs.ready - obs.waiting - _promised(obs, offers))), 2)
+    free = obs.ready - obs.waiting - _promised(obs, offers)  # (min/max: see rates.observe)
+    # (0 and 1, the usual answers, are their own rounding: round(x, 2) formats and parses)
+    return 0.0 if not free > 0.0 else 1.0 if not free < 1.0 else round(free, 2)
 
 
 def _promised(obs: Observation, offers: int) -> float:

@@ -44,9 +44,12 @@ _PLANS: dict[str, Callable[[Observation, PacingSettings, bool], Plan]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class PacingDecision:
-    """What the engagement platform may do for one target during the next refresh period."""
+    """What the engagement platform may do for one target during the next refresh period.
+
+    Frozen, with its own ``__init__`` (the generated one's parameters): it stores the fields in one
+    call, not one ``object.__setattr__`` each, as a cold decision's interpreter time counts."""
 
     allowed_offers: int
     reactive_admission: float
@@ -54,6 +57,12 @@ class PacingDecision:
     algorithm: str
     acceptance_rate: float
     figures: dict[str, str] = field(default_factory=dict)
+
+    def __init__(self, allowed_offers: int, reactive_admission: float, active: bool, algorithm: str,
+                 acceptance_rate: float, figures: dict[str, str] | None = None) -> None:
+        self.__dict__.update(allowed_offers=allowed_offers, reactive_admission=reactive_admission, active=active,
+                             algorithm=algorithm, acceptance_rate=acceptance_rate,
+                             figures={} if figures is None else figures)
 
 
 def choose_algorithm(configured: str | None, obs: Observation, settings: PacingSettings) -> str:
@@ -98,45 +107,53 @@ def decide(state: TargetState, settings: PacingSettings, now_ms: int) -> PacingD
     algorithm = choose_algorithm(settings.algorithm, obs, settings)
     dual = algorithm.endswith("_DUAL")
     stale = settings.stale_after_s > 0 and now_ms - state.last_event_ms > settings.stale_after_s * 1000
-    if stale or obs.waiting >= obs.agents:  # also nobody ready or busy: 0 >= 0
+    busy_factor = settings.optimizes_busy_factor  # (read once: a property call costs an interpreter frame)
+    if stale or obs.waiting >= obs.ready + obs.busy:  # (obs.agents) also nobody ready or busy: 0 >= 0
         plan = Plan(0, 0.0 if dual else 1.0)
-    elif settings.optimizes_busy_factor:
+    elif busy_factor:
         plan = busy_factor_plan(obs, settings, dual)
     else:
         plan = _PLANS[algorithm](obs, settings, dual)
         if plan.offers == 0 and idle_with_nothing_pending(obs) and not (dual and settings.proactive_ratio <= 0):
             plan = replace(plan, offers=min(1, offer_cap(obs, settings)))
-    return PacingDecision(
-        allowed_offers=plan.offers,
-        reactive_admission=plan.admission,
-        active=not stale and obs.logged_in > 0,
-        algorithm=algorithm,
-        acceptance_rate=round(obs.acceptance, 4),
-        figures=_figures(obs, plan, settings, stale),
-    )
+    # (positional: keywords to a class's __init__ cost a dict per call)
+    return PacingDecision(plan.offers, plan.admission, not stale and obs.logged_in > 0, algorithm,
+                          round(obs.acceptance, 4), _figures(obs, plan, settings, stale, busy_factor))
 
 
-def _figures(obs: Observation, plan: Plan, settings: PacingSettings, stale: bool) -> dict[str, str]:
-    """Extra userData figures, rounded so that noise alone does not change the decision."""
+def _figures(obs: Observation, plan: Plan, settings: PacingSettings, stale: bool,
+             busy_factor: bool | None = None) -> dict[str, str]:
+    """Extra userData figures, rounded so that noise alone does not change the decision
+    (``busy_factor``: ``settings.optimizes_busy_factor``, when the caller has it already)."""
+    if busy_factor is None:
+        busy_factor = settings.optimizes_busy_factor
     figures = {
-        "freeAgents": str(max(0, obs.ready - obs.waiting)),
-        "handleTimeS": f"{obs.handle_time_s:.0f}",
-        "patienceS": f"{obs.patience_s:.0f}",
-        "reactiveArrivalsPerHour": f"{obs.reactive_rate * 3600:.0f}",
+        "freeAgents": str(free if (free := obs.ready - obs.waiting) > 0 else 0),  # max(0, free) without the call
+        "handleTimeS": _whole(obs.handle_time_s),
+        "patienceS": _whole(obs.patience_s),
+        "reactiveArrivalsPerHour": _whole(obs.reactive_rate * 3600),
         "refreshPeriodS": f"{settings.refresh_period_s:g}",
-        "optimizationTarget": BUSY_FACTOR if settings.optimizes_busy_factor else ABANDONMENT_RATE,
+        "optimizationTarget": BUSY_FACTOR if busy_factor else ABANDONMENT_RATE,
         "optimizationGoal": f"{settings.optimization_goal:g}",
     }
     if plan.predicted_abandonment is not None:
         figures["predictedAbandonmentPct"] = f"{100 * plan.predicted_abandonment:.1f}"
     if plan.predicted_service_level is not None:
-        figures["predictedServiceLevelPct"] = f"{100 * plan.predicted_service_level:.0f}"
+        figures["predictedServiceLevelPct"] = _whole(100 * plan.predicted_service_level)
     if obs.abandonment is not None:
         figures["abandonmentPct"] = f"{100 * obs.abandonment:.1f}"
     if obs.abandonment_excluding_short is not None:
         figures["abandonmentExcludingShortPct"] = f"{100 * obs.abandonment_excluding_short:.1f}"
     if obs.service_level is not None:
-        figures["serviceLevelPct"] = f"{100 * obs.service_level:.0f}"
+        figures["serviceLevelPct"] = _whole(100 * obs.service_level)
     if stale:
         figures["stale"] = "true"
     return figures
+
+
+def _whole(value: float) -> str:
+    """``f"{value:.0f}"``, the same text: through round() where that is exact and cheaper (a
+    positive value below 1e15: round() rounds half to even on the binary value, as the format
+    does), formatted otherwise (zero, negatives and -0.0 keep the format's sign, NaN and inf its
+    words)."""
+    return str(round(value)) if 0.0 < value < 1e15 else f"{value:.0f}"

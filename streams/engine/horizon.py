@@ -40,7 +40,7 @@ binomials (Poisson thinning: a few percent more variance than the truth, so slig
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 
 from streams.engine import _kernels
@@ -49,6 +49,8 @@ from streams.engine.queueing import QueueCosts
 _SLICES = 3  # _kernels.c's SLICES: the kernel reads three shares per slice list
 _EXACT_MIN_P = 0.2
 _EXACT_MAX_AGENTS = 15
+#: Slice s's arrivals meet the agents that finished between max(0, s - 1/2) and s + 1/2 slices.
+_FINISH_SPANS = tuple((max(0.0, s - 0.5), s + 0.5) for s in range(_SLICES))
 
 
 def exact_for(logged_in: int, p: float) -> bool:
@@ -74,14 +76,16 @@ class Horizon:
         self.length_s = period_s + response_s
         self.slice_s = length = self.length_s / _SLICES
         # Arrivals in slice s are met by the agents that finished before the slice's middle.
-        self.finish_share = [math.exp(-max(0.0, s - 0.5) * length / handle_s) - math.exp(-(s + 0.5) * length / handle_s)
-                             for s in range(_SLICES)]
+        self.finish_share = finish_share = []  # (a loop, not a comprehension: one call fewer)
+        for begin, end in _FINISH_SPANS:
+            finish_share.append(math.exp(-begin * length / handle_s) - math.exp(-end * length / handle_s))
         # Which slice an accept arrives in (the last slice also takes the stragglers).
         self.new_share, self.pending_share = _accept_shares(period_s, response_s)
         # The reactive tail: until one more agent would finish with all of them busy, and at
         # least one more horizon, reactive arrivals meet what the offers left.
         self.agents = agents = costs.agents
-        self.tail_s = max(handle_s / max(1, agents), self.length_s)
+        tail_s = handle_s / (agents if agents > 1 else 1)  # (max() as conditional expressions: see rates.observe)
+        self.tail_s = tail_s = self.length_s if self.length_s > tail_s else tail_s
         self.tail_finish = 1 - math.exp(-(length / 2 + self.tail_s / 2) / handle_s)
         self.reactive_span_s = self.length_s + self.tail_s
         self._memo: dict[tuple[int, float], tuple[float, float]] = {}
@@ -111,21 +115,22 @@ class Horizon:
 @lru_cache(maxsize=64)  # one entry per (period, response) setting: the same for nearly every target
 def _accept_shares(period_s: float, response_s: float) -> tuple[list[float], list[float]]:
     """Which slice the accept of a new offer (made uniformly in the period) and of a pending one
-    arrives in. (Lists, as the kernels read them; callers do not change them.)"""
+    (exponential response time) arrives in: the arrival-time CDF's steps at the slices' ends, the
+    last slice taking the rest. (Lists, as the kernels read them; callers do not change them.
+    One loop, no helper calls or comprehensions: this runs in every cold decision.)"""
     length = (period_s + response_s) / _SLICES
-    return (_slice_shares(lambda t: _uniform_plus_exponential_cdf(t, period_s, response_s), length),
-            _slice_shares(lambda t: 1 - math.exp(-t / response_s), length))
-
-
-def _slice_shares(cdf: Callable[[float], float], length: float) -> list[float]:
-    """P(arrival in slice s) from an arrival-time CDF; the last slice takes the rest."""
-    edges = [cdf(length * (s + 1)) for s in range(_SLICES - 1)]
-    shares, previous = [], 0.0
-    for edge in edges:
-        shares.append(edge - previous)
-        previous = edge
-    shares.append(1 - previous)
-    return shares
+    new, pending = [], []
+    new_before = pending_before = 0.0
+    for s in range(1, _SLICES):
+        t = length * s
+        new_edge = _uniform_plus_exponential_cdf(t, period_s, response_s)
+        pending_edge = 1 - math.exp(-t / response_s)
+        new.append(new_edge - new_before)
+        pending.append(pending_edge - pending_before)
+        new_before, pending_before = new_edge, pending_edge
+    new.append(1 - new_before)
+    pending.append(1 - pending_before)
+    return new, pending
 
 
 def _uniform_plus_exponential_cdf(t: float, period_s: float, response_s: float) -> float:

@@ -13,26 +13,39 @@ from streams.engine.settings import PacingSettings
 MIN_ACCEPTANCE = 0.01
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Plan:
-    """An algorithm's answer for the next refresh period."""
+    """An algorithm's answer for the next refresh period.
+
+    Frozen, with its own ``__init__`` (the generated one's parameters): it stores the fields in one
+    call, not one ``object.__setattr__`` each, as a cold decision's interpreter time counts."""
 
     offers: int
     admission: float = 1.0
     predicted_abandonment: float | None = None
     predicted_service_level: float | None = None
 
+    def __init__(self, offers: int, admission: float = 1.0, predicted_abandonment: float | None = None,
+                 predicted_service_level: float | None = None) -> None:
+        self.__dict__.update(offers=offers, admission=admission, predicted_abandonment=predicted_abandonment,
+                             predicted_service_level=predicted_service_level)
+
 
 def sizing_acceptance(obs: Observation) -> float:
     """The acceptance rate offers are sized with."""
-    return min(1.0, max(MIN_ACCEPTANCE, obs.acceptance))
+    p = obs.acceptance  # (min/max as conditional expressions on the cold path: see rates.observe)
+    p = p if p > MIN_ACCEPTANCE else MIN_ACCEPTANCE
+    return p if p < 1.0 else 1.0
 
 
 def offer_cap(obs: Observation, settings: PacingSettings) -> int:
     """The most offers any algorithm may allow: ``max_offers_per_agent`` per agent, and never
     more expected accepts in one period than there are agents in the group."""
-    agents = obs.agents
-    return max(0, min(settings.max_offers_per_agent * agents, math.floor(agents / sizing_acceptance(obs) + 1e-9)))
+    agents = obs.ready + obs.busy  # (obs.agents without the property call: see Observation.agents)
+    most = settings.max_offers_per_agent * agents
+    cap = math.floor(agents / sizing_acceptance(obs) + 1e-9)
+    cap = cap if cap < most else most  # (min/max as conditional expressions: see rates.observe)
+    return cap if cap > 0 else 0
 
 
 def reactive_forecast(obs: Observation, settings: PacingSettings, dual: bool) -> float:
@@ -40,13 +53,16 @@ def reactive_forecast(obs: Observation, settings: PacingSettings, dual: bool) ->
     ``1 - proactive_ratio`` share of the group's capacity is kept for them."""
     if not dual:
         return obs.reactive_rate
-    return max(obs.reactive_rate, reactive_floor(obs.agents, obs.handle_time_s, settings))
+    floor = reactive_floor(obs.ready + obs.busy, obs.handle_time_s, settings)  # (obs.agents)
+    return floor if floor > obs.reactive_rate else obs.reactive_rate
 
 
 def reactive_floor(agents: int, handle_s: float, settings: PacingSettings) -> float:
     """The dual forms' reserve for reactive traffic: the ``1 - proactive_ratio`` share of the
     capacity of ``agents`` agents at ``handle_s`` seconds per interaction, per second."""
-    return (1 - min(1.0, max(0.0, settings.proactive_ratio))) * agents / handle_s
+    ratio = settings.proactive_ratio  # (min/max as conditional expressions: see rates.observe)
+    ratio = ratio if ratio > 0.0 else 0.0
+    return (1 - (ratio if ratio < 1.0 else 1.0)) * agents / handle_s
 
 
 def horizon_s(settings: PacingSettings) -> float:
@@ -62,7 +78,7 @@ def logged_in_capacity(obs: Observation, settings: PacingSettings) -> SteadyStat
 def steady_capacity(obs: Observation, settings: PacingSettings) -> SteadyState:
     """Erlang A at the largest arrival rate the group takes within the goal (and service level),
     abandons counted as ``settings.counted_short_s`` says."""
-    return _capacity(obs.agents, obs.handle_time_s, obs.patience_s, settings)
+    return _capacity(obs.ready + obs.busy, obs.handle_time_s, obs.patience_s, settings)  # (obs.agents)
 
 
 def _capacity(agents: int, handle_s: float, patience_s: float, settings: PacingSettings) -> SteadyState:

@@ -26,7 +26,12 @@ def predictive_plan(obs: Observation, settings: PacingSettings, dual: bool) -> P
     p = sizing_acceptance(obs)
     capacity_rate = steady.arrival_rate
     deficit = steady.in_system - (obs.busy + obs.waiting + obs.outstanding * p)
-    accepts = max(0.0, capacity_rate - reactive_forecast(obs, settings, dual)) * period + deficit
-    offers = min(offer_cap(obs, settings), max(0, round(accepts / p)))
+    # (min/max as conditional expressions on the cold path: see rates.observe)
+    room_rate = capacity_rate - reactive_forecast(obs, settings, dual)
+    accepts = (room_rate if room_rate > 0.0 else 0.0) * period + deficit
+    offers = round(accepts / p)
+    offers = offers if offers > 0 else 0
+    cap = offer_cap(obs, settings)
+    offers = offers if offers < cap else cap
     admission = reactive_admission(obs, steady, offers) if dual else 1.0
     return Plan(offers, admission, steady.abandonment, steady.service_level)

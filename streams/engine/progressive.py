@@ -33,6 +33,13 @@ from streams.engine.rates import Observation
 from streams.engine.settings import PacingSettings
 
 _GRID = 0.05
+#: The grid's points exp(k x _GRID), to four significant digits, for k from _GRID_LOW to
+#: _GRID_HIGH (3e-7 to 5e8: every handle time, patience, acceptance and reactive rate a target
+#: has): constants built once at import, not a cache (they hold no target's numbers). Looking a
+#: point up saves a cold decision four float formattings and parsings; the few values outside
+#: are computed the same way.
+_GRID_LOW, _GRID_HIGH = -300, 400
+_GRID_POINTS = tuple(float(f"{math.exp(k * _GRID):.4g}") for k in range(_GRID_LOW, _GRID_HIGH + 1))
 
 
 def progressive_plan(obs: Observation, settings: PacingSettings, dual: bool) -> Plan:
@@ -69,15 +76,20 @@ def _reactive_per_hour(obs: Observation, settings: PacingSettings, dual: bool, h
     observed = _quantised(obs.reactive_rate * 3600)
     if not dual:
         return observed
-    floor = max(0.0, reactive_floor(obs.agents, handle_s, settings))  # reactive_forecast's floor at handle_s
-    return max(observed, round(floor * 3600, 6))
+    # reactive_forecast's floor at handle_s (ready + busy: obs.agents without the property call)
+    floor = reactive_floor(obs.ready + obs.busy, handle_s, settings)
+    floor = round((floor if floor > 0.0 else 0.0) * 3600, 6)  # (min/max as conditional expressions: see rates.observe)
+    return floor if floor > observed else observed
 
 
 def _quantised(value: float) -> float:
     """``value`` on a 5 % logarithmic grid: estimates that differ by noise share a cached plan."""
     if value <= 0:
         return 0.0
-    return float(f"{math.exp(round(math.log(value) / _GRID) * _GRID):.4g}")
+    k = round(math.log(value) / _GRID)
+    if _GRID_LOW <= k <= _GRID_HIGH:
+        return _GRID_POINTS[k - _GRID_LOW]
+    return float(f"{math.exp(k * _GRID):.4g}")
 
 
 @lru_cache(maxsize=16384)
@@ -88,7 +100,8 @@ def _plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handl
     agents = ready + busy
     costs = position_costs(agents, handle_s, patience_s, short_s, sl_s, 2 * agents + 60)
     reactive = reactive_per_hour / 3600
-    reserve = reactive_reserve(agents, reactive, handle_s, costs.at(1)[0], goal)
+    # (no reactive traffic keeps no reserve: the queue's first position is priced only when there is)
+    reserve = reactive_reserve(agents, reactive, handle_s, costs.at(1)[0], goal) if reactive > 0 else 0
     actual = Horizon(ready, busy, waiting, outstanding, p, handle_s, period_s, response_s, costs, exact)
     guess = (ready - reserve - waiting + busy * (1 - math.exp(-actual.length_s / handle_s))
              - outstanding * p - reactive * actual.length_s) / p

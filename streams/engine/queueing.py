@@ -98,14 +98,21 @@ def position_costs(agents: int, handle_s: float, patience_s: float, short_s: flo
     return QueueCosts(agents, handle_s, patience_s, short_s, sl_s, positions)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class SteadyState:
-    """Erlang A figures at one arrival rate (per second)."""
+    """Erlang A figures at one arrival rate (per second).
+
+    Frozen, with its own ``__init__`` (the generated one's parameters): it stores the fields in one
+    call, not one ``object.__setattr__`` each, as a cold decision's interpreter time counts."""
 
     arrival_rate: float
     in_system: float
     abandonment: float
     service_level: float
+
+    def __init__(self, arrival_rate: float, in_system: float, abandonment: float, service_level: float) -> None:
+        self.__dict__.update(arrival_rate=arrival_rate, in_system=in_system, abandonment=abandonment,
+                             service_level=service_level)
 
 
 def steady_state(agents: int, arrival_rate: float, handle_s: float, patience_s: float,

@@ -62,9 +62,13 @@ _MADE = COUNTER_INDEX["offers_made"]
 _ACCEPTED = COUNTER_INDEX["offers_accepted"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Observation:
-    """One target's inputs to pacing (counts are whole numbers, rates per second)."""
+    """One target's inputs to pacing (counts are whole numbers, rates per second).
+
+    Frozen, with its own ``__init__`` (same parameters as the generated one): a frozen
+    dataclass's generated constructor sets each of the sixteen fields with its own
+    ``object.__setattr__`` call, a noticeable share of a small cold decision."""
 
     ready: int
     busy: int
@@ -87,64 +91,99 @@ class Observation:
     #: Offers counted in ``outstanding`` that were made after the gauges were measured.
     offers_since: float = 0.0
 
+    def __init__(self, ready: int, busy: int, logged_in: int, waiting: int, outstanding: int,
+                 handle_time_s: float, acceptance: float, reactive_rate: float, reactive_seen: float,
+                 patience_s: float, observed_s: float, abandonment: float | None,
+                 service_level: float | None, abandonment_excluding_short: float | None = None,
+                 age_s: float = 0.0, offers_since: float = 0.0) -> None:
+        self.__dict__.update(
+            ready=ready, busy=busy, logged_in=logged_in, waiting=waiting, outstanding=outstanding,
+            handle_time_s=handle_time_s, acceptance=acceptance, reactive_rate=reactive_rate,
+            reactive_seen=reactive_seen, patience_s=patience_s, observed_s=observed_s,
+            abandonment=abandonment, service_level=service_level,
+            abandonment_excluding_short=abandonment_excluding_short, age_s=age_s, offers_since=offers_since)
+
     @property
     def agents(self) -> int:
-        """Agents taking interactions now or when they finish the current one."""
+        """Agents taking interactions now or when they finish the current one. (The engine's cold
+        path reads ``ready + busy`` itself: a property call costs the interpreter a frame.)"""
         return self.ready + self.busy
 
 
 
 def observe(state: TargetState, settings: PacingSettings, now_ms: int) -> Observation:
     """The target's gauges and rolling rates at ``now_ms`` (a pure function of its arguments)."""
-    window_ms = int(min(max(settings.rate_window_s * 1000, BUCKET_MS), RETENTION_MS))
+    # Two-value min/max on this path are conditional expressions: a builtin min() or max() call
+    # costs ~700 instructions in CPython 3.11 (its arguments are parsed as keywords), and
+    # ``b if b > a else a`` is exactly max(a, b) (the first of equal values; NaN alike).
+    window_ms = settings.rate_window_s * 1000
+    window_ms = BUCKET_MS if BUCKET_MS > window_ms else window_ms
+    window_ms = int(RETENTION_MS if RETENTION_MS < window_ms else window_ms)
     start_ms = (now_ms - window_ms) // BUCKET_MS * BUCKET_MS
     observed_s = 0.0
-    if state.counter_since_ms is not None:
-        observed_s = max(0.0, (now_ms - max(start_ms, state.counter_since_ms)) / 1000)
+    since_ms = state.counter_since_ms
+    if since_ms is not None:
+        observed_s = (now_ms - (since_ms if since_ms > start_ms else start_ms)) / 1000
+        if not observed_s > 0.0:
+            observed_s = 0.0
     totals = state.window_totals(start_ms)
-    made, accepted = totals[_MADE], min(totals[_ACCEPTED], totals[_MADE])
+    made = totals[_MADE]
+    accepted = totals[_ACCEPTED]
+    if made < accepted:
+        accepted = made
     abandoned = totals[_ABANDONED]
-    long_abandons = max(0.0, abandoned - totals[_SHORT])
-    handled = totals[_ANSWERED] + long_abandons  # the Genesys denominator: short abandons excluded
-    handled_all = totals[_ANSWERED] + abandoned
-    span_s = max(observed_s, MIN_OBSERVED_S)
+    long_abandons = abandoned - totals[_SHORT]
+    if not long_abandons > 0.0:
+        long_abandons = 0.0
+    answered = totals[_ANSWERED]
+    handled = answered + long_abandons  # the Genesys denominator: short abandons excluded
+    handled_all = answered + abandoned
+    span_s = MIN_OBSERVED_S if MIN_OBSERVED_S > observed_s else observed_s
     lag_accepts, lag_doubt = _accepts_between_counters(state, accepted / span_s)
-    reactive_rate = max(0.0, totals[_ENTERED] - totals[_ACCEPTED] + lag_accepts) / span_s
-    # The gauges straight from the state's dicts (state.gauge's defaults), as the interpreter's
-    # work is a large share of a small cold decision.
+    reactive = totals[_ENTERED] - totals[_ACCEPTED] + lag_accepts
+    reactive_rate = (reactive if reactive > 0.0 else 0.0) / span_s
+    # The gauges straight from the state's dicts (state.gauge's defaults), each read once, and no
+    # helper calls that are not needed: the interpreter's work is most of a small cold decision.
     gauges, gauge_ts = state.gauges, state.gauge_ts
     ready = _count(gauges.get("ready_agents", 0.0))
     busy = _count(gauges.get("busy_agents", 0.0))
     outstanding_gauge = gauges.get("outstanding_offers", 0.0)
-    outstanding = _count(outstanding_gauge)
     aht = gauges.get("average_handle_time_s", 0.0)
-    age_s = _age_s(state, now_ms)
     # What happened since the gauges were measured, each from its own gauge's timestamp (jittered
     # delivery mixes measurements): offers made since the outstanding count are outstanding too,
     # reactive arrivals since the ready count took agents; agents finishing are not credited.
-    offers_since = _offers_since(state, now_ms, gauge_ts.get("outstanding_offers", now_ms), made / span_s)
-    outstanding = min(MAX_COUNT, outstanding + round(offers_since))
-    ready_age_s = max(0.0, (now_ms - gauge_ts.get("ready_agents", now_ms)) / 1000)
-    taken = min(ready, round(reactive_rate * ready_age_s))
-    ready, busy = ready - taken, busy + taken
+    outstanding_ms = gauge_ts.get("outstanding_offers", now_ms)
+    offers_since = 0.0 if outstanding_ms >= now_ms else \
+        _offers_since(state, now_ms, outstanding_ms, made / span_s)
+    outstanding = _count(outstanding_gauge) + (0 if offers_since == 0.0 else round(offers_since))
+    if outstanding > MAX_COUNT:
+        outstanding = MAX_COUNT
+    ready_ms = gauge_ts.get("ready_agents", now_ms)
+    if ready_ms < now_ms and ready:
+        taken = round(reactive_rate * ((now_ms - ready_ms) / 1000))
+        if ready < taken:
+            taken = ready
+        ready, busy = ready - taken, busy + taken
+    logged_in = _count(gauges.get("logged_in_agents", 0.0))
+    if logged_in < ready + busy:
+        logged_in = ready + busy
     return Observation(
-        ready=ready,
-        busy=busy,
-        logged_in=max(_count(gauges.get("logged_in_agents", 0.0)), ready + busy),
-        waiting=_count(gauges.get("waiting_interactions", 0.0)),
-        outstanding=outstanding,
-        handle_time_s=aht if aht > 0 else settings.handle_time_prior_s,
-        acceptance=_acceptance(state, settings, now_ms, outstanding_gauge),
-        reactive_rate=reactive_rate,
-        reactive_seen=_reactive_seen(state, lag_accepts - lag_doubt),
-        patience_s=(totals[WAITING_AREA] + PATIENCE_WEIGHT * settings.patience_prior_s)
-        / (abandoned + PATIENCE_WEIGHT),
-        observed_s=observed_s,
-        abandonment=abandoned / handled_all if handled_all >= 1 else None,
-        service_level=min(1.0, totals[_WITHIN_SL] / handled) if handled >= 1 else None,
-        abandonment_excluding_short=long_abandons / handled if handled >= 1 else None,
-        age_s=age_s,
-        offers_since=offers_since,
+        ready,
+        busy,
+        logged_in,
+        _count(gauges.get("waiting_interactions", 0.0)),
+        outstanding,
+        aht if aht > 0 else settings.handle_time_prior_s,
+        _acceptance(state, settings, now_ms, outstanding_gauge),
+        reactive_rate,
+        _reactive_seen(state, lag_accepts - lag_doubt),
+        (totals[WAITING_AREA] + PATIENCE_WEIGHT * settings.patience_prior_s) / (abandoned + PATIENCE_WEIGHT),
+        observed_s,
+        abandoned / handled_all if handled_all >= 1 else None,
+        _at_most_1(totals[_WITHIN_SL] / handled) if handled >= 1 else None,
+        long_abandons / handled if handled >= 1 else None,
+        _age_s(gauge_ts, now_ms),
+        offers_since,
     )
 
 
@@ -159,12 +198,16 @@ def _offers_since(state: TargetState, now_ms: int, since_ms: int, offer_rate: fl
     return state.offers_since(since_ms, now_ms) + offer_rate * max(0, logged_from_ms - since_ms) / 1000
 
 
-def _age_s(state: TargetState, now_ms: int) -> float:
+def _age_s(gauge_ts: dict[str, int], now_ms: int) -> float:
     """How old the group's snapshot is: now minus the newest timestamp of its gauges (the newest,
     so that a bridge reporting a gauge only when it changes does not make the snapshot look old)."""
-    gauge_ts = state.gauge_ts
-    stamps = [gauge_ts[name] for name in SNAPSHOT_GAUGES if name in gauge_ts]
-    return max(0.0, (now_ms - max(stamps)) / 1000) if stamps else 0.0
+    newest = None
+    for name in SNAPSHOT_GAUGES:
+        stamp = gauge_ts.get(name)
+        if stamp is not None and (newest is None or stamp > newest):
+            newest = stamp
+    age_s = 0.0 if newest is None else (now_ms - newest) / 1000
+    return age_s if age_s > 0.0 else 0.0
 
 
 def _accepts_between_counters(state: TargetState, window_rate: float) -> tuple[float, float]:
@@ -204,7 +247,8 @@ def _reactive_seen(state: TargetState, lag_accepts: float) -> float:
     else:
         entered = state.counters.get("interactions_entered", 0.0)
         accepted = state.counters.get("offers_accepted", 0.0)
-    return max(0.0, entered - accepted + lag_accepts)
+    seen = entered - accepted + lag_accepts
+    return seen if seen > 0.0 else 0.0
 
 
 def _acceptance(state: TargetState, settings: PacingSettings, now_ms: int, answered_later: float) -> float:
@@ -216,22 +260,34 @@ def _acceptance(state: TargetState, settings: PacingSettings, now_ms: int, answe
     slow = chosen = 0.0
     first = True
     for made, accepted in state.decayed_memory(now_ms):  # slowest first
-        n = max(0.0, made - answered_later) + LIFETIME_OFFERS
-        estimate = min(1.0, (min(accepted, made) + LIFETIME_OFFERS * fallback) / n)
+        unanswered = made - answered_later  # (min/max as conditional expressions: see observe)
+        n = (unanswered if unanswered > 0.0 else 0.0) + LIFETIME_OFFERS
+        estimate = ((made if made < accepted else accepted) + LIFETIME_OFFERS * fallback) / n
+        if not estimate < 1.0:
+            estimate = 1.0
         if first:
             slow = chosen = estimate
+            slow_variance = slow * (1 - slow)
             first = False
-        elif abs(estimate - slow) > CHANGE_Z * math.sqrt(max(slow * (1 - slow), 0.0099) / n):
+        elif abs(estimate - slow) > CHANGE_Z * math.sqrt((0.0099 if 0.0099 > slow_variance else slow_variance) / n):
             chosen = estimate
     return chosen
 
 
 def _lifetime_acceptance(state: TargetState, settings: PacingSettings) -> float:
     """accepted / made of the raw counters, topped up with the prior below LIFETIME_OFFERS offers."""
-    made = max(0.0, state.counters.get("offers_made", 0.0))
-    accepted = min(max(0.0, state.counters.get("offers_accepted", 0.0)), made)
-    prior = min(1.0, max(0.0, settings.acceptance_prior))
-    return (accepted + prior * max(0.0, LIFETIME_OFFERS - made)) / max(LIFETIME_OFFERS, made)
+    counters = state.counters  # (min/max as conditional expressions: see observe)
+    made = counters.get("offers_made", 0.0)
+    made = made if made > 0.0 else 0.0
+    accepted = counters.get("offers_accepted", 0.0)
+    accepted = accepted if accepted > 0.0 else 0.0
+    accepted = made if made < accepted else accepted
+    prior = settings.acceptance_prior
+    prior = prior if prior > 0.0 else 0.0
+    prior = prior if prior < 1.0 else 1.0
+    missing = LIFETIME_OFFERS - made
+    offers = made if made > LIFETIME_OFFERS else LIFETIME_OFFERS
+    return (accepted + prior * (missing if missing > 0.0 else 0.0)) / offers
 
 
 #: Counts above this are clamped: no pacing target is that large, and the queueing maths loops
@@ -239,5 +295,14 @@ def _lifetime_acceptance(state: TargetState, settings: PacingSettings) -> float:
 MAX_COUNT = 10_000
 
 
+def _at_most_1(value: float) -> float:
+    """min(1.0, value), without the builtin's call."""
+    return value if value < 1.0 else 1.0
+
+
 def _count(value: float) -> int:
-    return min(MAX_COUNT, max(0, round(value)))
+    """A gauge as a whole count within 0..MAX_COUNT."""
+    count = int(value)  # a whole value is its own rounding; round() looks up and binds __round__
+    if count != value:
+        count = round(value)
+    return count if 0 <= count <= MAX_COUNT else (0 if count < 0 else MAX_COUNT)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import add
 from typing import Any
 
 from schemas.models import COUNTER_NAMES, GAUGES
@@ -132,7 +133,9 @@ class TargetState:
         memory itself is not changed)."""
         if self.memory_ms is None:
             return [(0.0, 0.0)] * len(MEMORY_HALF_LIVES_S)
-        age = max(0, now_ms - self.memory_ms)
+        age = now_ms - self.memory_ms
+        if not age > 0:  # max(0, age) without the builtin's call (this runs in every decision)
+            age = 0
         m = self.memory
         out = []
         for i, rate in enumerate(_DECAY_PER_MS):
@@ -147,11 +150,15 @@ class TargetState:
     def window_totals(self, since_ms: int) -> list[float]:
         """Counter increments (and the waiting integral) summed over buckets from ``since_ms`` on."""
         first = since_ms // BUCKET_MS
-        totals = [0.0] * (WAITING_AREA + 1)
+        width = WAITING_AREA + 1
+        totals = [0.0] * width
         for index, row in self.buckets.items():
             if index >= first:
-                for i, v in enumerate(row):
-                    totals[i] += v
+                if len(row) == width:
+                    totals = list(map(add, totals, row))  # the same additions in the same order, in C
+                else:  # a short row (an older format's): its columns alone
+                    for i, v in enumerate(row):
+                        totals[i] += v
         return totals
 
     def _apply_gauge(self, statistic: str, value: float, timestamp_ms: int) -> bool:
