@@ -779,6 +779,25 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         ready->log_fixed = ready->cosines + frequencies;
         ready->log_offer = ready->log_fixed + (SLICES + 1) * frequencies;
         double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
+        /* Row r's product is row r - 1's times the terms it adds (every row holds the previous
+           one's terms: rows follow the horizon's events in order); a row that does not (none of
+           this layout's) starts afresh. */
+        int steps[MAX_ROWS], step_terms[MAX_ROWS][MAX_TERMS], step_from_previous[MAX_ROWS];
+        long step_times[MAX_ROWS][MAX_TERMS];
+        for (int r = 0; r < l.rows; r++) {
+            int grows = r > 0;
+            for (int t = 0; grows && t < l.n_terms; t++)
+                if (l.fixed[r][t] < l.fixed[r - 1][t]) grows = 0;
+            step_from_previous[r] = grows;
+            steps[r] = 0;
+            for (int t = 0; t < l.n_terms; t++) {
+                long times = (long)(l.fixed[r][t] - (grows ? l.fixed[r - 1][t] : 0.0));
+                if (times > 0) {
+                    step_terms[r][steps[r]] = t;
+                    step_times[r][steps[r]++] = times;
+                }
+            }
+        }
         /* Per frequency: the rows' fixed transforms, signed and summed per offer column. */
         for (long i = 0; i < (SLICES + 1) * frequencies; i++) signed_fixed[i] = 0.0;
         for (long f = 0; f < frequencies; f++) {
@@ -787,12 +806,13 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
             ready->cosines[f] = cos_t;
             double complex terms[MAX_TERMS];
             for (int t = 0; t < l.n_terms; t++) terms[t] = transform(&l.terms[t], sin_t, cos_t);
+            double complex product = 1.0;
             for (int r = 0; r < l.rows; r++) {
-                double complex product = 1.0;
-                for (int t = 0; t < l.n_terms; t++) {
-                    long times = (long)l.fixed[r][t];
-                    if (times == 1) product *= terms[t];
-                    else if (times > 1) product *= power(terms[t], times);
+                /* rows are cumulative: each row's product from the previous one's (steps[r]) */
+                if (!step_from_previous[r]) product = 1.0;
+                for (int i = 0; i < steps[r]; i++) {
+                    long times = step_times[r][i];
+                    product *= times == 1 ? terms[step_terms[r][i]] : power(terms[step_terms[r][i]], times);
                 }
                 signed_fixed[(l.selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
             }
@@ -805,11 +825,14 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
                 }
             }
         }
-        for (long i = 0; i < (SLICES + 1) * frequencies; i++) {
-            double modulus = cabs(signed_fixed[i]);
-            ready->log_fixed[i] = modulus > 0 ? log(modulus) : -INFINITY;
-            modulus = exact ? 0.0 : cabs(per_offer[i]);
-            ready->log_offer[i] = modulus > 0 ? log(modulus) : -INFINITY;
+        /* log moduli from the squared moduli (no hypot: only compared with -45), for the offer
+           columns (column 0 is never pruned) */
+        for (long i = 0; i < frequencies; i++) ready->log_fixed[i] = ready->log_offer[i] = 0.0;
+        for (long i = frequencies; i < (SLICES + 1) * frequencies; i++) {
+            double norm = creal(signed_fixed[i]) * creal(signed_fixed[i]) + cimag(signed_fixed[i]) * cimag(signed_fixed[i]);
+            ready->log_fixed[i] = norm > 0 ? 0.5 * log(norm) : -INFINITY;
+            norm = exact ? 0.0 : creal(per_offer[i]) * creal(per_offer[i]) + cimag(per_offer[i]) * cimag(per_offer[i]);
+            ready->log_offer[i] = norm > 0 ? 0.5 * log(norm) : -INFINITY;
         }
         ready->f_end = 0;
         for (int col = 1; col <= SLICES; col++)
