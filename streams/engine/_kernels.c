@@ -550,6 +550,12 @@ typedef struct {
     double *log_offer;            /* (SLICES + 1) x frequencies, non-exact: log |per_offer| */
     double *sines, *cosines;      /* frequencies each */
     long f_end;                   /* beyond: every column but 0 is negligible (log_fixed < e^-45) */
+    /* The queue's cost over the last window used at this size, transformed and weighted but not
+       yet shifted to a start (the calls of one decision mostly fit the first call's window). */
+    int cost_valid;
+    long cost_low, cost_agents, cost_positions;
+    double cost_handle, cost_patience, cost_short, cost_sl;
+    double complex *cost_a, *cost_b; /* frequencies each */
 } Prepared;
 
 #define PREPARED 2
@@ -767,7 +773,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         next_prepared = (next_prepared + 1) % PREPARED;
         ready->used = 0;
         free(ready->signed_fixed);
-        ready->signed_fixed = malloc(sizeof(double complex) * 2 * (SLICES + 1) * frequencies +
+        ready->signed_fixed = malloc(sizeof(double complex) * (2 * (SLICES + 1) + 2) * frequencies +
                                      sizeof(double) * (2 * SLICES + 4) * frequencies);
         if (!ready->signed_fixed) {
             PyErr_NoMemory();
@@ -778,6 +784,9 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         ready->cosines = ready->sines + frequencies;
         ready->log_fixed = ready->cosines + frequencies;
         ready->log_offer = ready->log_fixed + (SLICES + 1) * frequencies;
+        ready->cost_a = (double complex *)(ready->log_offer + (SLICES + 1) * frequencies);
+        ready->cost_b = ready->cost_a + frequencies;
+        ready->cost_valid = 0;
         double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
         /* Row r's product is row r - 1's times the terms it adds (every row holds the previous
            one's terms: rows follow the horizon's events in order); a row that does not (none of
@@ -861,89 +870,108 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
                  *log_offer = ready->log_offer;
 
     /* The queue's costs over the window, transformed: one complex FFT of (abandons) + i (abandons +
-       late answers), then split by symmetry. */
+       late answers), then split by symmetry. A window of this size that holds every row of every
+       count (the previous call's, usually) is reused: only its shift to this call's start is new. */
     Table *table = table_for(t_agents, t_handle, t_patience, t_short, t_sl, t_positions);
-    long longest = -low;
-    if (table_price(table, longest > 0 ? longest : 0) < 0) goto fail;
-    buffer = malloc(sizeof(double complex) * (size + 2 * frequencies));
-    if (!buffer) {
-        PyErr_NoMemory();
-        goto fail;
+    if (ready->cost_valid && ready->cost_low <= low && ready->cost_low + size >= low + needed &&
+        ready->cost_agents == t_agents && ready->cost_positions == t_positions && ready->cost_handle == t_handle &&
+        ready->cost_patience == t_patience && ready->cost_short == t_short && ready->cost_sl == t_sl) {
+        low = ready->cost_low;
+    } else {
+        long longest = -low;
+        if (table_price(table, longest > 0 ? longest : 0) < 0) goto fail;
+        buffer = malloc(sizeof(double complex) * size);
+        if (!buffer) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        double complex *cost = buffer;
+        for (long m = 0; m < size; m++) {
+            long length = -(low + m);
+            double a = table_at(table, 0, length);
+            cost[m] = a + I * (a + table_at(table, 1, length));
+        }
+        fft(cost, size, cosines, sines);
+        for (long f = 0; f < frequencies; f++) {
+            double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
+            /* conj(transform) times Parseval's weight (a power of two: exact) */
+            double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
+            ready->cost_a[f] = conj((z + mirror) / 2) * weight;
+            ready->cost_b[f] = conj((z - mirror) / (2 * I)) * weight;
+        }
+        ready->cost_valid = 1;
+        ready->cost_low = low;
+        ready->cost_agents = t_agents;
+        ready->cost_positions = t_positions;
+        ready->cost_handle = t_handle;
+        ready->cost_patience = t_patience;
+        ready->cost_short = t_short;
+        ready->cost_sl = t_sl;
     }
-    double complex *cost = buffer;
-    double complex *cost_a = cost + size, *cost_b = cost_a + frequencies;
-    for (long m = 0; m < size; m++) {
-        long length = -(low + m);
-        double a = table_at(table, 0, length);
-        cost[m] = a + I * (a + table_at(table, 1, length));
-    }
-    fft(cost, size, cosines, sines);
+    /* Each offer count: its columns' transforms times the fixed part times the cost, shifted by
+       e^(-i theta_f (start - low)). The counts' powers of one offer's transform are built from the
+       previous count's (the counts come sorted, often in neighbouring pairs). A column's product
+       is skipped where it is below e^-45 in modulus (the offers' transform, at most 1, times the
+       fixed rows'): the window's costs are at most a few hundred, so all skipped products
+       together move a cost by < 1e-14, well below the FFT's own rounding; wide distributions
+       (large groups, many offers) have transforms that vanish over most of the frequencies. */
     long shift_by = ((start - low) % size + size) % size;
-    for (long f = 0; f < frequencies; f++) {
-        double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
-        /* conj(transform) times e^(-i theta_f (start - low)), times Parseval's weight */
-        double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
-        long turns = shift_by * f % size;
-        double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
-                                                : cosines[size - turns] + I * sines[size - turns];
-        double complex shift = root * weight;
-        cost_a[f] = conj((z + mirror) / 2) * shift;
-        cost_b[f] = conj((z - mirror) / (2 * I)) * shift;
-    }
-    /* Each offer count: its columns' transforms times the fixed part times the cost. The counts'
-       powers of one offer's transform are built from the previous count's (the counts come
-       sorted, often in neighbouring pairs). A column's product is skipped where it is below e^-45
-       in modulus (the offers' transform, at most 1, times the fixed rows'): the window's costs are
-       at most a few hundred, so all skipped products together move a cost by < 1e-14, well below
-       the FFT's own rounding; wide distributions (large groups, many offers) have transforms that
-       vanish over most of the frequencies. */
+    for (Py_ssize_t k = 0; k < count; k++) total_a[k] = total_b[k] = 0.0;
     /* Column 0 (the rows no new accept has reached) is the same for every count. */
     double fixed_a = 0.0, fixed_b = 0.0;
     for (long f = 0; f < frequencies; f++) {
-        fixed_a += creal(signed_fixed[f] * cost_a[f]);
-        fixed_b += creal(signed_fixed[f] * cost_b[f]);
-    }
-    for (Py_ssize_t k = 0; k < count; k++) {
-        total_a[k] = fixed_a;
-        total_b[k] = fixed_b;
-    }
-    for (long f = 0; f < ready->f_end; f++) {
-        double sin_t = sines[f], cos_t = cosines[f];
-        double complex base[SLICES + 1], previous[SLICES + 1];
-        double log_modulus[SLICES + 1];
+        long turns = shift_by * f % size;
+        double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
+                                                : cosines[size - turns] + I * sines[size - turns];
+        double complex ca = ready->cost_a[f] * root, cb = ready->cost_b[f] * root;
+        fixed_a += creal(signed_fixed[f] * ca);
+        fixed_b += creal(signed_fixed[f] * cb);
+        if (f >= ready->f_end) continue;
+        double complex base[SLICES + 1], previous[SLICES + 1], fixed[SLICES + 1];
+        double log_modulus[SLICES + 1], log_size[SLICES + 1];
         long previous_n[SLICES + 1];
+        int live = 0;
         for (int col = 1; col <= SLICES; col++) {
             previous[col] = 1.0;
             previous_n[col] = 0;
+            fixed[col] = signed_fixed[col * frequencies + f];
+            log_size[col] = log_fixed[col * frequencies + f];
+            if (log_size[col] >= NEGLIGIBLE_LOG_PRODUCT) live = 1;
             if (!exact) {
                 base[col] = per_offer[col * frequencies + f];
                 log_modulus[col] = log_offer[col * frequencies + f];
             }
         }
+        if (!live) continue;
+        double sin_t = sines[f], cos_t = cosines[f];
         for (Py_ssize_t k = 0; k < count; k++) {
             const double *c = shares + k * (SLICES + 1);
             long n = offers[k];
             double complex sum = 0.0;
             for (int col = 1; col <= SLICES; col++) {
-                double complex fixed = signed_fixed[col * frequencies + f];
-                double log_size = log_fixed[col * frequencies + f];
-                if (log_size < NEGLIGIBLE_LOG_PRODUCT) continue;
+                if (log_size[col] < NEGLIGIBLE_LOG_PRODUCT) continue;
                 double complex offer;
                 if (exact) {
                     offer = power(bernoulli(p * c[col], sin_t, cos_t, -1.0), n + outstanding);
-                } else if ((double)n * log_modulus[col] + log_size < NEGLIGIBLE_LOG_PRODUCT) {
+                } else if ((double)n * log_modulus[col] + log_size[col] < NEGLIGIBLE_LOG_PRODUCT) {
                     continue;
                 } else {
-                    offer = n >= previous_n[col] ? previous[col] * power(base[col], n - previous_n[col])
-                                                 : power(base[col], n);
+                    long step = n - previous_n[col];
+                    if (step == 0) offer = previous[col];
+                    else if (step < 0 || previous_n[col] == 0) offer = power(base[col], n);
+                    else offer = previous[col] * (step == 1 ? base[col] : power(base[col], step));
                     previous[col] = offer;
                     previous_n[col] = n;
                 }
-                sum += offer * fixed;
+                sum += offer * fixed[col];
             }
-            total_a[k] += creal(sum * cost_a[f]);
-            total_b[k] += creal(sum * cost_b[f]);
+            total_a[k] += creal(sum * ca);
+            total_b[k] += creal(sum * cb);
         }
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        total_a[k] += fixed_a;
+        total_b[k] += fixed_b;
     }
     for (Py_ssize_t k = 0; k < count; k++) {
         /* Costs only grow with arrivals: FFT noise must not make a zero cost -1e-17. */
