@@ -39,6 +39,8 @@
 /* Products of transforms below e^-45 in modulus are left out of the Parseval sums. */
 #define NEGLIGIBLE_LOG_PRODUCT -45.0
 #define MAX_ROWS 8
+#define LEVELS 16 /* offer counts below 2^16 use the prepared squares; larger ones power() */
+#define MEMO 16   /* offer counts whose powers one search keeps */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Queue position tables                                                                        */
@@ -556,11 +558,24 @@ typedef struct {
     long cost_low, cost_agents, cost_positions;
     double cost_handle, cost_patience, cost_short, cost_sl;
     double complex *cost_a, *cost_b; /* frequencies each */
+    /* Non-exact: one offer's transform to the powers 2^j (j < levels) per offer column and
+       frequency, squared as power() squares, so that products of them are power()'s results. */
+    int levels;
+    double complex *squares; /* SLICES x LEVELS x frequencies */
+    /* Non-exact: the powers of one offer's transform of the counts evaluated in this epoch (NaN
+       where skipped as negligible): a later call's count starts from the nearest one below. */
+    unsigned long epoch;
+    int memo_count;
+    long memo_n[MEMO];
+    double complex *memo; /* MEMO x SLICES x frequencies */
 } Prepared;
 
 #define PREPARED 2
 static Prepared prepared[PREPARED];
 static int next_prepared = 0;
+/* One top-level call (a search, or horizon_costs): the offers' powers its horizon calls keep are
+   not used past it, so its results do not depend on the calls before it. */
+static unsigned long epoch = 0;
 
 static int same_shares(const double a[SLICES], const double b[SLICES]) {
     for (int s = 0; s < SLICES; s++)
@@ -617,6 +632,12 @@ static int parse_model(PyObject *model, Model *h) {
     return 0;
 }
 
+/* How one call computes one count's powers of one offer's transform (see horizon_eval). */
+typedef struct {
+    int from, keep, nbits, large;
+    int bits[LEVELS];
+} Plan;
+
 /* Expected (abandons, abandons + late answers) of the horizon starting from `start` free agents
  * minus queue, for each of `count` offer counts, into total_a and total_b. */
 static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize_t count, double *total_a,
@@ -630,7 +651,8 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
     double t_handle = h->t_handle, t_patience = h->t_patience, t_short = h->t_short, t_sl = h->t_sl;
     int failed = 0;
     double *shares = malloc(sizeof(double) * (count ? count : 1) * (SLICES + 1)); /* exact: [0, C0, C1, C2] */
-    double complex *buffer = NULL;
+    double complex *buffer = NULL, *work = NULL;
+    Plan *plans = NULL;
     if (!shares) {
         PyErr_NoMemory();
         return -1;
@@ -773,9 +795,14 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         next_prepared = (next_prepared + 1) % PREPARED;
         ready->used = 0;
         free(ready->signed_fixed);
+        free(ready->squares);
+        ready->squares = exact ? NULL : malloc(sizeof(double complex) * SLICES * (LEVELS + MEMO) * frequencies);
+        ready->memo = exact ? NULL : ready->squares + SLICES * LEVELS * frequencies;
+        ready->levels = 0;
+        ready->memo_count = 0;
         ready->signed_fixed = malloc(sizeof(double complex) * (2 * (SLICES + 1) + 2) * frequencies +
                                      sizeof(double) * (2 * SLICES + 4) * frequencies);
-        if (!ready->signed_fixed) {
+        if (!ready->signed_fixed || (!exact && !ready->squares)) {
             PyErr_NoMemory();
             goto fail;
         }
@@ -916,7 +943,16 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
        together move a cost by < 1e-14, well below the FFT's own rounding; wide distributions
        (large groups, many offers) have transforms that vanish over most of the frequencies. */
     long shift_by = ((start - low) % size + size) % size;
-    for (Py_ssize_t k = 0; k < count; k++) total_a[k] = total_b[k] = 0.0;
+    long f_end = ready->f_end;
+    /* The cost's transform shifted to this start, times each offer column's fixed part; and the
+       running power of one offer's transform (per frequency, for the column at hand). */
+    work = malloc(sizeof(double complex) * 2 * SLICES * (f_end ? f_end : 1));
+    plans = malloc(sizeof(Plan) * (count ? count : 1));
+    if (!work || !plans) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    double complex *weighted_a = work, *weighted_b = work + SLICES * f_end;
     /* Column 0 (the rows no new accept has reached) is the same for every count. */
     double fixed_a = 0.0, fixed_b = 0.0;
     for (long f = 0; f < frequencies; f++) {
@@ -926,52 +962,131 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         double complex ca = ready->cost_a[f] * root, cb = ready->cost_b[f] * root;
         fixed_a += creal(signed_fixed[f] * ca);
         fixed_b += creal(signed_fixed[f] * cb);
-        if (f >= ready->f_end) continue;
-        double complex base[SLICES + 1], previous[SLICES + 1], fixed[SLICES + 1];
-        double log_modulus[SLICES + 1], log_size[SLICES + 1];
-        long previous_n[SLICES + 1];
-        int live = 0;
+        if (f >= f_end) continue;
         for (int col = 1; col <= SLICES; col++) {
-            previous[col] = 1.0;
-            previous_n[col] = 0;
-            fixed[col] = signed_fixed[col * frequencies + f];
-            log_size[col] = log_fixed[col * frequencies + f];
-            if (log_size[col] >= NEGLIGIBLE_LOG_PRODUCT) live = 1;
-            if (!exact) {
-                base[col] = per_offer[col * frequencies + f];
-                log_modulus[col] = log_offer[col * frequencies + f];
-            }
-        }
-        if (!live) continue;
-        double sin_t = sines[f], cos_t = cosines[f];
-        for (Py_ssize_t k = 0; k < count; k++) {
-            const double *c = shares + k * (SLICES + 1);
-            long n = offers[k];
-            double complex sum = 0.0;
-            for (int col = 1; col <= SLICES; col++) {
-                if (log_size[col] < NEGLIGIBLE_LOG_PRODUCT) continue;
-                double complex offer;
-                if (exact) {
-                    offer = power(bernoulli(p * c[col], sin_t, cos_t, -1.0), n + outstanding);
-                } else if ((double)n * log_modulus[col] + log_size[col] < NEGLIGIBLE_LOG_PRODUCT) {
-                    continue;
-                } else {
-                    long step = n - previous_n[col];
-                    if (step == 0) offer = previous[col];
-                    else if (step < 0 || previous_n[col] == 0) offer = power(base[col], n);
-                    else offer = previous[col] * (step == 1 ? base[col] : power(base[col], step));
-                    previous[col] = offer;
-                    previous_n[col] = n;
-                }
-                sum += offer * fixed[col];
-            }
-            total_a[k] += creal(sum * ca);
-            total_b[k] += creal(sum * cb);
+            weighted_a[(col - 1) * f_end + f] = signed_fixed[col * frequencies + f] * ca;
+            weighted_b[(col - 1) * f_end + f] = signed_fixed[col * frequencies + f] * cb;
         }
     }
     for (Py_ssize_t k = 0; k < count; k++) {
-        total_a[k] += fixed_a;
-        total_b[k] += fixed_b;
+        total_a[k] = fixed_a;
+        total_b[k] = fixed_b;
+    }
+    /* Non-exact: the squares of one offer's transform up to the largest count's top bit. */
+    if (!exact) {
+        long largest = 0;
+        for (Py_ssize_t k = 0; k < count; k++) largest = offers[k] > largest ? offers[k] : largest;
+        int levels = 0;
+        while (levels < LEVELS && (largest >> levels) > 0) levels++;
+        for (; ready->levels < levels; ready->levels++) {
+            int j = ready->levels;
+            for (int col = 1; col <= SLICES; col++) {
+                double complex *level = ready->squares + ((col - 1) * LEVELS + j) * frequencies;
+                if (j == 0) {
+                    memcpy(level, per_offer + col * frequencies, sizeof(double complex) * frequencies);
+                } else {
+                    const double complex *below = level - frequencies;
+                    for (long f = 0; f < frequencies; f++) level[f] = below[f] * below[f];
+                }
+            }
+        }
+    }
+    /* Each offer count, column by column: its transform times the weighted fixed part, summed over
+       the frequencies. A count's power of one offer's transform is the previous count's times the
+       squares of the difference's bits (as power() multiplies them: the same numbers), the counts
+       coming sorted, often in neighbouring pairs. A product is skipped where it is below e^-45 in
+       modulus (the offers' transform, at most 1, times the fixed rows'): the window's costs are at
+       most a few hundred, so all skipped products together move a cost by < 1e-14, well below the
+       FFT's own rounding; wide distributions (large groups, many offers) have transforms that
+       vanish over most of the frequencies. */
+    /* Non-exact, each count's powers: those of the largest count below it that this epoch kept
+       (`from`, -1: none) times the squares of the difference's set bits (`bits`, `nbits`), kept
+       in memo slot `keep` (the last slot is scratch when the memo is full; -2: kept already). */
+    if (!exact && ready->epoch != epoch) {
+        ready->epoch = epoch;
+        ready->memo_count = 0;
+    }
+    for (Py_ssize_t k = 0; !exact && k < count; k++) {
+        long n = offers[k], below = 0;
+        int from = -1, keep = -1;
+        for (int i = 0; i < ready->memo_count; i++) {
+            if (ready->memo_n[i] == n) keep = i;
+            else if (ready->memo_n[i] < n && ready->memo_n[i] > below) {
+                below = ready->memo_n[i];
+                from = i;
+            }
+        }
+        if (keep >= 0) {
+            plans[k].from = keep;
+            plans[k].keep = -2;
+            continue;
+        }
+        if (n > 0 && ready->memo_count < MEMO - 1) {
+            keep = ready->memo_count++;
+            ready->memo_n[keep] = n;
+        } else {
+            keep = MEMO - 1;
+        }
+        plans[k].from = from;
+        plans[k].keep = keep;
+        plans[k].nbits = 0;
+        for (int j = 0; j < LEVELS && (n - below) >> j; j++)
+            if (((n - below) >> j) & 1) plans[k].bits[plans[k].nbits++] = j;
+        plans[k].large = n >= (1L << LEVELS);
+    }
+    /* Each offer count, column by column: its transform times the weighted fixed part, summed over
+       the frequencies. A count's power of one offer's transform is a smaller count's times the
+       squares of the difference's set bits, as power() multiplies them (from 1: the same numbers).
+       A product is skipped where it is below e^-45 in modulus (the offers' transform, at most 1,
+       times the fixed rows'): the window's costs are at most a few hundred, so all skipped
+       products together move a cost by < 1e-14, well below the FFT's own rounding; wide
+       distributions (large groups, many offers) have transforms that vanish over most of the
+       frequencies. */
+    long stride = (long)SLICES * frequencies;
+    for (int col = 1; col <= SLICES; col++) {
+        const double complex *wa = weighted_a + (col - 1) * f_end, *wb = weighted_b + (col - 1) * f_end;
+        const double *log_size = log_fixed + col * frequencies, *log_modulus = log_offer + col * frequencies;
+        const double complex *squares = exact ? NULL : ready->squares + (col - 1) * LEVELS * frequencies;
+        for (Py_ssize_t k = 0; k < count; k++) {
+            long n = offers[k];
+            double sum_a = 0.0, sum_b = 0.0;
+            if (exact) {
+                double q = p * shares[k * (SLICES + 1) + col];
+                for (long f = 0; f < f_end; f++) {
+                    if (log_size[f] < NEGLIGIBLE_LOG_PRODUCT) continue;
+                    double complex offer = power(bernoulli(q, sines[f], cosines[f], -1.0), n + outstanding);
+                    sum_a += creal(offer * wa[f]);
+                    sum_b += creal(offer * wb[f]);
+                }
+            } else {
+                const Plan *plan = &plans[k];
+                long at = (long)(col - 1) * frequencies;
+                const double complex *from = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
+                double complex *keep = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
+                for (long f = 0; f < f_end; f++) {
+                    if (log_size[f] < NEGLIGIBLE_LOG_PRODUCT) continue;
+                    if ((double)n * log_modulus[f] + log_size[f] < NEGLIGIBLE_LOG_PRODUCT) {
+                        if (keep) keep[f] = NAN;
+                        continue;
+                    }
+                    double complex offer;
+                    if (!keep) {
+                        offer = from[f];
+                    } else if (plan->large || (from && isnan(creal(from[f])))) {
+                        offer = power(per_offer[col * frequencies + f], n);
+                    } else {
+                        offer = plan->nbits ? squares[plan->bits[0] * frequencies + f] : 1.0;
+                        for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * frequencies + f];
+                        if (from) offer = from[f] * offer;
+                    }
+                    if (keep) keep[f] = offer;
+                    sum_a += creal(offer * wa[f]);
+                    sum_b += creal(offer * wb[f]);
+                }
+            }
+            total_a[k] += sum_a;
+            total_b[k] += sum_b;
+        }
     }
     for (Py_ssize_t k = 0; k < count; k++) {
         /* Costs only grow with arrivals: FFT noise must not make a zero cost -1e-17. */
@@ -984,6 +1099,8 @@ fail:
 done:
     free(shares);
     free(buffer);
+    free(work);
+    free(plans);
     return failed ? -1 : 0;
 }
 
@@ -1022,6 +1139,7 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
     Model h;
     if (!PyArg_ParseTuple(args, "OlO!", &offers_seq, &start, &PyTuple_Type, &model) || parse_model(model, &h) < 0)
         return NULL;
+    epoch++;
     long *offers;
     Py_ssize_t count;
     if (read_offers(offers_seq, &offers, &count) < 0) return NULL;
@@ -1088,6 +1206,7 @@ static PyObject *progressive_search(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "progressive_search: cap out of range");
         return NULL;
     }
+    epoch++;
     Known known;
     known.count = 1;
     known.n[0] = 0;
