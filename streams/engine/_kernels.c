@@ -26,6 +26,7 @@
 #include <Python.h>
 #include <complex.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -486,6 +487,20 @@ static void add(Layout *l, int row, int t, double times) {
     if (t >= 0) l->fixed[row][t] += times;
 }
 
+/* log(x) of a positive x to about 1.5e-4: the exponent's part exactly, the mantissa's (m in [1, 2))
+ * as 2 atanh((m - 1) / (m + 1)) to its third term. Only compared with the e^-45 threshold of
+ * the horizon's negligible products, where 1.5e-4 moves nothing that matters. */
+static inline double rough_log(double x) {
+    union {
+        double d;
+        uint64_t u;
+    } v = {x};
+    int exponent = (int)((v.u >> 52) & 0x7ff) - 1023;
+    v.u = (v.u & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+    double t = (v.d - 1) / (v.d + 1), t2 = t * t;
+    return (double)exponent * M_LN2 + 2 * t * (1 + t2 * (1.0 / 3 + t2 * 0.2));
+}
+
 /* z^power by repeated squaring: a few complex products instead of a complex log and exp
  * (|z| <= 1 here, so the rounding error grows only with log2(power)). */
 static inline double complex power(double complex z, long power) {
@@ -560,6 +575,12 @@ typedef struct {
     double complex *cost_a, *cost_b; /* frequencies each */
     /* Non-exact: one offer's transform to the powers 2^j (j < levels) per offer column and
        frequency, squared as power() squares, so that products of them are power()'s results. */
+    /* The cost window shifted to the last start and times each offer column's fixed part (the
+       batches of one search share their start), and column 0's sums there. */
+    int weighted_valid;
+    long weighted_shift;
+    double weighted_fixed_a, weighted_fixed_b;
+    double complex *weighted; /* 2 x SLICES x frequencies: (abandons), (abandons + late) */
     int levels;
     double complex *squares; /* SLICES x LEVELS x frequencies */
     /* Non-exact: the powers of one offer's transform of the counts evaluated in this epoch (NaN
@@ -651,7 +672,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
     double t_handle = h->t_handle, t_patience = h->t_patience, t_short = h->t_short, t_sl = h->t_sl;
     int failed = 0;
     double *shares = malloc(sizeof(double) * (count ? count : 1) * (SLICES + 1)); /* exact: [0, C0, C1, C2] */
-    double complex *buffer = NULL, *work = NULL;
+    double complex *buffer = NULL;
     Plan *plans = NULL;
     if (!shares) {
         PyErr_NoMemory();
@@ -796,13 +817,16 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         ready->used = 0;
         free(ready->signed_fixed);
         free(ready->squares);
+        free(ready->weighted);
+        ready->weighted = malloc(sizeof(double complex) * 2 * SLICES * frequencies);
+        ready->weighted_valid = 0;
         ready->squares = exact ? NULL : malloc(sizeof(double complex) * SLICES * (LEVELS + MEMO) * frequencies);
         ready->memo = exact ? NULL : ready->squares + SLICES * LEVELS * frequencies;
         ready->levels = 0;
         ready->memo_count = 0;
         ready->signed_fixed = malloc(sizeof(double complex) * (2 * (SLICES + 1) + 2) * frequencies +
                                      sizeof(double) * (2 * SLICES + 4) * frequencies);
-        if (!ready->signed_fixed || (!exact && !ready->squares)) {
+        if (!ready->signed_fixed || !ready->weighted || (!exact && !ready->squares)) {
             PyErr_NoMemory();
             goto fail;
         }
@@ -861,14 +885,14 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
                 }
             }
         }
-        /* log moduli from the squared moduli (no hypot: only compared with -45), for the offer
+        /* rough log moduli from the squared moduli (only compared with -45), for the offer
            columns (column 0 is never pruned) */
         for (long i = 0; i < frequencies; i++) ready->log_fixed[i] = ready->log_offer[i] = 0.0;
         for (long i = frequencies; i < (SLICES + 1) * frequencies; i++) {
             double norm = creal(signed_fixed[i]) * creal(signed_fixed[i]) + cimag(signed_fixed[i]) * cimag(signed_fixed[i]);
-            ready->log_fixed[i] = norm > 0 ? 0.5 * log(norm) : -INFINITY;
+            ready->log_fixed[i] = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
             norm = exact ? 0.0 : creal(per_offer[i]) * creal(per_offer[i]) + cimag(per_offer[i]) * cimag(per_offer[i]);
-            ready->log_offer[i] = norm > 0 ? 0.5 * log(norm) : -INFINITY;
+            ready->log_offer[i] = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
         }
         ready->f_end = 0;
         for (int col = 1; col <= SLICES; col++)
@@ -927,6 +951,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
             ready->cost_b[f] = conj((z - mirror) / (2 * I)) * weight;
         }
         ready->cost_valid = 1;
+        ready->weighted_valid = 0;
         ready->cost_low = low;
         ready->cost_agents = t_agents;
         ready->cost_positions = t_positions;
@@ -944,33 +969,38 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
        (large groups, many offers) have transforms that vanish over most of the frequencies. */
     long shift_by = ((start - low) % size + size) % size;
     long f_end = ready->f_end;
-    /* The cost's transform shifted to this start, times each offer column's fixed part; and the
-       running power of one offer's transform (per frequency, for the column at hand). */
-    work = malloc(sizeof(double complex) * 2 * SLICES * (f_end ? f_end : 1));
     plans = malloc(sizeof(Plan) * (count ? count : 1));
-    if (!work || !plans) {
+    if (!plans) {
         PyErr_NoMemory();
         goto fail;
     }
-    double complex *weighted_a = work, *weighted_b = work + SLICES * f_end;
-    /* Column 0 (the rows no new accept has reached) is the same for every count. */
-    double fixed_a = 0.0, fixed_b = 0.0;
-    for (long f = 0; f < frequencies; f++) {
-        long turns = shift_by * f % size;
-        double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
-                                                : cosines[size - turns] + I * sines[size - turns];
-        double complex ca = ready->cost_a[f] * root, cb = ready->cost_b[f] * root;
-        fixed_a += creal(signed_fixed[f] * ca);
-        fixed_b += creal(signed_fixed[f] * cb);
-        if (f >= f_end) continue;
-        for (int col = 1; col <= SLICES; col++) {
-            weighted_a[(col - 1) * f_end + f] = signed_fixed[col * frequencies + f] * ca;
-            weighted_b[(col - 1) * f_end + f] = signed_fixed[col * frequencies + f] * cb;
+    /* The cost's transform shifted to this start, times each offer column's fixed part. Column 0
+       (the rows no new accept has reached) is the same for every count. */
+    const double complex *weighted_a = ready->weighted, *weighted_b = ready->weighted + SLICES * frequencies;
+    if (!ready->weighted_valid || ready->weighted_shift != shift_by) {
+        double complex *out_a = ready->weighted, *out_b = ready->weighted + SLICES * frequencies;
+        double fixed_a = 0.0, fixed_b = 0.0;
+        for (long f = 0; f < frequencies; f++) {
+            long turns = shift_by * f % size;
+            double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
+                                                    : cosines[size - turns] + I * sines[size - turns];
+            double complex ca = ready->cost_a[f] * root, cb = ready->cost_b[f] * root;
+            fixed_a += creal(signed_fixed[f] * ca);
+            fixed_b += creal(signed_fixed[f] * cb);
+            if (f >= f_end) continue;
+            for (int col = 1; col <= SLICES; col++) {
+                out_a[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * ca;
+                out_b[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * cb;
+            }
         }
+        ready->weighted_valid = 1;
+        ready->weighted_shift = shift_by;
+        ready->weighted_fixed_a = fixed_a;
+        ready->weighted_fixed_b = fixed_b;
     }
     for (Py_ssize_t k = 0; k < count; k++) {
-        total_a[k] = fixed_a;
-        total_b[k] = fixed_b;
+        total_a[k] = ready->weighted_fixed_a;
+        total_b[k] = ready->weighted_fixed_b;
     }
     /* Non-exact: the squares of one offer's transform up to the largest count's top bit. */
     if (!exact) {
@@ -1044,7 +1074,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
        frequencies. */
     long stride = (long)SLICES * frequencies;
     for (int col = 1; col <= SLICES; col++) {
-        const double complex *wa = weighted_a + (col - 1) * f_end, *wb = weighted_b + (col - 1) * f_end;
+        const double complex *wa = weighted_a + (col - 1) * frequencies, *wb = weighted_b + (col - 1) * frequencies;
         const double *log_size = log_fixed + col * frequencies, *log_modulus = log_offer + col * frequencies;
         const double complex *squares = exact ? NULL : ready->squares + (col - 1) * LEVELS * frequencies;
         for (Py_ssize_t k = 0; k < count; k++) {
@@ -1099,7 +1129,6 @@ fail:
 done:
     free(shares);
     free(buffer);
-    free(work);
     free(plans);
     return failed ? -1 : 0;
 }
