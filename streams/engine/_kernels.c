@@ -40,6 +40,8 @@
 /* Products of transforms below e^-45 in modulus are left out of the Parseval sums. */
 #define NEGLIGIBLE_LOG_PRODUCT -45.0
 #define MAX_ROWS 8
+/* A row whose transform's modulus is provably below e^-50 at a frequency is not computed there. */
+#define NEGLIGIBLE_ROW 50.0
 #define LEVELS 16 /* offer counts below 2^16 use the prepared squares; larger ones power() */
 #define MEMO 16   /* offer counts whose powers one search keeps */
 
@@ -861,12 +863,42 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
                 }
             }
         }
-        /* Per frequency: the rows' fixed transforms, signed and summed per offer column. */
+        /* Per frequency: the rows' fixed transforms, signed and summed per offer column. A row of
+           variance V has |transform| <= e^(-V (1 - cos theta)) (a Bernoulli's squared modulus is
+           1 - 2 q (1 - q) (1 - cos theta), a Poisson's modulus e^(-lambda (1 - cos theta))), so
+           where that is below e^-50 for every row of the offer columns, their sums (of at most
+           three rows) are below e^-45 and the offers' loop would skip them: they are not computed
+           (0); where row 0 is below e^-50 too, it is left out of column 0 likewise. Wide rows
+           (large groups) leave only the low frequencies to compute. */
+        double narrowest_offer_row = INFINITY, narrowest_zero_row = INFINITY;
+        for (int r = 0; r < l.rows; r++) {
+            if (l.selects[r] >= 0) narrowest_offer_row = fmin(narrowest_offer_row, var0[r]);
+            else narrowest_zero_row = fmin(narrowest_zero_row, var0[r]);
+        }
         for (long i = 0; i < (SLICES + 1) * frequencies; i++) signed_fixed[i] = 0.0;
         for (long f = 0; f < frequencies; f++) {
             double theta = 2 * M_PI * (double)f / (double)size, sin_t = sin(theta), cos_t = cos(theta);
             ready->sines[f] = sin_t;
             ready->cosines[f] = cos_t;
+            if (!exact) { /* one offer's transform by the end of each slice: a product of Bernoullis */
+                double complex running = 1.0;
+                per_offer[f] = 1.0;
+                for (int s = 0; s < SLICES; s++) {
+                    running *= bernoulli(per_offer_q[s], sin_t, cos_t, -1.0);
+                    per_offer[(s + 1) * frequencies + f] = running;
+                }
+            }
+            double spread = 1 - cos_t;
+            if (spread * narrowest_offer_row > NEGLIGIBLE_ROW) {
+                if (spread * narrowest_zero_row > NEGLIGIBLE_ROW) continue;
+                double complex product = 1.0; /* row 0 alone: its terms, never from a previous row */
+                for (int i = 0; i < steps[0]; i++) {
+                    double complex z = transform(&l.terms[step_terms[0][i]], sin_t, cos_t);
+                    product *= step_times[0][i] == 1 ? z : power(z, step_times[0][i]);
+                }
+                signed_fixed[f] = -product;
+                continue;
+            }
             double complex terms[MAX_TERMS];
             for (int t = 0; t < l.n_terms; t++) terms[t] = transform(&l.terms[t], sin_t, cos_t);
             double complex product = 1.0;
@@ -878,14 +910,6 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
                     product *= times == 1 ? terms[step_terms[r][i]] : power(terms[step_terms[r][i]], times);
                 }
                 signed_fixed[(l.selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
-            }
-            if (!exact) { /* one offer's transform by the end of each slice: a product of Bernoullis */
-                double complex running = 1.0;
-                per_offer[f] = 1.0;
-                for (int s = 0; s < SLICES; s++) {
-                    running *= bernoulli(per_offer_q[s], sin_t, cos_t, -1.0);
-                    per_offer[(s + 1) * frequencies + f] = running;
-                }
             }
         }
         /* rough log moduli from the squared moduli (only compared with -45), for the offer
