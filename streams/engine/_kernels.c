@@ -20,7 +20,10 @@
  *
  * tests/unit/test_engine_reference.py checks every kernel against straightforward loops.
  * State: a few position tables and two prepared horizon transforms are kept between calls (the
- * calls of one decision share them); every call holds the GIL throughout, so they need no lock.
+ * calls of one decision share them), each with its last transformed cost window (and its shift to
+ * the last start), the squares of one offer's transform, and the offers' powers of the counts the
+ * current search (an epoch: one top-level call) evaluated; every call holds the GIL throughout, so
+ * they need no lock.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
