@@ -569,7 +569,7 @@ typedef struct {
     double complex *signed_fixed; /* (SLICES + 1) x frequencies */
     double complex *per_offer;    /* (SLICES + 1) x frequencies */
     double *log_fixed;            /* (SLICES + 1) x frequencies: log |signed_fixed| (-inf: 0) */
-    double *log_offer;            /* (SLICES + 1) x frequencies, non-exact: log |per_offer| */
+    double *offer_limit;          /* (SLICES + 1) x frequencies: the largest count not skipped (-1: none) */
     double *sines, *cosines;      /* frequencies each */
     long f_end;                   /* beyond: every column but 0 is negligible (log_fixed < e^-45) */
     /* The queue's cost over the last window used at this size, transformed and weighted but not
@@ -842,8 +842,8 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         ready->sines = (double *)(ready->per_offer + (SLICES + 1) * frequencies);
         ready->cosines = ready->sines + frequencies;
         ready->log_fixed = ready->cosines + frequencies;
-        ready->log_offer = ready->log_fixed + (SLICES + 1) * frequencies;
-        ready->cost_a = (double complex *)(ready->log_offer + (SLICES + 1) * frequencies);
+        ready->offer_limit = ready->log_fixed + (SLICES + 1) * frequencies;
+        ready->cost_a = (double complex *)(ready->offer_limit + (SLICES + 1) * frequencies);
         ready->cost_b = ready->cost_a + frequencies;
         ready->cost_valid = 0;
         double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
@@ -916,13 +916,18 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
             }
         }
         /* rough log moduli from the squared moduli (only compared with -45), for the offer
-           columns (column 0 is never pruned) */
-        for (long i = 0; i < frequencies; i++) ready->log_fixed[i] = ready->log_offer[i] = 0.0;
+           columns (column 0 is never pruned); and the largest count n whose product is not below
+           e^-45, n log|offer| + log|fixed| >= -45 (non-exact; exact: any count, or none) */
+        for (long i = 0; i < frequencies; i++) ready->log_fixed[i] = ready->offer_limit[i] = 0.0;
         for (long i = frequencies; i < (SLICES + 1) * frequencies; i++) {
             double norm = creal(signed_fixed[i]) * creal(signed_fixed[i]) + cimag(signed_fixed[i]) * cimag(signed_fixed[i]);
-            ready->log_fixed[i] = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
-            norm = exact ? 0.0 : creal(per_offer[i]) * creal(per_offer[i]) + cimag(per_offer[i]) * cimag(per_offer[i]);
-            ready->log_offer[i] = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
+            double log_fixed = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
+            ready->log_fixed[i] = log_fixed;
+            norm = exact ? 1.0 : creal(per_offer[i]) * creal(per_offer[i]) + cimag(per_offer[i]) * cimag(per_offer[i]);
+            double log_offer = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
+            ready->offer_limit[i] = log_fixed < NEGLIGIBLE_LOG_PRODUCT ? -1.0
+                                    : log_offer < 0 ? (NEGLIGIBLE_LOG_PRODUCT - log_fixed) / log_offer
+                                                    : INFINITY;
         }
         ready->f_end = 0;
         for (int col = 1; col <= SLICES; col++)
@@ -947,8 +952,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         ready->used = 1;
     }
     const double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
-    const double *sines = ready->sines, *cosines = ready->cosines, *log_fixed = ready->log_fixed,
-                 *log_offer = ready->log_offer;
+    const double *sines = ready->sines, *cosines = ready->cosines, *offer_limit = ready->offer_limit;
 
     /* The queue's costs over the window, transformed: one complex FFT of (abandons) + i (abandons +
        late answers), then split by symmetry. A window of this size that holds every row of every
@@ -1105,7 +1109,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
     long stride = (long)SLICES * frequencies;
     for (int col = 1; col <= SLICES; col++) {
         const double complex *wa = weighted_a + (col - 1) * frequencies, *wb = weighted_b + (col - 1) * frequencies;
-        const double *log_size = log_fixed + col * frequencies, *log_modulus = log_offer + col * frequencies;
+        const double *limit = offer_limit + col * frequencies;
         const double complex *squares = exact ? NULL : ready->squares + (col - 1) * LEVELS * frequencies;
         for (Py_ssize_t k = 0; k < count; k++) {
             long n = offers[k];
@@ -1113,7 +1117,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
             if (exact) {
                 double q = p * shares[k * (SLICES + 1) + col];
                 for (long f = 0; f < f_end; f++) {
-                    if (log_size[f] < NEGLIGIBLE_LOG_PRODUCT) continue;
+                    if (limit[f] < 0) continue;
                     double complex offer = power(bernoulli(q, sines[f], cosines[f], -1.0), n + outstanding);
                     sum_a += creal(offer * wa[f]);
                     sum_b += creal(offer * wb[f]);
@@ -1123,9 +1127,9 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
                 long at = (long)(col - 1) * frequencies;
                 const double complex *from = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
                 double complex *keep = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
+                double count_n = (double)n;
                 for (long f = 0; f < f_end; f++) {
-                    if (log_size[f] < NEGLIGIBLE_LOG_PRODUCT) continue;
-                    if ((double)n * log_modulus[f] + log_size[f] < NEGLIGIBLE_LOG_PRODUCT) {
+                    if (count_n > limit[f]) {
                         if (keep) keep[f] = NAN;
                         continue;
                     }
