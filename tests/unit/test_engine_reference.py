@@ -10,9 +10,9 @@ straightforward loops. The loops are kept here, as they were, as the meaning of 
   joint table of (accepts still to come, free agents) advanced slice by slice;
 - ``ref_largest``: gallop from the guess, then bisect.
 
-Tolerances: tables and costs agree to ~1e-12 (rounding, and the reference's truncation of
-probabilities below 1e-10..1e-13); the rate to the reference bisection's own resolution
-(2·agents/handle·2^-30); the offers exactly.
+Tolerances: tables agree to ~1e-12 (rounding, and the reference's truncation of probabilities
+below 1e-10..1e-13), horizon costs to ~1e-9 (the kernel's window ends 7 standard deviations out);
+the rate to the reference bisection's own resolution (2·agents/handle·2^-30); the offers exactly.
 """
 
 from __future__ import annotations
@@ -404,7 +404,9 @@ def test_progressive_offers_match_the_reference_search() -> None:
 def test_horizon_costs_do_not_depend_on_how_counts_are_batched(exact: bool) -> None:
     """One kernel call for several counts (in any order, repeated) gives each count the costs of a
     call for it alone, and a search's costs at the actual start are those of a call for its
-    offers: the calls of one search share a cost window and the offers' powers between them."""
+    offers: the calls of one search share a cost window and the offers' powers between them.
+    (To 1e-9: a call's window holds all its counts, and what lies beyond 7 standard deviations of
+    a row, ~1e-12 of it, wraps around it.)"""
     rnd = random.Random(15 + exact)
     for _ in range(25):
         agents = int(_log_uniform(rnd, 1, 15 if exact else 300))
@@ -420,9 +422,9 @@ def test_horizon_costs_do_not_depend_on_how_counts_are_batched(exact: bool) -> N
         together = _kernels.horizon_costs(batch, horizon.start, model)
         for n, got in zip(batch, together, strict=True):
             alone = _kernels.horizon_costs([n], horizon.start, model)[0]
-            assert got == pytest.approx(alone, rel=1e-9, abs=1e-12), (agents, busy, p, n)
+            assert got == pytest.approx(alone, rel=1e-7, abs=1e-9), (agents, busy, p, n)
         reserve = rnd.randint(0, 2)
         offers, abandon, bad = _kernels.progressive_search(model, horizon.start - reserve, horizon.start, p, 0.03, 0.8,
                                                            3 * agents + 3, agents / p)
         alone = _kernels.horizon_costs([offers], horizon.start, model)[0]
-        assert (abandon, bad) == pytest.approx(alone, rel=1e-9, abs=1e-12), (agents, busy, p, offers, reserve)
+        assert (abandon, bad) == pytest.approx(alone, rel=1e-7, abs=1e-9), (agents, busy, p, offers, reserve)
