@@ -35,6 +35,7 @@
 
 #define EXACT_STAGES 60
 #define NEGLIGIBLE_WEIGHT 1e-12
+#define NEGLIGIBLE_BELOW_MODE 1e-20
 #define EXTRAPOLATED_STEP 1e-6
 #define SLICES 3
 #define WINDOW_SIGMAS 7.0
@@ -284,7 +285,9 @@ static int erlang_evaluate(ErlangA *m, double u, Steady *out) {
     long first = 0;
     for (long k = mode; k > 0; k--) {
         w[k - 1] = w[k] * rates[k] / lambda;
-        if (w[k - 1] < 1e-300) { first = k - 1; w[first] = 0.0; break; }
+        /* below the agents, the walk stops at weights below 1e-20 of the mode's (they decrease
+           from there down: nothing below moves the sums, which are at least 1, past rounding) */
+        if (w[k - 1] < (k - 1 <= n ? NEGLIGIBLE_BELOW_MODE : 1e-300)) { first = k - 1; w[first] = 0.0; break; }
     }
     /* upwards: through the agents' states, then the queue until a negligible weight */
     long end = last_state;
