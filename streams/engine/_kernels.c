@@ -20,10 +20,10 @@
  *
  * tests/unit/test_engine_reference.py checks every kernel against straightforward loops.
  * State: a few position tables and two prepared horizon transforms are kept between calls (the
- * calls of one decision share them), each with its last transformed cost window (and its shift to
- * the last start), the squares of one offer's transform, and the offers' powers of the counts the
- * current search (an epoch: one top-level call) evaluated; every call holds the GIL throughout, so
- * they need no lock.
+ * calls of one decision share them), each with the squares of one offer's transform and, for the
+ * current search only (an epoch: one top-level call), its transformed cost window (and its shift
+ * to the last start) and the offers' powers of the counts it evaluated; every call holds the GIL
+ * throughout, so they need no lock.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -602,8 +602,9 @@ typedef struct {
 #define PREPARED 2
 static Prepared prepared[PREPARED];
 static int next_prepared = 0;
-/* One top-level call (a search, or horizon_costs): the offers' powers its horizon calls keep are
-   not used past it, so its results do not depend on the calls before it. */
+/* One top-level call (a search, or horizon_costs): the cost window and the offers' powers its
+   horizon calls keep are not used past it, so its results do not depend on the calls before it
+   (beyond the prepared window size, reused while at most about twice what is needed). */
 static unsigned long epoch = 0;
 
 static int same_shares(const double a[SLICES], const double b[SLICES]) {
@@ -962,6 +963,11 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
        late answers), then split by symmetry. A window of this size that holds every row of every
        count (the previous call's, usually) is reused: only its shift to this call's start is new. */
     Table *table = table_for(t_agents, t_handle, t_patience, t_short, t_sl, t_positions);
+    if (ready->epoch != epoch) { /* a new search (or horizon_costs call): its own window and powers */
+        ready->epoch = epoch;
+        ready->cost_valid = ready->weighted_valid = 0;
+        ready->memo_count = 0;
+    }
     if (ready->cost_valid && ready->cost_low <= low && ready->cost_low + size >= low + needed &&
         ready->cost_agents == t_agents && ready->cost_positions == t_positions && ready->cost_handle == t_handle &&
         ready->cost_patience == t_patience && ready->cost_short == t_short && ready->cost_sl == t_sl) {
@@ -1070,10 +1076,6 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
     /* Non-exact, each count's powers: those of the largest count below it that this epoch kept
        (`from`, -1: none) times the squares of the difference's set bits (`bits`, `nbits`), kept
        in memo slot `keep` (the last slot is scratch when the memo is full; -2: kept already). */
-    if (!exact && ready->epoch != epoch) {
-        ready->epoch = epoch;
-        ready->memo_count = 0;
-    }
     for (Py_ssize_t k = 0; !exact && k < count; k++) {
         long n = offers[k], below = 0;
         int from = -1, keep = -1;
