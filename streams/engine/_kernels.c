@@ -20,25 +20,34 @@
  *
  * tests/unit/test_engine_reference.py checks every kernel against straightforward loops.
  * State: a few position tables and two prepared horizon transforms are kept between calls (the
- * calls of one decision share them); every call holds the GIL throughout, so they need no lock.
+ * calls of one decision share them), each with the squares of one offer's transform and, for the
+ * current search only (an epoch: one top-level call), its transformed cost window (and its shift
+ * to the last start) and the offers' powers of the counts it evaluated; every call holds the GIL
+ * throughout, so they need no lock.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <complex.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define EXACT_STAGES 60
 #define NEGLIGIBLE_WEIGHT 1e-12
+#define NEGLIGIBLE_BELOW_MODE 1e-20
 #define EXTRAPOLATED_STEP 1e-6
 #define SLICES 3
-#define WINDOW_SIGMAS 8.0
-#define WINDOW_PAD 16
+#define WINDOW_SIGMAS 7.0
+#define WINDOW_PAD 4
 #define MAX_TERMS 24
 /* Products of transforms below e^-45 in modulus are left out of the Parseval sums. */
 #define NEGLIGIBLE_LOG_PRODUCT -45.0
 #define MAX_ROWS 8
+/* A row whose transform's modulus is provably below e^-50 at a frequency is not computed there. */
+#define NEGLIGIBLE_ROW 50.0
+#define LEVELS 16 /* offer counts below 2^16 use the prepared squares; larger ones power() */
+#define MEMO 16   /* offer counts whose powers one search keeps */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Queue position tables                                                                        */
@@ -276,7 +285,9 @@ static int erlang_evaluate(ErlangA *m, double u, Steady *out) {
     long first = 0;
     for (long k = mode; k > 0; k--) {
         w[k - 1] = w[k] * rates[k] / lambda;
-        if (w[k - 1] < 1e-300) { first = k - 1; w[first] = 0.0; break; }
+        /* below the agents, the walk stops at weights below 1e-20 of the mode's (they decrease
+           from there down: nothing below moves the sums, which are at least 1, past rounding) */
+        if (w[k - 1] < (k - 1 <= n ? NEGLIGIBLE_BELOW_MODE : 1e-300)) { first = k - 1; w[first] = 0.0; break; }
     }
     /* upwards: through the agents' states, then the queue until a negligible weight */
     long end = last_state;
@@ -484,6 +495,20 @@ static void add(Layout *l, int row, int t, double times) {
     if (t >= 0) l->fixed[row][t] += times;
 }
 
+/* log(x) of a positive x to about 1.5e-4: the exponent's part exactly, the mantissa's (m in [1, 2))
+ * as 2 atanh((m - 1) / (m + 1)) to its third term. Only compared with the e^-45 threshold of
+ * the horizon's negligible products, where 1.5e-4 moves nothing that matters. */
+static inline double rough_log(double x) {
+    union {
+        double d;
+        uint64_t u;
+    } v = {x};
+    int exponent = (int)((v.u >> 52) & 0x7ff) - 1023;
+    v.u = (v.u & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
+    double t = (v.d - 1) / (v.d + 1), t2 = t * t;
+    return (double)exponent * M_LN2 + 2 * t * (1 + t2 * (1.0 / 3 + t2 * 0.2));
+}
+
 /* z^power by repeated squaring: a few complex products instead of a complex log and exp
  * (|z| <= 1 here, so the rounding error grows only with log2(power)). */
 static inline double complex power(double complex z, long power) {
@@ -547,14 +572,40 @@ typedef struct {
     double complex *signed_fixed; /* (SLICES + 1) x frequencies */
     double complex *per_offer;    /* (SLICES + 1) x frequencies */
     double *log_fixed;            /* (SLICES + 1) x frequencies: log |signed_fixed| (-inf: 0) */
-    double *log_offer;            /* (SLICES + 1) x frequencies, non-exact: log |per_offer| */
+    double *offer_limit;          /* (SLICES + 1) x frequencies: the largest count not skipped (-1: none) */
     double *sines, *cosines;      /* frequencies each */
     long f_end;                   /* beyond: every column but 0 is negligible (log_fixed < e^-45) */
+    /* The queue's cost over the last window used at this size, transformed and weighted but not
+       yet shifted to a start (the calls of one decision mostly fit the first call's window). */
+    int cost_valid;
+    long cost_low, cost_agents, cost_positions;
+    double cost_handle, cost_patience, cost_short, cost_sl;
+    double complex *cost_a, *cost_b; /* frequencies each */
+    /* Non-exact: one offer's transform to the powers 2^j (j < levels) per offer column and
+       frequency, squared as power() squares, so that products of them are power()'s results. */
+    /* The cost window shifted to the last start and times each offer column's fixed part (the
+       batches of one search share their start), and column 0's sums there. */
+    int weighted_valid;
+    long weighted_shift;
+    double weighted_fixed_a, weighted_fixed_b;
+    double complex *weighted; /* 2 x SLICES x frequencies: (abandons), (abandons + late) */
+    int levels;
+    double complex *squares; /* SLICES x LEVELS x frequencies */
+    /* Non-exact: the powers of one offer's transform of the counts evaluated in this epoch (NaN
+       where skipped as negligible): a later call's count starts from the nearest one below. */
+    unsigned long epoch;
+    int memo_count;
+    long memo_n[MEMO];
+    double complex *memo; /* MEMO x SLICES x frequencies */
 } Prepared;
 
 #define PREPARED 2
 static Prepared prepared[PREPARED];
 static int next_prepared = 0;
+/* One top-level call (a search, or horizon_costs): the cost window and the offers' powers its
+   horizon calls keep are not used past it, so its results do not depend on the calls before it
+   (beyond the prepared window size, reused while at most about twice what is needed). */
+static unsigned long epoch = 0;
 
 static int same_shares(const double a[SLICES], const double b[SLICES]) {
     for (int s = 0; s < SLICES; s++)
@@ -611,6 +662,12 @@ static int parse_model(PyObject *model, Model *h) {
     return 0;
 }
 
+/* How one call computes one count's powers of one offer's transform (see horizon_eval). */
+typedef struct {
+    int from, keep, nbits, large;
+    int bits[LEVELS];
+} Plan;
+
 /* Expected (abandons, abandons + late answers) of the horizon starting from `start` free agents
  * minus queue, for each of `count` offer counts, into total_a and total_b. */
 static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize_t count, double *total_a,
@@ -625,6 +682,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
     int failed = 0;
     double *shares = malloc(sizeof(double) * (count ? count : 1) * (SLICES + 1)); /* exact: [0, C0, C1, C2] */
     double complex *buffer = NULL;
+    Plan *plans = NULL;
     if (!shares) {
         PyErr_NoMemory();
         return -1;
@@ -709,7 +767,11 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         }
     }
     /* The window holds each row of each count to WINDOW_SIGMAS of its own standard deviations (plus
-       WINDOW_PAD values) on either side of its mean. */
+       WINDOW_PAD values, for the skewed tails of narrow rows) on either side of its mean. It was
+       8 and 16: over the models of 1,029 searches (5 counts, 2 starts each) pad 4 moves the costs
+       by at most 2.1e-11, and 7 standard deviations by at most 9.4e-10 (the mass beyond them,
+       ~1e-12, wraps around the window); none of engine_same_decisions' 18,000 decisions (seeds 1
+       and 2) changes, and more windows fit 128 values instead of 256 (half the frequencies). */
     double low_edge = INFINITY, high_edge = -INFINITY;
     for (Py_ssize_t k = 0; k < count; k++) {
         double n = (double)offers[k];
@@ -767,9 +829,17 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         next_prepared = (next_prepared + 1) % PREPARED;
         ready->used = 0;
         free(ready->signed_fixed);
-        ready->signed_fixed = malloc(sizeof(double complex) * 2 * (SLICES + 1) * frequencies +
+        free(ready->squares);
+        free(ready->weighted);
+        ready->weighted = malloc(sizeof(double complex) * 2 * SLICES * frequencies);
+        ready->weighted_valid = 0;
+        ready->squares = exact ? NULL : malloc(sizeof(double complex) * SLICES * (LEVELS + MEMO) * frequencies);
+        ready->memo = exact ? NULL : ready->squares + SLICES * LEVELS * frequencies;
+        ready->levels = 0;
+        ready->memo_count = 0;
+        ready->signed_fixed = malloc(sizeof(double complex) * (2 * (SLICES + 1) + 2) * frequencies +
                                      sizeof(double) * (2 * SLICES + 4) * frequencies);
-        if (!ready->signed_fixed) {
+        if (!ready->signed_fixed || !ready->weighted || (!exact && !ready->squares)) {
             PyErr_NoMemory();
             goto fail;
         }
@@ -777,25 +847,47 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         ready->sines = (double *)(ready->per_offer + (SLICES + 1) * frequencies);
         ready->cosines = ready->sines + frequencies;
         ready->log_fixed = ready->cosines + frequencies;
-        ready->log_offer = ready->log_fixed + (SLICES + 1) * frequencies;
+        ready->offer_limit = ready->log_fixed + (SLICES + 1) * frequencies;
+        ready->cost_a = (double complex *)(ready->offer_limit + (SLICES + 1) * frequencies);
+        ready->cost_b = ready->cost_a + frequencies;
+        ready->cost_valid = 0;
         double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
-        /* Per frequency: the rows' fixed transforms, signed and summed per offer column. */
+        /* Row r's product is row r - 1's times the terms it adds (every row holds the previous
+           one's terms: rows follow the horizon's events in order); a row that does not (none of
+           this layout's) starts afresh. */
+        int steps[MAX_ROWS], step_terms[MAX_ROWS][MAX_TERMS], step_from_previous[MAX_ROWS];
+        long step_times[MAX_ROWS][MAX_TERMS];
+        for (int r = 0; r < l.rows; r++) {
+            int grows = r > 0;
+            for (int t = 0; grows && t < l.n_terms; t++)
+                if (l.fixed[r][t] < l.fixed[r - 1][t]) grows = 0;
+            step_from_previous[r] = grows;
+            steps[r] = 0;
+            for (int t = 0; t < l.n_terms; t++) {
+                long times = (long)(l.fixed[r][t] - (grows ? l.fixed[r - 1][t] : 0.0));
+                if (times > 0) {
+                    step_terms[r][steps[r]] = t;
+                    step_times[r][steps[r]++] = times;
+                }
+            }
+        }
+        /* Per frequency: the rows' fixed transforms, signed and summed per offer column. A row of
+           variance V has |transform| <= e^(-V (1 - cos theta)) (a Bernoulli's squared modulus is
+           1 - 2 q (1 - q) (1 - cos theta), a Poisson's modulus e^(-lambda (1 - cos theta))), so
+           where that is below e^-50 for every row of the offer columns, their sums (of at most
+           three rows) are below e^-45 and the offers' loop would skip them: they are not computed
+           (0); where row 0 is below e^-50 too, it is left out of column 0 likewise. Wide rows
+           (large groups) leave only the low frequencies to compute. */
+        double narrowest_offer_row = INFINITY, narrowest_zero_row = INFINITY;
+        for (int r = 0; r < l.rows; r++) {
+            if (l.selects[r] >= 0) narrowest_offer_row = fmin(narrowest_offer_row, var0[r]);
+            else narrowest_zero_row = fmin(narrowest_zero_row, var0[r]);
+        }
         for (long i = 0; i < (SLICES + 1) * frequencies; i++) signed_fixed[i] = 0.0;
         for (long f = 0; f < frequencies; f++) {
             double theta = 2 * M_PI * (double)f / (double)size, sin_t = sin(theta), cos_t = cos(theta);
             ready->sines[f] = sin_t;
             ready->cosines[f] = cos_t;
-            double complex terms[MAX_TERMS];
-            for (int t = 0; t < l.n_terms; t++) terms[t] = transform(&l.terms[t], sin_t, cos_t);
-            for (int r = 0; r < l.rows; r++) {
-                double complex product = 1.0;
-                for (int t = 0; t < l.n_terms; t++) {
-                    long times = (long)l.fixed[r][t];
-                    if (times == 1) product *= terms[t];
-                    else if (times > 1) product *= power(terms[t], times);
-                }
-                signed_fixed[(l.selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
-            }
             if (!exact) { /* one offer's transform by the end of each slice: a product of Bernoullis */
                 double complex running = 1.0;
                 per_offer[f] = 1.0;
@@ -804,12 +896,43 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
                     per_offer[(s + 1) * frequencies + f] = running;
                 }
             }
+            double spread = 1 - cos_t;
+            if (spread * narrowest_offer_row > NEGLIGIBLE_ROW) {
+                if (spread * narrowest_zero_row > NEGLIGIBLE_ROW) continue;
+                double complex product = 1.0; /* row 0 alone: its terms, never from a previous row */
+                for (int i = 0; i < steps[0]; i++) {
+                    double complex z = transform(&l.terms[step_terms[0][i]], sin_t, cos_t);
+                    product *= step_times[0][i] == 1 ? z : power(z, step_times[0][i]);
+                }
+                signed_fixed[f] = -product;
+                continue;
+            }
+            double complex terms[MAX_TERMS];
+            for (int t = 0; t < l.n_terms; t++) terms[t] = transform(&l.terms[t], sin_t, cos_t);
+            double complex product = 1.0;
+            for (int r = 0; r < l.rows; r++) {
+                /* rows are cumulative: each row's product from the previous one's (steps[r]) */
+                if (!step_from_previous[r]) product = 1.0;
+                for (int i = 0; i < steps[r]; i++) {
+                    long times = step_times[r][i];
+                    product *= times == 1 ? terms[step_terms[r][i]] : power(terms[step_terms[r][i]], times);
+                }
+                signed_fixed[(l.selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
+            }
         }
-        for (long i = 0; i < (SLICES + 1) * frequencies; i++) {
-            double modulus = cabs(signed_fixed[i]);
-            ready->log_fixed[i] = modulus > 0 ? log(modulus) : -INFINITY;
-            modulus = exact ? 0.0 : cabs(per_offer[i]);
-            ready->log_offer[i] = modulus > 0 ? log(modulus) : -INFINITY;
+        /* rough log moduli from the squared moduli (only compared with -45), for the offer
+           columns (column 0 is never pruned); and the largest count n whose product is not below
+           e^-45, n log|offer| + log|fixed| >= -45 (non-exact; exact: any count, or none) */
+        for (long i = 0; i < frequencies; i++) ready->log_fixed[i] = ready->offer_limit[i] = 0.0;
+        for (long i = frequencies; i < (SLICES + 1) * frequencies; i++) {
+            double norm = creal(signed_fixed[i]) * creal(signed_fixed[i]) + cimag(signed_fixed[i]) * cimag(signed_fixed[i]);
+            double log_fixed = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
+            ready->log_fixed[i] = log_fixed;
+            norm = exact ? 1.0 : creal(per_offer[i]) * creal(per_offer[i]) + cimag(per_offer[i]) * cimag(per_offer[i]);
+            double log_offer = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
+            ready->offer_limit[i] = log_fixed < NEGLIGIBLE_LOG_PRODUCT ? -1.0
+                                    : log_offer < 0 ? (NEGLIGIBLE_LOG_PRODUCT - log_fixed) / log_offer
+                                                    : INFINITY;
         }
         ready->f_end = 0;
         for (int col = 1; col <= SLICES; col++)
@@ -834,92 +957,205 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         ready->used = 1;
     }
     const double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
-    const double *sines = ready->sines, *cosines = ready->cosines, *log_fixed = ready->log_fixed,
-                 *log_offer = ready->log_offer;
+    const double *sines = ready->sines, *cosines = ready->cosines, *offer_limit = ready->offer_limit;
 
     /* The queue's costs over the window, transformed: one complex FFT of (abandons) + i (abandons +
-       late answers), then split by symmetry. */
+       late answers), then split by symmetry. A window of this size that holds every row of every
+       count (the previous call's, usually) is reused: only its shift to this call's start is new. */
     Table *table = table_for(t_agents, t_handle, t_patience, t_short, t_sl, t_positions);
-    long longest = -low;
-    if (table_price(table, longest > 0 ? longest : 0) < 0) goto fail;
-    buffer = malloc(sizeof(double complex) * (size + 2 * frequencies));
-    if (!buffer) {
+    if (ready->epoch != epoch) { /* a new search (or horizon_costs call): its own window and powers */
+        ready->epoch = epoch;
+        ready->cost_valid = ready->weighted_valid = 0;
+        ready->memo_count = 0;
+    }
+    if (ready->cost_valid && ready->cost_low <= low && ready->cost_low + size >= low + needed &&
+        ready->cost_agents == t_agents && ready->cost_positions == t_positions && ready->cost_handle == t_handle &&
+        ready->cost_patience == t_patience && ready->cost_short == t_short && ready->cost_sl == t_sl) {
+        low = ready->cost_low;
+    } else {
+        long longest = -low;
+        if (table_price(table, longest > 0 ? longest : 0) < 0) goto fail;
+        buffer = malloc(sizeof(double complex) * size);
+        if (!buffer) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        double complex *cost = buffer;
+        for (long m = 0; m < size; m++) {
+            long length = -(low + m);
+            double a = table_at(table, 0, length);
+            cost[m] = a + I * (a + table_at(table, 1, length));
+        }
+        fft(cost, size, cosines, sines);
+        for (long f = 0; f < frequencies; f++) {
+            double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
+            /* conj(transform) times Parseval's weight (a power of two: exact) */
+            double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
+            ready->cost_a[f] = conj((z + mirror) / 2) * weight;
+            ready->cost_b[f] = conj((z - mirror) / (2 * I)) * weight;
+        }
+        ready->cost_valid = 1;
+        ready->weighted_valid = 0;
+        ready->cost_low = low;
+        ready->cost_agents = t_agents;
+        ready->cost_positions = t_positions;
+        ready->cost_handle = t_handle;
+        ready->cost_patience = t_patience;
+        ready->cost_short = t_short;
+        ready->cost_sl = t_sl;
+    }
+    /* Each offer count: its columns' transforms times the fixed part times the cost, shifted by
+       e^(-i theta_f (start - low)). The counts' powers of one offer's transform are built from the
+       previous count's (the counts come sorted, often in neighbouring pairs). A column's product
+       is skipped where it is below e^-45 in modulus (the offers' transform, at most 1, times the
+       fixed rows'): the window's costs are at most a few hundred, so all skipped products
+       together move a cost by < 1e-14, well below the FFT's own rounding; wide distributions
+       (large groups, many offers) have transforms that vanish over most of the frequencies. */
+    long shift_by = ((start - low) % size + size) % size;
+    long f_end = ready->f_end;
+    plans = malloc(sizeof(Plan) * (count ? count : 1));
+    if (!plans) {
         PyErr_NoMemory();
         goto fail;
     }
-    double complex *cost = buffer;
-    double complex *cost_a = cost + size, *cost_b = cost_a + frequencies;
-    for (long m = 0; m < size; m++) {
-        long length = -(low + m);
-        double a = table_at(table, 0, length);
-        cost[m] = a + I * (a + table_at(table, 1, length));
-    }
-    fft(cost, size, cosines, sines);
-    long shift_by = ((start - low) % size + size) % size;
-    for (long f = 0; f < frequencies; f++) {
-        double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
-        /* conj(transform) times e^(-i theta_f (start - low)), times Parseval's weight */
-        double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
-        long turns = shift_by * f % size;
-        double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
-                                                : cosines[size - turns] + I * sines[size - turns];
-        double complex shift = root * weight;
-        cost_a[f] = conj((z + mirror) / 2) * shift;
-        cost_b[f] = conj((z - mirror) / (2 * I)) * shift;
-    }
-    /* Each offer count: its columns' transforms times the fixed part times the cost. The counts'
-       powers of one offer's transform are built from the previous count's (the counts come
-       sorted, often in neighbouring pairs). A column's product is skipped where it is below e^-45
-       in modulus (the offers' transform, at most 1, times the fixed rows'): the window's costs are
-       at most a few hundred, so all skipped products together move a cost by < 1e-14, well below
-       the FFT's own rounding; wide distributions (large groups, many offers) have transforms that
-       vanish over most of the frequencies. */
-    /* Column 0 (the rows no new accept has reached) is the same for every count. */
-    double fixed_a = 0.0, fixed_b = 0.0;
-    for (long f = 0; f < frequencies; f++) {
-        fixed_a += creal(signed_fixed[f] * cost_a[f]);
-        fixed_b += creal(signed_fixed[f] * cost_b[f]);
-    }
-    for (Py_ssize_t k = 0; k < count; k++) {
-        total_a[k] = fixed_a;
-        total_b[k] = fixed_b;
-    }
-    for (long f = 0; f < ready->f_end; f++) {
-        double sin_t = sines[f], cos_t = cosines[f];
-        double complex base[SLICES + 1], previous[SLICES + 1];
-        double log_modulus[SLICES + 1];
-        long previous_n[SLICES + 1];
-        for (int col = 1; col <= SLICES; col++) {
-            previous[col] = 1.0;
-            previous_n[col] = 0;
-            if (!exact) {
-                base[col] = per_offer[col * frequencies + f];
-                log_modulus[col] = log_offer[col * frequencies + f];
+    /* The cost's transform shifted to this start, times each offer column's fixed part. Column 0
+       (the rows no new accept has reached) is the same for every count. */
+    const double complex *weighted_a = ready->weighted, *weighted_b = ready->weighted + SLICES * frequencies;
+    if (!ready->weighted_valid || ready->weighted_shift != shift_by) {
+        double complex *out_a = ready->weighted, *out_b = ready->weighted + SLICES * frequencies;
+        double fixed_a = 0.0, fixed_b = 0.0;
+        for (long f = 0; f < frequencies; f++) {
+            long turns = shift_by * f % size;
+            double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
+                                                    : cosines[size - turns] + I * sines[size - turns];
+            double complex ca = ready->cost_a[f] * root, cb = ready->cost_b[f] * root;
+            fixed_a += creal(signed_fixed[f] * ca);
+            fixed_b += creal(signed_fixed[f] * cb);
+            if (f >= f_end) continue;
+            for (int col = 1; col <= SLICES; col++) {
+                out_a[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * ca;
+                out_b[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * cb;
             }
         }
-        for (Py_ssize_t k = 0; k < count; k++) {
-            const double *c = shares + k * (SLICES + 1);
-            long n = offers[k];
-            double complex sum = 0.0;
+        ready->weighted_valid = 1;
+        ready->weighted_shift = shift_by;
+        ready->weighted_fixed_a = fixed_a;
+        ready->weighted_fixed_b = fixed_b;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        total_a[k] = ready->weighted_fixed_a;
+        total_b[k] = ready->weighted_fixed_b;
+    }
+    /* Non-exact: the squares of one offer's transform up to the largest count's top bit. */
+    if (!exact) {
+        long largest = 0;
+        for (Py_ssize_t k = 0; k < count; k++) largest = offers[k] > largest ? offers[k] : largest;
+        int levels = 0;
+        while (levels < LEVELS && (largest >> levels) > 0) levels++;
+        for (; ready->levels < levels; ready->levels++) {
+            int j = ready->levels;
             for (int col = 1; col <= SLICES; col++) {
-                double complex fixed = signed_fixed[col * frequencies + f];
-                double log_size = log_fixed[col * frequencies + f];
-                if (log_size < NEGLIGIBLE_LOG_PRODUCT) continue;
-                double complex offer;
-                if (exact) {
-                    offer = power(bernoulli(p * c[col], sin_t, cos_t, -1.0), n + outstanding);
-                } else if ((double)n * log_modulus[col] + log_size < NEGLIGIBLE_LOG_PRODUCT) {
-                    continue;
+                double complex *level = ready->squares + ((col - 1) * LEVELS + j) * frequencies;
+                if (j == 0) {
+                    memcpy(level, per_offer + col * frequencies, sizeof(double complex) * frequencies);
                 } else {
-                    offer = n >= previous_n[col] ? previous[col] * power(base[col], n - previous_n[col])
-                                                 : power(base[col], n);
-                    previous[col] = offer;
-                    previous_n[col] = n;
+                    const double complex *below = level - frequencies;
+                    for (long f = 0; f < frequencies; f++) level[f] = below[f] * below[f];
                 }
-                sum += offer * fixed;
             }
-            total_a[k] += creal(sum * cost_a[f]);
-            total_b[k] += creal(sum * cost_b[f]);
+        }
+    }
+    /* Each offer count, column by column: its transform times the weighted fixed part, summed over
+       the frequencies. A count's power of one offer's transform is the previous count's times the
+       squares of the difference's bits (as power() multiplies them: the same numbers), the counts
+       coming sorted, often in neighbouring pairs. A product is skipped where it is below e^-45 in
+       modulus (the offers' transform, at most 1, times the fixed rows'): the window's costs are at
+       most a few hundred, so all skipped products together move a cost by < 1e-14, well below the
+       FFT's own rounding; wide distributions (large groups, many offers) have transforms that
+       vanish over most of the frequencies. */
+    /* Non-exact, each count's powers: those of the largest count below it that this epoch kept
+       (`from`, -1: none) times the squares of the difference's set bits (`bits`, `nbits`), kept
+       in memo slot `keep` (the last slot is scratch when the memo is full; -2: kept already). */
+    for (Py_ssize_t k = 0; !exact && k < count; k++) {
+        long n = offers[k], below = 0;
+        int from = -1, keep = -1;
+        for (int i = 0; i < ready->memo_count; i++) {
+            if (ready->memo_n[i] == n) keep = i;
+            else if (ready->memo_n[i] < n && ready->memo_n[i] > below) {
+                below = ready->memo_n[i];
+                from = i;
+            }
+        }
+        if (keep >= 0) {
+            plans[k].from = keep;
+            plans[k].keep = -2;
+            continue;
+        }
+        if (n > 0 && ready->memo_count < MEMO - 1) {
+            keep = ready->memo_count++;
+            ready->memo_n[keep] = n;
+        } else {
+            keep = MEMO - 1;
+        }
+        plans[k].from = from;
+        plans[k].keep = keep;
+        plans[k].nbits = 0;
+        for (int j = 0; j < LEVELS && (n - below) >> j; j++)
+            if (((n - below) >> j) & 1) plans[k].bits[plans[k].nbits++] = j;
+        plans[k].large = n >= (1L << LEVELS);
+    }
+    /* Each offer count, column by column: its transform times the weighted fixed part, summed over
+       the frequencies. A count's power of one offer's transform is a smaller count's times the
+       squares of the difference's set bits, as power() multiplies them (from 1: the same numbers).
+       A product is skipped where it is below e^-45 in modulus (the offers' transform, at most 1,
+       times the fixed rows'): the window's costs are at most a few hundred, so all skipped
+       products together move a cost by < 1e-14, well below the FFT's own rounding; wide
+       distributions (large groups, many offers) have transforms that vanish over most of the
+       frequencies. */
+    long stride = (long)SLICES * frequencies;
+    for (int col = 1; col <= SLICES; col++) {
+        const double complex *wa = weighted_a + (col - 1) * frequencies, *wb = weighted_b + (col - 1) * frequencies;
+        const double *limit = offer_limit + col * frequencies;
+        const double complex *squares = exact ? NULL : ready->squares + (col - 1) * LEVELS * frequencies;
+        for (Py_ssize_t k = 0; k < count; k++) {
+            long n = offers[k];
+            double sum_a = 0.0, sum_b = 0.0;
+            if (exact) {
+                double q = p * shares[k * (SLICES + 1) + col];
+                for (long f = 0; f < f_end; f++) {
+                    if (limit[f] < 0) continue;
+                    double complex offer = power(bernoulli(q, sines[f], cosines[f], -1.0), n + outstanding);
+                    sum_a += creal(offer * wa[f]);
+                    sum_b += creal(offer * wb[f]);
+                }
+            } else {
+                const Plan *plan = &plans[k];
+                long at = (long)(col - 1) * frequencies;
+                const double complex *from = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
+                double complex *keep = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
+                double count_n = (double)n;
+                for (long f = 0; f < f_end; f++) {
+                    if (count_n > limit[f]) {
+                        if (keep) keep[f] = NAN;
+                        continue;
+                    }
+                    double complex offer;
+                    if (!keep) {
+                        offer = from[f];
+                    } else if (plan->large || (from && isnan(creal(from[f])))) {
+                        offer = power(per_offer[col * frequencies + f], n);
+                    } else {
+                        offer = plan->nbits ? squares[plan->bits[0] * frequencies + f] : 1.0;
+                        for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * frequencies + f];
+                        if (from) offer = from[f] * offer;
+                    }
+                    if (keep) keep[f] = offer;
+                    sum_a += creal(offer * wa[f]);
+                    sum_b += creal(offer * wb[f]);
+                }
+            }
+            total_a[k] += sum_a;
+            total_b[k] += sum_b;
         }
     }
     for (Py_ssize_t k = 0; k < count; k++) {
@@ -933,6 +1169,7 @@ fail:
 done:
     free(shares);
     free(buffer);
+    free(plans);
     return failed ? -1 : 0;
 }
 
@@ -971,6 +1208,7 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
     Model h;
     if (!PyArg_ParseTuple(args, "OlO!", &offers_seq, &start, &PyTuple_Type, &model) || parse_model(model, &h) < 0)
         return NULL;
+    epoch++;
     long *offers;
     Py_ssize_t count;
     if (read_offers(offers_seq, &offers, &count) < 0) return NULL;
@@ -1037,6 +1275,7 @@ static PyObject *progressive_search(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "progressive_search: cap out of range");
         return NULL;
     }
+    epoch++;
     Known known;
     known.count = 1;
     known.n[0] = 0;

@@ -24,7 +24,9 @@ signed sum over the eight rows is taken before the offers' part multiplies in, s
 transformed back; products below e^-45 in modulus are left out. The fixed rows' transforms are
 prepared once per window size and shared by the calls of one decision. This replaced a
 pure-Python convolution of truncated distributions (``distributions``, now the reference of
-tests/unit/test_engine_reference.py): the same numbers to ~1e-12.
+tests/unit/test_engine_reference.py): the same numbers to ~1e-9 (the window holds each row to 7
+standard deviations, and the little beyond them wraps around it; it held 8, to ~1e-12, until a
+cold decision had to cost at most 200 us).
 
 ``exact`` (see ``exact_for``): every accept still to come is one event that lands in one slice
 (slice s with probability share_s, the same for new and pending offers), so one offer is

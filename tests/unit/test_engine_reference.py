@@ -10,9 +10,9 @@ straightforward loops. The loops are kept here, as they were, as the meaning of 
   joint table of (accepts still to come, free agents) advanced slice by slice;
 - ``ref_largest``: gallop from the guess, then bisect.
 
-Tolerances: tables and costs agree to ~1e-12 (rounding, and the reference's truncation of
-probabilities below 1e-10..1e-13); the rate to the reference bisection's own resolution
-(2·agents/handle·2^-30); the offers exactly.
+Tolerances: tables agree to ~1e-12 (rounding, and the reference's truncation of probabilities
+below 1e-10..1e-13), horizon costs to ~1e-9 (the kernel's window ends 7 standard deviations out);
+the rate to the reference bisection's own resolution (2·agents/handle·2^-30); the offers exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import pytest
 
+from streams.engine import _kernels
 from streams.engine.distributions import Pmf, binomial, point, poisson
 from streams.engine.horizon import Horizon, exact_for
 from streams.engine.progressive import _plan
@@ -397,3 +398,33 @@ def test_progressive_offers_match_the_reference_search() -> None:
         want = ref_offers(ready, busy, waiting, outstanding, p, handle, patience, reactive, goal, level, cap, exact)
         assert fast.offers == want, (ready, busy, waiting, outstanding, p, handle, patience, reactive, goal, level)
         compared += 1
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_horizon_costs_do_not_depend_on_how_counts_are_batched(exact: bool) -> None:
+    """One kernel call for several counts (in any order, repeated) gives each count the costs of a
+    call for it alone, and a search's costs at the actual start are those of a call for its
+    offers: the calls of one search share a cost window and the offers' powers between them.
+    (To 1e-9: a call's window holds all its counts, and what lies beyond 7 standard deviations of
+    a row, ~1e-12 of it, wraps around it.)"""
+    rnd = random.Random(15 + exact)
+    for _ in range(25):
+        agents = int(_log_uniform(rnd, 1, 15 if exact else 300))
+        busy = rnd.randint(0, agents)
+        p = rnd.uniform(0.2, 0.9) if exact else rnd.uniform(0.03, 0.7)
+        handle, patience = _log_uniform(rnd, 40, 900), _log_uniform(rnd, 15, 300)
+        costs = position_costs(agents, handle, patience, 10.0, 20.0, 2 * agents + 60)
+        horizon = Horizon(agents - busy, busy, rnd.choice([0, 1]), rnd.randint(0, 2 * agents + 2), p, handle, 10.0,
+                          5.0, costs, exact)
+        model = horizon.model(rnd.choice([0.0, _log_uniform(rnd, 0.001, 0.2)]))
+        counts = [rnd.randint(0, 3 * agents + 3) for _ in range(6)]
+        batch = [*counts, 0, counts[0], max(counts) + 1]
+        together = _kernels.horizon_costs(batch, horizon.start, model)
+        for n, got in zip(batch, together, strict=True):
+            alone = _kernels.horizon_costs([n], horizon.start, model)[0]
+            assert got == pytest.approx(alone, rel=1e-7, abs=1e-9), (agents, busy, p, n)
+        reserve = rnd.randint(0, 2)
+        offers, abandon, bad = _kernels.progressive_search(model, horizon.start - reserve, horizon.start, p, 0.03, 0.8,
+                                                           3 * agents + 3, agents / p)
+        alone = _kernels.horizon_costs([offers], horizon.start, model)[0]
+        assert (abandon, bad) == pytest.approx(alone, rel=1e-7, abs=1e-9), (agents, busy, p, offers, reserve)
