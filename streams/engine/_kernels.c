@@ -573,7 +573,7 @@ typedef struct {
     double complex *per_offer;    /* (SLICES + 1) x frequencies */
     double *log_fixed;            /* (SLICES + 1) x frequencies: log |signed_fixed| (-inf: 0) */
     double *offer_limit;          /* (SLICES + 1) x frequencies: the largest count not skipped (-1: none) */
-    double *sines, *cosines;      /* frequencies each */
+    const double *sines, *cosines; /* frequencies each: the size's twiddles (not owned) */
     long f_end;                   /* beyond: every column but 0 is negligible (log_fixed < e^-45) */
     /* The queue's cost over the last window used at this size, transformed and weighted but not
        yet shifted to a start (the calls of one decision mostly fit the first call's window). */
@@ -598,6 +598,30 @@ typedef struct {
     long memo_n[MEMO];
     double complex *memo; /* MEMO x SLICES x frequencies */
 } Prepared;
+
+/* sin and cos of 2 pi f / size for f <= size / 2, per power-of-two size (index log2(size)): the
+   FFT's twiddles and the prepared transforms' angles, computed once per process rather than per
+   prepared window (the same numbers: sin and cos of the same angle). */
+#define TWIDDLE_SIZES 48
+static double *twiddle_tables[TWIDDLE_SIZES];
+
+static const double *twiddles(long size) {
+    int index = 0;
+    while ((1L << index) < size) index++;
+    if (index >= TWIDDLE_SIZES) return NULL;
+    if (!twiddle_tables[index]) {
+        long frequencies = size / 2 + 1;
+        double *table = malloc(sizeof(double) * 2 * frequencies);
+        if (!table) return NULL;
+        for (long f = 0; f < frequencies; f++) {
+            double theta = 2 * M_PI * (double)f / (double)size;
+            table[f] = sin(theta);
+            table[frequencies + f] = cos(theta);
+        }
+        twiddle_tables[index] = table;
+    }
+    return twiddle_tables[index];
+}
 
 #define PREPARED 2
 static Prepared prepared[PREPARED];
@@ -838,15 +862,16 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         ready->levels = 0;
         ready->memo_count = 0;
         ready->signed_fixed = malloc(sizeof(double complex) * (2 * (SLICES + 1) + 2) * frequencies +
-                                     sizeof(double) * (2 * SLICES + 4) * frequencies);
-        if (!ready->signed_fixed || !ready->weighted || (!exact && !ready->squares)) {
+                                     sizeof(double) * (2 * SLICES + 2) * frequencies);
+        const double *twiddle = twiddles(size);
+        if (!ready->signed_fixed || !ready->weighted || (!exact && !ready->squares) || !twiddle) {
             PyErr_NoMemory();
             goto fail;
         }
         ready->per_offer = ready->signed_fixed + (SLICES + 1) * frequencies;
-        ready->sines = (double *)(ready->per_offer + (SLICES + 1) * frequencies);
-        ready->cosines = ready->sines + frequencies;
-        ready->log_fixed = ready->cosines + frequencies;
+        ready->sines = twiddle;
+        ready->cosines = twiddle + frequencies;
+        ready->log_fixed = (double *)(ready->per_offer + (SLICES + 1) * frequencies);
         ready->offer_limit = ready->log_fixed + (SLICES + 1) * frequencies;
         ready->cost_a = (double complex *)(ready->offer_limit + (SLICES + 1) * frequencies);
         ready->cost_b = ready->cost_a + frequencies;
@@ -885,9 +910,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         }
         for (long i = 0; i < (SLICES + 1) * frequencies; i++) signed_fixed[i] = 0.0;
         for (long f = 0; f < frequencies; f++) {
-            double theta = 2 * M_PI * (double)f / (double)size, sin_t = sin(theta), cos_t = cos(theta);
-            ready->sines[f] = sin_t;
-            ready->cosines[f] = cos_t;
+            double sin_t = ready->sines[f], cos_t = ready->cosines[f];
             if (!exact) { /* one offer's transform by the end of each slice: a product of Bernoullis */
                 double complex running = 1.0;
                 per_offer[f] = 1.0;
