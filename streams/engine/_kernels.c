@@ -1157,24 +1157,46 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
                 const double complex *from = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
                 double complex *keep = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
                 double count_n = (double)n;
-                for (long f = 0; f < f_end; f++) {
-                    if (count_n > limit[f]) {
-                        if (keep) keep[f] = NAN;
-                        continue;
+                /* the same products in the same order in loops of one kind each: a count kept
+                   already, a count one set bit above a kept one (neighbouring pairs), any other */
+                if (!keep) {
+                    for (long f = 0; f < f_end; f++) {
+                        if (count_n > limit[f]) continue;
+                        double complex offer = from[f];
+                        sum_a += creal(offer * wa[f]);
+                        sum_b += creal(offer * wb[f]);
                     }
-                    double complex offer;
-                    if (!keep) {
-                        offer = from[f];
-                    } else if (plan->large || (from && isnan(creal(from[f])))) {
-                        offer = power(per_offer[col * frequencies + f], n);
-                    } else {
-                        offer = plan->nbits ? squares[plan->bits[0] * frequencies + f] : 1.0;
-                        for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * frequencies + f];
-                        if (from) offer = from[f] * offer;
+                } else if (!plan->large && from && plan->nbits == 1) {
+                    const double complex *bit = squares + plan->bits[0] * frequencies;
+                    for (long f = 0; f < f_end; f++) {
+                        if (count_n > limit[f]) {
+                            keep[f] = NAN;
+                            continue;
+                        }
+                        double complex offer = isnan(creal(from[f])) ? power(per_offer[col * frequencies + f], n)
+                                                                     : from[f] * bit[f];
+                        keep[f] = offer;
+                        sum_a += creal(offer * wa[f]);
+                        sum_b += creal(offer * wb[f]);
                     }
-                    if (keep) keep[f] = offer;
-                    sum_a += creal(offer * wa[f]);
-                    sum_b += creal(offer * wb[f]);
+                } else {
+                    for (long f = 0; f < f_end; f++) {
+                        if (count_n > limit[f]) {
+                            keep[f] = NAN;
+                            continue;
+                        }
+                        double complex offer;
+                        if (plan->large || (from && isnan(creal(from[f])))) {
+                            offer = power(per_offer[col * frequencies + f], n);
+                        } else {
+                            offer = plan->nbits ? squares[plan->bits[0] * frequencies + f] : 1.0;
+                            for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * frequencies + f];
+                            if (from) offer = from[f] * offer;
+                        }
+                        keep[f] = offer;
+                        sum_a += creal(offer * wa[f]);
+                        sum_b += creal(offer * wb[f]);
+                    }
                 }
             }
             total_a[k] += sum_a;
