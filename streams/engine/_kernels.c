@@ -29,6 +29,7 @@
 #include <Python.h>
 #include <complex.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1389,6 +1390,30 @@ static double plan_new_cdf(double t, double period_s, double response_s) {
     return 1 - response_s / period_s * (exp(-(t - period_s) / response_s) - exp(-t / response_s));
 }
 
+/* A tuple of `count` new references (stolen); NULL, all released, when any is NULL. */
+static PyObject *plan_tuple(int count, ...) {
+    va_list items;
+    va_start(items, count);
+    PyObject *tuple = PyTuple_New(count);
+    for (int i = 0; i < count; i++) {
+        PyObject *item = va_arg(items, PyObject *);
+        if (tuple && item) {
+            PyTuple_SET_ITEM(tuple, i, item);
+        } else {
+            Py_XDECREF(item);
+            Py_CLEAR(tuple);
+        }
+    }
+    va_end(items);
+    return tuple;
+}
+
+_Static_assert(SLICES == 3, "plan_shares builds three shares");
+
+static PyObject *plan_shares(const double share[SLICES]) {
+    return plan_tuple(SLICES, PyFloat_FromDouble(share[0]), PyFloat_FromDouble(share[1]), PyFloat_FromDouble(share[2]));
+}
+
 PyDoc_STRVAR(progressive_plan_doc,
              "progressive_plan(ready, busy, waiting, outstanding, p, handle_s, patience_s, reactive_per_hour,\n"
              "                 period_s, response_s, short_s, sl_s, goal, service_level, cap, exact)\n"
@@ -1468,12 +1493,18 @@ static PyObject *progressive_plan(PyObject *self, PyObject *args) {
     double guess = ((double)(ready - reserve - waiting) + (double)busy * (1 - exp(-length_s / handle_s)) -
                     (double)outstanding * p - reactive * length_s) / p;
 
-    /* The search (progressive_search, called as it is: its model is Horizon.model's tuple). */
-    PyObject *search_args = Py_BuildValue(
-        "((dllldNddd(ddd)(ddd)(ddd)(lddddl))lldddld)", reactive, busy, outstanding, agents, p,
-        PyBool_FromLong(exact), slice_s, tail_s, tail_finish, finish_share[0], finish_share[1], finish_share[2],
-        new_share[0], new_share[1], new_share[2], pending_share[0], pending_share[1], pending_share[2], agents,
-        handle_s, patience_s, short_s, sl_s, positions, start - reserve, start, p, goal, service_level, cap, guess);
+    /* The search (progressive_search, called as it is: its model is Horizon.model's tuple), its
+     * arguments built item by item (Py_BuildValue's format walk cost more than the items). */
+    PyObject *search_args = plan_tuple(
+        8, plan_tuple(13, PyFloat_FromDouble(reactive), PyLong_FromLong(busy), PyLong_FromLong(outstanding),
+                      PyLong_FromLong(agents), PyFloat_FromDouble(p), PyBool_FromLong(exact),
+                      PyFloat_FromDouble(slice_s), PyFloat_FromDouble(tail_s), PyFloat_FromDouble(tail_finish),
+                      plan_shares(finish_share), plan_shares(new_share), plan_shares(pending_share),
+                      plan_tuple(6, PyLong_FromLong(agents), PyFloat_FromDouble(handle_s),
+                                 PyFloat_FromDouble(patience_s), PyFloat_FromDouble(short_s),
+                                 PyFloat_FromDouble(sl_s), PyLong_FromLong(positions))),
+        PyLong_FromLong(start - reserve), PyLong_FromLong(start), PyFloat_FromDouble(p), PyFloat_FromDouble(goal),
+        PyFloat_FromDouble(service_level), PyLong_FromLong(cap), PyFloat_FromDouble(guess));
     if (!search_args) return NULL;
     PyObject *found = progressive_search(self, search_args);
     Py_DECREF(search_args);
