@@ -113,7 +113,7 @@ def _plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handl
     answers) fit the goal share of its own accepts, sized with the reserve taken off the ready
     agents; its costs are taken from where the group actually starts, over everything arriving:
     ``(offers + outstanding) x p`` accepts and the reactive arrivals of the horizon and its tail.
-    (It was that Python, ~25,000 interpreter instructions of a cold decision's.)
+    (As Python, those steps cost a cold decision ~25,000 instructions more than this call.)
     """
     offers, abandonment, service_level_figure = _kernels.progressive_plan(
         ready, busy, waiting, outstanding, p, handle_s, patience_s, reactive_per_hour, period_s, response_s,
