@@ -29,6 +29,7 @@
 #include <Python.h>
 #include <complex.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1423,6 +1424,146 @@ static PyObject *progressive_search(PyObject *self, PyObject *args) {
     return Py_BuildValue("(ldd)", result, abandon, bad_cost);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* The progressive plan, whole: progressive._plan's body                                        */
+
+/* P(an offer made uniformly in the period and answered after an exponential delay is answered by
+ * t): horizon._uniform_plus_exponential_cdf, operation for operation. */
+static double plan_new_cdf(double t, double period_s, double response_s) {
+    if (t <= 0) return 0.0;
+    if (t <= period_s) return (t - response_s * (1 - exp(-t / response_s))) / period_s;
+    return 1 - response_s / period_s * (exp(-(t - period_s) / response_s) - exp(-t / response_s));
+}
+
+/* A tuple of `count` new references (stolen); NULL, all released, when any is NULL. */
+static PyObject *plan_tuple(int count, ...) {
+    va_list items;
+    va_start(items, count);
+    PyObject *tuple = PyTuple_New(count);
+    for (int i = 0; i < count; i++) {
+        PyObject *item = va_arg(items, PyObject *);
+        if (tuple && item) {
+            PyTuple_SET_ITEM(tuple, i, item);
+        } else {
+            Py_XDECREF(item);
+            Py_CLEAR(tuple);
+        }
+    }
+    va_end(items);
+    return tuple;
+}
+
+_Static_assert(SLICES == 3, "plan_shares builds three shares");
+
+static PyObject *plan_shares(const double share[SLICES]) {
+    return plan_tuple(SLICES, PyFloat_FromDouble(share[0]), PyFloat_FromDouble(share[1]), PyFloat_FromDouble(share[2]));
+}
+
+PyDoc_STRVAR(progressive_plan_doc,
+             "progressive_plan(ready, busy, waiting, outstanding, p, handle_s, patience_s, reactive_per_hour,\n"
+             "                 period_s, response_s, short_s, sl_s, goal, service_level, cap, exact)\n"
+             "-> (offers, predicted_abandonment, predicted_service_level)\n\n"
+             "progressive._plan in one call (service_level < 0: not enforced): the position table, the reactive\n"
+             "reserve (progressive.reactive_reserve), the horizon's parameters (horizon.Horizon), the\n"
+             "lines-per-agent guess, progressive_search, and the predicted figures. The Python classes stay\n"
+             "the reference; tests/unit/test_engine_reference.py checks this against them.");
+
+static PyObject *progressive_plan(PyObject *self, PyObject *args) {
+    long ready, busy, waiting, outstanding, cap;
+    double p, handle_s, patience_s, reactive_per_hour, period_s, response_s, short_s, sl_s, goal, service_level;
+    int exact;
+    if (!PyArg_ParseTuple(args, "llllddddddddddlp", &ready, &busy, &waiting, &outstanding, &p, &handle_s,
+                          &patience_s, &reactive_per_hour, &period_s, &response_s, &short_s, &sl_s, &goal,
+                          &service_level, &cap, &exact))
+        return NULL;
+    long agents = ready + busy;
+    if (ready < 0 || busy < 0 || waiting < 0 || outstanding < 0 || agents < 1 || agents > 100000000L) {
+        PyErr_SetString(PyExc_ValueError, "progressive_plan needs ready, busy, waiting, outstanding >= 0 and at least "
+                                          "one agent");
+        return NULL;
+    }
+    if (!(handle_s > 0) || !(patience_s > 0) || !(short_s >= 0) || !(sl_s >= 0) || !(period_s > 0) ||
+        !(response_s > 0) || !(reactive_per_hour >= 0)) {
+        PyErr_SetString(PyExc_ValueError, "progressive_plan needs handle, patience, period and response > 0, "
+                                          "thresholds and the reactive rate >= 0");
+        return NULL;
+    }
+    long positions = 2 * agents + 60;
+    double reactive = reactive_per_hour / 3600;
+
+    /* The reactive reserve (progressive.reactive_reserve): the fewest agents kept free whose
+     * exhaustion, times the first queue position's abandon chance, stays within the goal. */
+    long reserve = 0;
+    if (reactive > 0) {
+        Table *table = table_for(agents, handle_s, patience_s, short_s, sl_s, positions);
+        if (table_price(table, 1) < 0) return NULL;
+        double queued_abandon = table_at(table, 0, 1);
+        if (queued_abandon > goal) {
+            double weight = 1.0, total = 1.0;
+            reserve = agents;
+            for (long k = 1; k <= agents; k++) {
+                weight *= (double)(agents - k + 1) / handle_s / reactive;
+                total += weight;
+                if (queued_abandon / total <= goal) {
+                    reserve = k;
+                    break;
+                }
+            }
+        }
+    }
+
+    /* The horizon's parameters (horizon.Horizon and _accept_shares). */
+    long start = ready - waiting;
+    double length_s = period_s + response_s, slice_s = length_s / SLICES;
+    double finish_share[SLICES], new_share[SLICES], pending_share[SLICES];
+    for (int s = 0; s < SLICES; s++) {
+        double begin = s - 0.5 > 0.0 ? s - 0.5 : 0.0, end = s + 0.5;
+        finish_share[s] = exp(-begin * slice_s / handle_s) - exp(-end * slice_s / handle_s);
+    }
+    double new_before = 0.0, pending_before = 0.0;
+    for (int s = 1; s < SLICES; s++) {
+        double t = slice_s * s;
+        double new_edge = plan_new_cdf(t, period_s, response_s), pending_edge = 1 - exp(-t / response_s);
+        new_share[s - 1] = new_edge - new_before;
+        pending_share[s - 1] = pending_edge - pending_before;
+        new_before = new_edge;
+        pending_before = pending_edge;
+    }
+    new_share[SLICES - 1] = 1 - new_before;
+    pending_share[SLICES - 1] = 1 - pending_before;
+    double tail_s = handle_s / (double)(agents > 1 ? agents : 1);
+    tail_s = length_s > tail_s ? length_s : tail_s;
+    double tail_finish = 1 - exp(-(slice_s / 2 + tail_s / 2) / handle_s);
+    double reactive_span_s = length_s + tail_s;
+    double guess = ((double)(ready - reserve - waiting) + (double)busy * (1 - exp(-length_s / handle_s)) -
+                    (double)outstanding * p - reactive * length_s) / p;
+
+    /* The search (progressive_search, called as it is: its model is Horizon.model's tuple), its
+     * arguments built item by item (Py_BuildValue's format walk cost more than the items). */
+    PyObject *search_args = plan_tuple(
+        8, plan_tuple(13, PyFloat_FromDouble(reactive), PyLong_FromLong(busy), PyLong_FromLong(outstanding),
+                      PyLong_FromLong(agents), PyFloat_FromDouble(p), PyBool_FromLong(exact),
+                      PyFloat_FromDouble(slice_s), PyFloat_FromDouble(tail_s), PyFloat_FromDouble(tail_finish),
+                      plan_shares(finish_share), plan_shares(new_share), plan_shares(pending_share),
+                      plan_tuple(6, PyLong_FromLong(agents), PyFloat_FromDouble(handle_s),
+                                 PyFloat_FromDouble(patience_s), PyFloat_FromDouble(short_s),
+                                 PyFloat_FromDouble(sl_s), PyLong_FromLong(positions))),
+        PyLong_FromLong(start - reserve), PyLong_FromLong(start), PyFloat_FromDouble(p), PyFloat_FromDouble(goal),
+        PyFloat_FromDouble(service_level), PyLong_FromLong(cap), PyFloat_FromDouble(guess));
+    if (!search_args) return NULL;
+    PyObject *found = progressive_search(self, search_args);
+    Py_DECREF(search_args);
+    if (!found) return NULL;
+    long offers;
+    double abandon, bad;
+    int parsed = PyArg_ParseTuple(found, "ldd", &offers, &abandon, &bad);
+    Py_DECREF(found);
+    if (!parsed) return NULL;
+    double arriving = (double)(offers + outstanding) * p + reactive * reactive_span_s;
+    return Py_BuildValue("(ldd)", offers, arriving > 0 ? abandon / arriving : 0.0,
+                         arriving > 0 ? 1 - bad / arriving : 1.0);
+}
+
 static PyMethodDef methods[] = {
     {"position_table", position_table, METH_VARARGS, position_table_doc},
     {"position_at", position_at, METH_VARARGS, position_at_doc},
@@ -1430,6 +1571,7 @@ static PyMethodDef methods[] = {
     {"erlang_a_rate", erlang_a_rate, METH_VARARGS, erlang_a_rate_doc},
     {"horizon_costs", horizon_costs, METH_VARARGS, horizon_costs_doc},
     {"progressive_search", progressive_search, METH_VARARGS, progressive_search_doc},
+    {"progressive_plan", progressive_plan, METH_VARARGS, progressive_plan_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -26,9 +26,8 @@ from functools import lru_cache
 
 from streams.engine import _kernels
 from streams.engine.admission import free_now, reactive_admission
-from streams.engine.horizon import Horizon, exact_for
+from streams.engine.horizon import exact_for
 from streams.engine.plan import Plan, offer_cap, reactive_floor, sizing_acceptance, steady_capacity
-from streams.engine.queueing import position_costs
 from streams.engine.rates import Observation
 from streams.engine.settings import PacingSettings
 
@@ -96,29 +95,30 @@ def _quantised(value: float) -> float:
 def _plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handle_s: float,
           patience_s: float, reactive_per_hour: float, period_s: float, response_s: float, short_s: float,
           sl_s: float, goal: float, service_level: float | None, cap: int, exact: bool) -> Plan:
-    """The plan for one (quantised) situation; cached, since the same situations recur."""
-    agents = ready + busy
-    costs = position_costs(agents, handle_s, patience_s, short_s, sl_s, 2 * agents + 60)
-    reactive = reactive_per_hour / 3600
-    # (no reactive traffic keeps no reserve: the queue's first position is priced only when there is)
-    reserve = reactive_reserve(agents, reactive, handle_s, costs.at(1)[0], goal) if reactive > 0 else 0
-    actual = Horizon(ready, busy, waiting, outstanding, p, handle_s, period_s, response_s, costs, exact)
-    guess = (ready - reserve - waiting + busy * (1 - math.exp(-actual.length_s / handle_s))
-             - outstanding * p - reactive * actual.length_s) / p
-    # The largest n whose added abandons (and, with the service level, abandons + late answers) fit
-    # the goal share of its own accepts, sized with the reserve taken off the ready agents; and the
-    # costs of those offers from where the group actually starts. The kernel searches n in 2-3
-    # batches (margins fall as n grows past the free agents, and n = 0 keeps the goal): the first
-    # spreads around the lines-per-agent guess; then each tries where the chord between the best
-    # good and the first bad count crosses zero, where the tangents at known neighbouring pairs do,
-    # and the middle of the bracket (without a bad count yet it doubles), until a good n and a bad
-    # n + 1 are known.
-    offers, abandon, bad = _kernels.progressive_search(
-        actual.model(reactive), actual.start - reserve, actual.start, p, goal,
-        -1.0 if service_level is None else service_level, cap, guess)
-    arriving = (offers + outstanding) * p + reactive * actual.reactive_span_s
-    return Plan(offers, 1.0, abandon / arriving if arriving > 0 else 0.0,
-                1 - bad / arriving if arriving > 0 else 1.0)
+    """The plan for one (quantised) situation; cached, since the same situations recur.
+
+    One kernel call (``_kernels.progressive_plan``) does what follows, and
+    tests/unit/test_engine_reference.py checks it against these steps written with the Python
+    classes: price the queue positions of ``ready + busy`` agents (``position_costs``, 2 x agents
+    + 60 positions); keep ``reactive_reserve`` agents free when there is reactive traffic (the
+    first queue position's abandon chance is its price); follow the horizon (``horizon.Horizon``)
+    from ``ready - waiting`` free agents; guess the lines-per-agent count - free agents now, plus
+    those finishing in the horizon, minus the reserve and the accepts and reactive arrivals to
+    come, over ``p``; then search n in 2-3 batches (``_kernels.progressive_search``: margins fall
+    as n grows past the free agents, and n = 0 keeps the goal): the first spreads around the
+    guess; then each tries where the chord between the best good and the first bad count crosses
+    zero, where the tangents at known neighbouring pairs do, and the middle of the bracket
+    (without a bad count yet it doubles), until a good n and a bad n + 1 are known. The largest
+    good n is the one whose added abandons (and, with the service level, abandons + late
+    answers) fit the goal share of its own accepts, sized with the reserve taken off the ready
+    agents; its costs are taken from where the group actually starts, over everything arriving:
+    ``(offers + outstanding) x p`` accepts and the reactive arrivals of the horizon and its tail.
+    (As Python, those steps cost a cold decision ~25,000 instructions more than this call.)
+    """
+    offers, abandonment, service_level_figure = _kernels.progressive_plan(
+        ready, busy, waiting, outstanding, p, handle_s, patience_s, reactive_per_hour, period_s, response_s,
+        short_s, sl_s, goal, -1.0 if service_level is None else service_level, cap, exact)
+    return Plan(offers, 1.0, abandonment, service_level_figure)
 
 
 def reactive_reserve(agents: int, reactive_rate: float, handle_s: float, queued_abandon: float, goal: float) -> int:

@@ -8,11 +8,16 @@ straightforward loops. The loops are kept here, as they were, as the meaning of 
 - ``ref_erlang_a_rate``: the birth-death weights in a Python loop, 30 bisection steps;
 - ``RefHorizon``: explicit convolutions of truncated distributions, and for the exact mode the
   joint table of (accepts still to come, free agents) advanced slice by slice;
-- ``ref_largest``: gallop from the guess, then bisect.
+- ``ref_largest``: gallop from the guess, then bisect;
+- ``composed_plan``: the progressive plan's steps with the documented Python classes
+  (``Horizon``, ``reactive_reserve``) around the search kernel, as ``progressive._plan`` was
+  before ``_kernels.progressive_plan`` took its whole body.
 
 Tolerances: tables agree to ~1e-12 (rounding, and the reference's truncation of probabilities
 below 1e-10..1e-13), horizon costs to ~1e-9 (the kernel's window ends 7 standard deviations out);
-the rate to the reference bisection's own resolution (2·agents/handle·2^-30); the offers exactly.
+the rate to the reference bisection's own resolution (2·agents/handle·2^-30); the offers exactly;
+the plan kernel's figures to 1e-9 of the composed plan's (the same arithmetic, but the horizon
+kernel reuses a window size prepared by earlier calls, which moves the last digits).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import pytest
 from streams.engine import _kernels
 from streams.engine.distributions import Pmf, binomial, point, poisson
 from streams.engine.horizon import Horizon, exact_for
-from streams.engine.progressive import _plan
+from streams.engine.progressive import _plan, reactive_reserve
 from streams.engine.queueing import erlang_a_rate, position_costs, steady_state
 
 # ---------------------------------------------------------------------------------------------
@@ -428,3 +433,61 @@ def test_horizon_costs_do_not_depend_on_how_counts_are_batched(exact: bool) -> N
                                                            3 * agents + 3, agents / p)
         alone = _kernels.horizon_costs([offers], horizon.start, model)[0]
         assert (abandon, bad) == pytest.approx(alone, rel=1e-7, abs=1e-9), (agents, busy, p, offers, reserve)
+
+
+def composed_plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handle_s: float,
+                  patience_s: float, reactive_per_hour: float, period_s: float, response_s: float, short_s: float,
+                  sl_s: float, goal: float, service_level: float | None, cap: int,
+                  exact: bool) -> tuple[int, float, float]:
+    """The progressive plan from the Python classes and the search kernel: position costs, the
+    reactive reserve, the horizon, the lines-per-agent guess, the search, the figures."""
+    agents = ready + busy
+    costs = position_costs(agents, handle_s, patience_s, short_s, sl_s, 2 * agents + 60)
+    reactive = reactive_per_hour / 3600
+    reserve = reactive_reserve(agents, reactive, handle_s, costs.at(1)[0], goal) if reactive > 0 else 0
+    actual = Horizon(ready, busy, waiting, outstanding, p, handle_s, period_s, response_s, costs, exact)
+    guess = (ready - reserve - waiting + busy * (1 - math.exp(-actual.length_s / handle_s))
+             - outstanding * p - reactive * actual.length_s) / p
+    offers, abandon, bad = _kernels.progressive_search(
+        actual.model(reactive), actual.start - reserve, actual.start, p, goal,
+        -1.0 if service_level is None else service_level, cap, guess)
+    arriving = (offers + outstanding) * p + reactive * actual.reactive_span_s
+    return (offers, abandon / arriving if arriving > 0 else 0.0, 1 - bad / arriving if arriving > 0 else 1.0)
+
+
+def test_plan_kernel_matches_the_composed_plan() -> None:
+    """``_kernels.progressive_plan`` (``_plan``'s one call) gives the offers and figures of the
+    documented steps, on situations from one agent to a few hundred, with and without reactive
+    traffic (and so a reserve), a queue, pending offers, the service level, and several settings."""
+    rnd = random.Random(17)
+    reserved = 0
+    for _ in range(300):
+        agents = int(_log_uniform(rnd, 1, 300))
+        busy = rnd.randint(0, agents)
+        ready = agents - busy
+        p = round(_log_uniform(rnd, 0.02, 1.0), 4)
+        handle, patience = round(_log_uniform(rnd, 20, 2000), 3), round(_log_uniform(rnd, 5, 600), 3)
+        reactive = rnd.choice([0.0, 0.0, _log_uniform(rnd, 1, 1.2 * agents * 3600 / handle)])
+        goal = rnd.choice([0.01, 0.03, 0.05])
+        args = (ready, busy, rnd.choice([0, 0, 1, 3, 12]), rnd.randint(0, 2 * agents + 2), p, handle, patience,
+                reactive, rnd.choice([5.0, 10.0, 30.0]), rnd.choice([2.0, 5.0, 20.0]), rnd.choice([0.0, 10.0]),
+                rnd.choice([10.0, 20.0]), goal)
+        level = rnd.choice([None, 0.5, 0.8])
+        cap = rnd.choice([0, 3, min(10 * agents, math.floor(agents / p + 1e-9))])
+        exact = exact_for(agents, p)
+        want = composed_plan(*args, level, cap, exact)
+        got = _plan.__wrapped__(*args, level, cap, exact)
+        assert got.offers == want[0], (args, level, cap)
+        assert (got.predicted_abandonment, got.predicted_service_level) == pytest.approx(want[1:], rel=1e-9,
+                                                                                          abs=1e-12)
+        if reactive > 0:
+            first = position_costs(agents, handle, patience, args[10], args[11], 2 * agents + 60).at(1)[0]
+            reserved += reactive_reserve(agents, reactive / 3600, handle, first, goal) > 0
+    assert reserved > 20, reserved  # the reserve was exercised
+
+
+def test_plan_kernel_refuses_a_group_without_agents() -> None:
+    with pytest.raises(ValueError, match="at least one agent"):
+        _kernels.progressive_plan(0, 0, 0, 0, 0.3, 300.0, 60.0, 0.0, 10.0, 5.0, 10.0, 20.0, 0.03, -1.0, 0, False)
+    with pytest.raises(ValueError, match="handle"):
+        _kernels.progressive_plan(2, 0, 0, 0, 0.3, 0.0, 60.0, 0.0, 10.0, 5.0, 10.0, 20.0, 0.03, -1.0, 4, False)
