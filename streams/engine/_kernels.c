@@ -287,18 +287,32 @@ static int erlang_evaluate(ErlangA *m, double u, Steady *out) {
     }
     long mode = lo;
     w[mode] = 1.0;
-    long first = 0;
-    for (long k = mode; k > 0; k--) {
-        w[k - 1] = w[k] * death_rate(m, k) / lambda;
+    /* Each walk runs in two stretches, the queue's states and the agents' (death_rate's two
+       formulas without its test per state). */
+    const double service = m->service, queue_base = m->queue_base, gamma = m->gamma;
+    long first = 0, k = mode;
+    for (; k > n; k--) {
+        w[k - 1] = w[k] * (queue_base + (double)(k - n) * gamma) / lambda;
+        if (w[k - 1] < (k - 1 <= n ? NEGLIGIBLE_BELOW_MODE : 1e-300)) { first = k - 1; w[first] = 0.0; goto upwards; }
+    }
+    for (; k > 0; k--) {
+        w[k - 1] = w[k] * ((double)k * service) / lambda;
         /* below the agents, the walk stops at weights below 1e-20 of the mode's (they decrease
            from there down: nothing below moves the sums, which are at least 1, past rounding) */
-        if (w[k - 1] < (k - 1 <= n ? NEGLIGIBLE_BELOW_MODE : 1e-300)) { first = k - 1; w[first] = 0.0; break; }
+        if (w[k - 1] < NEGLIGIBLE_BELOW_MODE) { first = k - 1; w[first] = 0.0; break; }
     }
+upwards:
     /* upwards: through the agents' states, then the queue until a negligible weight */
+    ;
     long end = last_state;
-    for (long k = mode + 1; k <= last_state; k++) {
-        w[k] = w[k - 1] * lambda / death_rate(m, k);
-        if (k >= n && w[k] <= NEGLIGIBLE_WEIGHT) { end = k; break; }
+    for (k = mode + 1; k <= n && k <= last_state; k++) w[k] = w[k - 1] * lambda / ((double)k * service);
+    if (mode < n && w[n] <= NEGLIGIBLE_WEIGHT) {
+        end = n;
+    } else {
+        for (k = mode + 1 > n + 1 ? mode + 1 : n + 1; k <= last_state; k++) {
+            w[k] = w[k - 1] * lambda / (queue_base + (double)(k - n) * gamma);
+            if (w[k] <= NEGLIGIBLE_WEIGHT) { end = k; break; }
+        }
     }
     long queued = end - n;
     if (table_price(m->table, queued + 1) < 0) return -1;
