@@ -75,7 +75,7 @@ static double gamma_tail(long stages, double x) {
     if (x <= 0) return 1.0;
     if (stages <= EXACT_STAGES) {
         /* the counter is a double (whole numbers below 2^53: exact) so no conversion per term */
-        double term = exp(-fmin(x, 745.0)), total = term, last = (double)stages;
+        double term = exp(-(x < 745.0 ? x : 745.0)), total = term, last = (double)stages;
         for (double i = 1.0; i < last; i += 1.0) {
             term *= x / i;
             total += term;
@@ -156,8 +156,11 @@ static int table_price(Table *t, long count) {
         double short_tail = gamma_tail(stages, rate * t->short_s);
         double short_served = gamma_tail(stages, (rate + gamma) * t->short_s);
         double late = gamma_tail(stages, (rate + gamma) * t->sl_s);
-        double a = fmax(keep_short * short_tail - served * short_served, 0.0);
-        double l = fmax(served * late, 0.0);
+        /* (x > 0 ? x : 0) is fmax(x, 0) without the library call: the same number but for a
+           zero's sign, which no sum of these keeps */
+        double a = keep_short * short_tail - served * short_served, l = served * late;
+        a = a > 0.0 ? a : 0.0;
+        l = l > 0.0 ? l : 0.0;
         double lost = 1.0 - served;
         t->inc[j] = a;
         t->inc[cap + j] = l;
