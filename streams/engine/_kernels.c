@@ -534,11 +534,19 @@ static inline double rough_log(double x) {
 /* z^power by repeated squaring: a few complex products instead of a complex log and exp
  * (|z| <= 1 here, so the rounding error grows only with log2(power)). */
 static inline double complex power(double complex z, long power) {
-    double complex out = 1.0;
+    if (power <= 0) return 1.0;
+    /* square by square up to the lowest set bit, whose square starts the product (not 1 x it:
+       the same number), then the further set bits' squares multiplied in, low to high */
+    while (!(power & 1)) {
+        power >>= 1;
+        z *= z;
+    }
+    double complex out = z;
+    power >>= 1;
     while (power > 0) {
+        z *= z;
         if (power & 1) out *= z;
         power >>= 1;
-        if (power) z *= z;
     }
     return out;
 }
