@@ -74,9 +74,10 @@ static int next_table = 0;
 static double gamma_tail(long stages, double x) {
     if (x <= 0) return 1.0;
     if (stages <= EXACT_STAGES) {
-        double term = exp(-fmin(x, 745.0)), total = term;
-        for (long i = 1; i < stages; i++) {
-            term *= x / (double)i;
+        /* the counter is a double (whole numbers below 2^53: exact) so no conversion per term */
+        double term = exp(-(x < 745.0 ? x : 745.0)), total = term, last = (double)stages;
+        for (double i = 1.0; i < last; i += 1.0) {
+            term *= x / i;
             total += term;
         }
         return total < 1.0 ? total : 1.0;
@@ -155,8 +156,11 @@ static int table_price(Table *t, long count) {
         double short_tail = gamma_tail(stages, rate * t->short_s);
         double short_served = gamma_tail(stages, (rate + gamma) * t->short_s);
         double late = gamma_tail(stages, (rate + gamma) * t->sl_s);
-        double a = fmax(keep_short * short_tail - served * short_served, 0.0);
-        double l = fmax(served * late, 0.0);
+        /* (x > 0 ? x : 0) is fmax(x, 0) without the library call: the same number but for a
+           zero's sign, which no sum of these keeps */
+        double a = keep_short * short_tail - served * short_served, l = served * late;
+        a = a > 0.0 ? a : 0.0;
+        l = l > 0.0 ? l : 0.0;
         double lost = 1.0 - served;
         t->inc[j] = a;
         t->inc[cap + j] = l;
@@ -233,7 +237,8 @@ static PyObject *position_at(PyObject *self, PyObject *args) {
 
 typedef struct {
     long agents, max_queue, states; /* states = agents + max_queue + 1 */
-    double *rates;                   /* rates[k]: the death rate out of state k (k >= 1) */
+    double service, queue_base, gamma; /* death rates: k * service up to the agents, then
+                                          queue_base + j * gamma (see death_rate) */
     Table *table;
     double *w;                       /* scratch weights */
 } ErlangA;
@@ -249,22 +254,24 @@ static int erlang_init(ErlangA *m, long agents, double handle_s, double patience
     m->max_queue = table->positions - 1;
     m->states = agents + m->max_queue + 1;
     m->table = table;
-    m->rates = malloc(sizeof(double) * m->states);
+    m->service = service;
+    m->queue_base = (double)agents * service;
+    m->gamma = gamma;
     m->w = malloc(sizeof(double) * m->states);
-    if (!m->rates || !m->w) {
-        free(m->rates);
-        free(m->w);
+    if (!m->w) {
         PyErr_NoMemory();
         return -1;
     }
-    m->rates[0] = 1.0;
-    for (long k = 1; k <= agents; k++) m->rates[k] = (double)k * service;
-    for (long j = 1; j <= m->max_queue; j++) m->rates[agents + j] = (double)agents * service + (double)j * gamma;
     return 0;
 }
 
+/* The death rate out of state k >= 1, computed where it is needed (each evaluation reads a few
+ * hundred states of a chain of ~3 x agents; a table of them all cost more than the walks). */
+static inline double death_rate(const ErlangA *m, long k) {
+    return k <= m->agents ? (double)k * m->service : m->queue_base + (double)(k - m->agents) * m->gamma;
+}
+
 static void erlang_free(ErlangA *m) {
-    free(m->rates);
     free(m->w);
 }
 
@@ -274,27 +281,41 @@ static void erlang_free(ErlangA *m) {
 static int erlang_evaluate(ErlangA *m, double u, Steady *out) {
     double lambda = exp(u);
     long n = m->agents, last_state = m->states - 1;
-    double *rates = m->rates, *w = m->w;
-    /* death rates increase with k: bisect for the last k with rates[k] <= lambda */
+    double *w = m->w;
+    /* death rates increase with k: bisect for the last k whose rate is <= lambda */
     long lo = 0, hi = last_state;
     while (lo < hi) {
         long mid = (lo + hi + 1) / 2;
-        if (rates[mid] <= lambda) lo = mid; else hi = mid - 1;
+        if (death_rate(m, mid) <= lambda) lo = mid; else hi = mid - 1;
     }
     long mode = lo;
     w[mode] = 1.0;
-    long first = 0;
-    for (long k = mode; k > 0; k--) {
-        w[k - 1] = w[k] * rates[k] / lambda;
+    /* Each walk runs in two stretches, the queue's states and the agents' (death_rate's two
+       formulas without its test per state). */
+    const double service = m->service, queue_base = m->queue_base, gamma = m->gamma;
+    long first = 0, k = mode;
+    for (; k > n; k--) {
+        w[k - 1] = w[k] * (queue_base + (double)(k - n) * gamma) / lambda;
+        if (w[k - 1] < (k - 1 <= n ? NEGLIGIBLE_BELOW_MODE : 1e-300)) { first = k - 1; w[first] = 0.0; goto upwards; }
+    }
+    for (; k > 0; k--) {
+        w[k - 1] = w[k] * ((double)k * service) / lambda;
         /* below the agents, the walk stops at weights below 1e-20 of the mode's (they decrease
            from there down: nothing below moves the sums, which are at least 1, past rounding) */
-        if (w[k - 1] < (k - 1 <= n ? NEGLIGIBLE_BELOW_MODE : 1e-300)) { first = k - 1; w[first] = 0.0; break; }
+        if (w[k - 1] < NEGLIGIBLE_BELOW_MODE) { first = k - 1; w[first] = 0.0; break; }
     }
+upwards:
     /* upwards: through the agents' states, then the queue until a negligible weight */
+    ;
     long end = last_state;
-    for (long k = mode + 1; k <= last_state; k++) {
-        w[k] = w[k - 1] * lambda / rates[k];
-        if (k >= n && w[k] <= NEGLIGIBLE_WEIGHT) { end = k; break; }
+    for (k = mode + 1; k <= n && k <= last_state; k++) w[k] = w[k - 1] * lambda / ((double)k * service);
+    if (mode < n && w[n] <= NEGLIGIBLE_WEIGHT) {
+        end = n;
+    } else {
+        for (k = mode + 1 > n + 1 ? mode + 1 : n + 1; k <= last_state; k++) {
+            w[k] = w[k - 1] * lambda / (queue_base + (double)(k - n) * gamma);
+            if (w[k] <= NEGLIGIBLE_WEIGHT) { end = k; break; }
+        }
     }
     long queued = end - n;
     if (table_price(m->table, queued + 1) < 0) return -1;
@@ -513,11 +534,19 @@ static inline double rough_log(double x) {
 /* z^power by repeated squaring: a few complex products instead of a complex log and exp
  * (|z| <= 1 here, so the rounding error grows only with log2(power)). */
 static inline double complex power(double complex z, long power) {
-    double complex out = 1.0;
+    if (power <= 0) return 1.0;
+    /* square by square up to the lowest set bit, whose square starts the product (not 1 x it:
+       the same number), then the further set bits' squares multiplied in, low to high */
+    while (!(power & 1)) {
+        power >>= 1;
+        z *= z;
+    }
+    double complex out = z;
+    power >>= 1;
     while (power > 0) {
+        z *= z;
         if (power & 1) out *= z;
         power >>= 1;
-        if (power) z *= z;
     }
     return out;
 }
