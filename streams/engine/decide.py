@@ -122,11 +122,9 @@ def decide(state: TargetState, settings: PacingSettings, now_ms: int) -> PacingD
 
 
 def _figures(obs: Observation, plan: Plan, settings: PacingSettings, stale: bool,
-             busy_factor: bool | None = None) -> dict[str, str]:
+             busy_factor: bool) -> dict[str, str]:
     """Extra userData figures, rounded so that noise alone does not change the decision
-    (``busy_factor``: ``settings.optimizes_busy_factor``, when the caller has it already)."""
-    if busy_factor is None:
-        busy_factor = settings.optimizes_busy_factor
+    (``busy_factor``: ``settings.optimizes_busy_factor``, which ``decide`` has read already)."""
     figures = {
         "freeAgents": str(free if (free := obs.ready - obs.waiting) > 0 else 0),  # max(0, free) without the call
         "handleTimeS": _whole(obs.handle_time_s),
