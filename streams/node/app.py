@@ -233,7 +233,8 @@ class PacingNode:
         caused; later events wait for the next one. A failure redoes the work from the table's
         state and the pending events (folding is idempotent) until it succeeds, or until the worker
         stops or partitions move — then nothing is acknowledged and the events are replayed from
-        the committed offset.
+        the committed offset. A pass that Faust suspends the flow under (partitions move, the worker
+        stops) ends after its current slice and checkpoints: Faust waits for the pending events.
         """
         intake = self.intake
         async with self._flushing:
@@ -255,7 +256,9 @@ class PacingNode:
                     batch = intake.take_undecided()
                     outbox = self._outbox
                 try:
-                    deciding_s += await self._decide(batch, outbox)
+                    spent, cut_short = await self._decide(batch, outbox)
+                    deciding_s += spent
+                    checkpoint = checkpoint or cut_short  # Faust waits for the events: acknowledge them now
                     async with self._lock:
                         if self._rebuild_needed or outbox is not self._outbox:
                             continue  # a fold failed meanwhile: redo from the pending events
@@ -328,16 +331,25 @@ class PacingNode:
         for event in done:
             await ack(event)
 
-    async def _decide(self, batch: dict[str, Touched], outbox: Outbox) -> float:
-        """Decide and publish ``batch`` in slices (its events pinned on failure); return the time it took.
+    async def _decide(self, batch: dict[str, Touched], outbox: Outbox) -> tuple[float, bool]:
+        """Decide and publish ``batch`` in slices (its events pinned on failure).
 
         The lock is taken per slice: between slices the agent folds new events (into the next
-        batch) and the keepalive timer runs.
+        batch) and the keepalive timer runs. Returns the time spent deciding, and whether the
+        pass was cut short because Faust suspended the flow (partitions move, the worker stops).
         """
         items = list(batch.items())
         stale_ms = self.settings.worker.stale_after_s * 1000
         spent = 0.0
         for first in range(0, len(items), DECIDE_SLICE):
+            if first and consumption_suspended(self.app):
+                # Partitions move or the worker stops: Faust waits for every delivered event to be
+                # acknowledged, so the pass ends here and checkpoints. The rest are held: this node
+                # publishes those it still owns once the rebalance settles, a new owner at its
+                # first keepalive pass (their states are in the checkpoint).
+                self.publisher.hold([target_id for target_id, _ in items[first:]], _now_ms())
+                self.metrics.decided_targets.observe(first)
+                return spent, True
             async with self._lock:
                 started = time.monotonic()
                 now = _now_ms()
@@ -357,7 +369,7 @@ class PacingNode:
                 spent += time.monotonic() - started
             await asyncio.sleep(0)  # let a waiting agent or timer have the lock
         self.metrics.decided_targets.observe(len(items))
-        return spent
+        return spent, False
 
     async def _store(self, outbox: Outbox) -> None:
         """Write the table entry (changelog included) of every target folded since the last checkpoint."""

@@ -64,6 +64,15 @@ class DecisionPublisher:
         published = self._published.get(target_id)
         return 0 if published is None else published.sent_ms
 
+    def hold(self, target_ids: list[str], due_ms: int) -> None:
+        """Decide and publish these targets at ``due_ms`` (or earlier if held already): a pass cut short."""
+        held = self._held
+        for target_id in target_ids:
+            if held.get(target_id, due_ms) >= due_ms:
+                if target_id not in held:
+                    self._metrics.decisions_held.inc()
+                held[target_id] = due_ms
+
     def take_due(self, now_ms: int) -> list[str]:
         """The held targets whose publish interval has ended (no longer held: decide and publish them)."""
         due = [target_id for target_id, at in self._held.items() if at <= now_ms]

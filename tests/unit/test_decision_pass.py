@@ -1,0 +1,125 @@
+"""A decision pass when partitions start to move: it stops deciding, checkpoints, and holds the rest.
+
+The node is the real one (:func:`streams.node.app.create_app`: Faust app and table on the
+in-memory store, intake, publisher, outbox); only the Kafka producer under the outbox and the
+stream's acknowledgement are stand-ins, since no broker runs here. The rebalance is Faust's own
+flag, set as Faust sets it when the group starts to rebalance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from faust.types import EventT
+
+from schemas import decode_decision, encode_stat_event
+from streams.node.app import DECIDE_SLICE, PacingNode, create_app
+from streams.node.faust_compat import changelog_topic_name
+from streams.node.partitioning import home_partition
+from streams.runtime.outbox import Outbox
+from tests.unit.node_doubles import PARTITIONS, RecordingProducer, node_settings, stat, taken
+
+TARGETS = 2 * DECIDE_SLICE + 50  # three slices
+
+
+class AckingStream:
+    """The agent's stream as the node uses it: acknowledges events."""
+
+    def __init__(self) -> None:
+        self.acked: list[EventT] = []
+
+    async def ack(self, event: EventT) -> bool:
+        self.acked.append(event)
+        return True
+
+
+def running_node(tmp_path: Path) -> tuple[PacingNode, RecordingProducer, AckingStream]:
+    """A node that took one event for each of TARGETS targets, none decided yet."""
+    settings = node_settings(kafka={"bootstrap_servers": "127.0.0.1:1"}, worker={"data_dir": str(tmp_path)})
+    node = create_app(settings)
+    producer = RecordingProducer()
+    node._new_outbox = lambda: Outbox(producer, 1.0)  # type: ignore[method-assign]
+    node._outbox = node._new_outbox()
+    stream = AckingStream()
+    node._stream = stream  # type: ignore[assignment]
+    node.app.flow_control.resume()  # consuming, as once the worker has started
+    return node, producer, stream
+
+
+def targets() -> list[str]:
+    return [f"vq-{n}" for n in range(TARGETS)]
+
+
+async def take_one_event_each(node: PacingNode) -> list[EventT]:
+    offsets = dict.fromkeys(range(PARTITIONS), 0)
+    events = []
+    for target_id in targets():
+        partition = home_partition(target_id, PARTITIONS)
+        events.append(taken(partition, offsets[partition], encode_stat_event(stat(target_id, value=4.0))))
+        offsets[partition] += 1
+    await node._take(events)
+    return events
+
+
+def decided(node: PacingNode, producer: RecordingProducer) -> list[str]:
+    return [decode_decision(record.value).target_id for record in producer.to(node.names.actiontargets)]
+
+
+def rebalance_starts_during_the_first_slice(node: PacingNode) -> None:
+    """Faust starts a rebalance while the pass decides its first slice."""
+    publish = node.publisher.publish
+    calls = 0
+
+    async def publish_then_rebalance(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == DECIDE_SLICE // 2:
+            node.app.on_rebalance_start()
+        await publish(*args, **kwargs)
+
+    node.publisher.publish = publish_then_rebalance  # type: ignore[method-assign]
+
+
+async def test_a_rebalance_cuts_the_pass_short_and_its_events_are_checkpointed(tmp_path: Path) -> None:
+    node, producer, stream = running_node(tmp_path)
+    events = await take_one_event_each(node)
+    rebalance_starts_during_the_first_slice(node)
+
+    await node.flush(checkpoint=False)  # a regular tick, not a checkpoint
+
+    # The slice under way is finished, the other two are not decided ...
+    assert len(decided(node, producer)) == DECIDE_SLICE
+    # ... and the pass became a checkpoint: every target's state written, every event acknowledged,
+    # so Faust's wait for the delivered events ends now instead of after the whole pass.
+    changelog = {record.key for record in producer.to(changelog_topic_name(node.store.table))}
+    assert len(changelog) == TARGETS
+    assert stream.acked == events
+    assert not node.intake.pending
+
+
+async def test_targets_left_undecided_are_published_once_the_rebalance_settles(tmp_path: Path) -> None:
+    node, producer, _ = running_node(tmp_path)
+    await take_one_event_each(node)
+    rebalance_starts_during_the_first_slice(node)
+    await node.flush(checkpoint=False)
+    first_slice = decided(node, producer)
+
+    node.app.on_rebalance_end()
+    node.owned_partitions = lambda: set(range(PARTITIONS))  # type: ignore[method-assign]  # kept them all
+    await node._publish_held()
+
+    published = decided(node, producer)
+    assert published[:DECIDE_SLICE] == first_slice
+    assert sorted(published) == sorted(targets())  # each target once: none lost, none twice
+
+
+async def test_without_a_rebalance_a_tick_decides_everything_and_acknowledges_nothing(tmp_path: Path) -> None:
+    node, producer, stream = running_node(tmp_path)
+    await take_one_event_each(node)
+
+    await node.flush(checkpoint=False)
+
+    assert sorted(decided(node, producer)) == sorted(targets())
+    assert stream.acked == []  # acknowledged at the next checkpoint
+    assert producer.to(changelog_topic_name(node.store.table)) == []
