@@ -209,15 +209,19 @@ class PacingNode:
             return
         owned = self.owned_partitions()
         stale_ms = self.settings.worker.stale_after_s * 1000
-        outbox = self._new_outbox()
-        async with self._lock:
-            now = _now_ms()
-            for target_id in due:
-                entry = self.store.get(target_id)
-                if entry is not None and entry.partition in owned:
-                    await self.publisher.publish(entry.state, now, outbox, keepalive=False,
-                                                 stale=now - entry.received_ms > stale_ms)
-            failure = await outbox.settle()
+        for first in range(0, len(due), DECIDE_SLICE):  # in slices, like a pass: the agent folds between them
+            if first and not self._settled():  # partitions started to move: the rest waits for them to settle
+                self.publisher.hold(due[first:], _now_ms())
+                return
+            outbox = self._new_outbox()
+            async with self._lock:
+                now = _now_ms()
+                for target_id in due[first:first + DECIDE_SLICE]:
+                    entry = self.store.get(target_id)
+                    if entry is not None and entry.partition in owned:
+                        await self.publisher.publish(entry.state, now, outbox, keepalive=False,
+                                                     stale=now - entry.received_ms > stale_ms)
+                failure = await outbox.settle()
             if failure is not None:  # nothing is lost: the keepalive publishes them
                 self.metrics.send_failures.inc()
                 log.error("held decisions not published: %s", failure)

@@ -110,7 +110,8 @@ class NodeMetrics(ProcessMetrics):
         )
         self.decisions_held = Counter(
             "pacing_decisions_held",
-            "Changed decisions held for the end of the target's publish interval (worker.publish_interval_s)",
+            "Changed decisions held for the end of the target's publish interval (worker.publish_interval_s), "
+            "and targets a decision pass left undecided when partitions started to move",
             registry=r,
         )
         self.targets = Gauge("pacing_targets_owned", "Targets in actively owned partitions", registry=r)

@@ -62,6 +62,12 @@ async def take_one_event_each(node: PacingNode) -> list[EventT]:
     return events
 
 
+def settle(node: PacingNode) -> None:
+    """What a worker's start-up reaches: its tables restored, the target definitions read."""
+    node.app.tables.recovery.completed.set()
+    node.definitions._caught_up.set()
+
+
 def decided(node: PacingNode, producer: RecordingProducer) -> list[str]:
     return [decode_decision(record.value).target_id for record in producer.to(node.names.actiontargets)]
 
@@ -106,6 +112,7 @@ async def test_targets_left_undecided_are_published_once_the_rebalance_settles(t
     first_slice = decided(node, producer)
 
     node.app.on_rebalance_end()
+    settle(node)
     node.owned_partitions = lambda: set(range(PARTITIONS))  # type: ignore[method-assign]  # kept them all
     await node._publish_held()
 
@@ -123,3 +130,30 @@ async def test_without_a_rebalance_a_tick_decides_everything_and_acknowledges_no
     assert sorted(decided(node, producer)) == sorted(targets())
     assert stream.acked == []  # acknowledged at the next checkpoint
     assert producer.to(changelog_topic_name(node.store.table)) == []
+
+
+async def test_held_decisions_wait_while_partitions_move(tmp_path: Path) -> None:
+    node, producer, _ = running_node(tmp_path)
+    await take_one_event_each(node)
+    rebalance_starts_during_the_first_slice(node)
+    await node.flush(checkpoint=False)
+    node.app.on_rebalance_end()
+    settle(node)
+    node.owned_partitions = lambda: set(range(PARTITIONS))  # type: ignore[method-assign]
+    publish = node.publisher.publish
+    calls = 0
+
+    async def publish_then_rebalance(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            node.app.on_rebalance_start()  # partitions move again while the held ones go out
+        await publish(*args, **kwargs)
+
+    node.publisher.publish = publish_then_rebalance  # type: ignore[method-assign]
+    await node._publish_held()
+    assert len(decided(node, producer)) == 2 * DECIDE_SLICE  # the slice under way finished, then it stopped
+
+    node.app.on_rebalance_end()
+    await node._publish_held()
+    assert sorted(decided(node, producer)) == sorted(targets())
