@@ -351,7 +351,10 @@ class PacingNode:
                 # acknowledged, so the pass ends here and checkpoints. The rest are held: this node
                 # publishes those it still owns once the rebalance settles, a new owner at its
                 # first keepalive pass (their states are in the checkpoint).
-                self.publisher.hold([target_id for target_id, _ in items[first:]], _now_ms())
+                now = _now_ms()
+                for _, item in items[first:]:
+                    item.entry.received_ms = now  # their statistics did arrive (staleness)
+                self.publisher.hold([target_id for target_id, _ in items[first:]], now)
                 self.metrics.decided_targets.observe(first)
                 return spent, True
             async with self._lock:

@@ -17,8 +17,9 @@ from schemas import decode_decision, encode_stat_event
 from streams.node.app import DECIDE_SLICE, PacingNode, create_app
 from streams.node.faust_compat import changelog_topic_name
 from streams.node.partitioning import home_partition
+from streams.node.target_entry import TargetEntry
 from streams.runtime.outbox import Outbox
-from tests.unit.node_doubles import PARTITIONS, RecordingProducer, node_settings, stat, taken
+from tests.unit.node_doubles import PARTITIONS, T0, RecordingProducer, node_settings, stat, taken
 
 TARGETS = 2 * DECIDE_SLICE + 50  # three slices
 
@@ -157,3 +158,33 @@ async def test_held_decisions_wait_while_partitions_move(tmp_path: Path) -> None
     node.app.on_rebalance_end()
     await node._publish_held()
     assert sorted(decided(node, producer)) == sorted(targets())
+
+
+async def test_targets_left_undecided_count_as_heard_from(tmp_path: Path) -> None:
+    # Targets silent for longer than worker.stale_after_s get statistics again just before the
+    # rebalance: those the pass did not decide must not be paced inactive by the next keepalive.
+    node, producer, _ = running_node(tmp_path)
+    silent_since = T0 - 10 * node.settings.worker.stale_after_s * 1000
+    for target_id in targets():
+        entry = TargetEntry.new(target_id, home_partition(target_id, PARTITIONS), silent_since)
+        node.store.table.data[target_id] = entry.to_json()
+    await take_one_event_each(node)
+    rebalance_starts_during_the_first_slice(node)
+    await node.flush(checkpoint=False)
+
+    node.app.on_rebalance_end()
+    settle(node)
+    node.store.forget()  # as after the rebalance: read back from the table
+    stale_ms = node.settings.worker.stale_after_s * 1000
+    now = max(record_received(node, t) for t in targets())
+    assert all(now - record_received(node, t) < stale_ms for t in targets())
+    await node.keepalive.run(set(range(PARTITIONS)), now, node._new_outbox())
+    states = {decode_decision(r.value).target_id: decode_decision(r.value).state
+              for r in producer.to(node.names.actiontargets)}
+    assert set(states) == set(targets()) and set(states.values()) == {"active"}
+
+
+def record_received(node: PacingNode, target_id: str) -> int:
+    entry = node.store.get(target_id)
+    assert entry is not None
+    return entry.received_ms
