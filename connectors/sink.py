@@ -542,11 +542,15 @@ def run_sink(settings: Settings) -> None:
     """Run the sink until SIGINT/SIGTERM."""
     import signal
 
+    from streams.runtime.collector import tune_for_long_running_service
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await BulkSink(settings).run(stop)
+        sink = BulkSink(settings)
+        tune_for_long_running_service()
+        await sink.run(stop)
 
     asyncio.run(main())

@@ -209,11 +209,11 @@ class PacingNode:
             return
         owned = self.owned_partitions()
         stale_ms = self.settings.worker.stale_after_s * 1000
+        outbox = self._new_outbox()
         for first in range(0, len(due), DECIDE_SLICE):  # in slices, like a pass: the agent folds between them
             if first and not self._settled():  # partitions started to move: the rest waits for them to settle
                 self.publisher.hold(due[first:], _now_ms())
-                return
-            outbox = self._new_outbox()
+                break
             async with self._lock:
                 now = _now_ms()
                 for target_id in due[first:first + DECIDE_SLICE]:
@@ -221,10 +221,12 @@ class PacingNode:
                     if entry is not None and entry.partition in owned:
                         await self.publisher.publish(entry.state, now, outbox, keepalive=False,
                                                      stale=now - entry.received_ms > stale_ms)
-                failure = await outbox.settle()
-            if failure is not None:  # nothing is lost: the keepalive publishes them
-                self.metrics.send_failures.inc()
-                log.error("held decisions not published: %s", failure)
+            await asyncio.sleep(0)  # let a waiting agent or timer have the lock
+        async with self._lock:  # one wait for the broker's acknowledgements, not one per slice
+            failure = await outbox.settle()
+        if failure is not None:  # nothing is lost: the keepalive publishes them
+            self.metrics.send_failures.inc()
+            log.error("held decisions not published: %s", failure)
 
     async def flush(self, checkpoint: bool = True) -> None:
         """Decide the targets folded since the last tick; on a checkpoint also store them and acknowledge.
@@ -548,6 +550,7 @@ def create_app(settings: Settings, definitions: TargetDefinitions | None = None)
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one pacing node until SIGINT/SIGTERM."""
     from streams.node.end_offsets import install_faust_end_offset_probe
+    from streams.runtime.collector import tune_for_long_running_service
     from streams.runtime.kafka import client_options
     from streams.runtime.topics import ensure_topics
 
@@ -556,4 +559,5 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     if settings.kafka.probe_end_offsets:
         install_faust_end_offset_probe(client_options(settings), settings.kafka.broker_kind)
     worker = faust.Worker(node.app, loglevel=loglevel)
+    tune_for_long_running_service()
     worker.execute_from_commandline()

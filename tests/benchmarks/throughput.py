@@ -65,6 +65,7 @@ from infra.emulator import JourneyEmulator
 from schemas import STATISTICS, StatEvent, decode_stat_events, encode_decision, encode_stat_event
 from streams.engine import TargetState
 from streams.node.decisions import build_decision
+from streams.runtime.collector import tune_for_long_running_service
 from streams.runtime.topics import ensure_topics
 from tests.integration.pipeline import ROOT, Pipeline, eventually
 
@@ -508,6 +509,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     arguments = parse_args()
+    # The harness (producers' bookkeeping, the emulator, the latency tracker) shares the machine's
+    # two cores with the worker: the services' collector settings keep its own collections from
+    # taking CPU the worker would otherwise have (streams/runtime/collector.py).
+    tune_for_long_running_service()
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
         asyncio.run(main(external, arguments))
