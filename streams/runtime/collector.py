@@ -11,9 +11,8 @@ events/s for 60 s, ``python -m tests.benchmarks.throughput --rounds 0 --contende
 --sustained-s 60 --sustained-formats batch``):
 - with the defaults, the worker made 39 full collections, which took 18 of its 46 CPU seconds;
   the sink spent 15 of its 38 s collecting;
-- with the youngest generation collected every 20,000 net allocations, the worker spent 3.6 of
-  32 s collecting, and the sink 2.5 of 24 s;
-- end-to-end p99 fell from 15.0 s to 5.7 s.
+- with these settings the worker spent 4.1 of 34 s collecting, and the sink 2.8 of 24.5 s;
+- end-to-end p99 fell from 15.0 s to 5.4 s.
 
 Reference counting still frees every object the moment it is unreachable. Only garbage held in
 reference cycles waits longer, and at most 20,000 allocations.
