@@ -68,9 +68,10 @@ class DecisionPublisher:
         """Decide and publish these targets at ``due_ms`` (or earlier if held already): a pass cut short."""
         held = self._held
         for target_id in target_ids:
-            if held.get(target_id, due_ms) >= due_ms:
-                if target_id not in held:
-                    self._metrics.decisions_held.inc()
+            at = held.get(target_id)
+            if at is None:
+                self._metrics.decisions_held.inc()
+            if at is None or at > due_ms:
                 held[target_id] = due_ms
 
     def take_due(self, now_ms: int) -> list[str]:
