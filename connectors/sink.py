@@ -51,7 +51,7 @@ from streams.runtime.alarm_publisher import AlarmPublisher
 from streams.runtime.alarms import AlarmBoard, AlarmMessage
 from streams.runtime.config import Settings
 from streams.runtime.dead_letters import dead_letter_headers
-from streams.runtime.kafka import client_options
+from streams.runtime.kafka import client_options, consumer_options
 from streams.runtime.metrics import RejectReason, SinkMetrics, SinkOutcome, record_lag, start_metrics_server
 from streams.runtime.metrics_reporter import run_reporters
 from streams.runtime.outbox import AIOKafkaTransport, Outbox
@@ -128,7 +128,7 @@ class BulkSink:
             group_id=self.settings.sink.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=int(kafka.session_timeout_s * 1000),
             rebalance_timeout_ms=int(kafka.rebalance_timeout_s * 1000),
-            heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000), **client_options(self.settings),
+            heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000), **consumer_options(self.settings),
         )
         consumer.subscribe([self.names.actiontargets], listener=_CommitOnRevoke(self))
         return consumer

@@ -10,14 +10,15 @@ tick and checkpoint (:class:`PacingNode`); each other step has its own module:
 - :mod:`streams.node.topic_watch` recovers when the cluster lost the deployment's topics.
 
 Work is proportional to targets, not events. Events are folded into live state as they arrive;
-on the decision tick (every ``worker.decide_interval_s``) each target folded since the last tick
-is decided once, in slices the agent's intake interleaves with, and its decision published if it
-changed; at a checkpoint (a tick at most ``worker.checkpoint_interval_s`` after the oldest
-unacknowledged event was taken) each target folded since the last checkpoint has its table entry
-written once, and the events are acknowledged. Under load the ticks space out so that deciding
-takes at most about a quarter of the worker's time (at least two ticks per
-``targets.refresh_period_s``): fewer output records per event, and the latency stays within a
-refresh period.
+a target whose statistics changed materially (:attr:`StatIntake.urgent`) is decided by the agent
+right after the batch that changed it; on the decision tick (every ``worker.decide_interval_s``)
+each other target folded since the last tick is decided once, in slices the agent's intake
+interleaves with, and its decision published if it changed; at a checkpoint (a tick at most
+``worker.checkpoint_interval_s`` after the oldest unacknowledged event was taken) each target
+folded since the last checkpoint has its table entry written once, and the events are
+acknowledged. Under load the ticks space out so that deciding takes at most about a quarter of
+the worker's time (at least two ticks per ``targets.refresh_period_s``): fewer output records per
+event, and the latency stays within a refresh period.
 
 At-least-once, exactly: the events are acknowledged — and so their offsets become committable —
 only at a checkpoint, after every record they caused (decisions, changelog, DLQ, forwarded
@@ -47,7 +48,7 @@ from streams.node.decision_publisher import DecisionPublisher
 from streams.node.faust_compat import (
     LeanMonitor,
     consumption_suspended,
-    install_fast_drain,
+    install_consumer,
     owned_actives,
     recovery_completed,
     release_unacknowledged,
@@ -171,6 +172,8 @@ class PacingNode:
                 await self._take(events)
             if len(self.intake.pending) >= worker.max_pending_events:
                 await self.flush(checkpoint=True)  # back-pressure: do not let unacknowledged work pile up
+            elif self.intake.urgent and not self._flushing.locked():
+                await self.flush(checkpoint=False, urgent=True)  # a material change: decided now, not at the tick
             self._ready = True
 
     async def _take(self, events: list[EventT]) -> None:
@@ -228,8 +231,11 @@ class PacingNode:
             self.metrics.send_failures.inc()
             log.error("held decisions not published: %s", failure)
 
-    async def flush(self, checkpoint: bool = True) -> None:
+    async def flush(self, checkpoint: bool = True, urgent: bool = False) -> None:
         """Decide the targets folded since the last tick; on a checkpoint also store them and acknowledge.
+
+        ``urgent``: decide only the targets whose statistics changed materially
+        (:attr:`StatIntake.urgent`), at once; the others keep waiting for the tick.
 
         Each target is decided (and published if its decision changed) once per tick, and its table
         entry written once per checkpoint, however many events it got. The targets are decided in
@@ -259,7 +265,7 @@ class PacingNode:
                         backoff = min(backoff * 2, RETRY_MAX_S)
                         continue
                     taken = len(intake.pending)  # what this pass may acknowledge
-                    batch = intake.take_undecided()
+                    batch = intake.take_urgent() if urgent else intake.take_undecided()
                     outbox = self._outbox
                 try:
                     spent, cut_short = await self._decide(batch, outbox)
@@ -290,8 +296,9 @@ class PacingNode:
                         self._rebuild_needed = True
                     continue
                 break
-            gap = min(deciding_s * (1 - DECIDE_SHARE) / DECIDE_SHARE, self._max_tick_period_s - deciding_s)
-            self._next_tick_at = time.monotonic() + gap
+            if not urgent:
+                gap = min(deciding_s * (1 - DECIDE_SHARE) / DECIDE_SHARE, self._max_tick_period_s - deciding_s)
+                self._next_tick_at = time.monotonic() + gap
 
     async def _write_failed(self, failure: SendFailed, backoff: float) -> bool:
         """Kafka did not take the writes: alarm, and wait before the retry; True if the work is given up."""
@@ -509,7 +516,7 @@ def create_app(settings: Settings, definitions: TargetDefinitions | None = None)
         Monitor=LeanMonitor,
         **faust_broker_options(settings),
     )
-    install_fast_drain(app)
+    install_consumer(app, fetch_max_wait_ms=kafka.fetch_max_wait_ms, fast_drain=worker.fast_drain)
     stats_topic = app.topic(topic_names(settings).stats, partitions=kafka.stats_partitions, **RAW)
     table = app.Table(
         "target-state", default=None, partitions=kafka.stats_partitions,

@@ -1,11 +1,14 @@
 """Deciding one target and publishing its decision when it changed or a keepalive is due.
 
 A target's decision can change at every decision tick (each second under load). The endpoint acts
-on ``allowedOffers`` for a whole refresh period, so a change is published at most once per
+on ``allowedOffers`` for a whole refresh period, so a small change is published at most once per
 ``worker.publish_interval_s``: later changes inside that interval are held and the newest decision
-goes out when it ends. A stop — the target turns inactive, its offers or its reactive admission fall
-to zero — goes out at once. Holding never loses an event's effect: the state is in the table, and
-whoever owns the target next publishes its decision at its first keepalive pass.
+goes out when it ends. A *material* change goes out at once (:meth:`_Published.material_change`):
+the target stops or starts (turns active or inactive; its offers or its reactive admission reach or
+leave zero), its ready agents reach or leave zero, its logged-in agents change, or its allowed offers
+move by at least half of what was published (and by at least ``MATERIAL_MIN_OFFERS``): agents who
+just became free must not wait seconds for offers. Holding never loses an event's effect: the state
+is in the table, and whoever owns the target next publishes its decision at its first keepalive pass.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ from streams.runtime.outbox import Outbox
 log = logging.getLogger(__name__)
 
 
+#: A move of the allowed offers is material when it is at least this share of the published offers …
+MATERIAL_OFFERS_SHARE = 0.5
+#: … and at least this many offers (one offer more or less in a small group can wait for the interval).
+MATERIAL_MIN_OFFERS = 2
+
+
 @dataclass(slots=True)
 class _Published:
     """What this node last published for a target, and when."""
@@ -35,12 +44,26 @@ class _Published:
     allowed_offers: int
     reactive_admission: float
     active: bool
+    ready_agents: int
+    logged_in_agents: int
 
-    def stopped_by(self, record: dict[str, Any]) -> bool:
-        """Whether ``record`` stops what this decision allowed (must not wait for the interval)."""
-        return ((self.active and record["state"] != "active")
-                or (self.allowed_offers > 0 and record["allowed_offers"] == 0)
-                or (self.reactive_admission > 0 and record["reactive_admission"] == 0))
+    @classmethod
+    def of(cls, record: dict[str, Any], fingerprint: tuple[Any, ...], sent_ms: int) -> _Published:
+        """What publishing ``record`` at ``sent_ms`` leaves to compare the next decisions with."""
+        return cls(fingerprint, sent_ms, record["allowed_offers"], record["reactive_admission"],
+                   record["state"] == "active", record["ready_agents"], record["logged_in_agents"])
+
+    def material_change(self, record: dict[str, Any]) -> bool:
+        """Whether ``record`` changes what the endpoint must act on now (must not wait for the interval)."""
+        offers = record["allowed_offers"]
+        if ((record["state"] == "active") != self.active
+                or (offers > 0) != (self.allowed_offers > 0)
+                or (record["reactive_admission"] > 0) != (self.reactive_admission > 0)
+                or (record["ready_agents"] > 0) != (self.ready_agents > 0)
+                or record["logged_in_agents"] != self.logged_in_agents):
+            return True
+        move = abs(offers - self.allowed_offers)
+        return move >= MATERIAL_MIN_OFFERS and move >= MATERIAL_OFFERS_SHARE * self.allowed_offers
 
 
 class DecisionPublisher:
@@ -93,7 +116,7 @@ class DecisionPublisher:
         """Publish the target's decision if it changed (or, for keepalive, if one is due).
 
         A change within ``publish_interval_s`` of the last publication is held (see the module
-        docstring) unless it is a stop or ``keepalive`` is set (a keepalive or a new definition).
+        docstring) unless it is material or ``keepalive`` is set (a keepalive or a new definition).
 
         A decision that cannot be computed is logged, counted and alarmed for that target only:
         the target's state is still stored and the other targets of the tick go on.
@@ -122,7 +145,7 @@ class DecisionPublisher:
                 return
             reason = "keepalive"
         elif (last is not None and not keepalive and now_ms - last.sent_ms < self._interval_ms
-                and not last.stopped_by(record)):
+                and not last.material_change(record)):
             if target_id not in self._held:
                 self._held[target_id] = last.sent_ms + int(self._interval_ms)
                 self._metrics.decisions_held.inc()
@@ -130,8 +153,7 @@ class DecisionPublisher:
         else:
             reason = "changed"
         self._held.pop(target_id, None)
-        published_now = _Published(fingerprint, now_ms, record["allowed_offers"], record["reactive_admission"],
-                                   record["state"] == "active")
+        published_now = _Published.of(record, fingerprint, now_ms)
 
         period_s = target_settings(self._settings.targets, definition).refresh_period_s
 

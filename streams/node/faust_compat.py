@@ -14,9 +14,14 @@
   waits on before it commits (:func:`release_unacknowledged`).
 - Faust hands every fetched message to its streams through ``wait_first(callback(message),
   suspend_flow.wait())``: four tasks and an ``asyncio.wait`` per message, most of Faust's own
-  per-message cost. :func:`install_fast_drain` gives the app a consumer whose drain loop first
+  per-message cost. :func:`install_consumer` gives the app a consumer whose drain loop first
   runs the callback inline and falls back to that race only when the callback would block (a
   full stream buffer, flow suspended for a rebalance): the same behaviour, without the tasks.
+- Faust creates its aiokafka consumer with a fixed ``fetch_max_wait_ms=1500``. A broker that does
+  not answer a waiting fetch as soon as records arrive (Tansu: measured, each fetch waits the full
+  time) then delays every hop through the worker by up to 1.5 s. :func:`install_consumer` gives the
+  app a consumer whose fetches wait ``kafka.fetch_max_wait_ms`` instead (aiokafka reads the value
+  when the consumer starts its fetcher).
 - Faust's table recovery reads each changelog up to the end offsets its consumer thread asks
   for (``AIOKafkaConsumerThread._highwaters``); :func:`correct_recovery_end_offsets` routes them
   through a correction (:mod:`streams.node.end_offsets`, for brokers that under-report them).
@@ -46,6 +51,8 @@ from mode import Service, ServiceT
 #: ``faust.transport.consumer.Consumer._drain_messages`` of the pinned faust-streaming, whose loop
 #: :class:`FastDrainConsumer` repeats with its one change. A test fails when upstream changes it.
 UPSTREAM_DRAIN_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
+#: The fetch wait Faust gives its worker consumer (``AIOKafkaConsumerThread._create_worker_consumer``).
+FAUST_FETCH_MAX_WAIT_MS = 1500
 
 
 @contextmanager
@@ -163,7 +170,29 @@ async def _resume(coro: Coroutine[Any, Any, Any], blocked_on: Any) -> None:
         coro.close()  # cancelled while blocked (flow suspended): the callback is abandoned, as upstream
 
 
-class FastDrainConsumer(faust_aiokafka.Consumer):
+class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, creating its aiokafka consumer with our fetch wait."""
+
+    fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read by AIOKafkaConsumer.start (its Fetcher)
+        return consumer
+
+
+class TunedConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with the fetch wait of the settings (see :func:`install_consumer`)."""
+
+    fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        thread = _TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        thread.fetch_max_wait_ms = self.fetch_max_wait_ms
+        return thread
+
+
+class FastDrainConsumer(TunedConsumer):
     """Faust's aiokafka consumer, handing messages to the streams without four tasks per message."""
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - Faust's loop
@@ -240,11 +269,13 @@ class FastDrainConsumer(faust_aiokafka.Consumer):
             unset_flag(flag_consumer_fetching)
 
 
-def install_fast_drain(app: AppT) -> None:
-    """Make ``app`` consume with :class:`FastDrainConsumer` (before the app starts)."""
+def install_consumer(app: AppT, *, fetch_max_wait_ms: int, fast_drain: bool = True) -> None:
+    """Make ``app`` consume with fetches that wait at most ``fetch_max_wait_ms``, and with the fast drain
+    loop of :class:`FastDrainConsumer` unless ``fast_drain`` is off (before the app starts)."""
     transport = app.transport
     if transport.Consumer is faust_aiokafka.Consumer:
-        transport.Consumer = FastDrainConsumer
+        base = FastDrainConsumer if fast_drain else TunedConsumer
+        transport.Consumer = type(base.__name__, (base,), {"fetch_max_wait_ms": fetch_max_wait_ms})
 
 
 class LeanMonitor(Monitor):

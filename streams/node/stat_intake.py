@@ -15,6 +15,10 @@ A record holds one StatEvent or a StatBatch of events (:func:`schemas.decode_sta
   received, or the one event of a StatBatch.
 - Every other event is folded into its target's live entry (folding is idempotent: gauges keep
   the newest value, counters the newest sample, so a replay changes nothing).
+
+A target whose statistics changed materially — a target seen for the first time, its ready agents
+reaching or leaving zero, its logged-in agents changing — is also marked *urgent*: the node decides
+it at once instead of at its next decision tick (:data:`MATERIAL_GAUGES`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,18 @@ from streams.runtime.outbox import Outbox, SendFailed
 from streams.runtime.topics import TopicNames
 
 log = logging.getLogger(__name__)
+
+#: The gauges whose change can make a decision material (:meth:`StatIntake._fold_decoded`).
+MATERIAL_GAUGES = frozenset({"ready_agents", "logged_in_agents"})
+
+
+def material_gauge_change(statistic: str, before: float | None, after: float | None) -> bool:
+    """Whether a gauge's move from ``before`` to ``after`` needs a decision now: ready agents reaching or
+    leaving zero, logged-in agents changing (a group opening, closing or resizing)."""
+    if statistic == "ready_agents":
+        return ((before or 0.0) > 0) != ((after or 0.0) > 0)
+    return before != after
+
 
 class EventsFailed(Exception):
     """Handling these events raised; their work is redone and, after enough attempts, they go to the DLQ."""
@@ -79,6 +95,8 @@ class StatIntake:
         self.touched: dict[str, Touched] = {}
         #: Targets folded since the last decision tick (their decisions are due).
         self.undecided: dict[str, Touched] = {}
+        #: The undecided targets whose statistics changed materially (to decide at once).
+        self.urgent: set[str] = set()
         #: Next offset to take per stats partition (the lag gauge, lost-log detection).
         self.next_offset: dict[int, int] = {}
         self._attempts: dict[tuple[int, int], int] = {}
@@ -129,6 +147,7 @@ class StatIntake:
         partitions = self._partitions
         touched = self.touched
         undecided = self.undecided
+        urgent = self.urgent
         poisoned = self._poisoned
         now_ms = int(time.time() * 1000)
         stale = 0
@@ -163,17 +182,23 @@ class StatIntake:
                     if entry is None:
                         entry = TargetEntry.new(target_id, home, now_ms)
                         self._store.add(target_id, entry)
+                        urgent.add(target_id)  # its first decision
                     item = touched[target_id] = Touched(entry)
                 undecided[target_id] = item
                 if not item.events or item.events[-1] is not event:
                     item.events.append(event)
+                statistic = result.statistic
+                state = item.entry.state
+                before = state.gauges.get(statistic) if statistic in MATERIAL_GAUGES else None
                 try:
-                    applied = item.entry.state.apply(result.statistic, result.value, result.timestamp,
-                                                     result.media_type)
+                    applied = state.apply(statistic, result.value, result.timestamp, result.media_type)
                 except Exception as exc:
                     raise EventsFailed([event], exc) from exc
                 if not applied:
                     stale += 1
+                elif statistic in MATERIAL_GAUGES and material_gauge_change(statistic, before,
+                                                                            state.gauges.get(statistic)):
+                    urgent.add(target_id)
         if stale:
             self.metrics.events_stale.inc(stale)
         return elsewhere
@@ -195,10 +220,19 @@ class StatIntake:
         self._store.forget(self.touched)
         self.touched.clear()
         self.undecided.clear()
+        self.urgent.clear()
 
     def take_undecided(self) -> dict[str, Touched]:
         """The targets to decide now; events folded from here on make the next batch."""
         batch, self.undecided = self.undecided, {}
+        self.urgent.clear()
+        return batch
+
+    def take_urgent(self) -> dict[str, Touched]:
+        """Only the urgent targets, to decide at once; the others wait for the decision tick."""
+        undecided = self.undecided
+        batch = {target_id: undecided.pop(target_id) for target_id in self.urgent if target_id in undecided}
+        self.urgent.clear()
         return batch
 
     def take_done(self, count: int) -> list[EventT]:
@@ -213,6 +247,7 @@ class StatIntake:
         else:
             self.touched.clear()
             self.undecided.clear()
+            self.urgent.clear()
         if self._attempts or self._poisoned:
             for event in done:
                 key = event_key(event)

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 
 from schemas import DecodeError, decode_target_config
 from streams.runtime.config import Settings
-from streams.runtime.kafka import client_options
+from streams.runtime.kafka import consumer_options
 from streams.runtime.topics import topic_names
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class TargetDefinitions:
     async def _follow(self) -> None:
         consumer = AIOKafkaConsumer(
             topic_names(self.settings).targets, group_id=None, auto_offset_reset="earliest",
-            enable_auto_commit=False, **client_options(self.settings),
+            enable_auto_commit=False, **consumer_options(self.settings),
         )
         await consumer.start()
         try:

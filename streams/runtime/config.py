@@ -85,6 +85,11 @@ class KafkaSettings(_Section):
     topic_check_interval_s: float = Field(
         5.0, gt=0, le=3600, description="how often workers and sink check that their topics still exist"
     )
+    fetch_max_wait_ms: int = Field(
+        100, ge=0, le=30_000,
+        description="longest a fetch waits for records (every consumer of ours; Faust's own is 1,500): a broker "
+        "that does not answer a waiting fetch when records arrive (Tansu) delays each hop by up to this",
+    )
     connect_timeout_s: float = Field(
         10.0, gt=0, le=300, description="start-up gives up (one line, exit 1) if no bootstrap server answers by then"
     )
@@ -137,6 +142,9 @@ class WorkerSettings(_Section):
     send_timeout_s: float = Field(30.0, gt=0, le=600, description="wait this long for the broker to acknowledge writes")
     web_port: int = Field(6066, ge=0, le=65535, description="/metrics, /healthz, /readyz; 0 = off")
     data_dir: str = "var/worker"
+    fast_drain: bool = Field(
+        True, description="hand fetched records to the agent inline (streams/node/faust_compat.py) instead of "
+                          "Faust's four tasks per record; off = stock Faust (for A/B measurements)")
 
 
 class TargetDefaults(_Section):

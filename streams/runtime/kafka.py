@@ -33,3 +33,8 @@ def client_options(settings: Settings) -> dict[str, Any]:
             kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
         )
     return options
+
+
+def consumer_options(settings: Settings) -> dict[str, Any]:
+    """:func:`client_options` for a consumer: also how long a fetch may wait for records."""
+    return {**client_options(settings), "fetch_max_wait_ms": settings.kafka.fetch_max_wait_ms}

@@ -188,3 +188,34 @@ def record_received(node: PacingNode, target_id: str) -> int:
     entry = node.store.get(target_id)
     assert entry is not None
     return entry.received_ms
+
+
+class BatchStream(AckingStream):
+    """The agent's stream: hands the node the given batches, then ends."""
+
+    def __init__(self, batches: list[list[EventT]], after_each: Any) -> None:
+        super().__init__()
+        self._batches = batches
+        self._after_each = after_each
+
+    async def noack_take(self, max_: int, within: float) -> Any:
+        for batch in self._batches:
+            yield batch
+            self._after_each()
+
+
+async def test_the_agent_decides_a_material_change_at_once_and_leaves_the_rest_to_the_tick(tmp_path: Path) -> None:
+    node, producer, _ = running_node(tmp_path)
+    settle(node)
+    target = targets()[0]
+    partition = home_partition(target, PARTITIONS)
+    batches = [[taken(partition, offset, encode_stat_event(stat(target, value=ready, at_ms=T0 + offset)))]
+               for offset, ready in enumerate((3.0, 4.0, 0.0))]
+    seen: list[int] = []
+    stream = BatchStream(batches, lambda: seen.append(len(decided(node, producer))))
+
+    await node.consume(stream)  # type: ignore[arg-type]
+
+    # A new target: decided at once; 3 -> 4 ready agents: left to the tick; 4 -> 0: decided at once.
+    assert seen == [1, 1, 2]
+    assert [decode_decision(r.value).ready_agents for r in producer.to(node.names.actiontargets)] == [3, 0]

@@ -60,12 +60,34 @@ def test_the_drain_loop_the_fast_consumer_repeats_is_unchanged_upstream() -> Non
 
 
 def test_the_fast_consumer_is_installed_on_the_app_transport() -> None:
-    from streams.node.faust_compat import FastDrainConsumer, install_fast_drain
+    from streams.node.faust_compat import FastDrainConsumer, TunedConsumer, install_consumer
 
     app = faust.App("compat-test", broker="kafka://127.0.0.1:1")
-    install_fast_drain(app)
-    assert app.transport.Consumer is FastDrainConsumer
+    install_consumer(app, fetch_max_wait_ms=100)
+    assert issubclass(app.transport.Consumer, FastDrainConsumer)
     assert issubclass(FastDrainConsumer, Consumer)
+    stock = faust.App("compat-test-stock", broker="kafka://127.0.0.1:1")
+    install_consumer(stock, fetch_max_wait_ms=100, fast_drain=False)
+    assert issubclass(stock.transport.Consumer, TunedConsumer)
+    assert not issubclass(stock.transport.Consumer, FastDrainConsumer)
+
+
+async def test_faust_fixes_its_fetch_wait_and_the_installed_consumer_replaces_it() -> None:
+    # Faust hard-codes fetch_max_wait_ms=1500 in its worker consumer; if an upgrade makes it a setting,
+    # use the setting and drop TunedConsumer.
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from streams.node.faust_compat import FAUST_FETCH_MAX_WAIT_MS, install_consumer
+
+    assert f"fetch_max_wait_ms={FAUST_FETCH_MAX_WAIT_MS}," in inspect.getsource(
+        AIOKafkaConsumerThread._create_worker_consumer)
+    app = faust.App("compat-test-fetch", broker="kafka://127.0.0.1:1")
+    install_consumer(app, fetch_max_wait_ms=77)
+    thread = app.consumer._thread
+    consumer = thread._create_worker_consumer(app.transport)
+    assert consumer._fetch_max_wait_ms == 77
+    source = inspect.getsource(type(consumer).start)
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in source  # aiokafka hands it to its Fetcher at start
 
 
 async def test_a_callback_that_does_not_block_runs_inline_and_one_that_blocks_is_resumed() -> None:

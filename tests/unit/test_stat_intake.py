@@ -250,3 +250,30 @@ async def test_events_are_counted_per_event_and_records_per_record() -> None:
     await node.fold(encode_stat_batch([stat(HERE, at_ms=T0 + i) for i in range(5)]), event_bytes())
     assert node.count("pacing_records_in_total") == 2 and node.count("pacing_events_in_total") == 6
     assert node.intake.next_offset == {HOME: 2}
+
+
+async def test_material_changes_mark_their_targets_urgent_and_small_ones_do_not() -> None:
+    node = Node()
+    await node.fold(encode_stat_event(stat(HERE, "ready_agents", 3.0, T0)))
+    assert node.intake.urgent == {HERE}, "a target seen for the first time is decided at once"
+    node.intake.take_undecided()
+    assert node.intake.urgent == set()
+
+    await node.fold(encode_stat_event(stat(HERE, "ready_agents", 4.0, T0 + 1)),
+                    encode_stat_event(stat(HERE, "busy_agents", 6.0, T0 + 1)),
+                    encode_stat_event(stat(HERE, "waiting_interactions", 2.0, T0 + 1)))
+    assert node.intake.urgent == set(), "ready agents 3 -> 4: decided at the next tick"
+    await node.fold(encode_stat_event(stat(HERE, "ready_agents", 0.0, T0 + 2)))
+    assert node.intake.urgent == {HERE}, "ready agents reaching zero"
+    urgent = node.intake.take_urgent()
+    assert list(urgent) == [HERE] and HERE not in node.intake.undecided
+
+    await node.fold(encode_stat_event(stat(HERE, "ready_agents", 2.0, T0 + 3)))
+    assert node.intake.urgent == {HERE}, "ready agents leaving zero"
+    node.intake.take_undecided()
+    await node.fold(encode_stat_event(stat(HERE, "logged_in_agents", 12.0, T0 + 4)))
+    assert node.intake.urgent == {HERE}, "the logged-in agents changed"
+    node.intake.take_undecided()
+    await node.fold(encode_stat_event(stat(HERE, "logged_in_agents", 12.0, T0 + 5)),
+                    encode_stat_event(stat(HERE, "ready_agents", 0.0, T0 + 1)))  # the same; a late one
+    assert node.intake.urgent == set(), "an unchanged or late gauge is not a change"
