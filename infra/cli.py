@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from infra.extras import MissingExtra
@@ -31,6 +32,9 @@ _NO_CONFIG_COMMANDS = frozenset({"simulate"})
 _QUIET_COMMANDS = frozenset({"alarms", "produce", "top"})
 """Console tools whose output is the point: the Kafka client's INFO lines are left out unless asked for."""
 
+_LONG_RUNNING_COMMANDS = frozenset({"alarms", "broker", "emulator", "feed", "run", "sink", "top", "worker"})
+"""Subcommands that run until stopped: SIGINT (Ctrl-C) and SIGTERM stop each alike (:func:`_stop_on_signals`)."""
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     """The settings of this run: command line > environment > configuration file > defaults."""
@@ -45,6 +49,28 @@ def _preflight(args: argparse.Namespace) -> None:
     from streams.runtime.preflight import check_kafka
 
     asyncio.run(check_kafka(_settings(args)))
+
+
+def _stop_on_signals() -> None:
+    """Make SIGINT and SIGTERM both stop this process the way Ctrl-C does, whatever the parent left.
+
+    A shell starts background jobs (``cmd &``, ``nohup cmd &``) with SIGINT ignored and Python keeps
+    it ignored, so such a command ran on after a SIGINT; restoring Python's handler (KeyboardInterrupt,
+    which ``asyncio.run`` turns into cancelling its main task) makes Ctrl-C work again. SIGTERM would
+    end the process at once without the commands' clean-up (consumers left, terminal in curses mode):
+    it goes to whatever handles SIGINT when it arrives. Commands that set their own handlers (broker,
+    sink, run, Faust's worker) replace these.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _as_sigint)
+
+
+def _as_sigint(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM handled as SIGINT: by the handler SIGINT has now (``asyncio.run``'s while it runs)."""
+    handler = signal.getsignal(signal.SIGINT)
+    if not callable(handler):
+        raise KeyboardInterrupt
+    handler(signal.SIGINT, frame)
 
 
 def _listen_address(args: argparse.Namespace) -> tuple[str, int]:
@@ -306,10 +332,14 @@ def main(argv: list[str] | None = None) -> int:
         import os
 
         os.environ["PACING_CONFIG"] = args.config  # child processes of `run` read the same file
+    if args.command in _LONG_RUNNING_COMMANDS:
+        _stop_on_signals()
     try:
         if args.command in _KAFKA_COMMANDS:
             _preflight(args)
         return args.handler(args)
+    except KeyboardInterrupt:  # stopped while starting up, before the command handles it
+        return 130
     except (ConfigError, TopicMismatch) as exc:
         print(f"pacing {args.command}: {exc}", file=sys.stderr)
         return 2

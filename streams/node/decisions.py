@@ -23,7 +23,9 @@ _SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(PacingSettings))
 _ENGINE_INPUTS = _SETTINGS_FIELDS | {"short_abandon_threshold"}  # TargetConfig's name for the threshold
 _GAUGES = ("ready_agents", "busy_agents", "logged_in_agents", "waiting_interactions", "outstanding_offers")
 #: Settings per (defaults, definition): a target's definition changes rarely, its decision every tick.
-_SETTINGS_CACHE: dict[tuple[int, tuple[tuple[str, Any], ...]], PacingSettings] = {}
+#: Keyed by id(defaults), which is cheap where hashing the model's values is not (once per decision);
+#: each entry keeps its defaults object, so that id cannot be reused by another object while cached.
+_SETTINGS_CACHE: dict[tuple[int, tuple[tuple[str, Any], ...]], tuple[TargetDefaults, PacingSettings]] = {}
 _SETTINGS_CACHE_MAX = 65_536
 
 
@@ -61,12 +63,12 @@ def target_settings(defaults: TargetDefaults, definition: dict[str, Any] | None)
 def _cached_settings(defaults: TargetDefaults, definition: dict[str, Any]) -> PacingSettings:
     # Keyed by the definition fields the engine reads (scalars; media types and names are not).
     key = (id(defaults), tuple(sorted((k, v) for k, v in definition.items() if k in _ENGINE_INPUTS)))
-    settings = _SETTINGS_CACHE.get(key)
-    if settings is None:
+    entry = _SETTINGS_CACHE.get(key)
+    if entry is None or entry[0] is not defaults:
         if len(_SETTINGS_CACHE) >= _SETTINGS_CACHE_MAX:
             _SETTINGS_CACHE.clear()
-        settings = _SETTINGS_CACHE[key] = pacing_settings(defaults, definition)
-    return settings
+        entry = _SETTINGS_CACHE[key] = (defaults, pacing_settings(defaults, definition))
+    return entry[1]
 
 
 def decision_record(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+
 from streams.engine import TargetState
-from streams.node.decisions import build_decision, decision_fingerprint, pacing_settings
+from streams.node.decisions import build_decision, decision_fingerprint, pacing_settings, target_settings
 from streams.runtime.config import load_settings
 
 
@@ -47,3 +49,16 @@ def test_fingerprint_ignores_time_and_node() -> None:
     first = build_decision("acme", "n1", staffed(), defaults, 2_000)
     later = build_decision("acme", "n2", staffed(), defaults, 2_500)
     assert decision_fingerprint(first) == decision_fingerprint(later)
+
+
+def test_each_settings_object_gets_its_own_cached_engine_settings() -> None:
+    """The settings cache must not hand a new settings object a dead one's entry.
+
+    CPython reuses a collected object's id, so a cache keyed by id(defaults) alone gave a later
+    settings object the engine settings cached for an earlier one (a few iterations in).
+    """
+    for i in range(30):
+        settings = load_settings(targets={"refresh_period_s": 10.0 + i})
+        assert target_settings(settings.targets, None).refresh_period_s == 10.0 + i, f"settings object {i}"
+        del settings
+        gc.collect()
