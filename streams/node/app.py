@@ -44,6 +44,7 @@ import faust
 from aiokafka.admin import NewTopic
 from faust.types import TP, EventT
 
+from streams.node.cadence import DecideCadence
 from streams.node.decision_publisher import DecisionPublisher
 from streams.node.faust_compat import (
     LeanMonitor,
@@ -76,9 +77,6 @@ RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
 #: Targets decided per slice of a decision pass (the lock is released between slices).
 DECIDE_SLICE = 200
-#: Under load, the ticks space out so that deciding takes at most about this share of the worker's
-#: time; the rest goes to taking and folding events.
-DECIDE_SHARE = 0.25
 
 
 def _now_ms() -> int:
@@ -141,10 +139,9 @@ class PacingNode:
         self._stream: faust.StreamT | None = None
         self._kafka_failing = False
         self._ready = False
-        self._next_tick_at = 0.0
         self._next_checkpoint_at = 0.0  # set when the first pending event is taken
-        # A decision is for one refresh period: under load, still at least two per period.
-        self._max_tick_period_s = max(worker.decide_interval_s, settings.targets.refresh_period_s / 2)
+        self.cadence = DecideCadence(worker.decide_interval_s, settings.targets.refresh_period_s, time.monotonic())
+        self._urgent_deciding_s = 0.0  # spent on urgent passes since the last tick
 
     @property
     def ready(self) -> bool:
@@ -156,7 +153,12 @@ class PacingNode:
         return Outbox(self.app.producer, self.settings.worker.send_timeout_s)
 
     async def on_partitions_moved(self, *_: Any, **__: Any) -> None:
-        """The table holds the truth for whatever this worker owns now: drop the live entries."""
+        """The table holds the truth for whatever this worker owns now: drop the live entries.
+
+        Targets still waiting for their decide period are held: this worker publishes those it still
+        owns once the partitions settle, a new owner at its first keepalive pass.
+        """
+        self.publisher.hold(list(self.intake.take_undecided()), _now_ms())
         self.store.forget()
 
     # -- the agent -----------------------------------------------------------------------
@@ -196,12 +198,11 @@ class PacingNode:
 
     async def on_decide_tick(self) -> None:
         """The decision timer: a tick when due, a checkpoint when due or when Faust suspends the flow."""
-        now = time.monotonic()
         if consumption_suspended(self.app):
             # Partitions move or the worker stops: Faust waits for the pending events meanwhile.
             await self.flush(checkpoint=True)
-        elif now >= self._next_tick_at:
-            await self.flush(checkpoint=now >= self._next_checkpoint_at)
+        else:
+            await self.flush(checkpoint=time.monotonic() >= self._next_checkpoint_at)
         if self._settled():
             await self._publish_held()
 
@@ -254,7 +255,7 @@ class PacingNode:
             deciding_s = 0.0
             while True:
                 async with self._lock:
-                    if not (intake.pending or intake.touched):
+                    if not (intake.pending or intake.touched or intake.undecided):
                         return
                     try:
                         if self._rebuild_needed:
@@ -265,7 +266,8 @@ class PacingNode:
                         backoff = min(backoff * 2, RETRY_MAX_S)
                         continue
                     taken = len(intake.pending)  # what this pass may acknowledge
-                    batch = intake.take_urgent() if urgent else intake.take_undecided()
+                    batch = (intake.take_urgent() if urgent
+                             else intake.take_undecided(time.monotonic(), self.cadence.period_s))
                     outbox = self._outbox
                 try:
                     spent, cut_short = await self._decide(batch, outbox)
@@ -296,9 +298,12 @@ class PacingNode:
                         self._rebuild_needed = True
                     continue
                 break
-            if not urgent:
-                gap = min(deciding_s * (1 - DECIDE_SHARE) / DECIDE_SHARE, self._max_tick_period_s - deciding_s)
-                self._next_tick_at = time.monotonic() + gap
+            if urgent:
+                self._urgent_deciding_s += deciding_s
+            else:
+                period = self.cadence.passed(deciding_s + self._urgent_deciding_s, time.monotonic())
+                self._urgent_deciding_s = 0.0
+                self.metrics.decide_period.set(period)
 
     async def _write_failed(self, failure: SendFailed, backoff: float) -> bool:
         """Kafka did not take the writes: alarm, and wait before the retry; True if the work is given up."""
@@ -374,6 +379,7 @@ class PacingNode:
                     try:
                         was_stale = now - entry.received_ms > stale_ms
                         entry.received_ms = now
+                        entry.decided_at = started
                         await self.publisher.publish(entry.state, now, outbox, keepalive=False)
                         # Cleared even if another worker raised it before a rebalance moved the target here.
                         await self.alarm_publisher.publish(self.board.clear_alarm(

@@ -216,16 +216,31 @@ class StatIntake:
                   exc_info=failure.error)
 
     def reset(self) -> None:
-        """Forget the touched targets' live state: a retry folds the pending events again from the table."""
-        self._store.forget(self.touched)
-        self.touched.clear()
-        self.undecided.clear()
+        """Forget the touched targets' live state: a retry folds the pending events again from the table.
+
+        Targets waiting for their decide period whose events were all acknowledged keep waiting.
+        """
+        touched = self.touched
+        self._store.forget(touched)
+        self.undecided = {target_id: item for target_id, item in self.undecided.items() if target_id not in touched}
+        touched.clear()
         self.urgent.clear()
 
-    def take_undecided(self) -> dict[str, Touched]:
-        """The targets to decide now; events folded from here on make the next batch."""
-        batch, self.undecided = self.undecided, {}
-        self.urgent.clear()
+    def take_undecided(self, now_s: float = 0.0, period_s: float = 0.0) -> dict[str, Touched]:
+        """The targets to decide now: urgent, or not decided within ``period_s`` before ``now_s`` (monotonic).
+
+        The others stay undecided for a later tick; events folded from here on make the next batch.
+        """
+        undecided, urgent = self.undecided, self.urgent
+        since = now_s - period_s
+        if period_s <= 0 or all(item.entry.decided_at <= since for item in undecided.values()):
+            batch, self.undecided = undecided, {}
+        else:
+            batch = {target_id: item for target_id, item in undecided.items()
+                     if item.entry.decided_at <= since or target_id in urgent}
+            for target_id in batch:
+                del undecided[target_id]
+        urgent.clear()
         return batch
 
     def take_urgent(self) -> dict[str, Touched]:
@@ -239,15 +254,15 @@ class StatIntake:
         """The first ``count`` pending events were written and decided: hand them over for acknowledgement.
 
         The targets folded since (the next batch to decide) stay touched: their later events are
-        acknowledged at a later checkpoint, after their table entries are written again.
+        acknowledged at a later checkpoint, after their table entries are written again. Targets
+        waiting for their decide period stay undecided: their state is written, their decision due.
         """
         done, self.pending = self.pending[:count], self.pending[count:]
+        touched = self.touched
         if self.pending:
-            self.touched = {target_id: self.touched[target_id] for target_id in self.undecided}
+            self.touched = {target_id: touched[target_id] for target_id in self.undecided if target_id in touched}
         else:
-            self.touched.clear()
-            self.undecided.clear()
-            self.urgent.clear()
+            touched.clear()
         if self._attempts or self._poisoned:
             for event in done:
                 key = event_key(event)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from streams.engine import TargetState
@@ -14,12 +14,15 @@ class TargetEntry:
 
     ``received_ms`` is this node's wall clock when the target's newest statistic arrived (staleness
     is judged on arrival, not on the ACD's clock); ``partition`` is the target's home partition of
-    ``pacing.stats``, so a timer can tell which entries the node actively owns.
+    ``pacing.stats``, so a timer can tell which entries the node actively owns. ``decided_at`` (this
+    node's monotonic clock, not stored) is when the node last decided it: the decide period counts
+    from there (:mod:`streams.node.cadence`).
     """
 
     state: TargetState
     partition: int
     received_ms: int
+    decided_at: float = field(default=0.0, compare=False)
 
     @classmethod
     def new(cls, target_id: str, partition: int, now_ms: int) -> TargetEntry:

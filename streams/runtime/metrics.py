@@ -135,6 +135,10 @@ class NodeMetrics(ProcessMetrics):
             "pacing_decided_targets", "Targets decided per decision tick",
             buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000), registry=r,
         )
+        self.decide_period = Gauge(
+            "pacing_decide_period_seconds",
+            "How long a target without material changes waits between decisions (grows under load)", registry=r,
+        )
         self.flushed_targets = Histogram(
             "pacing_flush_targets", "Table entries written (changelog records) per checkpoint",
             buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000), registry=r,
