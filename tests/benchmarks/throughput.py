@@ -14,6 +14,8 @@ second:
   - ``worker``: the pacing node (``pacing worker``, this checkout), timed on its
     ``pacing_records_in_total`` counter (``pacing_events_in_total`` while the node has no record
     counter): decode, fold, decide, table write once per target per tick, decisions out;
+  - ``worker-stock``: the same node with ``worker.fast_drain = false``, on Faust's own drain loop: the
+    A/B of the drain loop :mod:`streams.node.faust_compat` forks (kept only while it wins);
   - ``quix``: Quix Streams, per record: decode with the project's codec, read and write the
     target's state (RocksDB, changelog) (contenders/quix_app.py; its Tansu adjustment:
     contenders/quix_tansu.py);
@@ -71,8 +73,10 @@ from tests.integration.pipeline import ROOT, Pipeline, eventually
 
 STATS = ("ready_agents", "busy_agents", "logged_in_agents", "waiting_interactions", "offers_made", "offers_accepted")
 BATCH_STATS = tuple(sorted(STATISTICS))  # one StatBatch: every statistic of one target, 13 events
-CONTENDERS = ("worker", "quix", "faust-count", "faust-decode", "getmany")
-DEFAULT_CONTENDERS = ("worker", "quix", "faust-count", "getmany")
+CONTENDERS = ("worker", "worker-stock", "quix", "faust-count", "faust-decode", "getmany")
+DEFAULT_CONTENDERS = ("worker", "worker-stock", "quix", "faust-count", "getmany")
+#: The worker contenders: this checkout's node, and the same with Faust's own drain loop (A/B of faust_compat's).
+WORKERS = {"worker": {}, "worker-stock": {"PACING_WORKER__FAST_DRAIN": "false"}}
 PARTITIONS = 12
 WORKER_ENV = {"PACING_KAFKA__STATS_PARTITIONS": str(PARTITIONS), "PACING_WORKER__BATCH_MAX_EVENTS": "5000"}
 
@@ -196,14 +200,18 @@ async def build_backlog(bootstrap: str, emulator: JourneyEmulator, tmp: Path, fm
     return Backlog(fmt, targets, len(records), len(records) * per_record, pipeline)
 
 
-async def drain_worker(backlog: Backlog, round_no: int, timeout_s: float) -> Drain:
-    """``pacing worker`` with an app id (so consumer group and changelog) of its own, timed on its counters."""
+async def drain_worker(backlog: Backlog, round_no: int, timeout_s: float, contender: str = "worker") -> Drain:
+    """``pacing worker`` with an app id (so consumer group and changelog) of its own, timed on its counters.
+
+    ``contender``: ``worker``, or ``worker-stock`` for the same node on Faust's own drain loop.
+    """
     pipeline = backlog.pipeline
     port = free_port()
     app_id = f"bench-{round_no}-{uuid.uuid4().hex[:6]}"
     child = pipeline.spawn(f"worker-{app_id}", "worker", PACING_WORKER__WEB_PORT=str(port),
-                           PACING_WORKER__APP_ID=app_id, PACING_WORKER__DATA_DIR=str(pipeline.tmp / app_id))
-    drain = Drain("worker", round_no)
+                           PACING_WORKER__APP_ID=app_id, PACING_WORKER__DATA_DIR=str(pipeline.tmp / app_id),
+                           **WORKERS[contender])
+    drain = Drain(contender, round_no)
     per_record = backlog.events // backlog.records
     try:
         counter: str | None = None
@@ -314,8 +322,8 @@ async def run_drains(backlogs: Sequence[Backlog], contenders: Sequence[str], rou
         for backlog in backlogs:
             for contender in order:
                 started = time.monotonic()
-                if contender == "worker":
-                    drain = await drain_worker(backlog, round_no, timeout_s)
+                if contender in WORKERS:
+                    drain = await drain_worker(backlog, round_no, timeout_s, contender)
                 else:
                     drain = await drain_child(backlog, contender, round_no, timeout_s)
                 results.add(backlog, drain)
@@ -455,6 +463,9 @@ async def main(bootstrap: str, args: argparse.Namespace) -> None:
                              "decisions/s"))
             finally:
                 sink_pipeline.stop()
+            from tests.benchmarks import change_latency
+
+            latency_lines = await change_latency.run(bootstrap, emulator, tmp)
             sustained_lines: list[str] = []
             if args.sustained_s > 0:
                 for fmt in args.sustained_formats:
@@ -475,6 +486,7 @@ async def main(bootstrap: str, args: argparse.Namespace) -> None:
         if "worker" in contenders:
             print("\noutput amplification")
             print("\n".join(amplification_table(backlogs, results)))
+    print("\n".join(["", *latency_lines]))
     if sustained_lines:
         print("\n".join(["", *sustained_lines]))
     print(f"\nbenchmark runtime: {time.monotonic() - began:.0f}s")
