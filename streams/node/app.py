@@ -174,7 +174,8 @@ class PacingNode:
                 await self._take(events)
             if len(self.intake.pending) >= worker.max_pending_events:
                 await self.flush(checkpoint=True)  # back-pressure: do not let unacknowledged work pile up
-            elif self.intake.urgent and not self._flushing.locked():
+            elif (self.intake.urgent and not self._flushing.locked()
+                  and self.intake.urgent_due(time.monotonic(), self.cadence.min_period_s)):
                 await self.flush(checkpoint=False, urgent=True)  # a material change: decided now, not at the tick
             self._ready = True
 
@@ -266,8 +267,9 @@ class PacingNode:
                         backoff = min(backoff * 2, RETRY_MAX_S)
                         continue
                     taken = len(intake.pending)  # what this pass may acknowledge
-                    batch = (intake.take_urgent() if urgent
-                             else intake.take_undecided(time.monotonic(), self.cadence.period_s))
+                    cadence = self.cadence
+                    batch = (intake.take_urgent(time.monotonic(), cadence.min_period_s) if urgent
+                             else intake.take_undecided(time.monotonic(), cadence.period_s, cadence.min_period_s))
                     outbox = self._outbox
                 try:
                     spent, cut_short = await self._decide(batch, outbox)

@@ -1,4 +1,4 @@
-"""The decide period: how long a target whose statistics changed only a little waits for its next decision.
+"""When a target is decided: at once on a material change, else once per decide period.
 
 Work per target, not per event: over 10,000 targets, each single-statistic record is usually its
 target's only new event since the last tick, so deciding every target with news at every tick
@@ -12,6 +12,24 @@ about one refresh period old.
 """
 
 from __future__ import annotations
+
+#: The gauges whose change can make a decision material (:meth:`StatIntake._fold_decoded`).
+MATERIAL_GAUGES = frozenset({"ready_agents", "logged_in_agents"})
+
+
+#: Logged-in agents changing by at least this share (and at least one agent) resize the group materially.
+MATERIAL_LOGGED_IN_SHARE = 0.1
+
+
+def material_gauge_change(statistic: str, before: float | None, after: float | None) -> bool:
+    """Whether a gauge's move from ``before`` to ``after`` needs a decision now: ready agents reaching or
+    leaving zero, logged-in agents reaching or leaving zero or changing by a tenth (a group opening,
+    closing or resizing; one agent more in a group of 500 can wait for the decide period)."""
+    before, after = before or 0.0, after or 0.0
+    if (before > 0) != (after > 0):
+        return True
+    return statistic == "logged_in_agents" and abs(after - before) >= max(1.0, MATERIAL_LOGGED_IN_SHARE * before)
+
 
 #: Under load the decide period grows so that deciding takes at most about this share of the worker's time.
 DECIDE_SHARE = 0.25

@@ -5,8 +5,9 @@ on ``allowedOffers`` for a whole refresh period, so a small change is published 
 ``worker.publish_interval_s``: later changes inside that interval are held and the newest decision
 goes out when it ends. A *material* change goes out at once (:meth:`_Published.material_change`):
 the target stops or starts (turns active or inactive; its offers or its reactive admission reach or
-leave zero), its ready agents reach or leave zero, its logged-in agents change, or its allowed offers
-move by at least half of what was published (and by at least ``MATERIAL_MIN_OFFERS``): agents who
+leave zero), its ready agents reach or leave zero, its logged-in agents change materially (reach
+or leave zero, or move by a tenth: :func:`~streams.node.cadence.material_gauge_change`), or its
+allowed offers move by at least half of what was published (and by at least ``MATERIAL_MIN_OFFERS``): agents who
 just became free must not wait seconds for offers. Holding never loses an event's effect: the state
 is in the table, and whoever owns the target next publishes its decision at its first keepalive pass.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.engine import TargetState
+from streams.node.cadence import material_gauge_change
 from streams.node.decisions import decision_record, encode_decision_record, record_fingerprint, target_settings
 from streams.node.target_definitions import TargetDefinitions
 from streams.runtime import alarms
@@ -59,8 +61,8 @@ class _Published:
         if ((record["state"] == "active") != self.active
                 or (offers > 0) != (self.allowed_offers > 0)
                 or (record["reactive_admission"] > 0) != (self.reactive_admission > 0)
-                or (record["ready_agents"] > 0) != (self.ready_agents > 0)
-                or record["logged_in_agents"] != self.logged_in_agents):
+                or material_gauge_change("ready_agents", self.ready_agents, record["ready_agents"])
+                or material_gauge_change("logged_in_agents", self.logged_in_agents, record["logged_in_agents"])):
             return True
         move = abs(offers - self.allowed_offers)
         return move >= MATERIAL_MIN_OFFERS and move >= MATERIAL_OFFERS_SHARE * self.allowed_offers

@@ -17,8 +17,9 @@ A record holds one StatEvent or a StatBatch of events (:func:`schemas.decode_sta
   the newest value, counters the newest sample, so a replay changes nothing).
 
 A target whose statistics changed materially — a target seen for the first time, its ready agents
-reaching or leaving zero, its logged-in agents changing — is also marked *urgent*: the node decides
-it at once instead of at its next decision tick (:data:`MATERIAL_GAUGES`).
+reaching or leaving zero, its logged-in agents reaching or leaving zero or changing by a tenth — is
+also marked *urgent*: the node decides it at once instead of at its next decision tick
+(:func:`material_gauge_change`), though not more often than once per ``worker.decide_interval_s``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 from faust.types import EventT
 
 from schemas import DecodeError, StatEvent, decode_stat_records, encode_stat_event
+from streams.node.cadence import MATERIAL_GAUGES, material_gauge_change
 from streams.node.partitioning import home_partition
 from streams.node.target_entry import TargetEntry
 from streams.node.target_store import TargetStore
@@ -43,18 +45,6 @@ from streams.runtime.outbox import Outbox, SendFailed
 from streams.runtime.topics import TopicNames
 
 log = logging.getLogger(__name__)
-
-#: The gauges whose change can make a decision material (:meth:`StatIntake._fold_decoded`).
-MATERIAL_GAUGES = frozenset({"ready_agents", "logged_in_agents"})
-
-
-def material_gauge_change(statistic: str, before: float | None, after: float | None) -> bool:
-    """Whether a gauge's move from ``before`` to ``after`` needs a decision now: ready agents reaching or
-    leaving zero, logged-in agents changing (a group opening, closing or resizing)."""
-    if statistic == "ready_agents":
-        return ((before or 0.0) > 0) != ((after or 0.0) > 0)
-    return before != after
-
 
 class EventsFailed(Exception):
     """Handling these events raised; their work is redone and, after enough attempts, they go to the DLQ."""
@@ -226,8 +216,10 @@ class StatIntake:
         touched.clear()
         self.urgent.clear()
 
-    def take_undecided(self, now_s: float = 0.0, period_s: float = 0.0) -> dict[str, Touched]:
-        """The targets to decide now: urgent, or not decided within ``period_s`` before ``now_s`` (monotonic).
+    def take_undecided(self, now_s: float = 0.0, period_s: float = 0.0, urgent_period_s: float = 0.0
+                       ) -> dict[str, Touched]:
+        """The targets to decide now (``now_s`` on the monotonic clock): those not decided within ``period_s``,
+        and the urgent ones not decided within ``urgent_period_s``.
 
         The others stay undecided for a later tick; events folded from here on make the next batch.
         """
@@ -235,19 +227,37 @@ class StatIntake:
         since = now_s - period_s
         if period_s <= 0 or all(item.entry.decided_at <= since for item in undecided.values()):
             batch, self.undecided = undecided, {}
-        else:
-            batch = {target_id: item for target_id, item in undecided.items()
-                     if item.entry.decided_at <= since or target_id in urgent}
-            for target_id in batch:
-                del undecided[target_id]
-        urgent.clear()
+            urgent.clear()
+            return batch
+        urgent_since = now_s - urgent_period_s
+        batch = {target_id: item for target_id, item in undecided.items()
+                 if item.entry.decided_at <= since or (target_id in urgent and item.entry.decided_at <= urgent_since)}
+        for target_id in batch:
+            del undecided[target_id]
+            urgent.discard(target_id)
         return batch
 
-    def take_urgent(self) -> dict[str, Touched]:
-        """Only the urgent targets, to decide at once; the others wait for the decision tick."""
+    def urgent_due(self, now_s: float, urgent_period_s: float) -> bool:
+        """Whether an urgent target was not decided within ``urgent_period_s`` before ``now_s``."""
         undecided = self.undecided
-        batch = {target_id: undecided.pop(target_id) for target_id in self.urgent if target_id in undecided}
-        self.urgent.clear()
+        since = now_s - urgent_period_s
+        return any(target_id in undecided and undecided[target_id].entry.decided_at <= since
+                   for target_id in self.urgent)
+
+    def take_urgent(self, now_s: float = 0.0, urgent_period_s: float = 0.0) -> dict[str, Touched]:
+        """The urgent targets not decided within ``urgent_period_s`` before ``now_s``, to decide at once.
+
+        The others wait for the decision tick (a flapping statistic is decided at most once per
+        ``urgent_period_s``).
+        """
+        undecided, urgent = self.undecided, self.urgent
+        since = now_s - urgent_period_s
+        batch = {target_id: undecided[target_id] for target_id in urgent
+                 if target_id in undecided and undecided[target_id].entry.decided_at <= since}
+        for target_id in batch:
+            del undecided[target_id]
+        urgent.difference_update(batch)
+        urgent.intersection_update(undecided)
         return batch
 
     def take_done(self, count: int) -> list[EventT]:

@@ -213,9 +213,27 @@ async def test_the_agent_decides_a_material_change_at_once_and_leaves_the_rest_t
                for offset, ready in enumerate((3.0, 4.0, 0.0))]
     seen: list[int] = []
     stream = BatchStream(batches, lambda: seen.append(len(decided(node, producer))))
+    node.cadence.min_period_s = 0.0  # the batches come within a millisecond: no floor between urgent decisions
 
     await node.consume(stream)  # type: ignore[arg-type]
 
     # A new target: decided at once; 3 -> 4 ready agents: left to the tick; 4 -> 0: decided at once.
     assert seen == [1, 1, 2]
     assert [decode_decision(r.value).ready_agents for r in producer.to(node.names.actiontargets)] == [3, 0]
+
+
+async def test_a_flapping_target_is_decided_at_most_once_per_decide_interval(tmp_path: Path) -> None:
+    node, producer, _ = running_node(tmp_path)
+    settle(node)
+    target = targets()[0]
+    partition = home_partition(target, PARTITIONS)
+    flaps = (3.0, 0.0, 3.0, 0.0, 3.0)  # every one a material change, within a millisecond
+    batches = [[taken(partition, offset, encode_stat_event(stat(target, value=ready, at_ms=T0 + offset)))]
+               for offset, ready in enumerate(flaps)]
+    await node.consume(BatchStream(batches, lambda: None))  # type: ignore[arg-type]
+    assert len(decided(node, producer)) == 1, "decided at once when new, then not again within the interval"
+    assert target in node.intake.undecided and target in node.intake.urgent
+
+    node.cadence.min_period_s = 0.0  # the interval passed
+    await node.flush(checkpoint=False)
+    assert node.metrics.decided_targets._sum.get() == 2 and not node.intake.undecided

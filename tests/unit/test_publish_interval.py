@@ -96,10 +96,14 @@ async def test_a_large_move_of_the_offers_or_a_resized_group_is_published_at_onc
     resized = Node(publish_interval_s=5.0)
     group = staffed(ready=5, at_ms=T0, logged_in=LARGE)
     await resized.tick(group, T0)
-    group.apply("logged_in_agents", LARGE + 1, T0 + 1_000)  # an agent logged in
+    group.apply("logged_in_agents", LARGE + 1, T0 + 1_000)  # one agent more of 100: waits for the interval
     group.apply("busy_agents", LARGE - 4, T0 + 1_000)
     await resized.tick(group, T0 + 1_000)
-    assert len(resized.published()) == 2, "a change of the logged-in agents must not wait"
+    assert len(resized.published()) == 1
+    group.apply("logged_in_agents", LARGE + 20, T0 + 2_000)  # a fifth more: the group was resized
+    group.apply("busy_agents", LARGE + 15, T0 + 2_000)
+    await resized.tick(group, T0 + 2_000)
+    assert len(resized.published()) == 2, "a resized group must not wait"
 
 
 async def test_a_stop_is_published_at_once() -> None:

@@ -272,8 +272,18 @@ async def test_material_changes_mark_their_targets_urgent_and_small_ones_do_not(
     assert node.intake.urgent == {HERE}, "ready agents leaving zero"
     node.intake.take_undecided()
     await node.fold(encode_stat_event(stat(HERE, "logged_in_agents", 12.0, T0 + 4)))
-    assert node.intake.urgent == {HERE}, "the logged-in agents changed"
+    assert node.intake.urgent == {HERE}, "the logged-in agents went from none to 12"
     node.intake.take_undecided()
-    await node.fold(encode_stat_event(stat(HERE, "logged_in_agents", 12.0, T0 + 5)),
+    await node.fold(encode_stat_event(stat(HERE, "logged_in_agents", 13.0, T0 + 5)))
+    assert node.intake.urgent == set(), "one agent more of 12 is less than a tenth"
+    await node.fold(encode_stat_event(stat(HERE, "logged_in_agents", 15.0, T0 + 6)))
+    assert node.intake.urgent == {HERE}, "three more of 12 (13 folded but not decided) resize the group"
+    node.intake.take_undecided()
+    await node.fold(encode_stat_event(stat(HERE, "logged_in_agents", 300.0, T0 + 7)))
+    node.intake.take_undecided()
+    await node.fold(encode_stat_event(stat(HERE, "logged_in_agents", 301.0, T0 + 8)))
+    assert node.intake.urgent == set(), "one agent more of 300 waits for the decide period"
+    node.intake.take_undecided()
+    await node.fold(encode_stat_event(stat(HERE, "logged_in_agents", 301.0, T0 + 9)),
                     encode_stat_event(stat(HERE, "ready_agents", 0.0, T0 + 1)))  # the same; a late one
     assert node.intake.urgent == set(), "an unchanged or late gauge is not a change"
