@@ -5,7 +5,11 @@ state table, ``@app.agent`` and the ``@app.timer`` s, as in Faust's own examples
 tick and checkpoint (:class:`PacingNode`); each other step has its own module:
 - :mod:`streams.node.stat_intake` decodes, rejects, forwards and folds taken events into live state;
 - :mod:`streams.node.target_store` keeps the owned targets' entries in front of the changelog table;
+- :mod:`streams.node.cadence` says when a target is decided (a material change at once, else once per
+  decide period);
 - :mod:`streams.node.decision_publisher` decides a target and publishes its decision when it changed;
+- :mod:`streams.node.checkpoint` writes the touched targets' entries, confirms every send and
+  acknowledges the events;
 - :mod:`streams.node.keepalive` re-publishes due decisions and paces silent targets inactive;
 - :mod:`streams.node.topic_watch` recovers when the cluster lost the deployment's topics.
 
@@ -45,6 +49,7 @@ from aiokafka.admin import NewTopic
 from faust.types import TP, EventT
 
 from streams.node.cadence import DecideCadence
+from streams.node.checkpoint import Checkpoint
 from streams.node.decision_publisher import DecisionPublisher
 from streams.node.faust_compat import (
     LeanMonitor,
@@ -139,7 +144,7 @@ class PacingNode:
         self._stream: faust.StreamT | None = None
         self._kafka_failing = False
         self._ready = False
-        self._next_checkpoint_at = 0.0  # set when the first pending event is taken
+        self.checkpoint = Checkpoint(self.intake, self.store, self.metrics, worker.checkpoint_interval_s)
         self.cadence = DecideCadence(worker.decide_interval_s, settings.targets.refresh_period_s, time.monotonic())
         self._urgent_deciding_s = 0.0  # spent on urgent passes since the last tick
 
@@ -181,8 +186,7 @@ class PacingNode:
 
     async def _take(self, events: list[EventT]) -> None:
         """Fold a batch into the live state of its targets; nothing is decided or acknowledged yet."""
-        if not self.intake.pending:  # an event waits at most one checkpoint interval for its acknowledgement
-            self._next_checkpoint_at = time.monotonic() + self.settings.worker.checkpoint_interval_s
+        self.checkpoint.events_taken()  # an event waits at most one checkpoint interval for its acknowledgement
         self.intake.note_taken(events)
         if self._rebuild_needed:
             self.intake.count_events(events)
@@ -203,7 +207,7 @@ class PacingNode:
             # Partitions move or the worker stops: Faust waits for the pending events meanwhile.
             await self.flush(checkpoint=True)
         else:
-            await self.flush(checkpoint=time.monotonic() >= self._next_checkpoint_at)
+            await self.flush(checkpoint=self.checkpoint.due())
         if self._settled():
             await self._publish_held()
 
@@ -279,13 +283,10 @@ class PacingNode:
                         if self._rebuild_needed or outbox is not self._outbox:
                             continue  # a fold failed meanwhile: redo from the pending events
                         if checkpoint:
-                            await self._store(outbox)
-                        await outbox.confirm()
-                        if checkpoint:
-                            await self._acknowledge(taken)
-                            self._next_checkpoint_at = time.monotonic() + self.settings.worker.checkpoint_interval_s
+                            await self.checkpoint.commit(outbox, taken, self._stream.ack)
                         else:
-                            self._outbox = self._new_outbox()
+                            await outbox.confirm()
+                        self._outbox = self._new_outbox()
                         await self._kafka_available()
                 except SendFailed as exc:
                     async with self._lock:
@@ -343,14 +344,6 @@ class PacingNode:
         self._outbox = self._new_outbox()
         self.intake.reset()
 
-    async def _acknowledge(self, taken: int) -> None:
-        """The first ``taken`` pending events are on the broker: acknowledge them, in order."""
-        done = self.intake.take_done(taken)
-        self._outbox = self._new_outbox()
-        ack = self._stream.ack
-        for event in done:
-            await ack(event)
-
     async def _decide(self, batch: dict[str, Touched], outbox: Outbox) -> tuple[float, bool]:
         """Decide and publish ``batch`` in slices (its events pinned on failure).
 
@@ -394,18 +387,6 @@ class PacingNode:
             await asyncio.sleep(0)  # let a waiting agent or timer have the lock
         self.metrics.decided_targets.observe(len(items))
         return spent, False
-
-    async def _store(self, outbox: Outbox) -> None:
-        """Write the table entry (changelog included) of every target folded since the last checkpoint."""
-        touched = self.intake.touched
-        for target_id, item in touched.items():
-            try:
-                await self.store.write(target_id, item.entry, item.events[0], outbox)
-            except SendFailed:
-                raise
-            except Exception as exc:
-                raise EventsFailed(item.events, exc) from exc
-        self.metrics.flushed_targets.observe(len(touched))
 
     async def _kafka_unavailable(self, failure: SendFailed, retry_in_s: float) -> None:
         self.metrics.send_failures.inc()
