@@ -352,7 +352,6 @@ class PacingNode:
         pass was cut short because Faust suspended the flow (partitions move, the worker stops).
         """
         items = list(batch.items())
-        stale_ms = self.settings.worker.stale_after_s * 1000
         spent = 0.0
         for first in range(0, len(items), DECIDE_SLICE):
             if first and consumption_suspended(self.app):
@@ -360,10 +359,7 @@ class PacingNode:
                 # acknowledged, so the pass ends here and checkpoints. The rest are held: this node
                 # publishes those it still owns once the rebalance settles, a new owner at its
                 # first keepalive pass (their states are in the checkpoint).
-                now = _now_ms()
-                for _, item in items[first:]:
-                    item.entry.received_ms = now  # their statistics did arrive (staleness)
-                self.publisher.hold([target_id for target_id, _ in items[first:]], now)
+                self.publisher.hold([target_id for target_id, _ in items[first:]], _now_ms())
                 self.metrics.decided_targets.observe(first)
                 return spent, True
             async with self._lock:
@@ -372,13 +368,11 @@ class PacingNode:
                 for target_id, item in items[first:first + DECIDE_SLICE]:
                     entry = item.entry
                     try:
-                        was_stale = now - entry.received_ms > stale_ms
-                        entry.received_ms = now
                         entry.decided_at = started
                         await self.publisher.publish(entry.state, now, outbox, keepalive=False)
                         # Cleared even if another worker raised it before a rebalance moved the target here.
                         await self.alarm_publisher.publish(self.board.clear_alarm(
-                            alarms.TARGET_STALE, target_id, "statistics arrive again", force=was_stale), outbox)
+                            alarms.TARGET_STALE, target_id, "statistics arrive again", force=item.revived), outbox)
                     except SendFailed:
                         raise
                     except Exception as exc:

@@ -57,10 +57,15 @@ class EventsFailed(Exception):
 
 @dataclass(slots=True)
 class Touched:
-    """A target folded since the last checkpoint: its live entry and the events folded into it."""
+    """A target folded since the last checkpoint: its live entry and the events folded into it.
+
+    ``revived``: its statistics arrived after more than ``worker.stale_after_s`` of silence (its
+    ``TargetStale`` alarm, raised here or by a previous owner, is cleared when it is decided).
+    """
 
     entry: TargetEntry
     events: list[EventT] = field(default_factory=list)
+    revived: bool = False
 
 
 def event_key(event: EventT) -> tuple[int, int]:
@@ -76,6 +81,7 @@ class StatIntake:
         self._tenant = settings.tenant
         self._partitions = settings.kafka.stats_partitions
         self._max_attempts = settings.worker.max_attempts
+        self._stale_after_ms = settings.worker.stale_after_s * 1000
         self.names = names
         self._store = store
         self.metrics = metrics
@@ -173,7 +179,13 @@ class StatIntake:
                         entry = TargetEntry.new(target_id, home, now_ms)
                         self._store.add(target_id, entry)
                         urgent.add(target_id)  # its first decision
-                    item = touched[target_id] = Touched(entry)
+                    waiting = undecided.get(target_id)  # decided later than its last checkpoint
+                    item = touched[target_id] = Touched(entry, revived=waiting is not None and waiting.revived)
+                entry = item.entry
+                if entry.received_ms != now_ms:  # statistics arrived: once per target per batch
+                    if now_ms - entry.received_ms > self._stale_after_ms:
+                        item.revived = True
+                    entry.received_ms = now_ms
                 undecided[target_id] = item
                 if not item.events or item.events[-1] is not event:
                     item.events.append(event)

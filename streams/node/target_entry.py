@@ -12,8 +12,8 @@ from streams.engine import TargetState
 class TargetEntry:
     """What a node keeps per target in its changelog-backed table.
 
-    ``received_ms`` is this node's wall clock when the target's newest statistic arrived (staleness
-    is judged on arrival, not on the ACD's clock); ``partition`` is the target's home partition of
+    ``received_ms`` is this node's wall clock when the target's newest statistic arrived, set when it
+    is folded (staleness is judged on arrival, not on the ACD's clock); ``partition`` is the target's home partition of
     ``pacing.stats``, so a timer can tell which entries the node actively owns. ``decided_at`` (this
     node's monotonic clock, not stored) is when the node last decided it: the decide period counts
     from there (:mod:`streams.node.cadence`).

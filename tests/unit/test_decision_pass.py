@@ -13,11 +13,12 @@ from typing import Any
 
 from faust.types import EventT
 
-from schemas import decode_decision, encode_stat_event
+from schemas import decode_alarm, decode_decision, encode_stat_event
 from streams.node.app import DECIDE_SLICE, PacingNode, create_app
 from streams.node.faust_compat import changelog_topic_name
 from streams.node.partitioning import home_partition
 from streams.node.target_entry import TargetEntry
+from streams.runtime import alarms
 from streams.runtime.outbox import Outbox
 from tests.unit.node_doubles import PARTITIONS, T0, RecordingProducer, node_settings, stat, taken
 
@@ -237,3 +238,23 @@ async def test_a_flapping_target_is_decided_at_most_once_per_decide_interval(tmp
     node.cadence.min_period_s = 0.0  # the interval passed
     await node.flush(checkpoint=False)
     assert node.metrics.decided_targets._sum.get() == 2 and not node.intake.undecided
+
+
+async def test_a_target_silent_under_its_previous_owner_clears_its_stale_alarm_when_statistics_return(
+        tmp_path: Path) -> None:
+    # The previous owner raised TargetStale; this worker took the target over (its entry in the
+    # table) and never raised it itself: the first decision after statistics return clears it anyway.
+    node, producer, _ = running_node(tmp_path)
+    settle(node)
+    target = targets()[0]
+    partition = home_partition(target, PARTITIONS)
+    silent_since = T0 - 10 * int(node.settings.worker.stale_after_s * 1000)
+    node.store.table.data[target] = TargetEntry.new(target, partition, silent_since).to_json()
+    await node._take([taken(partition, 0, encode_stat_event(stat(target, value=3.0)))])
+    await node.flush(checkpoint=True)
+
+    cleared = [(a.name, a.scope, a.state.value) for a in (decode_alarm(r.value)
+                                                          for r in producer.to(node.names.alarms))]
+    assert cleared == [(alarms.TARGET_STALE, target, "cleared")]
+    entry = node.store.get(target)
+    assert entry is not None and entry.received_ms > silent_since, "the arrival is in the stored entry"
