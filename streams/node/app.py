@@ -272,7 +272,9 @@ class PacingNode:
                         continue
                     taken = len(intake.pending)  # what this pass may acknowledge
                     cadence = self.cadence
-                    batch = (intake.take_urgent(time.monotonic(), cadence.min_period_s) if urgent
+                    # The agent decides urgent targets itself: one slice per batch it takes, so that a
+                    # burst of material changes (a whole site opening) never stalls the intake.
+                    batch = (intake.take_urgent(time.monotonic(), cadence.min_period_s, DECIDE_SLICE) if urgent
                              else intake.take_undecided(time.monotonic(), cadence.period_s, cadence.min_period_s))
                     outbox = self._outbox
                 try:

@@ -256,16 +256,22 @@ class StatIntake:
         return any(target_id in undecided and undecided[target_id].entry.decided_at <= since
                    for target_id in self.urgent)
 
-    def take_urgent(self, now_s: float = 0.0, urgent_period_s: float = 0.0) -> dict[str, Touched]:
-        """The urgent targets not decided within ``urgent_period_s`` before ``now_s``, to decide at once.
+    def take_urgent(self, now_s: float = 0.0, urgent_period_s: float = 0.0, limit: int | None = None
+                    ) -> dict[str, Touched]:
+        """Up to ``limit`` urgent targets not decided within ``urgent_period_s`` before ``now_s``, to decide at once.
 
-        The others wait for the decision tick (a flapping statistic is decided at most once per
-        ``urgent_period_s``).
+        The others wait for the next call or the decision tick (a flapping statistic is decided at
+        most once per ``urgent_period_s``).
         """
         undecided, urgent = self.undecided, self.urgent
         since = now_s - urgent_period_s
-        batch = {target_id: undecided[target_id] for target_id in urgent
-                 if target_id in undecided and undecided[target_id].entry.decided_at <= since}
+        batch: dict[str, Touched] = {}
+        for target_id in urgent:
+            item = undecided.get(target_id)
+            if item is not None and item.entry.decided_at <= since:
+                batch[target_id] = item
+                if len(batch) == limit:
+                    break
         for target_id in batch:
             del undecided[target_id]
         urgent.difference_update(batch)

@@ -15,7 +15,9 @@ Reported: the rate the producer achieved; the events/s the worker took while it 
 (``pacing_events_in_total``); the largest consumer lag seen (the worker's ``pacing_consumer_lag``
 gauge, summed over partitions, and produced - taken as the bench counts it, sampled each second)
 and at the end; how long the worker took to catch up once the producer stopped; latency p50 / p99
-/ max. Worker and sink run with the configured defaults except the partition count (12) and the
+/ max; beside the load, 20 probe targets whose ready agents flip 0 <-> 10 (one every 0.5 s), produced
+with confluent-kafka: the material-change latency under load (target p95 <= 2 s). Worker and sink run
+with the configured defaults except the partition count (12) and the
 worker's batch size (5,000).
 """
 
@@ -50,6 +52,80 @@ def _event(target: str, statistic: str, value: float, now_ms: int) -> StatEvent:
                      source="bench")
 
 
+PROBE_PREFIX = "cl-"
+PROBES = 20
+#: A probe target flips every this many seconds (one of the PROBES at a time, round-robin).
+PROBE_SPACING_S = 0.5
+PROBE_TARGET_P95_S = 2.0
+
+
+class MaterialProbes:
+    """Targets beside the load whose ready agents flip 0 <-> 10 during the run: material changes, timed.
+
+    Produced with confluent-kafka (librdkafka's partitioner, so most take the forwarding hop) into the
+    same stats topic as the load; each flip is timed from its production to the endpoint holding it.
+    """
+
+    def __init__(self, bootstrap: str):
+        from tests.benchmarks.change_latency import OutsideProducer
+
+        self._producer = OutsideProducer(bootstrap)
+        self._names = [f"{PROBE_PREFIX}{i:03d}" for i in range(PROBES)]
+        self._ready = dict.fromkeys(self._names, 0)
+        self._produced: dict[tuple[str, int], float] = {}
+        self._arrived: dict[tuple[str, int], float] = {}
+        self.latencies: list[float] = []
+        self.missed = 0
+
+    def delivered(self, target: str, ready: int) -> None:
+        """The emulator stored ``target`` holding ``ready`` ready agents."""
+        key = (target, ready)
+        sent = self._produced.pop(key, None)
+        if sent is not None:
+            self.latencies.append(time.time() - sent)
+        self._arrived.setdefault(key, time.time())
+
+    async def seed(self, topic: str) -> None:
+        """Every probe closed (no agent ready) and delivered, before the clock starts."""
+        from tests.benchmarks.change_latency import snapshot
+
+        for name in self._names:
+            self._producer.send(topic, name.encode(), snapshot(name, 0))
+        await eventually(lambda: all((name, 0) in self._arrived for name in self._names), timeout_s=180,
+                         interval_s=0.5, message="every probe target delivered")
+
+    async def flip_while(self, topic: str, until: float) -> None:
+        """Flip one probe every PROBE_SPACING_S until ``until`` (monotonic)."""
+        from tests.benchmarks.change_latency import LOGGED_IN, snapshot
+
+        turn = 0
+        while time.monotonic() < until:
+            name = self._names[turn % len(self._names)]
+            turn += 1
+            ready = LOGGED_IN if self._ready[name] == 0 else 0
+            self._ready[name] = ready
+            self._arrived.pop((name, ready), None)
+            self._produced[(name, ready)] = time.time()
+            self._producer.send(topic, name.encode(), snapshot(name, ready))
+            await asyncio.sleep(PROBE_SPACING_S)
+
+    def close(self) -> None:
+        """Flips never delivered count as missed."""
+        self.missed += len(self._produced)
+        self._produced.clear()
+        self._producer.close()
+
+    def report(self) -> str:
+        """The line printed under the sustained run."""
+        values = self.latencies
+        verdict = "met" if values and _percentile(values, 0.95) <= PROBE_TARGET_P95_S and not self.missed \
+            else "NOT met"
+        return (f"  material changes         p50 {_percentile(values, 0.5):.2f}s  "
+                f"p95 {_percentile(values, 0.95):.2f}s  max {max(values, default=float('nan')):.2f}s over "
+                f"{len(values)} flips of {PROBES} probe targets (ready 0 <-> 10, confluent-kafka), {self.missed} "
+                f"missed; target p95 <= {PROBE_TARGET_P95_S:.1f}s: {verdict}")
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -67,13 +143,18 @@ async def run(bootstrap: str, emulator: JourneyEmulator, tmp: Path, *, fmt: str,
     names = [f"sv-{i:05d}" for i in range(targets)]
     received: dict[tuple[str, int], float] = {}  # (target, ready_agents) -> first delivered
 
+    probes = MaterialProbes(bootstrap)
+
     def on_stored(entity: Any) -> None:
-        if not entity.id.startswith("sv-"):
+        if not entity.id.startswith(("sv-", PROBE_PREFIX)):
             return
         ready = next((item.value for item in entity.userData if item.key == "readyAgents"), None)
         if ready is None or not ready.isdigit():
             return
-        received.setdefault((entity.id, int(ready)), time.time())
+        if entity.id.startswith(PROBE_PREFIX):
+            probes.delivered(entity.id, int(ready))
+        else:
+            received.setdefault((entity.id, int(ready)), time.time())
 
     emulator.on_stored = on_stored
     times_path = tmp / f"{pipeline.prefix}.times"
@@ -89,6 +170,7 @@ async def run(bootstrap: str, emulator: JourneyEmulator, tmp: Path, *, fmt: str,
                                                                           now_ms))) for name in names])
         await eventually(lambda: sum(1 for t in emulator.targets if t.startswith("sv-")) >= targets,
                          timeout_s=180, interval_s=0.5, message="every seeded target delivered")
+        await probes.seed(pipeline.topics.stats)
         child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.benchmarks.rate_producer", "--bootstrap", bootstrap,
             "--topic", pipeline.topics.stats, "--format", fmt, "--rate", str(rate), "--duration", str(duration_s),
@@ -110,6 +192,7 @@ async def run(bootstrap: str, emulator: JourneyEmulator, tmp: Path, *, fmt: str,
         child.stdin.write(b"go\n")
         await child.stdin.drain()
         started = time.monotonic()
+        probing = asyncio.ensure_future(probes.flip_while(pipeline.topics.stats, until=started + duration_s))
         report_line = asyncio.ensure_future(child.stdout.readline())
         while not report_line.done():
             await asyncio.wait([report_line], timeout=1.0)
@@ -130,7 +213,9 @@ async def run(bootstrap: str, emulator: JourneyEmulator, tmp: Path, *, fmt: str,
             await asyncio.sleep(0.5)
             if len(received) != seen:
                 quiet_since, seen = time.monotonic(), len(received)
+        await probing
     finally:
+        probes.close()
         emulator.on_stored = None
         if child is not None and child.returncode is None:
             child.kill()
@@ -163,6 +248,7 @@ async def run(bootstrap: str, emulator: JourneyEmulator, tmp: Path, *, fmt: str,
         f"max {max(latencies, default=float('nan')):.2f}s over {len(latencies):,} produced values "
         f"({len({k[0] for k in received if k in produced}):,} targets; {unseen:,} never reflected)",
         f"  target: >= 10,000 events/s with bounded lag, p99 <= refresh period + 1 s = {refresh_s + 1:.0f}s",
+        probes.report(),
     ]
     return lines
 
