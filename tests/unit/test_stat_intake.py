@@ -287,3 +287,13 @@ async def test_material_changes_mark_their_targets_urgent_and_small_ones_do_not(
     await node.fold(encode_stat_event(stat(HERE, "logged_in_agents", 301.0, T0 + 9)),
                     encode_stat_event(stat(HERE, "ready_agents", 0.0, T0 + 1)))  # the same; a late one
     assert node.intake.urgent == set(), "an unchanged or late gauge is not a change"
+
+
+async def test_urgent_targets_are_taken_a_slice_at_a_time_and_the_rest_stay_urgent() -> None:
+    node = Node()
+    opened = [target_on(HOME, f"u{n}") for n in range(5)]
+    await node.fold(*(encode_stat_event(stat(target, "ready_agents", 3.0, T0)) for target in opened))
+    first = node.intake.take_urgent(limit=2)
+    assert len(first) == 2 and node.intake.urgent == set(opened) - set(first)
+    rest = node.intake.take_urgent(limit=10)
+    assert set(first) | set(rest) == set(opened) and node.intake.urgent == set()
