@@ -4,11 +4,18 @@ The sink keeps only the latest decision per target (upserts are idempotent, so a
 decision superseded by a newer one never needs to be sent). An offset may be committed only
 when every record below it has been delivered or superseded by a delivered one:
 
-    safe offset of a partition = the lowest offset among its undelivered latest records,
-                                 or, when there are none, the next offset to consume.
+    safe offset of a partition = the lowest offset among its undelivered latest records and
+                                 its held offsets, or, when there are none, the next offset to consume.
 
 Superseded records always sit below their replacement, so that rule never commits past a
-decision that has not reached the endpoint. This module is pure bookkeeping; the sink does I/O.
+decision that has not reached the endpoint. A *hold* keeps a record's offset uncommitted while
+a write about it (its record on the error topic) is not acknowledged by Kafka: the ledger is
+the one place that says what may be committed, writes to Kafka included.
+
+The *incarnation* counts how often positions were forgotten because the topic was recreated
+(a broker that lost its data): an offset computed under an older incarnation belongs to a
+topic that no longer exists and must never be committed to the new one.
+This module is pure bookkeeping; the sink does I/O.
 """
 
 from __future__ import annotations
@@ -18,6 +25,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.structs import TopicPartition
+
+
+@dataclass(frozen=True, eq=False)
+class Hold:
+    """One record's offset kept uncommitted until a write about the record is acknowledged.
+
+    Compared by identity: two holds of the same offset (a record re-read after a reset) are
+    released separately, and releasing a hold the ledger already dropped does nothing.
+    """
+
+    tp: TopicPartition
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,8 @@ class DeliveryLedger:
         self._next_offset: dict[TopicPartition, int] = {}
         # What the endpoint holds per target, and the partition it came from (for revocation).
         self._delivered: dict[str, tuple[dict[str, Any], TopicPartition | None]] = {}
+        self._holds: set[Hold] = set()
+        self._incarnation = 0
 
     # -- intake -------------------------------------------------------------------------
 
@@ -51,6 +72,28 @@ class DeliveryLedger:
     def skip(self, tp: TopicPartition, offset: int) -> None:
         """A record that needs no delivery (unreadable; reported elsewhere) still advances the position."""
         self._next_offset[tp] = max(self._next_offset.get(tp, 0), offset + 1)
+
+    def start_at(self, tp: TopicPartition, offset: int) -> None:
+        """The consumer starts ``tp`` at ``offset`` (the beginning of a recreated topic): that offset is
+        safe to commit until records arrive, which overwrites whatever the group had committed there."""
+        self._next_offset.setdefault(tp, offset)
+
+    # -- writes about records ---------------------------------------------------------------
+
+    def hold(self, tp: TopicPartition, offset: int) -> Hold:
+        """Keep ``offset`` (and what follows it) uncommitted until :meth:`release` of the returned hold."""
+        hold = Hold(tp, offset)
+        self._holds.add(hold)
+        return hold
+
+    def release(self, hold: Hold) -> None:
+        """The write about the held record was acknowledged; a hold dropped by a reset or revocation is ignored."""
+        self._holds.discard(hold)
+
+    @property
+    def held_count(self) -> int:
+        """Offsets held back by writes not yet acknowledged."""
+        return len(self._holds)
 
     def schedule_refresh(self) -> int:
         """Queue every delivered target again (periodic full refresh); returns how many."""
@@ -122,12 +165,19 @@ class DeliveryLedger:
         """Per partition, the next offset to consume."""
         return dict(self._next_offset)
 
+    @property
+    def incarnation(self) -> int:
+        """Bumped by every :meth:`reset_positions`: offsets computed before belong to a topic that is gone."""
+        return self._incarnation
+
     def safe_offsets(self) -> dict[TopicPartition, int]:
-        """Per partition, the offset to commit: nothing below it is waiting for delivery."""
+        """Per partition, the offset to commit: nothing below it is waiting for delivery or for a write."""
         safe = dict(self._next_offset)
         for pending in self._pending.values():
             if pending.tp is not None and pending.offset is not None:
                 safe[pending.tp] = min(safe.get(pending.tp, pending.offset), pending.offset)
+        for hold in self._holds:
+            safe[hold.tp] = min(safe.get(hold.tp, hold.offset), hold.offset)
         return safe
 
     def position(self, tp: TopicPartition) -> int | None:
@@ -139,9 +189,12 @@ class DeliveryLedger:
 
         ``partitions`` None means all. The undelivered decisions are kept, now without an offset
         (like refresh entries), so none is lost and none holds back — or pushes forward — a
-        commit on the new, empty topic.
+        commit on the new, empty topic. Holds on those partitions go too (their writes still
+        happen; they just no longer concern an offset), and the incarnation moves on.
         """
+        self._incarnation += 1
         reset = None if partitions is None else set(partitions)
+        self._holds = {hold for hold in self._holds if reset is not None and hold.tp not in reset}
         for tp in list(self._next_offset):
             if reset is None or tp in reset:
                 del self._next_offset[tp]
@@ -156,6 +209,7 @@ class DeliveryLedger:
         revoked = set(partitions)
         for tp in revoked:
             self._next_offset.pop(tp, None)
+        self._holds = {hold for hold in self._holds if hold.tp not in revoked}
         for target_id in [t for t, p in self._pending.items() if p.tp in revoked]:
             del self._pending[target_id]  # an in-flight one is then neither kept nor re-sent
         for target_id in [t for t, (_, tp) in self._delivered.items() if tp in revoked]:

@@ -7,13 +7,19 @@ Three loops share one :class:`DeliveryLedger`:
   retrying 408/429/5xx, transport errors and operator errors (wrong URL, missing permission)
   with exponential backoff and full jitter, never sooner than ``Retry-After``; a 413 splits the
   batch; only 400/422 discard what was sent (to the error topic); it raises/clears the alarms;
-- *commit* commits, every ``commit_interval_s`` and on revocation, only offsets whose records
-  are all delivered — at-least-once: a crash re-sends, never skips (upserts are idempotent).
+- *commit* commits (:mod:`connectors.commits`), every ``commit_interval_s`` and on revocation,
+  only offsets whose records are all delivered and whose error records are on the broker —
+  at-least-once: a crash re-sends, never skips (upserts are idempotent).
 
-A fourth loop checks every ``kafka.topic_check_interval_s`` (``sink.`` overrides) that its topics exist: a
+Nothing the sink writes to Kafka — error records, alarms, metrics — is awaited by those loops:
+:mod:`connectors.side_writes` queues and retries them in a task of its own, so Kafka being
+away neither blocks delivery nor ends the process.
+
+Another loop checks every ``kafka.topic_check_interval_s`` (``sink.`` overrides) that its topics exist: a
 broker restarted on memory storage loses them, and the consumer would then wait forever. It
-reports not ready, raises ``PacingTopicsMissing``, recreates the topics, restarts the consumer
-and clears the alarm once partitions are assigned again.
+reports not ready, raises ``PacingTopicsMissing``, stops committing offsets of the old topic,
+replaces the consumer (the old one first stopped, then the topics recreated, then the new one
+reads them from the beginning) and clears the alarm once partitions are assigned again.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -30,9 +35,11 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import TopicPartition
 
+from connectors.backoff import MAX_RETRY_AFTER_S, Backoff
+from connectors.commits import OffsetCommits
 from connectors.delivery import DeliveryLedger, Pending
 from connectors.entities import action_target
 from connectors.journey_client import (
@@ -45,6 +52,7 @@ from connectors.journey_client import (
     RequestRejected,
     RetriableFailure,
 )
+from connectors.side_writes import SideWrites
 from schemas import DecodeCategory, DecodeError, decode_decision
 from streams.runtime import alarms
 from streams.runtime.alarm_publisher import AlarmPublisher
@@ -60,25 +68,19 @@ from streams.runtime.topics import ensure_topics, missing_topics, repair_topics,
 
 log = logging.getLogger(__name__)
 
-# Never wait longer than this for a server's Retry-After: a bogus value must not park the sink.
-MAX_RETRY_AFTER_S = 300.0
-# How long an alarm transition may wait for the broker's acknowledgement (the node's default send timeout).
-ALARM_SEND_TIMEOUT_S = 30.0
+# How long Kafka has to acknowledge one attempt at the sink's own records (the node's default send timeout).
+KAFKA_WRITE_TIMEOUT_S = 30.0
+# How long a stopping sink keeps trying to write the records it still has queued.
+STOP_WRITE_GRACE_S = 5.0
 
 
-def full_jitter_delay(ceiling_s: float, retry_after_s: float | None = None, rng: random.Random | None = None) -> float:
-    """Seconds to wait before the next attempt: "full jitter" — uniform over [0, ceiling].
+class _Rebalance(ConsumerRebalanceListener):
+    """Commits what is safe before partitions go; a consumer of a recreated topic starts at its beginning."""
 
-    Spreading retries over the whole interval keeps many sinks from retrying in step after a
-    shared outage. The server's ``Retry-After`` (capped at :data:`MAX_RETRY_AFTER_S`) is a floor.
-    """
-    floor = min(retry_after_s or 0.0, MAX_RETRY_AFTER_S)
-    return max(floor, (rng or random).uniform(0.0, ceiling_s))
-
-
-class _CommitOnRevoke(ConsumerRebalanceListener):
-    def __init__(self, sink: BulkSink):
+    def __init__(self, sink: BulkSink, consumer: AIOKafkaConsumer, from_beginning: bool):
         self.sink = sink
+        self.consumer = consumer
+        self.from_beginning = from_beginning
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         revoked = list(revoked)
@@ -86,10 +88,14 @@ class _CommitOnRevoke(ConsumerRebalanceListener):
             await self.sink.commit(only=set(revoked))
         finally:
             self.sink.ledger.revoke(revoked)
-            await self.sink._forget_rejected(set(revoked))
+            self.sink._forget_rejected(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        assigned = set(assigned)
         log.info("sink assigned %s", sorted(tp.partition for tp in assigned))
+        if self.from_beginning and assigned:
+            self.from_beginning = False  # later assignments: what this incarnation committed is right
+            await self.sink._start_from_beginning(self.consumer, assigned)
 
 
 class BulkSink:
@@ -103,7 +109,7 @@ class BulkSink:
         self.board = AlarmBoard(settings.tenant, settings.node_id)
         self.scope = f"sink:{settings.node_id}"  # several sinks: each raises and clears its own
         self._wake = asyncio.Event()
-        self._committed: dict[TopicPartition, int] = {}
+        self.commits = OffsetCommits(self.ledger, self.metrics, timeout_s=settings.kafka.session_timeout_s)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._oldest_pending_at: float | None = None
@@ -115,14 +121,18 @@ class BulkSink:
         self._resubscribe = asyncio.Event()  # the consume loop restarts its consumer when set
         self._resumed = asyncio.Event()  # set by the consume loop once the new consumer owns partitions
         self.health = ProcessHealth(settings.metrics, self.board)
-        self.alarm_publisher = AlarmPublisher(self.board, self.names.alarms, self.metrics, self._new_outbox)
+        self.side_writes = SideWrites(
+            self.ledger, AlarmPublisher(self.board, self.names.alarms, self.metrics, self._new_outbox),
+            self._new_outbox, Backoff(settings.sink.retry_initial_backoff_s, settings.sink.retry_max_backoff_s),
+            self.metrics.kafka_writes_pending)
 
     def ready(self) -> bool:
         """Ready (``/readyz``): the consumer owns partitions, the cluster answers and the sink's topics exist."""
         return (bool(self._consumer and self._consumer.assignment()) and not self._topics_missing
                 and not self._cluster_unreachable)
 
-    def _new_consumer(self) -> AIOKafkaConsumer:
+    def _new_consumer(self, from_beginning: bool = False) -> AIOKafkaConsumer:
+        """A consumer of the decision topic; ``from_beginning``: the topic was recreated, ignore committed offsets."""
         kafka = self.settings.kafka
         consumer = AIOKafkaConsumer(
             group_id=self.settings.sink.group_id, enable_auto_commit=False,
@@ -130,7 +140,7 @@ class BulkSink:
             rebalance_timeout_ms=int(kafka.rebalance_timeout_s * 1000),
             heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000), **consumer_options(self.settings),
         )
-        consumer.subscribe([self.names.actiontargets], listener=_CommitOnRevoke(self))
+        consumer.subscribe([self.names.actiontargets], listener=_Rebalance(self, consumer, from_beginning))
         return consumer
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -144,6 +154,7 @@ class BulkSink:
         self._producer = AIOKafkaProducer(acks="all", **options)
         await self._producer.start()
         await self._consumer.start()
+        self.commits.use(self._consumer)
         web = None
         if self.settings.sink.web_port:
             web = await start_metrics_server(self.metrics.registry, "0.0.0.0", self.settings.sink.web_port, self.ready)
@@ -155,6 +166,7 @@ class BulkSink:
             asyncio.create_task(self._commit_loop(), name="sink-commit"),
             asyncio.create_task(self._health_loop(), name="sink-health"),
             asyncio.create_task(self._topics_loop(), name="sink-topics"),
+            asyncio.create_task(self.side_writes.run(), name="sink-kafka-writes"),
             asyncio.create_task(run_reporters(self.settings, "sink", self.metrics.registry, self._publish_metrics),
                                 name="sink-reporters"),
         ]
@@ -173,6 +185,8 @@ class BulkSink:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            with contextlib.suppress(TimeoutError):  # what is still queued: its offsets stay uncommitted
+                await asyncio.wait_for(self.side_writes.drain(), STOP_WRITE_GRACE_S)
             with contextlib.suppress(Exception):
                 await self.commit()
             self.health.uninstall()
@@ -192,26 +206,41 @@ class BulkSink:
             assert self._consumer is not None
             if not self._resumed.is_set() and self._consumer.assignment():
                 self._resumed.set()
+            incarnation = self.ledger.incarnation
             batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            if self._resubscribe.is_set() and self.ledger.incarnation != incarnation:
+                count = sum(len(records) for records in batches.values())
+                if count:  # their offsets belong to the lost topic; the new consumer reads the topic from its start
+                    log.warning("%d records fetched by the consumer being replaced dropped (the new one reads "
+                                "the recreated topic from its beginning)", count)
+                continue
             for tp, records in batches.items():
                 for record in records:
                     problem = self._intake(tp, record.offset, record.key, record.value)
                     if problem is not None:
-                        await self._report_unreadable(tp, record.offset, record.key, record.value, *problem)
+                        self._report_unreadable(tp, record.offset, record.key, record.value, *problem)
             if batches:
                 self.metrics.pending.set(self.ledger.pending_count)
                 self._wake.set()
             self._observe_lag()
 
     async def _restart_consumer(self) -> None:
-        """Replace the consumer (its topic was recreated: positions, assignment and group are stale)."""
+        """Replace the consumer of a lost topic: positions, assignment and group are stale.
+
+        The old consumer is stopped before the topics are recreated: with it go its connections
+        and any commit of old offsets aiokafka is still retrying, which would otherwise land on
+        the new topic. The new consumer reads the new topic from its beginning.
+        """
         self._resubscribe.clear()
-        old, self._consumer = self._consumer, None  # commit() leaves a missing consumer alone
+        old, self._consumer = self._consumer, None
+        self.commits.use(None)
         if old is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.stop(), timeout=self.settings.kafka.session_timeout_s)
+        await self._repair_topics()
+        self.side_writes.resume()
         while True:
-            consumer = self._new_consumer()
+            consumer = self._new_consumer(from_beginning=True)
             try:
                 await consumer.start()
                 break
@@ -221,14 +250,41 @@ class BulkSink:
                     await consumer.stop()
                 await asyncio.sleep(1.0)
         self._consumer = consumer
+        self.commits.use(consumer)
         log.info("sink consumer restarted on %s", self.names.actiontargets)
+
+    async def _repair_topics(self) -> None:
+        """Recreate the lost topics (and those auto-created with the wrong partitions), retrying until done."""
+        while True:
+            try:
+                await repair_topics(self.settings)  # also those a producer auto-created with the wrong partitions
+                return
+            except (KafkaError, OSError) as exc:  # the broker is still coming back
+                log.warning("recreating topics failed (%s); retrying", str(exc) or type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+    async def _start_from_beginning(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
+        """Read a recreated topic from its beginning, whatever the group committed there.
+
+        A commit of the old topic's offsets may have reached the new one (another sink of the
+        group, or one made before this sink noticed the loss): starting there would skip the new
+        topic's first records. The beginning is also booked in the ledger, so the next commit
+        overwrites such an offset even on a partition that stays empty.
+        """
+        try:
+            await consumer.seek_to_beginning(*partitions)
+            for tp in partitions:
+                self.ledger.start_at(tp, await consumer.position(tp))
+        except (KafkaError, IllegalStateError) as exc:
+            log.warning("could not start %s at its beginning (%s); it resumes at the committed offsets",
+                        sorted(tp.partition for tp in partitions), exc)
 
     def _observe_lag(self) -> None:
         consumer = self._consumer
         assert consumer is not None
         consumed = self.ledger.consumed_offsets()
         record_lag(self.metrics.lag, [
-            (tp.partition, consumer.highwater(tp), consumed.get(tp, self._committed.get(tp, 0)))
+            (tp.partition, consumer.highwater(tp), consumed.get(tp, self.commits.committed(tp) or 0))
             for tp in consumer.assignment()
         ])
 
@@ -242,8 +298,7 @@ class BulkSink:
             # data). Old positions would commit offsets past records of the new topic.
             log.warning("%s went back from offset %d to %d: topic recreated; forgetting its old positions",
                         tp, position, offset)
-            self.ledger.reset_positions([tp])
-            self._committed.pop(tp, None)
+            self.commits.forget([tp])
         if not value:
             self.ledger.skip(tp, offset)  # a tombstone: nothing to upsert
             return None
@@ -265,17 +320,18 @@ class BulkSink:
             self._oldest_pending_at = time.monotonic()
         return None
 
-    async def _report_unreadable(
+    def _report_unreadable(
         self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes, category: RejectReason, reason: str
     ) -> None:
-        """An undeliverable decision record goes, as received, to the error topic with its class and reason."""
-        assert self._producer is not None
+        """An undeliverable decision record goes, as received, to the error topic with its class and reason.
+
+        Queued, not awaited; its offset is held in the ledger until the record is on the broker.
+        """
         log.error("undeliverable decision at %s@%d (key %r): %s", tp, offset, key, reason)
         self.metrics.entity_errors.inc()
-        await self._producer.send_and_wait(  # on the broker before the offset can be committed
-            self.names.bulk_errors, key=key, value=value,
-            headers=dead_letter_headers(reason, category.value, tp.topic, tp.partition, offset),
-        )
+        self.side_writes.record(
+            self.names.bulk_errors, key, value, what=f"error record of {tp.topic}[{tp.partition}]@{offset}",
+            headers=dead_letter_headers(reason, category.value, tp.topic, tp.partition, offset), about=(tp, offset))
 
     # -- send ---------------------------------------------------------------------------
 
@@ -306,7 +362,7 @@ class BulkSink:
     async def _send_loop(self, client: JourneyClient) -> None:
         sink = self.settings.sink
         self._next_refresh = time.monotonic() + sink.full_refresh_s
-        backoff = sink.retry_initial_backoff_s
+        backoff = Backoff(sink.retry_initial_backoff_s, sink.retry_max_backoff_s)
         while True:
             await self._wait_for_batch()
             batch = self.ledger.take_batch(sink.batch_max_entities, sink.batch_max_bytes)
@@ -317,11 +373,10 @@ class BulkSink:
             self._oldest_pending_at = time.monotonic() if self.ledger.ready_count else None
             self.metrics.pending.set(self.ledger.pending_count)
             if retry_after is None:
-                backoff = sink.retry_initial_backoff_s
+                backoff.reset()
                 continue
             # Full jitter on an exponential ceiling; the server's Retry-After is a floor.
-            delay = full_jitter_delay(backoff, retry_after)
-            backoff = min(backoff * 2, sink.retry_max_backoff_s)
+            delay = backoff.next_delay(retry_after)
             log.warning("bulk request failed; retrying in %.1fs (%d targets pending)",
                         delay, self.ledger.pending_count)
             await asyncio.sleep(delay)
@@ -337,7 +392,7 @@ class BulkSink:
         outcome = await client.post_bulk([p.entity for p in batch])
         self.metrics.latency.observe(time.monotonic() - started)
         if not isinstance(outcome, PayloadTooLarge) or len(batch) == 1:
-            return await self._settle(batch, outcome)
+            return self._settle(batch, outcome)
         self.metrics.count_request(SinkOutcome.TOO_LARGE)
         half = len(batch) // 2
         log.warning("bulk request of %d targets too large; splitting it in two", len(batch))
@@ -347,7 +402,7 @@ class BulkSink:
             return retry_after
         return await self._post(client, batch[half:])
 
-    async def _settle(self, batch: list[Pending], outcome: Outcome) -> float | None:
+    def _settle(self, batch: list[Pending], outcome: Outcome) -> float | None:
         """Book the outcome of one request; returns a retry delay floor when it must be retried."""
         if isinstance(outcome, RetriableFailure | OperatorError):
             # Nothing is discarded: the batch stays in the ledger, its offsets uncommitted.
@@ -356,7 +411,7 @@ class BulkSink:
                                        else SinkOutcome.RETRIABLE_FAILURE)
             self._consecutive_failures += 1
             log.error("bulk request failed: %s", outcome.reason)
-            await self._alarm(self.board.raise_alarm(
+            self._alarm(self.board.raise_alarm(
                 alarms.PACING_REQUESTS_FAILED, self.scope,
                 f"bulk request to {self.settings.bulk_url} failed: {outcome.reason}",
                 severity="critical", observed_value=float(self._consecutive_failures), threshold=1.0,
@@ -365,37 +420,37 @@ class BulkSink:
         if isinstance(outcome, InvalidResponse):
             self.ledger.failed(batch)
             self.metrics.count_request(SinkOutcome.INVALID_RESPONSE)
-            await self._alarm(self.board.raise_alarm(
+            self._alarm(self.board.raise_alarm(
                 alarms.PACING_RESPONSE_VALIDATION_ERROR, self.scope, outcome.reason, severity="major"))
             return 0.0
         self._consecutive_failures = 0
-        await self._alarm(self.board.clear_alarm(
+        self._alarm(self.board.clear_alarm(
             alarms.PACING_REQUESTS_FAILED, self.scope, "bulk requests succeed again"))
         self.metrics.batch_size.observe(len(batch))
         if isinstance(outcome, PayloadTooLarge):  # one entity alone is too large: only it is rejected
             self.metrics.count_request(SinkOutcome.TOO_LARGE)
             log.error("target %s alone is too large for the endpoint: %s", batch[0].target_id, outcome.reason)
-            await self._settle_results(batch, [(p, {"status": 413, "message": outcome.reason}) for p in batch])
+            self._settle_results(batch, [(p, {"status": 413, "message": outcome.reason}) for p in batch])
             return None
         if isinstance(outcome, RequestRejected):
             self.metrics.count_request(SinkOutcome.REJECTED)
             log.error("bulk request rejected (%s); %d targets to the error topic", outcome.reason, len(batch))
-            await self._alarm(self.board.raise_alarm(
+            self._alarm(self.board.raise_alarm(
                 alarms.PACING_RESPONSE_VALIDATION_ERROR, self.scope, f"request rejected: {outcome.reason}"))
-            await self._report_errors([(p, {"status": outcome.status, "message": outcome.reason}) for p in batch])
+            self._report_errors([(p, {"status": outcome.status, "message": outcome.reason}) for p in batch])
             self.ledger.delivered(batch, rejected=[p.target_id for p in batch])  # resending cannot succeed
             return None
         assert isinstance(outcome, Delivered)
         self.metrics.count_request(SinkOutcome.SUCCESS)
-        await self._alarm(self.board.clear_alarm(
+        self._alarm(self.board.clear_alarm(
             alarms.PACING_RESPONSE_VALIDATION_ERROR, self.scope, "requests and responses are valid again"))
         by_id = {p.target_id: p for p in batch}
         failures = [(by_id[r.id], r.error.model_dump() if r.error else {"message": "success false"})
                     for r in outcome.response.results if not r.success and r.id in by_id]
-        await self._settle_results(batch, failures)
+        self._settle_results(batch, failures)
         return None
 
-    async def _settle_results(self, batch: list[Pending], failures: list[tuple[Pending, dict[str, Any]]]) -> None:
+    def _settle_results(self, batch: list[Pending], failures: list[tuple[Pending, dict[str, Any]]]) -> None:
         """The endpoint answered per target: the failures go to the error topic, the batch is done.
 
         ``PacingResponseTargetError`` is raised once when a target is rejected and cleared once
@@ -411,55 +466,53 @@ class BulkSink:
             self._rejected[pending.target_id] = pending.tp
         if failures:
             self.metrics.entity_errors.inc(len(failures))
-            await self._report_errors(failures)
-            await self._alarm(self.board.raise_alarm(
+            self._report_errors(failures)
+            self._alarm(self.board.raise_alarm(
                 alarms.PACING_RESPONSE_TARGET_ERROR, self.scope,
                 f"{len(failures)} of {len(batch)} targets rejected, e.g. {failures[0][0].target_id}: "
                 f"{failures[0][1].get('message')}", observed_value=float(len(self._rejected)), threshold=0.0))
         elif not self._rejected:
-            await self._alarm(self.board.clear_alarm(
+            self._alarm(self.board.clear_alarm(
                 alarms.PACING_RESPONSE_TARGET_ERROR, self.scope, "every rejected target has been accepted since"))
         log.info("bulk request delivered %d targets (%d rejected)", len(batch), len(failures))
         self.ledger.delivered(batch, rejected=list(failed))
 
-    async def _forget_rejected(self, revoked: set[TopicPartition]) -> None:
+    def _forget_rejected(self, revoked: set[TopicPartition]) -> None:
         """Targets of partitions handed to another sink are its concern now; clear if none is left."""
         if not revoked or not self._rejected:
             return
         for target_id in [t for t, tp in self._rejected.items() if tp in revoked]:
             del self._rejected[target_id]
         if not self._rejected:
-            await self._alarm(self.board.clear_alarm(
+            self._alarm(self.board.clear_alarm(
                 alarms.PACING_RESPONSE_TARGET_ERROR, self.scope, "the rejected targets moved to another sink"))
 
-    async def _report_errors(self, failures: list[tuple[Pending, dict[str, Any]]]) -> None:
-        assert self._producer is not None
-        sent = [
-            await self._producer.send(
-                self.names.bulk_errors, key=pending.target_id.encode(),
-                value=json.dumps({"entity": pending.entity, "error": error}).encode(),
-            )
-            for pending, error in failures
-        ]
-        await asyncio.gather(*sent)  # on the broker before these offsets can be committed
+    def _report_errors(self, failures: list[tuple[Pending, dict[str, Any]]]) -> None:
+        """Rejected entities go to the error topic: queued, each holding its decision's offset until on the broker."""
+        for pending, error in failures:
+            about = (pending.tp, pending.offset) if pending.tp is not None and pending.offset is not None else None
+            self.side_writes.record(
+                self.names.bulk_errors, pending.target_id.encode(),
+                json.dumps({"entity": pending.entity, "error": error}).encode(),
+                what=f"error record of {pending.target_id}", about=about)
 
-    async def _alarm(self, message: AlarmMessage | None) -> None:
-        """Publish one transition as the pacing node does; one Kafka did not take is undone (raised again later)."""
-        await self.alarm_publisher.publish_now(message)
+    def _alarm(self, message: AlarmMessage | None) -> None:
+        """Queue one transition (None: none); written in order, retried until Kafka takes it, never awaited here."""
+        self.side_writes.alarm(message)
 
     def _new_outbox(self) -> Outbox:
         assert self._producer is not None
-        return Outbox(AIOKafkaTransport(self._producer), ALARM_SEND_TIMEOUT_S)
+        return Outbox(AIOKafkaTransport(self._producer), KAFKA_WRITE_TIMEOUT_S)
 
     async def _publish_metrics(self, key: bytes, value: bytes) -> None:
-        assert self._producer is not None
-        await self._producer.send(self.names.metrics, key=key, value=value)
+        """A metrics snapshot (the messageServer reporter) goes out like the other records: queued."""
+        self.side_writes.record(self.names.metrics, key, value, what="metrics snapshot")
 
     async def _health_loop(self, interval_s: float = 10.0) -> None:
         while True:
             await asyncio.sleep(interval_s)
             for message in self.health.observe(self.metrics):
-                await self._alarm(message)
+                self._alarm(message)
 
     # -- topics -------------------------------------------------------------------------
 
@@ -493,14 +546,14 @@ class BulkSink:
                     await admin.close()
 
     async def _recover_topics(self, missing: list[str]) -> None:
-        """Not ready, alarm, recreate the topics, restart the consumer; clear once partitions are assigned."""
+        """Not ready, alarm, replace the consumer (which recreates the topics); clear once partitions are assigned."""
         self._topics_missing = missing
         log.error("topics missing: %s; recreating them", ", ".join(missing))
-        await repair_topics(self.settings)  # also those a producer auto-created with the wrong partitions
-        # The old records and offsets are gone: keep the undelivered decisions, forget their positions.
-        self.ledger.reset_positions()
-        self._committed.clear()
-        await self._alarm(self.board.raise_alarm(
+        # The old records and offsets are gone: keep the undelivered decisions, forget their
+        # positions, and commit nothing more of the old topic (commits in flight are cancelled).
+        self.commits.forget()
+        self.side_writes.pause()  # until the topics exist again (resumed by _restart_consumer)
+        self._alarm(self.board.raise_alarm(
             alarms.TOPICS_MISSING, self.scope,
             f"topics missing: {', '.join(missing)} (recreated; the sink resumes once it owns partitions)",
             severity="critical", observed_value=float(len(missing)), threshold=0.0))
@@ -508,7 +561,7 @@ class BulkSink:
         self._resubscribe.set()
         await self._resumed.wait()
         self._topics_missing = []
-        await self._alarm(self.board.clear_alarm(
+        self._alarm(self.board.clear_alarm(
             alarms.TOPICS_MISSING, self.scope, f"topics {', '.join(missing)} recreated; consuming again"))
 
     # -- commit -------------------------------------------------------------------------
@@ -519,23 +572,8 @@ class BulkSink:
             await self.commit()
 
     async def commit(self, only: set[TopicPartition] | None = None) -> None:
-        """Commit every owned partition's safe offset that moved since the last commit."""
-        if self._consumer is None:
-            return
-        owned = self._consumer.assignment()
-        offsets = {
-            tp: offset for tp, offset in self.ledger.safe_offsets().items()
-            if tp in owned and (only is None or tp in only) and self._committed.get(tp) != offset
-        }
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except KafkaError as exc:  # e.g. a rebalance in progress: the next commit catches up
-            log.warning("offset commit failed (%s); will retry", exc)
-            return
-        self._committed.update(offsets)
-        self.metrics.committed.inc()
+        """Commit every owned partition's safe offset that moved since the last commit (``only``: of these)."""
+        await self.commits.commit(only)
 
 
 def run_sink(settings: Settings) -> None:

@@ -25,8 +25,18 @@ class AlarmPublisher:
         """Add a transition (None: nothing changed) to the records of ``outbox``."""
         if message is None:
             return
+        self.announce(message)
+        await self.send(message, outbox)
+
+    @staticmethod
+    def announce(message: AlarmMessage) -> None:
+        """Log the transition (once: a caller that retries its send does not log it again)."""
         alarm = message.alarm
         log.warning("alarm %s %s [%s]: %s", alarm.name, alarm.state.value, alarm.scope, alarm.message)
+
+    async def send(self, message: AlarmMessage, outbox: Outbox) -> None:
+        """Add the transition's record to ``outbox``: counted once confirmed, undone on the board if abandoned."""
+        alarm = message.alarm
 
         def published() -> None:
             if alarm.state.value == "raised":

@@ -168,6 +168,9 @@ class SinkMetrics(ProcessMetrics):
         self.lag = Gauge("sink_consumer_lag", "Decision records not yet consumed, per owned partition",
                          ["partition"], registry=r)
         self.committed = Counter("sink_offsets_committed", "Offset commits", registry=r)
+        self.kafka_writes_pending = Gauge(
+            "sink_kafka_writes_pending", "Records for Kafka (error topic, alarms, metrics) not yet acknowledged",
+            registry=r)
 
     def count_request(self, outcome: SinkOutcome) -> None:
         """One more bulk request that ended so; an outcome outside :class:`SinkOutcome` is a bug and raises."""

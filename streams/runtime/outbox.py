@@ -50,6 +50,13 @@ class AIOKafkaTransport:
 Callback = Callable[[], None]
 
 
+def _read_outcome(future: asyncio.Future[Any]) -> BaseException | None:
+    """A finished delivery's failure (None: acknowledged), marking it as read; a cancelled one's CancelledError."""
+    if future.cancelled():
+        return asyncio.CancelledError()
+    return future.exception()
+
+
 class Outbox:
     """The sends of one batch or tick, and what to do once they are confirmed or have failed."""
 
@@ -86,19 +93,31 @@ class Outbox:
             self._on_confirmed.append(on_confirmed)
 
     async def confirm(self) -> None:
-        """Wait until the broker acknowledged every record; :class:`SendFailed` otherwise."""
+        """Wait until the broker acknowledged every record; :class:`SendFailed` otherwise.
+
+        Every delivery's outcome is read, not only up to the first failure: a failed future
+        nobody read is logged by asyncio as "Future exception was never retrieved" — after a
+        broker restart, one line per record. Deliveries still open at the timeout are read
+        whenever they end. The error names the first failure (in send order).
+        """
         if self._deliveries:
             futures = [asyncio.ensure_future(delivery) for _, delivery in self._deliveries]
             _, pending = await asyncio.wait(futures, timeout=self._timeout_s)
+            for future in pending:
+                future.add_done_callback(_read_outcome)
+            failures = [(topic, exc) for (topic, _), future in zip(self._deliveries, futures, strict=True)
+                        if future not in pending and (exc := _read_outcome(future)) is not None]
             if pending:
                 topics = sorted({topic for (topic, _), future in zip(self._deliveries, futures, strict=True)
                                  if future in pending})
                 raise SendFailed(f"{len(pending)} records not acknowledged within {self._timeout_s:.0f}s "
                                  f"(topics {', '.join(topics)})")
-            for (topic, _), future in zip(self._deliveries, futures, strict=True):
-                exc = future.exception()
-                if exc is not None:
-                    raise SendFailed(f"cannot send to {topic}: {type(exc).__name__}: {exc}") from exc
+            if failures:
+                topic, exc = failures[0]
+                if isinstance(exc, asyncio.CancelledError):
+                    raise exc  # as before: a cancelled delivery (the producer stopping) cancels the caller
+                more = f" (and {len(failures) - 1} more failed)" if len(failures) > 1 else ""
+                raise SendFailed(f"cannot send to {topic}: {type(exc).__name__}: {exc}{more}") from exc
         for callback in self._on_confirmed:
             callback()
 

@@ -111,6 +111,7 @@ class SinkRun:
         self.sink: BulkSink | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._crash_reported = False
 
     async def start(self) -> BulkSink:
         """Start the sink and return once it owns partitions."""
@@ -129,11 +130,20 @@ class SinkRun:
         await eventually(ready, timeout_s=30, interval_s=0.05, message="sink owns partitions")
         return self.sink
 
+    def running(self) -> bool:
+        """True while the sink runs; an AssertionError naming what stopped it if it ended on its own (a crash)."""
+        if self._task is not None and self._task.done():
+            crash = None if self._task.cancelled() else self._task.exception()
+            self._crash_reported = True
+            raise AssertionError(f"the sink stopped by itself: {crash!r}") from crash
+        return self._task is not None
+
     async def stop(self) -> None:
         """Stop the sink (it commits what is safe on the way out)."""
         if self._task is not None:
             self._stop.set()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A crash that running() already reported is not raised a second time over it.
+            with contextlib.suppress(asyncio.CancelledError, *((Exception,) if self._crash_reported else ())):
                 await asyncio.wait_for(self._task, 30)
             self._task = None
 

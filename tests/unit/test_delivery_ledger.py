@@ -143,3 +143,65 @@ def test_reset_positions_keeps_undelivered_decisions_without_offsets() -> None:
     assert ledger.safe_offsets() == {}
     ledger.record(P0, 0, "c", entity("c", 1), 10)  # the new topic starts again at 0
     assert ledger.safe_offsets() == {P0: 0}
+
+
+def test_a_hold_keeps_its_offset_uncommitted_until_released() -> None:
+    # A rejected target's error record is not on the broker yet: its offset must not be committed.
+    ledger = DeliveryLedger()
+    ledger.record(P0, 3, "a", entity("a", 1), 10)
+    ledger.record(P0, 4, "b", entity("b", 1), 10)
+    batch = ledger.take_batch(10, 1000)
+    hold = ledger.hold(P0, 3)
+    ledger.delivered(batch, rejected=["a"])
+    assert ledger.safe_offsets() == {P0: 3} and ledger.held_count == 1
+    ledger.release(hold)
+    assert ledger.safe_offsets() == {P0: 5} and ledger.held_count == 0
+
+
+def test_two_holds_of_one_offset_are_released_separately() -> None:
+    ledger = DeliveryLedger()
+    ledger.skip(P0, 2)
+    first, second = ledger.hold(P0, 2), ledger.hold(P0, 2)
+    ledger.release(first)
+    assert ledger.safe_offsets() == {P0: 2}
+    ledger.release(second)
+    ledger.release(second)  # twice: nothing more happens
+    assert ledger.safe_offsets() == {P0: 3}
+
+
+def test_a_reset_bumps_the_incarnation_and_drops_the_holds_of_the_old_topic() -> None:
+    ledger = DeliveryLedger()
+    ledger.skip(P0, 9)
+    ledger.skip(P1, 4)
+    old_p0, old_p1 = ledger.hold(P0, 9), ledger.hold(P1, 4)
+    assert ledger.incarnation == 0
+    ledger.reset_positions([P0])
+    assert ledger.incarnation == 1 and ledger.safe_offsets() == {P1: 4}
+    ledger.skip(P0, 0)  # the new topic's first record, reported too
+    new_p0 = ledger.hold(P0, 0)
+    ledger.release(old_p0)  # the old topic's error record acknowledged late: it frees nothing new
+    assert ledger.safe_offsets() == {P0: 0, P1: 4}
+    ledger.release(new_p0)
+    ledger.reset_positions()
+    assert ledger.incarnation == 2 and ledger.safe_offsets() == {} and ledger.held_count == 0
+    ledger.release(old_p1)
+
+
+def test_revoked_partitions_drop_their_holds() -> None:
+    # The next owner re-reads from the committed offset, which the hold kept below the record.
+    ledger = DeliveryLedger()
+    ledger.skip(P0, 5)
+    ledger.hold(P0, 5)
+    ledger.revoke([P0])
+    assert ledger.safe_offsets() == {} and ledger.held_count == 0
+
+
+def test_start_at_makes_the_beginning_of_a_recreated_topic_committable() -> None:
+    ledger = DeliveryLedger()
+    ledger.reset_positions()
+    ledger.start_at(P0, 0)
+    assert ledger.safe_offsets() == {P0: 0}
+    ledger.record(P0, 0, "a", entity("a", 1), 10)
+    ledger.start_at(P0, 0)  # records came first: the position they set stays
+    ledger.delivered(ledger.take_batch(10, 1000))
+    assert ledger.safe_offsets() == {P0: 1}

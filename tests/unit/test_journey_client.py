@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from connectors.backoff import MAX_RETRY_AFTER_S, full_jitter_delay
 from connectors.journey_client import (
     Delivered,
     InvalidResponse,
@@ -26,7 +27,6 @@ from connectors.journey_client import (
     RetriableFailure,
     parse_retry_after,
 )
-from connectors.sink import MAX_RETRY_AFTER_S, full_jitter_delay
 from infra.broker import free_port
 from infra.emulator import JourneyEmulator
 from streams.runtime.config import load_settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -79,3 +80,54 @@ async def test_settle_confirms_or_abandons_and_returns_the_failure() -> None:
     failure = await bad.settle()
     assert isinstance(failure, SendFailed) and "pacing.alarms" in str(failure)
     assert confirmed == ["t"] and undone == ["alarm"]
+
+
+class KeptUnanswered(Unanswered):
+    """:class:`Unanswered` that keeps the delivery futures of its silent topics, to answer them late."""
+
+    def __init__(self, silent: set[str]) -> None:
+        super().__init__(silent=silent)
+        self.unanswered: list[asyncio.Future[None]] = []
+
+    async def send(self, topic: str, *args: Any) -> asyncio.Future[None]:
+        delivery = await super().send(topic, *args)
+        if topic in self.silent:
+            self.unanswered.append(delivery)
+        return delivery
+
+
+def never_retrieved() -> list[str]:
+    """What the running loop reports about futures whose exception nobody read (filled as they are collected)."""
+    reports: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: reports.append(context["message"]))
+    return reports
+
+
+async def test_confirm_reads_every_failure_and_names_the_first() -> None:
+    reports = never_retrieved()
+    producer = RecordingProducer()
+    producer.failing |= {"pacing.alarms", "pacing.actiontargets.errors"}
+    outbox = Outbox(producer, timeout_s=1.0)
+    await outbox.send("pacing.actiontargets", b"k", b"v")
+    await outbox.send("pacing.alarms", b"k", b"v")
+    for n in range(3):
+        await outbox.send("pacing.actiontargets.errors", b"k%d" % n, b"v")
+    with pytest.raises(SendFailed, match=r"cannot send to pacing\.alarms: ConnectionError") as failure:
+        await outbox.confirm()
+    del outbox, failure  # the futures go with them: one never read is reported when collected
+    gc.collect()
+    assert reports == []
+
+
+async def test_a_delivery_that_fails_after_the_timeout_is_read_too() -> None:
+    reports = never_retrieved()
+    producer = KeptUnanswered(silent={"pacing.alarms"})
+    outbox = Outbox(producer, timeout_s=0.01)
+    await outbox.send("pacing.alarms", b"k", b"v")
+    with pytest.raises(SendFailed, match="1 records not acknowledged"):
+        await outbox.confirm()
+    producer.unanswered[0].set_exception(ConnectionError("broker gone"))  # the producer gives up later
+    await asyncio.sleep(0)
+    del outbox, producer
+    gc.collect()
+    assert reports == []

@@ -38,11 +38,16 @@ class RecordingKafkaProducer:
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.refuse: dict[str, int] = {}  # topic → how many of its next sends fail (as Tansu's UnknownError)
 
     async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
                    headers: list[tuple[str, bytes]] | None = None, **_: Any) -> asyncio.Future[None]:
-        self.sent.append({"topic": topic, "key": key, "value": value, "headers": dict(headers or [])})
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.refuse.get(topic):
+            self.refuse[topic] -= 1
+            done.set_exception(RuntimeError("UnknownError"))
+            return done
+        self.sent.append({"topic": topic, "key": key, "value": value, "headers": dict(headers or [])})
         done.set_result(None)
         return done
 
@@ -79,16 +84,20 @@ class Sink:
         self._offset = 0
 
     async def consume(self, *values: bytes | None) -> None:
-        """Book records as the consume loop does (undeliverable ones to the error topic)."""
+        """Book records as the consume loop does (undeliverable ones to the error topic), then write what it queued."""
         for value in values:
             problem = self.sink._intake(TP, self._offset, b"k", value)
             if problem is not None:
-                await self.sink._report_unreadable(TP, self._offset, b"k", value or b"", *problem)
+                self.sink._report_unreadable(TP, self._offset, b"k", value or b"", *problem)
             self._offset += 1
+        assert await self.sink.side_writes.write_queued()
 
     async def post(self) -> float | None:
-        """Post what is pending as one batch; the retry delay floor, if it must be retried."""
-        return await self.sink._post(self.client, self.sink.ledger.take_batch(500, 4_000_000))
+        """Post what is pending as one batch, then write what it queued (error records, alarms);
+        the retry delay floor, if it must be retried."""
+        retry_after = await self.sink._post(self.client, self.sink.ledger.take_batch(500, 4_000_000))
+        assert await self.sink.side_writes.write_queued()
+        return retry_after
 
     def alarms(self) -> list[tuple[str, str]]:
         return [(a.name, a.state.value) for a in (decode_alarm(r["value"])
@@ -124,6 +133,23 @@ async def test_undeliverable_records_go_to_the_error_topic_with_their_class(
     assert errors[0]["value"] == b"garbage"  # as received
     assert s.sink.ledger.pending_count == 1  # the tombstone needs nothing; vq-2 waits to be sent
     assert s.sink.ledger.safe_offsets() == {TP: 4}  # unreadable records do not hold the partition back
+
+
+async def test_an_error_record_kafka_refuses_holds_its_offset_and_does_not_stop_delivery(
+        emulator: JourneyEmulator, http: aiohttp.ClientSession) -> None:
+    emulator.faults.set(fail_target_ids=["vq-2"])
+    s = Sink(emulator, http)
+    s.producer.refuse[s.sink.names.bulk_errors] = 1
+    for offset, value in enumerate([decision("vq-1"), decision("vq-2"), decision("vq-3")]):
+        assert s.sink._intake(TP, offset, b"k", value) is None
+    assert await s.sink._post(s.client, s.sink.ledger.take_batch(500, 4_000_000)) is None  # nothing awaited Kafka
+    assert sorted(emulator.targets) == ["vq-1", "vq-3"] and s.sink.ledger.pending_count == 0
+    assert s.sink.ledger.safe_offsets() == {TP: 1}  # vq-2's error record is not on Kafka yet
+    assert not await s.sink.side_writes.write_queued()  # Kafka refuses it
+    assert s.sink.ledger.safe_offsets() == {TP: 1} and s.errors() == []
+    assert await s.sink.side_writes.write_queued()  # the retry
+    assert s.sink.ledger.safe_offsets() == {TP: 3}
+    assert [e["key"] for e in s.errors()] == [b"vq-2"]
 
 
 def test_every_intake_rejection_is_a_reject_reason(emulator: JourneyEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
