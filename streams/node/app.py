@@ -41,8 +41,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from aiokafka.admin import NewTopic
@@ -82,6 +83,7 @@ RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
 #: Targets decided per slice of a decision pass (the lock is released between slices).
 DECIDE_SLICE = 200
+_Item = TypeVar("_Item")
 
 
 def _now_ms() -> int:
@@ -216,26 +218,39 @@ class PacingNode:
         due = self.publisher.take_due(_now_ms())
         if not due:
             return
-        owned = self.owned_partitions()
         stale_ms = self.settings.worker.stale_after_s * 1000
         outbox = self._new_outbox()
-        for first in range(0, len(due), DECIDE_SLICE):  # in slices, like a pass: the agent folds between them
-            if first and not self._settled():  # partitions started to move: the rest waits for them to settle
-                self.publisher.hold(due[first:], _now_ms())
-                break
-            async with self._lock:
-                now = _now_ms()
-                for target_id in due[first:first + DECIDE_SLICE]:
-                    entry = self.store.get(target_id)
-                    if entry is not None and entry.partition in owned:
-                        await self.publisher.publish(entry.state, now, outbox, keepalive=False,
-                                                     stale=now - entry.received_ms > stale_ms)
-            await asyncio.sleep(0)  # let a waiting agent or timer have the lock
+
+        async def publish(targets: list[str]) -> None:
+            owned = self.owned_partitions()  # read under the lock, slice by slice: ownership may have moved
+            now = _now_ms()
+            for target_id in targets:
+                entry = self.store.get(target_id)
+                if entry is not None and entry.partition in owned:
+                    await self.publisher.publish(entry.state, now, outbox, keepalive=False,
+                                                 stale=now - entry.received_ms > stale_ms)
+
+        # Partitions started to move: the rest waits for them to settle.
+        rest = await self._in_slices(due, lambda: not self._settled(), publish)
+        if rest:
+            self.publisher.hold(rest, _now_ms())
         async with self._lock:  # one wait for the broker's acknowledgements, not one per slice
             failure = await outbox.settle()
         if failure is not None:  # nothing is lost: the keepalive publishes them
             self.metrics.send_failures.inc()
             log.error("held decisions not published: %s", failure)
+
+    async def _in_slices(self, items: list[_Item], stop: Callable[[], bool],
+                         work: Callable[[list[_Item]], Awaitable[None]]) -> list[_Item]:
+        """Run ``work`` over ``items`` one slice of DECIDE_SLICE at a time under the node lock, letting the
+        agent fold and the timers run between slices; return the items left when ``stop()`` said so."""
+        for first in range(0, len(items), DECIDE_SLICE):
+            if first and stop():
+                return items[first:]
+            async with self._lock:
+                await work(items[first:first + DECIDE_SLICE])
+            await asyncio.sleep(0)  # let a waiting agent or timer have the lock
+        return []
 
     async def flush(self, checkpoint: bool = True, urgent: bool = False) -> None:
         """Decide the targets folded since the last tick; on a checkpoint also store them and acknowledge.
@@ -355,34 +370,34 @@ class PacingNode:
         """
         items = list(batch.items())
         spent = 0.0
-        for first in range(0, len(items), DECIDE_SLICE):
-            if first and consumption_suspended(self.app):
-                # Partitions move or the worker stops: Faust waits for every delivered event to be
-                # acknowledged, so the pass ends here and checkpoints. The rest are held: this node
-                # publishes those it still owns once the rebalance settles, a new owner at its
-                # first keepalive pass (their states are in the checkpoint).
-                self.publisher.hold([target_id for target_id, _ in items[first:]], _now_ms())
-                self.metrics.decided_targets.observe(first)
-                return spent, True
-            async with self._lock:
-                started = time.monotonic()
-                now = _now_ms()
-                for target_id, item in items[first:first + DECIDE_SLICE]:
-                    entry = item.entry
-                    try:
-                        entry.decided_at = started
-                        await self.publisher.publish(entry.state, now, outbox, keepalive=False)
-                        # Cleared even if another worker raised it before a rebalance moved the target here.
-                        await self.alarm_publisher.publish(self.board.clear_alarm(
-                            alarms.TARGET_STALE, target_id, "statistics arrive again", force=item.revived), outbox)
-                    except SendFailed:
-                        raise
-                    except Exception as exc:
-                        raise EventsFailed(item.events, exc) from exc
-                spent += time.monotonic() - started
-            await asyncio.sleep(0)  # let a waiting agent or timer have the lock
-        self.metrics.decided_targets.observe(len(items))
-        return spent, False
+
+        async def decide(targets: list[tuple[str, Touched]]) -> None:
+            nonlocal spent
+            started = time.monotonic()
+            now = _now_ms()
+            for target_id, item in targets:
+                entry = item.entry
+                try:
+                    entry.decided_at = started
+                    await self.publisher.publish(entry.state, now, outbox, keepalive=False)
+                    # Cleared even if another worker raised it before a rebalance moved the target here.
+                    await self.alarm_publisher.publish(self.board.clear_alarm(
+                        alarms.TARGET_STALE, target_id, "statistics arrive again", force=item.revived), outbox)
+                except SendFailed:
+                    raise
+                except Exception as exc:
+                    raise EventsFailed(item.events, exc) from exc
+            spent += time.monotonic() - started
+
+        # Partitions move or the worker stops: Faust waits for every delivered event to be acknowledged,
+        # so the pass ends after its current slice and checkpoints. The rest are held: this node
+        # publishes those it still owns once the rebalance settles, a new owner at its first keepalive
+        # pass (their states are in the checkpoint).
+        rest = await self._in_slices(items, lambda: consumption_suspended(self.app), decide)
+        if rest:
+            self.publisher.hold([target_id for target_id, _ in rest], _now_ms())
+        self.metrics.decided_targets.observe(len(items) - len(rest))
+        return spent, bool(rest)
 
     async def _kafka_unavailable(self, failure: SendFailed, retry_in_s: float) -> None:
         self.metrics.send_failures.inc()
@@ -416,8 +431,8 @@ class PacingNode:
         """Keepalive and staleness for the targets this worker owns; no table writes here."""
         if not self._settled():
             return
-        owned = self.owned_partitions()
         async with self._lock:  # between ticks: never beside a tick publishing the same targets
+            owned = self.owned_partitions()  # read under the lock: a rebalance may have moved them meanwhile
             count = await self.keepalive.run(owned, _now_ms(), self._new_outbox())
         self.metrics.targets.set(count)
         await self._observe_lag(owned)
