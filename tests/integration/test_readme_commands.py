@@ -1,4 +1,4 @@
-"""The README blocks that need a broker, run as written against the session's broker.
+"""The blocks of the README and docs/*.md that need a broker, run as written against the session's broker.
 
 Which blocks these are is registered in ``tests/unit/test_readme.py`` (``how="integration"``).
 Each runs in its own deployment (a fresh topic prefix); the only changes made to a block are

@@ -28,7 +28,7 @@ RECORD_END = b"<record-end>"
 
 
 def json_events(target_id: str, ready: int) -> list[str]:
-    """JSON stat events of one target as a person would type them (README, "Produce a JSON stat event")."""
+    """JSON stat events of one target as a person would type them (docs/contracts.md, "Produce a JSON stat event")."""
     now = int(time.time() * 1000)
     return [json.dumps({"tenant": "acme", "target_id": target_id, "statistic": name, "value": value,
                         "timestamp": now, "source": "console", "media_type": "webchat"})

@@ -1,7 +1,8 @@
-"""Every fenced block of the README runs or is checked against the real thing.
+"""Every fenced block of the README and of ``docs/*.md`` runs or is checked against the real thing.
 
-The README is the contract, so its examples must work as written. Each block is registered in
-:data:`BLOCKS` by its language and the start of its first line, with how it is verified:
+The README and the documents under ``docs/`` are the contract, so their examples must work as
+written. Each block is registered in :data:`BLOCKS` by the document it lives in, its language and
+the start of its first line, with how it is verified:
 
 - ``run``: executed here (Python blocks, shell blocks against an in-process emulator);
 - ``check``: validated by the real code — commands parsed by the ``pacing`` argument parser and
@@ -10,8 +11,8 @@ The README is the contract, so its examples must work as written. Each block is 
 - ``integration``: needs the embedded broker; run by ``tests/integration/test_readme_commands.py``;
 - ``listed``: cannot run here; the entry says why.
 
-A block without an entry, or an entry without its block, fails the suite: a new example is
-verified from the day it is written.
+A block without an entry, or an entry without its block in its document, fails the suite: a new
+example is verified from the day it is written, and a block moved to another document is followed.
 """
 
 from __future__ import annotations
@@ -39,13 +40,16 @@ from streams.runtime.topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+CONTRACTS, OPERATIONS, BENCHMARKS, DEVELOPMENT = (f"docs/{name}.md" for name in
+                                                  ("contracts", "operations", "benchmarks", "development"))
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```[ \t]*$", re.S | re.M)
 
 
 @dataclass(frozen=True)
 class Block:
-    """One fenced block of the README."""
+    """One fenced block of the README or of a document under docs/."""
 
+    doc: str  # the document, relative to the root: README.md or docs/<name>.md
     lang: str
     text: str
     line: int  # of the opening fence
@@ -57,12 +61,13 @@ class Block:
 
 @dataclass(frozen=True)
 class Entry:
-    """How one README block is verified."""
+    """How one block is verified."""
 
     lang: str
     starts: str  # the start of the block's first non-empty line
     how: str  # run, check, integration or listed
     reason: str = ""  # for listed blocks: why they cannot run here
+    doc: str = "README.md"  # the document the block lives in
 
 
 BLOCKS = [
@@ -72,51 +77,73 @@ BLOCKS = [
           "sample output of `make run` (a minute of the whole pipeline); its figures are asserted by "
           "tests/integration/test_commands.py::test_pacing_run_delivers_decisions_and_stops_everything"),
     Entry("sh", "EMULATOR=http://127.0.0.1:8089", "run"),
-    Entry("", "pacing top  127.0.0.1:9092", "check"),  # re-rendered by tests/unit/test_top.py
-    Entry("sh", ".venv/bin/pacing broker --bootstrap-servers", "check"),
-    Entry("sh", """echo '{"tenant": "demo", "target_id": "vq-sales-chat", "statistic\"""", "integration"),
-    Entry("python", "import asyncio, time", "integration"),
-    Entry("python", "import io, time", "integration"),
-    Entry("json", '{"type": "record", "name": "StatBatch"', "check"),
-    Entry("json", '{"events": [', "check"),
-    Entry("python", "from schemas import StatBatcher", "run"),
-    Entry("sh", """echo '{"tenant": "demo", "target_id": "vq-sales-chat", "name\"""", "integration"),
-    Entry("json", '{"entities": [', "check"),
-    Entry("json", '{"results": [', "check"),
-    Entry("", "2026-11-25 10:15:02  RAISED", "check"),
-    Entry("", "[one agent] 1 agent, p 0.1", "check"),  # lines of the full table in streams/engine/PACING.md
-    Entry("toml", 'tenant = "acme"', "check"),
-    Entry("sh", "make kafka ", "check"),
-    Entry("sh", "make test ", "check"),
+    Entry("", "pacing top  127.0.0.1:9092", "check", doc=OPERATIONS),  # re-rendered by tests/unit/test_top.py
+    Entry("sh", ".venv/bin/pacing broker --bootstrap-servers", "check", doc=OPERATIONS),
+    Entry("sh", """echo '{"tenant": "demo", "target_id": "vq-sales-chat", "statistic\"""", "integration",
+          doc=CONTRACTS),
+    Entry("python", "import asyncio, time", "integration", doc=CONTRACTS),
+    Entry("python", "import io, time", "integration", doc=CONTRACTS),
+    Entry("json", '{"type": "record", "name": "StatBatch"', "check", doc=CONTRACTS),
+    Entry("json", '{"events": [', "check", doc=CONTRACTS),
+    Entry("python", "from schemas import StatBatcher", "run", doc=CONTRACTS),
+    Entry("sh", """echo '{"tenant": "demo", "target_id": "vq-sales-chat", "name\"""", "integration", doc=CONTRACTS),
+    Entry("json", '{"entities": [', "check", doc=CONTRACTS),
+    Entry("json", '{"results": [', "check", doc=CONTRACTS),
+    Entry("", "2026-11-25 10:15:02  RAISED", "check", doc=CONTRACTS),
+    # lines of the full table in streams/engine/PACING.md
+    Entry("", "[one agent] 1 agent, p 0.1", "check", doc=BENCHMARKS),
+    Entry("toml", 'tenant = "acme"', "check", doc=OPERATIONS),
+    Entry("sh", "make kafka ", "check", doc=DEVELOPMENT),
+    Entry("sh", "make test ", "check", doc=DEVELOPMENT),
     Entry("", "pyproject.toml  Makefile  README.md", "check"),
 ]
 
 
+def documents() -> list[Path]:
+    """The documents whose blocks are verified: the README and every docs/*.md."""
+    return [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+
 def readme_blocks() -> list[Block]:
-    """The README's fenced blocks, in order."""
-    text = README.read_text()
-    return [Block(m.group(1), m.group(2), text[:m.start()].count("\n") + 1) for m in _FENCE.finditer(text)]
+    """The fenced blocks of the README and of docs/*.md, in order, document by document."""
+    blocks = []
+    for path in documents():
+        text = path.read_text()
+        doc = path.relative_to(ROOT).as_posix()
+        blocks += [Block(doc, m.group(1), m.group(2), text[:m.start()].count("\n") + 1) for m in _FENCE.finditer(text)]
+    return blocks
+
+
+def _matches(entry: Entry, found: Block) -> bool:
+    return found.doc == entry.doc and found.lang == entry.lang and found.first_line.startswith(entry.starts)
 
 
 def block(starts: str) -> Block:
-    """The one README block registered as ``starts``."""
+    """The one block registered as ``starts``, in the document its entry names."""
     entry = next(e for e in BLOCKS if e.starts == starts)
-    found = [b for b in readme_blocks() if b.lang == entry.lang and b.first_line.startswith(starts)]
-    assert len(found) == 1, f"README block starting {starts!r}: found {len(found)}"
+    found = [b for b in readme_blocks() if _matches(entry, b)]
+    assert len(found) == 1, f"{entry.doc} block starting {starts!r}: found {len(found)}"
     return found[0]
 
 
 def test_every_readme_block_is_registered_and_every_entry_has_its_block() -> None:
     blocks = readme_blocks()
     assert len(blocks) >= len(BLOCKS) - 1  # the fence pattern still finds the blocks
-    unlisted = [f"line {b.line}: ```{b.lang} {b.first_line[:60]}" for b in blocks
-                if not any(b.lang == e.lang and b.first_line.startswith(e.starts) for e in BLOCKS)]
-    assert not unlisted, "README blocks nobody verifies (add them to BLOCKS in tests/unit/test_readme.py):\n" + \
+    unlisted = [f"{b.doc} line {b.line}: ```{b.lang} {b.first_line[:60]}" for b in blocks
+                if not any(_matches(e, b) for e in BLOCKS)]
+    assert not unlisted, "blocks nobody verifies (add them to BLOCKS in tests/unit/test_readme.py):\n" + \
         "\n".join(unlisted)
     for entry in BLOCKS:
         block(entry.starts)  # exactly one block each
         assert entry.how in ("run", "check", "integration", "listed"), entry
         assert (entry.how == "listed") == bool(entry.reason), f"a listed block says why, others need no reason: {entry}"
+        assert (ROOT / entry.doc) in documents(), entry
+
+
+def test_the_documents_are_the_readme_and_docs() -> None:
+    # The moved sections live here; an empty docs/ would leave their blocks unchecked.
+    assert {path.relative_to(ROOT).as_posix() for path in documents()} >= {
+        "README.md", CONTRACTS, OPERATIONS, BENCHMARKS, DEVELOPMENT}
 
 
 def test_integration_entries_are_the_ones_the_integration_test_runs() -> None:
@@ -271,7 +298,8 @@ def test_the_statbatcher_recipe_sends_one_record_per_target() -> None:
               for t in range(3) for s, v in (("ready_agents", 4), ("busy_agents", 6), ("waiting_interactions", 1))]
     producer = _RecordingProducer()
     namespace: dict[str, Any] = {"events_of_this_cycle": events, "producer": producer}
-    exec(compile(block("from schemas import StatBatcher").text, "README.md", "exec"), namespace)
+    recipe = block("from schemas import StatBatcher")
+    exec(compile(recipe.text, recipe.doc, "exec"), namespace)
     assert namespace["StatBatcher"] is StatBatcher
     assert [topic for topic, _, _ in producer.sent] == ["pacing.stats"] * 3
     for _, key, value in producer.sent:
@@ -327,8 +355,30 @@ def test_the_layout_names_files_that_exist() -> None:
 
 def test_the_pacing_benchmark_excerpt_is_lines_of_the_full_table() -> None:
     # The full table is what `make bench-pacing` printed (streams/engine/PACING.md §5); the
-    # README's excerpt must not drift from it.
+    # excerpt in docs/benchmarks.md must not drift from it.
     full = (ROOT / "streams" / "engine" / "PACING.md").read_text().splitlines()
     excerpt = [line for line in block("[one agent] 1 agent, p 0.1").text.splitlines() if line.strip()]
     missing = [line for line in excerpt if line not in full]
-    assert not missing, f"README excerpt lines not in PACING.md's table: {missing}"
+    assert not missing, f"docs/benchmarks.md excerpt lines not in PACING.md's table: {missing}"
+
+
+# ---- links between the documents ----------------------------------------------------------------------------------
+
+_LINK = re.compile(r"\]\((?!https?://)([^)\s#]*)(?:#([^)\s]*))?\)")
+
+
+def _anchors(path: Path) -> set[str]:
+    """The anchors GitHub makes of a Markdown file's headings (code blocks skipped)."""
+    text = _FENCE.sub("", path.read_text())
+    headings = re.findall(r"^#{1,6} (.+)$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+def test_the_links_between_the_documents_point_at_files_and_headings_that_exist() -> None:
+    for path in documents():
+        for target, anchor in _LINK.findall(_FENCE.sub("", path.read_text())):
+            linked = (path.parent / target).resolve() if target else path
+            where = f"{path.relative_to(ROOT)} links to {target}#{anchor}"
+            assert linked.exists(), where
+            if anchor and linked.suffix == ".md":
+                assert anchor in _anchors(linked), where

@@ -1,6 +1,6 @@
 """The package boundaries of the README's layout section hold: the arrows run one way.
 
-The arrows (see README, "Layout"; ``ALLOWED`` below is the exact list):
+The arrows (see README, "Where the code lives"; ``ALLOWED`` below is the exact list):
 
     infra (the ``pacing`` CLI and the tools) -> streams.node, connectors -> streams.runtime -> schemas
     streams.node, streams.simulation -> streams.engine -> schemas
