@@ -1,7 +1,7 @@
 """The ActionTarget entity the endpoint receives, made from a pacing decision record.
 
 The pacing figures travel in ``userData`` as ``{key, value}`` string pairs, the only place
-the Genesys model leaves for them. Keys are stable and documented in the README.
+the Genesys model leaves for them. Keys are stable and documented in docs/contracts.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every process (worker, sink, emulator, simulator) reads the same settings, so every worker is
 equivalent and needs only the connection to the cluster. Option names follow the Genesys Pacing
 Server seed where one exists (``pacingEndpoint.targetEndpoint``, ``metrics.GcLatency.threshold``,
-``base_auth_url``, ``base_service_url``); the README lists the mapping.
+``base_auth_url``, ``base_service_url``); docs/operations.md lists the mapping.
 
 Precedence (highest first): the command line (``pacing … --bootstrap-servers``, passed to
 :func:`load_settings` as ``command_line``), then ``PACING_…`` environment variables (nested with
