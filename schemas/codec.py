@@ -110,7 +110,6 @@ _M = TypeVar("_M", bound=AvroModel)
 _T = TypeVar("_T")
 
 
-
 def _decode_dict(record: str, payload: object, allow_json: bool, reg: SchemaRegistry) -> dict[str, Any]:
     """Avro or (with ``allow_json``) JSON bytes to a dict, or a :class:`DecodeError`."""
     if type(payload) is not bytes or len(payload) > MAX_PAYLOAD_BYTES:
@@ -438,8 +437,6 @@ _cache_size = _DECISION_WRITER.size
 def _clear_decision_caches() -> None:
     """Forget every value the default decision writer has cached (tests and benchmarks)."""
     _DECISION_WRITER.clear()
-
-
 
 
 # ------------------------------------------------------------------------ Alarm
