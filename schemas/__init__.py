@@ -2,8 +2,10 @@
 
 ``schemas/avro/<name>.v<N>.avsc`` keeps every released schema version; the
 codec loads them all at import and reads any of them (Avro single-object
-encoding, resolved to the newest version). See :mod:`schemas.codec`,
-:mod:`schemas.models` and :mod:`schemas.batching` (StatBatch records for producers).
+encoding, resolved to the newest version). See :mod:`schemas.codec` (the public
+``encode_*``/``decode_*``), :mod:`schemas.registry` (versions, fingerprints, framing),
+:mod:`schemas.json_input` (JSON limits), :mod:`schemas.fast` (the hand-written reader and
+writer), :mod:`schemas.models` and :mod:`schemas.batching` (StatBatch records for producers).
 """
 
 from schemas.batching import StatBatcher
