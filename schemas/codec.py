@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import ModuleType
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -480,31 +478,3 @@ def decode_target_config(payload: bytes | None, *, registry: SchemaRegistry | No
         return None
     data = decode("TargetConfig", payload, allow_json=True, registry=registry)
     return _guarded(_validate, TargetConfig, data)
-
-
-class _CodecModule(ModuleType):
-    """This module's type: ``_CACHE_MAX_ENTRIES`` and ``_CACHE_MAX_BYTES`` are the default writer's bounds.
-
-    They were module constants the writer read before the split, and tests set them on this
-    module (``monkeypatch.setattr(codec, "_CACHE_MAX_ENTRIES", 50)``); they now belong to the
-    writer object, so reading or setting them here reads or sets ``_DECISION_WRITER``'s.
-    """
-
-    @property
-    def _CACHE_MAX_ENTRIES(self) -> int:
-        return _DECISION_WRITER.max_entries
-
-    @_CACHE_MAX_ENTRIES.setter
-    def _CACHE_MAX_ENTRIES(self, value: int) -> None:
-        _DECISION_WRITER.max_entries = value
-
-    @property
-    def _CACHE_MAX_BYTES(self) -> int:
-        return _DECISION_WRITER.max_bytes
-
-    @_CACHE_MAX_BYTES.setter
-    def _CACHE_MAX_BYTES(self, value: int) -> None:
-        _DECISION_WRITER.max_bytes = value
-
-
-sys.modules[__name__].__class__ = _CodecModule

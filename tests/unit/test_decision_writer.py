@@ -199,7 +199,7 @@ def test_not_a_dict() -> None:
 
 
 def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(codec, "_CACHE_MAX_ENTRIES", 50)
+    monkeypatch.setattr(codec._DECISION_WRITER, "max_entries", 50)  # the default writer's bound
     for i in range(400):
         record = base_record(target_id=f"vq-{i}", computed_at=1_700_000_000_000 + i,
                              figures={"handleTimeS": str(i), "freeAgents": str(i % 7)})
