@@ -176,6 +176,8 @@ class BulkSink:
         try:
             done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
+                if task in tasks and task.cancelled():  # nobody cancels them but this method
+                    raise RuntimeError(f"the sink's {task.get_name()} task was cancelled from inside")
                 if task in tasks and task.exception():
                     raise task.exception()  # type: ignore[misc]
         finally:
@@ -235,8 +237,7 @@ class BulkSink:
         old, self._consumer = self._consumer, None
         self.commits.use(None)
         if old is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(old.stop(), timeout=self.settings.kafka.session_timeout_s)
+            await self._stop_replaced(old)
         await self._repair_topics()
         self.side_writes.resume()
         while True:
@@ -252,6 +253,23 @@ class BulkSink:
         self._consumer = consumer
         self.commits.use(consumer)
         log.info("sink consumer restarted on %s", self.names.actiontargets)
+
+    async def _stop_replaced(self, consumer: AIOKafkaConsumer) -> None:
+        """Stop a consumer of a lost topic, whatever state its broker connections are in.
+
+        Stopping it while its fetch of the dead broker is being torn down can raise a
+        CancelledError from inside aiokafka (seen with short fetch waits): that one is not a
+        request to stop the sink, so only a cancellation of this task itself goes on.
+        """
+        try:
+            await asyncio.wait_for(consumer.stop(), timeout=self.settings.kafka.session_timeout_s)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            log.warning("stopping the replaced consumer was cancelled inside the client; it is dropped")
+        except Exception as exc:
+            log.warning("stopping the replaced consumer failed (%s); it is dropped", str(exc) or type(exc).__name__)
 
     async def _repair_topics(self) -> None:
         """Recreate the lost topics (and those auto-created with the wrong partitions), retrying until done."""

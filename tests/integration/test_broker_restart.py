@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,6 @@ from tests.integration.pipeline import Pipeline, eventually, stat_records, user_
 
 pytestmark = pytest.mark.skipif(os.environ.get("PACING_TEST_BROKER") == "kafka",
                                 reason="restarts its own embedded Tansu broker: the same in both passes, run once")
-
-
-@pytest.fixture
-async def private_broker() -> AsyncIterator[EmbeddedBroker]:
-    broker = EmbeddedBroker()
-    await asyncio.to_thread(broker.start)
-    yield broker
-    broker.stop()
 
 
 async def test_worker_and_sink_recover_from_a_broker_that_lost_every_topic(

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -39,15 +39,6 @@ pytestmark = [
 ]
 
 NEVER = 3600.0  # a topic check interval the test outlasts: the sink does not look by itself
-
-
-@pytest.fixture
-async def private_broker() -> AsyncIterator[EmbeddedBroker]:
-    """An embedded broker of this test alone (its start blocks: in a thread)."""
-    broker = EmbeddedBroker()
-    await asyncio.to_thread(broker.start)
-    yield broker
-    await asyncio.to_thread(broker.stop, 1.0)
 
 
 async def lose_and_recreate(settings: Settings, topic: str) -> None:

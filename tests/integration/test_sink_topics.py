@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -29,15 +28,6 @@ pytestmark = [
     pytest.mark.skipif(os.environ.get("PACING_TEST_BROKER") == "kafka",
                        reason="restarts its own embedded Tansu broker: the same in both passes, run once"),
 ]
-
-
-@pytest.fixture
-async def private_broker() -> AsyncIterator[EmbeddedBroker]:
-    """An embedded broker of this test alone (started in a thread: its start blocks)."""
-    broker = EmbeddedBroker()
-    await asyncio.to_thread(broker.start)
-    yield broker
-    await asyncio.to_thread(broker.stop, 1.0)
 
 
 class ReadinessWatch:
