@@ -89,7 +89,12 @@ class Outbox:
         """Wait until the broker acknowledged every record; :class:`SendFailed` otherwise."""
         if self._deliveries:
             futures = [asyncio.ensure_future(delivery) for _, delivery in self._deliveries]
-            _, pending = await asyncio.wait(futures, timeout=self._timeout_s)
+            # Only the deliveries still in flight are waited on: most are acknowledged by the time a
+            # tick confirms, and asyncio.wait costs a callback added and removed per future.
+            in_flight = [future for future in futures if not future.done()]
+            pending: set[asyncio.Future[Any]] = set()
+            if in_flight:
+                _, pending = await asyncio.wait(in_flight, timeout=self._timeout_s)
             if pending:
                 topics = sorted({topic for (topic, _), future in zip(self._deliveries, futures, strict=True)
                                  if future in pending})
