@@ -22,6 +22,11 @@
   time) then delays every hop through the worker by up to 1.5 s. :func:`install_consumer` gives the
   app a consumer whose fetches wait ``kafka.fetch_max_wait_ms`` instead (aiokafka reads the value
   when the consumer starts its fetcher).
+- A fetch begun before a rebalance can return records Faust then drops without seeking back
+  (flow suspended; only partitions with committed offsets are sought back) — a changelog's
+  records the table recovery had just asked for, so the recovery waited for them until the next
+  rebalance. The consumer thread puts every partition Faust would drop back where its batch
+  began (:meth:`_TunedConsumerThread._fetch_records`).
 - Faust's table recovery reads each changelog up to the end offsets its consumer thread asks
   for (``AIOKafkaConsumerThread._highwaters``); :func:`correct_recovery_end_offsets` routes them
   through a correction (:mod:`streams.node.end_offsets`, for brokers that under-report them).
@@ -170,8 +175,27 @@ async def _resume(coro: Coroutine[Any, Any, Any], blocked_on: Any) -> None:
         coro.close()  # cancelled while blocked (flow suspended): the callback is abandoned, as upstream
 
 
+def keep_deliverable(consumer: Any, records: Mapping[Any, list[Any]],
+                     deliverable: Callable[[Any], bool]) -> dict[Any, list[Any]]:
+    """The partitions of a fetched batch that Faust will hand to its streams; each other partition of
+    the batch is put back at its first record (``consumer`` is the aiokafka consumer that fetched it).
+
+    aiokafka advances a partition's position when it hands its records out, so a record that is
+    then dropped would never be fetched again unless someone seeks back.
+    """
+    kept: dict[Any, list[Any]] = {}
+    assigned = consumer.assignment()
+    for tp, batch in records.items():
+        if deliverable(tp):
+            kept[tp] = batch
+        elif batch and tp in assigned:
+            consumer.seek(tp, batch[0].offset)
+    return kept
+
+
 class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, creating its aiokafka consumer with our fetch wait."""
+    """Faust's consumer thread, creating its aiokafka consumer with our fetch wait, and never
+    consuming records that Faust drops (see :meth:`_fetch_records`)."""
 
     fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS
 
@@ -179,6 +203,32 @@ class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read by AIOKafkaConsumer.start (its Fetcher)
         return consumer
+
+    async def _fetch_records(  # Faust's signature
+        self, consumer: Any, active_partitions: Any,
+        timeout: float | None = None,  # noqa: ASYNC109
+        max_records: int | None = None,
+    ) -> Any:
+        """Faust's fetch, handing back only what Faust will deliver; the rest is fetched again.
+
+        A fetch waits up to a second in this thread. One that began before a rebalance can return
+        after it: Faust then drops the whole batch (flow suspended) or the partitions no longer
+        active, and seeks only the partitions with committed offsets back. A changelog partition
+        has none: when the fetch took the records the table recovery had just sought to (the fetch
+        asks for Faust's live set of active partitions, emptied — meaning all — when a rebalance
+        pauses them), the recovery waited for records already consumed until the next rebalance.
+        Here, in the thread and before anything else runs on its loop, every partition of the batch
+        that Faust would drop is put back where the batch began.
+        """
+        records = await super()._fetch_records(consumer, active_partitions, timeout=timeout, max_records=max_records)
+        if not records:
+            return records
+        faust_consumer = self.consumer
+        if not faust_consumer.flow_active:  # Faust's getmany drops the batch
+            return keep_deliverable(consumer, records, lambda tp: False)
+        buffered = faust_consumer._buffered_partitions
+        return keep_deliverable(consumer, records, lambda tp: (
+            active_partitions is None or tp in active_partitions or tp in buffered))  # getmany's own filter
 
 
 class TunedConsumer(faust_aiokafka.Consumer):
