@@ -27,6 +27,10 @@
   records the table recovery had just asked for, so the recovery waited for them until the next
   rebalance. The consumer thread puts every partition Faust would drop back where its batch
   began (:meth:`_TunedConsumerThread._fetch_records`).
+- When the flow resumes, Faust empties the stream buffers; after a rebalance it does so after
+  seeking the stream partitions to their committed offsets, so events fetched in between were
+  thrown away with their offsets passed (a worker taking over partitions saw one event of them
+  until the next rebalance). :func:`refetch_cleared_events` seeks their partitions back.
 - Faust's table recovery reads each changelog up to the end offsets its consumer thread asks
   for (``AIOKafkaConsumerThread._highwaters``); :func:`correct_recovery_end_offsets` routes them
   through a correction (:mod:`streams.node.end_offsets`, for brokers that under-report them).
@@ -317,6 +321,46 @@ class FastDrainConsumer(TunedConsumer):
             raise
         finally:
             unset_flag(flag_consumer_fetching)
+
+
+def refetch_cleared_events(app: AppT) -> None:
+    """Make the events Faust's flow control throws away when it resumes be fetched again.
+
+    ``flow_control.resume()`` empties every stream buffer (Faust expects what they hold to be
+    fetched again from the committed offsets). After a rebalance, Faust's recovery seeks the
+    stream partitions to their committed offsets and only then resumes: events fetched in between
+    (the flow is already running) are thrown away while their partitions' positions have passed
+    them, and the worker does not see them until the next rebalance. Here each partition whose
+    events a resume throws away is sought back to the first of them.
+    """
+    flow_control = app.flow_control
+    resume = flow_control.resume
+    if getattr(resume, "_refetching", False):
+        return
+
+    def resume_and_refetch() -> None:
+        first: dict[TP, int] = {}
+        for queue in list(flow_control._queues):
+            for item in list(getattr(queue, "_queue", ())):
+                message = getattr(item, "message", None)
+                if message is not None and message.offset < first.get(message.tp, message.offset + 1):
+                    first[message.tp] = message.offset
+        resume()
+        if first:
+            seek_back(app.consumer, first)
+
+    resume_and_refetch._refetching = True  # type: ignore[attr-defined]
+    flow_control.resume = resume_and_refetch  # type: ignore[method-assign]
+
+
+def seek_back(consumer: Any, offsets: Mapping[TP, int]) -> None:
+    """Seek each assigned partition of ``offsets`` back to its offset, as Faust's ``Consumer.seek``
+    does (its read mark too, else the drain loop drops the records fetched again)."""
+    assigned = consumer.assignment()
+    for tp, offset in offsets.items():
+        if tp in assigned:
+            consumer._thread.seek(tp, offset)
+            consumer._read_offset[tp] = offset if offset else None
 
 
 def install_consumer(app: AppT, *, fetch_max_wait_ms: int, fast_drain: bool = True) -> None:

@@ -270,6 +270,40 @@ def test_keep_deliverable_keeps_what_faust_delivers_and_seeks_back_the_rest() ->
     assert keep_deliverable(log, records, lambda tp: tp == STATS) == {STATS: records[STATS]}
     assert log.position == {CHANGELOG: 3, STATS: 3}
 
+
+async def test_upstream_recovery_seeks_the_stream_partitions_before_the_resume_that_empties_their_buffers() -> None:
+    # The cause of a worker taking over partitions that saw one event of them (test_scaling split,
+    # second half): events fetched after the seek were thrown away by the resume. If this fails,
+    # Faust changed the order and refetch_cleared_events may go.
+    from faust.tables.recovery import Recovery
+    from mode.utils.queues import FlowControlEvent
+
+    completed = inspect.getsource(Recovery.on_recovery_completed)
+    assert completed.index("consumer.perform_seek()") < completed.index("self.app.flow_control.resume()")
+    assert "self.clear()" in inspect.getsource(FlowControlEvent.resume)
+
+
+async def test_events_a_resume_throws_away_are_fetched_again() -> None:
+    from streams.node.faust_compat import refetch_cleared_events
+
+    app = faust.App("compat-test-resume", broker="kafka://127.0.0.1:1")
+    stats, gone = TP("compat.stats", 2), TP("compat.stats", 0)
+    seeks: list[tuple[TP, int]] = []
+    consumer = SimpleNamespace(assignment=lambda: {stats}, _read_offset={stats: 34},
+                               _thread=SimpleNamespace(seek=lambda tp, offset: seeks.append((tp, offset))))
+    app.consumer = consumer  # type: ignore[misc]
+    buffer = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
+    for tp, offset in ((stats, 26), (stats, 27), (gone, 5)):
+        buffer.put_nowait(SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset)))
+    refetch_cleared_events(app)
+    refetch_cleared_events(app)  # idempotent
+    app.flow_control.resume()
+    assert buffer.empty()  # Faust's resume still empties the buffers
+    assert seeks == [(stats, 26)] and consumer._read_offset[stats] == 26  # no longer assigned: left alone
+    seeks.clear()
+    app.flow_control.resume()  # nothing thrown away: no seek
+    assert seeks == []
+
 async def test_recovery_end_offsets_go_through_the_correction_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
