@@ -58,6 +58,7 @@ from streams.node.faust_compat import (
     install_consumer,
     owned_actives,
     recovery_completed,
+    refetch_cleared_events,
     release_unacknowledged,
 )
 from streams.node.keepalive import Keepalive
@@ -482,7 +483,9 @@ class PacingNode:
             self._give_up()
 
     async def start_side_services(self) -> None:
-        """The final checkpoint's watcher, health sampling, target definitions, reporters, /metrics."""
+        """Events a resumed flow throws away fetched again; the final checkpoint's watcher, health
+        sampling, target definitions, reporters, /metrics."""
+        refetch_cleared_events(self.app)  # here, not in create_app: it binds the app's flow control to the loop
         self._final_checkpoint = asyncio.create_task(self._checkpoint_when_stopping())
         self.health.install()
         await self.definitions.start()

@@ -22,6 +22,15 @@
   time) then delays every hop through the worker by up to 1.5 s. :func:`install_consumer` gives the
   app a consumer whose fetches wait ``kafka.fetch_max_wait_ms`` instead (aiokafka reads the value
   when the consumer starts its fetcher).
+- A fetch begun before a rebalance can return records Faust then drops without seeking back
+  (flow suspended; only partitions with committed offsets are sought back) — a changelog's
+  records the table recovery had just asked for, so the recovery waited for them until the next
+  rebalance. The consumer thread puts every partition Faust would drop back where its batch
+  began (:meth:`_TunedConsumerThread._fetch_records`).
+- When the flow resumes, Faust empties the stream buffers; after a rebalance it does so after
+  seeking the stream partitions to their committed offsets, so events fetched in between were
+  thrown away with their offsets passed (a worker taking over partitions saw one event of them
+  until the next rebalance). :func:`refetch_cleared_events` seeks their partitions back.
 - Faust's table recovery reads each changelog up to the end offsets its consumer thread asks
   for (``AIOKafkaConsumerThread._highwaters``); :func:`correct_recovery_end_offsets` routes them
   through a correction (:mod:`streams.node.end_offsets`, for brokers that under-report them).
@@ -170,8 +179,27 @@ async def _resume(coro: Coroutine[Any, Any, Any], blocked_on: Any) -> None:
         coro.close()  # cancelled while blocked (flow suspended): the callback is abandoned, as upstream
 
 
+def keep_deliverable(consumer: Any, records: Mapping[Any, list[Any]],
+                     deliverable: Callable[[Any], bool]) -> dict[Any, list[Any]]:
+    """The partitions of a fetched batch that Faust will hand to its streams; each other partition of
+    the batch is put back at its first record (``consumer`` is the aiokafka consumer that fetched it).
+
+    aiokafka advances a partition's position when it hands its records out, so a record that is
+    then dropped would never be fetched again unless someone seeks back.
+    """
+    kept: dict[Any, list[Any]] = {}
+    assigned = consumer.assignment()
+    for tp, batch in records.items():
+        if deliverable(tp):
+            kept[tp] = batch
+        elif batch and tp in assigned:
+            consumer.seek(tp, batch[0].offset)
+    return kept
+
+
 class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, creating its aiokafka consumer with our fetch wait."""
+    """Faust's consumer thread, creating its aiokafka consumer with our fetch wait, and never
+    consuming records that Faust drops (see :meth:`_fetch_records`)."""
 
     fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS
 
@@ -179,6 +207,32 @@ class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read by AIOKafkaConsumer.start (its Fetcher)
         return consumer
+
+    async def _fetch_records(  # Faust's signature
+        self, consumer: Any, active_partitions: Any,
+        timeout: float | None = None,  # noqa: ASYNC109
+        max_records: int | None = None,
+    ) -> Any:
+        """Faust's fetch, handing back only what Faust will deliver; the rest is fetched again.
+
+        A fetch waits up to a second in this thread. One that began before a rebalance can return
+        after it: Faust then drops the whole batch (flow suspended) or the partitions no longer
+        active, and seeks only the partitions with committed offsets back. A changelog partition
+        has none: when the fetch took the records the table recovery had just sought to (the fetch
+        asks for Faust's live set of active partitions, emptied — meaning all — when a rebalance
+        pauses them), the recovery waited for records already consumed until the next rebalance.
+        Here, in the thread and before anything else runs on its loop, every partition of the batch
+        that Faust would drop is put back where the batch began.
+        """
+        records = await super()._fetch_records(consumer, active_partitions, timeout=timeout, max_records=max_records)
+        if not records:
+            return records
+        faust_consumer = self.consumer
+        if not faust_consumer.flow_active:  # Faust's getmany drops the batch
+            return keep_deliverable(consumer, records, lambda tp: False)
+        buffered = faust_consumer._buffered_partitions
+        return keep_deliverable(consumer, records, lambda tp: (
+            active_partitions is None or tp in active_partitions or tp in buffered))  # getmany's own filter
 
 
 class TunedConsumer(faust_aiokafka.Consumer):
@@ -267,6 +321,46 @@ class FastDrainConsumer(TunedConsumer):
             raise
         finally:
             unset_flag(flag_consumer_fetching)
+
+
+def refetch_cleared_events(app: AppT) -> None:
+    """Make the events Faust's flow control throws away when it resumes be fetched again.
+
+    ``flow_control.resume()`` empties every stream buffer (Faust expects what they hold to be
+    fetched again from the committed offsets). After a rebalance, Faust's recovery seeks the
+    stream partitions to their committed offsets and only then resumes: events fetched in between
+    (the flow is already running) are thrown away while their partitions' positions have passed
+    them, and the worker does not see them until the next rebalance. Here each partition whose
+    events a resume throws away is sought back to the first of them.
+    """
+    flow_control = app.flow_control
+    resume = flow_control.resume
+    if getattr(resume, "_refetching", False):
+        return
+
+    def resume_and_refetch() -> None:
+        first: dict[TP, int] = {}
+        for queue in list(flow_control._queues):
+            for item in list(getattr(queue, "_queue", ())):
+                message = getattr(item, "message", None)
+                if message is not None and message.offset < first.get(message.tp, message.offset + 1):
+                    first[message.tp] = message.offset
+        resume()
+        if first:
+            seek_back(app.consumer, first)
+
+    resume_and_refetch._refetching = True  # type: ignore[attr-defined]
+    flow_control.resume = resume_and_refetch  # type: ignore[method-assign]
+
+
+def seek_back(consumer: Any, offsets: Mapping[TP, int]) -> None:
+    """Seek each assigned partition of ``offsets`` back to its offset, as Faust's ``Consumer.seek``
+    does (its read mark too, else the drain loop drops the records fetched again)."""
+    assigned = consumer.assignment()
+    for tp, offset in offsets.items():
+        if tp in assigned:
+            consumer._thread.seek(tp, offset)
+            consumer._read_offset[tp] = offset if offset else None
 
 
 def install_consumer(app: AppT, *, fetch_max_wait_ms: int, fast_drain: bool = True) -> None:

@@ -102,7 +102,12 @@ class Outbox:
         """
         if self._deliveries:
             futures = [asyncio.ensure_future(delivery) for _, delivery in self._deliveries]
-            _, pending = await asyncio.wait(futures, timeout=self._timeout_s)
+            # Only the deliveries still in flight are waited on: most are acknowledged by the time a
+            # tick confirms, and asyncio.wait costs a callback added and removed per future.
+            in_flight = [future for future in futures if not future.done()]
+            pending: set[asyncio.Future[Any]] = set()
+            if in_flight:
+                _, pending = await asyncio.wait(in_flight, timeout=self._timeout_s)
             for future in pending:
                 future.add_done_callback(_read_outcome)
             failures = [(topic, exc) for (topic, _), future in zip(self._deliveries, futures, strict=True)

@@ -18,6 +18,8 @@ import pytest
 from faust.streams import Stream, current_event
 from faust.tables.base import Collection
 from faust.transport.consumer import Consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 from streams.node.faust_compat import as_current_event, forget_positions
 
@@ -158,6 +160,149 @@ def test_the_flags_and_hooks_the_node_reads_are_there() -> None:
     assert inspect.iscoroutinefunction(AIOKafkaConsumerThread._highwaters)
     assert list(inspect.signature(AIOKafkaConsumerThread._highwaters).parameters) == ["self", "partitions"]
 
+
+
+class _FetchedLog:
+    """A stand-in for the aiokafka consumer in Faust's consumer thread: one fetch waits until records
+    arrive; handing records out advances the partition's position, as aiokafka's does."""
+
+    def __init__(self, ends: dict[TP, int]):
+        import asyncio
+
+        self.ends = ends
+        self.position = dict.fromkeys(ends, 0)
+        self.arrived = asyncio.Event()
+        self._closed = False
+        self._fetcher = self
+        self._subscriptions = SimpleNamespace(fetch_context=contextlib.nullcontext)
+
+    async def fetched_records(self, partitions: set[TP], timeout: float, max_records: int | None) -> dict:  # noqa: ASYNC109
+        await self.arrived.wait()
+        drained = {}
+        for tp, end in self.ends.items():
+            if partitions and tp not in partitions:  # aiokafka: no partitions named means all of them
+                continue
+            if self.position[tp] < end:
+                drained[tp] = [SimpleNamespace(offset=offset) for offset in range(self.position[tp], end)]
+                self.position[tp] = end
+        return drained
+
+    def assignment(self) -> set[TP]:
+        return set(self.ends)
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.position[tp] = offset
+
+
+CHANGELOG = TP("compat-target-state-changelog", 2)
+STATS = TP("compat.stats", 2)
+
+
+async def _fetch_across_a_rebalance(fetch_records) -> tuple[dict, _FetchedLog]:
+    """A fetch begun before a rebalance returns after the table recovery sought the changelog to 0."""
+    import asyncio
+
+    from streams.node.faust_compat import install_consumer
+
+    app = faust.App("compat-test-refetch", broker="kafka://127.0.0.1:1")
+    install_consumer(app, fetch_max_wait_ms=100)
+    consumer = app.consumer
+    thread = consumer._thread
+    log = _FetchedLog({CHANGELOG: 5, STATS: 0})
+    active = consumer._set_active_tps({STATS})  # Faust hands its live set to the fetch
+    fetch = asyncio.ensure_future(fetch_records(thread, log, active, timeout=1.0))
+    await asyncio.sleep(0)
+    consumer.stop_flow()  # partitions revoked: flow suspended, every partition paused
+    consumer.pause_partitions({STATS, CHANGELOG})
+    log.seek(CHANGELOG, 0)  # the recovery reads the changelog from 0 (then resumes the flow)
+    log.arrived.set()
+    return await fetch, log
+
+
+async def test_upstream_a_fetch_across_a_rebalance_consumes_the_records_the_recovery_asked_for() -> None:
+    # The cause of the recoveries that waited for ever (tests/integration/test_scaling.py split, Apache
+    # Kafka, a busy core): the batch holds the changelog's records and Faust's getmany drops it (flow
+    # suspended), seeking back only partitions with committed offsets. If this fails, Faust no longer
+    # does that and _TunedConsumerThread._fetch_records may go.
+    from faust.transport.consumer import Consumer as FaustConsumer
+
+    batch, log = await _fetch_across_a_rebalance(faust_aiokafka.AIOKafkaConsumerThread._fetch_records)
+    assert [record.offset for record in batch[CHANGELOG]] == [0, 1, 2, 3, 4]
+    assert log.position[CHANGELOG] == 5  # consumed: never fetched again
+    getmany = inspect.getsource(FaustConsumer.getmany)
+    assert "if self.flow_active:" in getmany and "await self.perform_seek()" in getmany
+
+
+async def test_a_fetch_across_a_rebalance_puts_back_what_faust_would_drop() -> None:
+    from streams.node.faust_compat import _TunedConsumerThread
+
+    batch, log = await _fetch_across_a_rebalance(_TunedConsumerThread._fetch_records)
+    assert batch == {}
+    assert log.position[CHANGELOG] == 0  # the recovery's next fetch gets them
+
+
+async def test_a_fetch_puts_back_the_partitions_paused_while_it_waited() -> None:
+    import asyncio
+
+    from streams.node.faust_compat import install_consumer
+
+    app = faust.App("compat-test-refetch-paused", broker="kafka://127.0.0.1:1")
+    install_consumer(app, fetch_max_wait_ms=100)
+    consumer = app.consumer
+    log = _FetchedLog({CHANGELOG: 5, STATS: 3})
+    active = consumer._set_active_tps({CHANGELOG})
+    fetch = asyncio.ensure_future(consumer._thread._fetch_records(log, active, timeout=1.0))
+    await asyncio.sleep(0)
+    consumer.pause_partitions({CHANGELOG})  # recovery done: paused, the flow goes on; the live set is empty
+    log.arrived.set()
+    assert await fetch == {}
+    assert log.position == {CHANGELOG: 0, STATS: 0}  # nothing Faust drops is lost
+
+
+def test_keep_deliverable_keeps_what_faust_delivers_and_seeks_back_the_rest() -> None:
+    from streams.node.faust_compat import keep_deliverable
+
+    log = _FetchedLog({CHANGELOG: 5, STATS: 3})
+    gone = TP("compat.stats", 0)  # no longer assigned: nothing to seek
+    records = {STATS: [SimpleNamespace(offset=1), SimpleNamespace(offset=2)],
+               CHANGELOG: [SimpleNamespace(offset=3), SimpleNamespace(offset=4)], gone: [SimpleNamespace(offset=9)]}
+    log.position.update({STATS: 3, CHANGELOG: 5})
+    assert keep_deliverable(log, records, lambda tp: tp == STATS) == {STATS: records[STATS]}
+    assert log.position == {CHANGELOG: 3, STATS: 3}
+
+
+async def test_upstream_recovery_seeks_the_stream_partitions_before_the_resume_that_empties_their_buffers() -> None:
+    # The cause of a worker taking over partitions that saw one event of them (test_scaling split,
+    # second half): events fetched after the seek were thrown away by the resume. If this fails,
+    # Faust changed the order and refetch_cleared_events may go.
+    from faust.tables.recovery import Recovery
+    from mode.utils.queues import FlowControlEvent
+
+    completed = inspect.getsource(Recovery.on_recovery_completed)
+    assert completed.index("consumer.perform_seek()") < completed.index("self.app.flow_control.resume()")
+    assert "self.clear()" in inspect.getsource(FlowControlEvent.resume)
+
+
+async def test_events_a_resume_throws_away_are_fetched_again() -> None:
+    from streams.node.faust_compat import refetch_cleared_events
+
+    app = faust.App("compat-test-resume", broker="kafka://127.0.0.1:1")
+    stats, gone = TP("compat.stats", 2), TP("compat.stats", 0)
+    seeks: list[tuple[TP, int]] = []
+    consumer = SimpleNamespace(assignment=lambda: {stats}, _read_offset={stats: 34},
+                               _thread=SimpleNamespace(seek=lambda tp, offset: seeks.append((tp, offset))))
+    app.consumer = consumer  # type: ignore[misc]
+    buffer = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
+    for tp, offset in ((stats, 26), (stats, 27), (gone, 5)):
+        buffer.put_nowait(SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset)))
+    refetch_cleared_events(app)
+    refetch_cleared_events(app)  # idempotent
+    app.flow_control.resume()
+    assert buffer.empty()  # Faust's resume still empties the buffers
+    assert seeks == [(stats, 26)] and consumer._read_offset[stats] == 26  # no longer assigned: left alone
+    seeks.clear()
+    app.flow_control.resume()  # nothing thrown away: no seek
+    assert seeks == []
 
 async def test_recovery_end_offsets_go_through_the_correction_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
