@@ -20,9 +20,10 @@ each other target folded since the last tick is decided once, in slices the agen
 interleaves with, and its decision published if it changed; at a checkpoint (a tick at most
 ``worker.checkpoint_interval_s`` after the oldest unacknowledged event was taken) each target
 folded since the last checkpoint has its table entry written once, and the events are
-acknowledged. Under load the ticks space out so that deciding takes at most about a quarter of
-the worker's time (at least two ticks per ``targets.refresh_period_s``): fewer output records per
-event, and the latency stays within a refresh period.
+acknowledged. A target without a material change waits for its decide period, which grows under
+load so that deciding takes at most about a quarter of the worker's time, never past 0.75 of
+``targets.refresh_period_s`` (:mod:`streams.node.cadence`): fewer output records per event, and
+the latency stays within a refresh period.
 
 At-least-once, exactly: the events are acknowledged — and so their offsets become committable —
 only at a checkpoint, after every record they caused (decisions, changelog, DLQ, forwarded

@@ -236,12 +236,11 @@ class StatIntake:
         The others stay undecided for a later tick; events folded from here on make the next batch.
         """
         undecided, urgent = self.undecided, self.urgent
-        since = now_s - period_s
-        if period_s <= 0 or all(item.entry.decided_at <= since for item in undecided.values()):
+        if period_s <= 0:
             batch, self.undecided = undecided, {}
             urgent.clear()
             return batch
-        urgent_since = now_s - urgent_period_s
+        since, urgent_since = now_s - period_s, now_s - urgent_period_s
         batch = {target_id: item for target_id, item in undecided.items()
                  if item.entry.decided_at <= since or (target_id in urgent and item.entry.decided_at <= urgent_since)}
         for target_id in batch:

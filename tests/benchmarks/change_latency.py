@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
 import tempfile
 import time
@@ -27,10 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from infra.broker import EmbeddedBroker
 from infra.emulator import JourneyEmulator
 from schemas import StatEvent, encode_stat_event
 from streams.runtime.topics import ensure_topics
+from tests.benchmarks.on_broker import run_on_broker
 from tests.integration.pipeline import Pipeline, eventually
 
 LOGGED_IN = 10
@@ -192,9 +191,4 @@ if __name__ == "__main__":
     parser.add_argument("--env", nargs="*", default=[], metavar="PACING_X=VALUE",
                         help="settings for the worker and the sink on top of the defaults (experiments)")
     arguments = parser.parse_args()
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        asyncio.run(_main(external, arguments))
-    else:
-        with EmbeddedBroker() as broker:
-            asyncio.run(_main(broker.bootstrap_servers, arguments))
+    run_on_broker(lambda bootstrap: _main(bootstrap, arguments))

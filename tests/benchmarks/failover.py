@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import statistics
@@ -40,10 +39,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from infra.broker import EmbeddedBroker, free_port
+from infra.broker import free_port
 from infra.emulator import JourneyEmulator
 from schemas import StatEvent, decode_decision, encode_stat_event
 from streams.runtime.config import KafkaSettings
+from tests.benchmarks.on_broker import run_on_broker
 from tests.integration.pipeline import Pipeline, eventually
 
 TARGETS = [f"vq-{i:02d}" for i in range(24)]
@@ -289,10 +289,5 @@ if __name__ == "__main__":
     args = parser.parse_args()
     defaults = KafkaSettings()
     chosen = args.variant or [(defaults.session_timeout_s, defaults.heartbeat_interval_s, defaults.rebalance_timeout_s)]
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        asyncio.run(main(external, chosen, args.rounds, args.steady, args.timeout))
-    else:
-        with EmbeddedBroker() as broker:
-            asyncio.run(main(broker.bootstrap_servers, chosen, args.rounds, args.steady, args.timeout))
+    run_on_broker(lambda bootstrap: main(bootstrap, chosen, args.rounds, args.steady, args.timeout))
     sys.exit(0)

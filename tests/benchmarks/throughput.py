@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -62,13 +61,14 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
-from infra.broker import EmbeddedBroker, die_with_parent, free_port
+from infra.broker import die_with_parent, free_port
 from infra.emulator import JourneyEmulator
 from schemas import STATISTICS, StatEvent, decode_stat_events, encode_decision, encode_stat_event
 from streams.engine import TargetState
 from streams.node.decisions import build_decision
 from streams.runtime.collector import tune_for_long_running_service
 from streams.runtime.topics import ensure_topics
+from tests.benchmarks.on_broker import run_on_broker
 from tests.integration.pipeline import ROOT, Pipeline, eventually
 
 STATS = ("ready_agents", "busy_agents", "logged_in_agents", "waiting_interactions", "offers_made", "offers_accepted")
@@ -525,9 +525,4 @@ if __name__ == "__main__":
     # two cores with the worker: the services' collector settings keep its own collections from
     # taking CPU the worker would otherwise have (streams/runtime/collector.py).
     tune_for_long_running_service()
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        asyncio.run(main(external, arguments))
-    else:
-        with EmbeddedBroker() as broker:
-            asyncio.run(main(broker.bootstrap_servers, arguments))
+    run_on_broker(lambda bootstrap: main(bootstrap, arguments))
