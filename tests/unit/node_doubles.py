@@ -156,3 +156,17 @@ class PublishingParts:
     def count(self, name: str, **labels: str) -> float:
         """A sample of the node's registry (0 when never counted)."""
         return self.metrics.registry.get_sample_value(name, labels or None) or 0.0
+
+
+class ManualClock:
+    """A monotonic clock the test moves: the node's deadlines (tick, checkpoint, keepalive) read it."""
+
+    def __init__(self, start_s: float = 1_000.0):
+        self.now_s = start_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass."""
+        self.now_s += seconds
