@@ -160,7 +160,6 @@ class PacingNode:
         self._backoff_s = RETRY_INITIAL_S
         self._kafka_failing = False
         self._took_events = False
-        self._stopped = False
         # The decision pass under way: targets left to decide, and held ones left to publish.
         self._pass: list[tuple[str, Touched]] = []
         self._pass_size = 0
@@ -211,14 +210,15 @@ class PacingNode:
         """The node's loop, the one task that touches its live state, outbox and checkpoint.
 
         Each turn takes the next batch the agent handed over — waiting at most until the next piece
-        of work is due — and does what is due (:meth:`turn`). It ends when the worker stops, after a
-        final checkpoint: Faust waits for every event it delivered to be acknowledged, and without
-        it the next owner would replay them.
+        of work is due — and does what is due (:meth:`turn`). When the worker stops, the loop is
+        woken to checkpoint at once, and goes on checkpointing what the agent still hands over until
+        Faust cancels it: Faust waits for every event it delivered to be acknowledged, and without
+        that the next owner would replay them.
         """
         await self.definitions.wait_caught_up()  # no decision with default names before definitions are read
         stopping = asyncio.ensure_future(self._nudge_when_stopping())
         try:
-            while not self._stopped:
+            while True:
                 await self.turn(await self.inbox.next(self._idle_s()))
         finally:
             stopping.cancel()
@@ -229,6 +229,8 @@ class PacingNode:
 
     def _idle_s(self) -> float:
         """How long the loop may wait for a batch before something else is due."""
+        if self._moving():  # nothing is due but checkpointing what arrives: a batch or a nudge wakes the loop
+            return self.settings.worker.decide_interval_s
         if self._pass or self._held:
             return 0.0
         now = self._clock()
@@ -243,7 +245,7 @@ class PacingNode:
         """One turn of the loop: fold ``events`` (if any), then do what is due, in this order:
 
         1. partitions move or the worker stops: end the pass under way (its targets are held) and
-           checkpoint — Faust waits for the events; when stopping, this is the last turn;
+           checkpoint — Faust waits for the events;
         2. a material change (:attr:`StatIntake.urgent`): decide one slice of those targets now;
         3. the decision tick (every ``worker.decide_interval_s``): start a pass over the targets
            whose decide period ended, and the held decisions whose publish interval did;
@@ -376,7 +378,7 @@ class PacingNode:
 
         The pass under way was held when partitions moved (:meth:`on_partitions_moved`); a worker
         that stops holds it too, for nobody: its next owner publishes those targets at its first
-        keepalive pass. Once stopping, this is the last turn.
+        keepalive pass.
         """
         if self._pass or self._held:
             self.publisher.hold([*(target_id for target_id, _ in self._pass), *self._held], _now_ms())
@@ -385,8 +387,6 @@ class PacingNode:
             await self._take(events)
         if self.intake.pending:
             await self._commit()
-        if self.app.should_stop:
-            self._stopped = True
 
     async def _failed(self, failure: SendFailed) -> None:
         """Kafka did not take the writes: alarm, redo from the table after a backoff, or give up when moving."""
@@ -436,8 +436,6 @@ class PacingNode:
         release_unacknowledged(self.app.consumer, dropped)
         self._reset_work()
         self._rebuild_needed = False
-        if self.app.should_stop:
-            self._stopped = True
         return True
 
     def _reset_work(self) -> None:

@@ -45,12 +45,19 @@ class Inbox(Generic[_Batch]):
         self._arrived.set()
 
     async def next(self, timeout_s: float) -> _Batch | None:
-        """The next batch; None if none arrived within ``timeout_s`` or the loop was nudged."""
-        if not self._batches and timeout_s > 0:
-            try:
-                await asyncio.wait_for(self._arrived.wait(), timeout_s)
-            except TimeoutError:
-                pass
+        """The next batch; None if none arrived within ``timeout_s`` or the loop was nudged.
+
+        Without a batch waiting, it always gives the event loop a turn (even with no time to wait),
+        so that the agent and Faust's consumer run between two of the loop's slices of work.
+        """
+        if not self._batches:
+            if timeout_s > 0:
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), timeout_s)
+                except TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(0)
         self._arrived.clear()
         return self.take_nowait()
 
