@@ -11,7 +11,7 @@ from schemas import encode_stat_event
 from streams.node.cadence import DECIDE_SHARE, MAX_PERIOD_SHARE, DecideCadence
 from streams.node.partitioning import home_partition
 from tests.unit.node_doubles import PARTITIONS, T0, stat, taken
-from tests.unit.test_decision_pass import RunningNode
+from tests.unit.test_decision_pass import RunningNode, decided_count
 
 
 def test_the_period_grows_while_deciding_takes_too_much_time_and_shrinks_back_when_it_does_not() -> None:
@@ -45,7 +45,7 @@ async def test_a_target_is_decided_at_most_once_per_period_unless_its_change_is_
         offset += 1
 
     def decisions() -> float:
-        return node.metrics.decided_targets._sum.get()
+        return decided_count(node)
 
     node.cadence.period_s = 3600.0  # as under heavy load (the test does not wait for it)
     await fold("logged_in_agents", 10.0)
