@@ -69,7 +69,7 @@ from streams.node.faust_compat import (
     release_unacknowledged,
 )
 from streams.node.inbox import Inbox
-from streams.node.keepalive import Keepalive
+from streams.node.keepalive import Keepalive, KeepalivePass
 from streams.node.stat_intake import EventsFailed, StatIntake, Touched
 from streams.node.target_definitions import TargetDefinitions
 from streams.node.target_store import TargetStore
@@ -164,6 +164,10 @@ class PacingNode:
         self._pass: list[tuple[str, Touched]] = []
         self._pass_size = 0
         self._held: list[str] = []
+        # The keepalive pass under way (published a slice per turn), on the partitions owned when planned.
+        self._keeping: KeepalivePass | None = None
+        self._keeping_owned: set[int] = set()
+        self._keepalive_outbox = self._new_outbox()
         self._deciding_s = 0.0  # spent deciding since the cadence last adjusted the period
         now = clock()
         self._tick_at = now + worker.decide_interval_s
@@ -189,6 +193,7 @@ class PacingNode:
         """
         waiting = [target_id for target_id, _ in self._pass]
         self._pass = []
+        self._keeping = None  # planned on the old assignment
         self.publisher.hold([*waiting, *self.intake.take_undecided()], _now_ms())
         self.store.forget()
         self.inbox.nudge()
@@ -231,7 +236,7 @@ class PacingNode:
         """How long the loop may wait for a batch before something else is due."""
         if self._moving():  # nothing is due but checkpointing what arrives: a batch or a nudge wakes the loop
             return self.settings.worker.decide_interval_s
-        if self._pass or self._held:
+        if self._pass or self._held or self._keeping is not None:
             return 0.0
         now = self._clock()
         if self.intake.urgent and self.intake.urgent_due(now, self.cadence.min_period_s):
@@ -253,7 +258,8 @@ class PacingNode:
            so a long pass never stops the intake;
         5. a checkpoint when due (``worker.checkpoint_interval_s`` after the oldest pending event
            was taken) or when ``worker.max_pending_events`` wait;
-        6. the keepalive pass, the lag gauge and process health.
+        6. the keepalive pass (planned every few seconds, published a slice per turn), then the lag
+           gauge and process health.
 
         A failed write (Kafka unavailable) or a failing event ends the turn: the live state is
         rebuilt from the table and the pending events at the next (folding is idempotent), after a
@@ -289,8 +295,8 @@ class PacingNode:
             self.intake.count_failure(exc)
             self._redo_later()
             return
-        if self._clock() >= self._keepalive_at:
-            await self._run_keepalive()
+        if self._keeping is not None or self._clock() >= self._keepalive_at:
+            await self._keepalive_slice()
 
     async def _take(self, events: list[EventT]) -> None:
         """Fold a batch into the live state of its targets; nothing is decided or acknowledged yet."""
@@ -462,15 +468,31 @@ class PacingNode:
         return (recovery_completed(self.app) and not self.app.rebalancing
                 and self.definitions.caught_up)
 
-    async def _run_keepalive(self) -> None:
-        """Keepalive and staleness for the targets this worker owns; no table writes here."""
-        self._keepalive_at = self._clock() + self._keepalive_every_s
+    async def _keepalive_slice(self) -> None:
+        """Plan a keepalive pass when due, and publish one slice of it per turn; at its end, health and lag.
+
+        The pass is dropped when partitions start to move: the next one, on the new assignment, redoes it.
+        """
+        if self._keeping is None:
+            self._keepalive_at = self._clock() + self._keepalive_every_s
+            if not self._settled():
+                return
+            await self._keepalive_outbox.settle()  # a pass dropped when partitions moved: read its outcomes
+            self._keeping_owned = self.owned_partitions()
+            self._keeping = self.keepalive.plan(self._keeping_owned, _now_ms())
+            self._keepalive_outbox = self._new_outbox()
+            self.metrics.targets.set(self._keeping.owned_count)
+        planned, outbox = self._keeping, self._keepalive_outbox
         if not self._settled():
+            self._keeping = None
+            await outbox.settle()
             return
-        owned = self.owned_partitions()
-        count = await self.keepalive.run(owned, _now_ms(), self._new_outbox())
-        self.metrics.targets.set(count)
-        await self._observe_lag(owned)
+        batch, planned.due = planned.due[:DECIDE_SLICE], planned.due[DECIDE_SLICE:]
+        await self.keepalive.publish(batch, planned.now_ms, outbox)
+        if not planned.due:
+            self._keeping = None
+            await self.keepalive.finish(outbox)
+            await self._observe_lag(self._keeping_owned)
 
     async def _observe_lag(self, owned: set[int]) -> None:
         """Per owned partition: events on the log not yet taken by this worker.

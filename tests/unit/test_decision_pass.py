@@ -321,3 +321,24 @@ async def test_a_target_silent_under_its_previous_owner_clears_its_stale_alarm_w
     assert cleared == [(alarms.TARGET_STALE, target, "cleared")]
     entry = node.store.get(target)
     assert entry is not None and entry.received_ms > silent_since, "the arrival is in the stored entry"
+
+
+async def test_a_keepalive_pass_goes_out_a_slice_per_turn_and_a_material_change_does_not_wait_for_it(
+        tmp_path: Path) -> None:
+    running = RunningNode(tmp_path)
+    node = running.node
+    running.settle()
+    for target_id in targets():  # owned targets, never published by this worker: all due for a keepalive
+        entry = TargetEntry.new(target_id, home_partition(target_id, PARTITIONS), T0)
+        node.store.table.data[target_id] = entry.to_json()
+    running.clock.advance(node.settings.worker.keepalive_s)
+    await node.turn()
+    assert len(running.decided()) == DECIDE_SLICE, "the pass is planned, and its first slice published"
+
+    newcomer = "vq-new"
+    partition = home_partition(newcomer, PARTITIONS)
+    await node.turn([taken(partition, 0, encode_stat_event(stat(newcomer, value=5.0)))])
+    assert running.decided()[DECIDE_SLICE] == newcomer, "decided before the rest of the keepalive pass"
+    for _ in range(3):
+        await node.turn()
+    assert sorted(running.decided()) == sorted([*targets(), newcomer])
