@@ -191,6 +191,7 @@ class PacingNode:
         worker publishes those it still owns once the partitions settle, a new owner at its first
         keepalive pass. The loop is woken to checkpoint what it took: Faust waits for those events.
         """
+        self._took_events = False  # ready again once it owns partitions (or takes events) on the new assignment
         waiting = [target_id for target_id, _ in self._pass]
         self._pass = []
         self._keeping = None  # planned on the old assignment

@@ -342,3 +342,14 @@ async def test_a_keepalive_pass_goes_out_a_slice_per_turn_and_a_material_change_
     for _ in range(3):
         await node.turn()
     assert sorted(running.decided()) == sorted([*targets(), newcomer])
+
+
+async def test_a_worker_that_lost_its_partitions_is_not_ready_until_it_owns_or_takes_again(tmp_path: Path) -> None:
+    running = RunningNode(tmp_path)
+    node = running.node
+    node.owned_partitions = lambda: set()  # type: ignore[method-assign]  # before any assignment
+    await node.turn(one_event_each())
+    assert node.ready, "it takes events: it serves"
+    await running.rebalance_starts()  # Faust revokes every partition, and assigns none back
+    await running.rebalance_ends()
+    assert not node.ready
