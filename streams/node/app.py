@@ -92,6 +92,8 @@ RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
 #: Targets decided per slice of a decision pass (the loop takes a batch between slices).
 DECIDE_SLICE = 200
+#: With events pending, how often the idle loop looks whether Faust suspended the flow (a rebalance).
+SUSPENSION_CHECK_S = 0.1
 
 
 def _now_ms() -> int:
@@ -244,7 +246,9 @@ class PacingNode:
             return 0.0
         deadline = min(self._tick_at, self._keepalive_at)
         if self.intake.pending:
-            deadline = min(deadline, self.checkpoint.due_at)
+            # Faust suspends the flow for a rebalance and then waits for the pending events without
+            # waking anyone: look again soon, so that they are checkpointed at once.
+            deadline = min(deadline, self.checkpoint.due_at, now + SUSPENSION_CHECK_S)
         return max(0.0, deadline - now)
 
     async def turn(self, events: list[EventT] | None = None) -> None:
