@@ -60,6 +60,7 @@ from streams.node.cadence import DecideCadence
 from streams.node.checkpoint import Acknowledge, Checkpoint
 from streams.node.decision_publisher import DecisionPublisher
 from streams.node.faust_compat import (
+    BatchingTransport,
     LeanMonitor,
     consumption_suspended,
     install_consumer,
@@ -143,6 +144,7 @@ class PacingNode:
         self.health = ProcessHealth(settings.metrics, self.board)
         worker = settings.worker
         self._producer = producer
+        self._transport = BatchingTransport(app)
         self._clock = clock
         self.store = TargetStore(table)
         self.alarm_publisher = AlarmPublisher(self.board, self.names.alarms, self.metrics, self._new_outbox)
@@ -184,7 +186,7 @@ class PacingNode:
                 and not self.topic_watch.lost)
 
     def _new_outbox(self) -> Outbox:
-        return Outbox(self._producer or self.app.producer, self.settings.worker.send_timeout_s)
+        return Outbox(self._producer or self._transport, self.settings.worker.send_timeout_s)
 
     async def on_partitions_moved(self, *_: Any, **__: Any) -> None:
         """The table holds the truth for whatever this worker owns now: drop the live entries.
@@ -293,6 +295,7 @@ class PacingNode:
                 await self._publish_held_slice()
             if intake.pending and (self.checkpoint.due() or len(intake.pending) >= self._max_pending):
                 await self._commit()  # due, or back-pressure: unacknowledged work must not pile up
+            await self._outbox.flush()  # what this turn sent leaves now; it is confirmed at the pass's end
         except SendFailed as exc:
             await self._failed(exc)
             return
@@ -476,13 +479,14 @@ class PacingNode:
     async def _keepalive_slice(self) -> None:
         """Plan a keepalive pass when due, and publish one slice of it per turn; at its end, health and lag.
 
-        The pass is dropped when partitions start to move: the next one, on the new assignment, redoes it.
+        The pass is dropped when partitions start to move (the next one, on the new assignment, redoes
+        it) or when Kafka refuses a record (the next one retries).
         """
         if self._keeping is None:
             self._keepalive_at = self._clock() + self._keepalive_every_s
             if not self._settled():
                 return
-            await self._keepalive_outbox.settle()  # a pass dropped when partitions moved: read its outcomes
+            self._keepalive_outbox.discard()  # a pass dropped when partitions moved
             self._keeping_owned = self.owned_partitions()
             self._keeping = self.keepalive.plan(self._keeping_owned, _now_ms())
             self._keepalive_outbox = self._new_outbox()
@@ -490,10 +494,18 @@ class PacingNode:
         planned, outbox = self._keeping, self._keepalive_outbox
         if not self._settled():
             self._keeping = None
-            await outbox.settle()
+            outbox.discard()
             return
         batch, planned.due = planned.due[:DECIDE_SLICE], planned.due[DECIDE_SLICE:]
-        await self.keepalive.publish(batch, planned.now_ms, outbox)
+        try:
+            await self.keepalive.publish(batch, planned.now_ms, outbox)
+            await outbox.flush()
+        except SendFailed as exc:  # nothing is lost: the next pass publishes what is still due
+            self._keeping = None
+            outbox.discard()
+            self.metrics.send_failures.inc()
+            log.error("keepalive decisions and alarms not published: %s", exc)
+            return
         if not planned.due:
             self._keeping = None
             await self.keepalive.finish(outbox)
