@@ -11,7 +11,7 @@ failure, the ``on_failed`` ones (alarm transitions that never reached the topic 
 With a producer that takes whole batches (:class:`BatchingProducer`), the outbox fills one record
 batch per partition and hands it over when it is full, at :meth:`Outbox.flush` or at
 :meth:`Outbox.confirm`: sent and confirmed one at a time through Faust's producer a record costs
-13–19 µs of CPU, in a batch 7.5–7.8 (``python -m tests.benchmarks.outbox_send``, load average 12),
+13 to 19 µs of CPU, in a batch 7.5 to 7.8 (``python -m tests.benchmarks.outbox_send``, load average 12),
 and a pacing node sends a decision and a changelog record per target it decides.
 """
 
