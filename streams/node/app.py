@@ -497,9 +497,11 @@ class PacingNode:
             outbox.discard()
             return
         batch, planned.due = planned.due[:DECIDE_SLICE], planned.due[DECIDE_SLICE:]
+        started = self._clock()
         try:
             await self.keepalive.publish(batch, planned.now_ms, outbox)
             await outbox.flush()
+            self._deciding_s += self._clock() - started  # re-deciding counts in the decide period's share
         except SendFailed as exc:  # nothing is lost: the next pass publishes what is still due
             self._keeping = None
             outbox.discard()
