@@ -30,7 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "streams.engine": {"schemas"},
     "streams.simulation": {"streams.engine", "schemas"},
     "streams.runtime": {"schemas"},
-    "streams.node": {"streams.runtime", "streams.engine", "schemas"},
+    "streams.api": {"streams.runtime", "schemas"},
+    "streams.node": {"streams.api", "streams.runtime", "streams.engine", "schemas"},
     "connectors": {"streams.runtime", "schemas"},
 }
 PACKAGES = sorted(ALLOWED, key=len, reverse=True)
