@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import ssl
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -289,6 +290,12 @@ class ApiSettings(_Section):
     def _pairs(self) -> ApiSettings:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("needs both cert_file and key_file for HTTPS, or neither")
+        if self.cert_file is not None:
+            try:  # a certificate or key that does not load stops start-up here, not at the first request
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.cert_file, self.key_file)
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"cert_file and key_file do not load as a PEM certificate and its key: "
+                                 f"{exc.strerror or exc}") from None
         names = [token.name for token in self.all_tokens()]
         if len(names) != len(set(names)):
             raise ValueError("two tokens share a name")
