@@ -35,6 +35,7 @@ from streams.runtime.config import ApiSettings, Settings
 log = logging.getLogger(__name__)
 
 _LIST_PARAMETERS = frozenset({"groups"})
+MAX_REQUEST_LINE = 1 << 20
 
 
 def encode_cursor(target_id: str) -> str:
@@ -201,7 +202,9 @@ def api_url(api: ApiSettings, host: str | None = None, port: int | None = None) 
 async def serve(api: PacingApi) -> web.AppRunner:
     """Listen on ``api.host:api.port`` (HTTPS with a certificate); returns the runner to clean up."""
     settings = api.settings
-    runner = web.AppRunner(api.application(), access_log=None)  # no access log: it could carry tokens in URLs
+    # No access log (it could carry secrets in URLs). Request lines up to MAX_REQUEST_LINE: a query with
+    # the most groups the document allows, each of the longest id percent-encoded, still gets a JSON answer.
+    runner = web.AppRunner(api.application(), access_log=None, max_line_size=MAX_REQUEST_LINE)
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port, ssl_context=server_ssl_context(settings)).start()
     if settings.https:
