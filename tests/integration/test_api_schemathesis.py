@@ -59,7 +59,7 @@ def fuzz(url: str, tally: Tally) -> None:
                 headers = {"Authorization": f"Bearer {WRITE_TOKEN}"}
                 response = case.call_and_validate(base_url=url, session=session, headers=headers, checks=CHECKS)
                 tally.calls += 1
-                tally.statuses.setdefault(operation.label, set()).add(response.status_code)
+                tally.statuses.setdefault(case.operation.label, set()).add(response.status_code)
 
             run()
 
