@@ -21,6 +21,9 @@ from streams.runtime.topics import topic_names
 
 log = logging.getLogger(__name__)
 
+#: Changed decisions folded into the consolidated sums at a time (~2 ms) before requests get their turn.
+REFRESH_SLICE = 200
+
 
 class DecisionFeed:
     """A background consumer of ``pacing.actiontargets`` folding every record into a directory."""
@@ -76,16 +79,27 @@ class DecisionFeed:
         try:
             apply = self.directory.apply_decision
             while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                batches = await consumer.getmany(timeout_ms=500, max_records=1000)
                 for records in batches.values():
                     for record in records:
                         apply(record.key, record.value)
                     self.records += len(records)
+                await self._refresh_sums()
                 if not self._caught_up.is_set() and await _at_end(consumer):
                     log.info("API: read the decisions of %d targets", len(self.directory))
                     self._caught_up.set()
         finally:
             await consumer.stop()
+
+
+    async def _refresh_sums(self) -> None:
+        """Fold the changed decisions into the consolidated sums, a slice at a time, requests in between."""
+        left = self.directory.refresh_sums(REFRESH_SLICE)
+        for _ in range(left // REFRESH_SLICE + 1):
+            if not left:
+                return
+            await asyncio.sleep(0)
+            left = self.directory.refresh_sums(REFRESH_SLICE)
 
 
 async def _at_end(consumer: AIOKafkaConsumer) -> bool:

@@ -6,17 +6,21 @@ global table — so any worker answers for any target without asking its owner: 
 and keyed by target id, so it *is* the table's changelog, and a worker is at most one published
 decision behind the owner (plus the fetch wait, ``kafka.fetch_max_wait_ms``).
 
+The API serves from a thread of its own (:class:`streams.api.server.NodeApi`): decisions are stored
+and read there only; definitions change on the node's thread, so the sorted id index is locked.
+
 Cheap to keep current: a record costs a dict store (no decoding); a decision is decoded the first
 time it is asked for (~10 µs) and cached until the next record of its target. The consolidated
-Reactive State and Channel Capacity over *every* target are running integer sums per channel,
-updated for the targets whose decision changed since the last such question, so answering is
-O(changed targets), not O(all targets). Ids are kept sorted for the paged listing (O(log n) seek).
+Reactive State and Channel Capacity over *every* target are running integer sums per channel, kept
+up to date by the feed in small slices after each batch it reads (:meth:`TargetDirectory.refresh_sums`),
+so answering is O(1), not O(all targets). Ids are kept sorted for the paged listing (O(log n) seek).
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +33,8 @@ from streams.api.models import CHANNEL_ALIASES
 
 log = logging.getLogger(__name__)
 
+#: Changed decisions a request for every group folds into the sums itself (~3 ms of decoding at most).
+REQUEST_REFRESH_LIMIT = 256
 _NANO = 1_000_000_000  # reactive admission * logged-in agents, summed as exact integers in units of 1e-9
 
 
@@ -99,6 +105,7 @@ class TargetDirectory:
         self._definitions = definitions
         self._decisions: dict[str, _Decision] = {}
         self._ids: list[str] = []  # sorted: every id with a decision or a definition
+        self._ids_lock = threading.Lock()  # definitions change on the node's thread, decisions on the API's
         self._dirty: set[str] = set()  # decisions changed since the sums were last brought up to date
         self._contributions: dict[str, _Contribution] = {}
         self._sums: dict[str, _Sums] = {}
@@ -139,18 +146,20 @@ class TargetDirectory:
             self._drop_id_if_unknown(target_id)
 
     def _add_id(self, target_id: str) -> None:
-        ids = self._ids
-        index = bisect.bisect_left(ids, target_id)
-        if index == len(ids) or ids[index] != target_id:
-            ids.insert(index, target_id)
+        with self._ids_lock:
+            ids = self._ids
+            index = bisect.bisect_left(ids, target_id)
+            if index == len(ids) or ids[index] != target_id:
+                ids.insert(index, target_id)
 
     def _drop_id_if_unknown(self, target_id: str) -> None:
-        if target_id in self._decisions or self._definition(target_id) is not None:
-            return
-        ids = self._ids
-        index = bisect.bisect_left(ids, target_id)
-        if index < len(ids) and ids[index] == target_id:
-            del ids[index]
+        with self._ids_lock:
+            if target_id in self._decisions or self._definition(target_id) is not None:
+                return
+            ids = self._ids
+            index = bisect.bisect_left(ids, target_id)
+            if index < len(ids) and ids[index] == target_id:
+                del ids[index]
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -204,29 +213,23 @@ class TargetDirectory:
     def page(self, prefix: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
         """Up to ``limit`` targets whose id starts with ``prefix``, after ``after``, in id order; and the
         id to continue after (None: no more)."""
-        ids = self._ids
-        start = bisect.bisect_left(ids, prefix)
-        if after is not None and after >= prefix:
-            start = max(start, bisect.bisect_right(ids, after))
+        with self._ids_lock:  # a consistent window: the node's thread may add a defined id meanwhile
+            ids = self._ids
+            start = bisect.bisect_left(ids, prefix)
+            if after is not None and after >= prefix:
+                start = max(start, bisect.bisect_right(ids, after))
+            window = ids[start:start + limit + 1]
         now = time.time() * 1000
-        items: list[dict[str, Any]] = []
-        index = start
-        while index < len(ids) and len(items) < limit:
-            target_id = ids[index]
-            if not target_id.startswith(prefix):
-                return items, None
-            view = self.view(target_id, now)
-            if view is not None:
-                items.append(view)
-            index += 1
-        more = index < len(ids) and ids[index].startswith(prefix)
-        return items, (items[-1]["target_id"] if more and items else None)
+        matching = [target_id for target_id in window if target_id.startswith(prefix)]
+        items = [view for target_id in matching[:limit] if (view := self.view(target_id, now)) is not None]
+        more = len(matching) > limit
+        return items, (matching[limit - 1] if more else None)
 
     def consolidated(self, channel: str, groups: list[str]) -> Consolidated:
         """Reactive State and Channel Capacity of ``channel`` over ``groups`` (none: every target)."""
         media = CHANNEL_ALIASES.get(channel, channel)
         if not groups:
-            self._bring_sums_up_to_date()
+            self.refresh_sums(REQUEST_REFRESH_LIMIT)
             sums = self._sums.get(media) or _Sums()
             return Consolidated(self._ratio(sums.weighted_nano, sums.weight), sums.free, sums.groups)
         weight = weighted = free = counted = 0
@@ -248,9 +251,16 @@ class TargetDirectory:
     def _ratio(weighted_nano: int, weight: int) -> float:
         return 0.0 if weight <= 0 else min(1.0, round(weighted_nano / weight / _NANO, 6))
 
-    def _bring_sums_up_to_date(self) -> None:
-        dirty, self._dirty = self._dirty, set()
-        for target_id in dirty:
+    def refresh_sums(self, limit: int) -> int:
+        """Fold up to ``limit`` changed decisions into the per-channel sums; how many are left.
+
+        The decision feed calls it after each batch it reads, in slices between which requests are
+        served; a request for every group folds at most :data:`REQUEST_REFRESH_LIMIT` more itself. So a
+        burst of decisions (the keepalive re-publishes every target) never stalls one request.
+        """
+        dirty = self._dirty
+        for _ in range(min(limit, len(dirty))):
+            target_id = dirty.pop()
             old = self._contributions.pop(target_id, None)
             if old is not None:
                 self._add(old, -1)
@@ -259,6 +269,7 @@ class TargetDirectory:
             if new is not None:
                 self._contributions[target_id] = new
                 self._add(new, 1)
+        return len(dirty)
 
     def _add(self, contribution: _Contribution, sign: int) -> None:
         for media in contribution.media:
