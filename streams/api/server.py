@@ -208,7 +208,12 @@ async def serve(api: PacingApi) -> web.AppRunner:
     # the most groups the document allows, each of the longest id percent-encoded, still gets a JSON answer.
     runner = web.AppRunner(api.application(), access_log=None, max_line_size=MAX_REQUEST_LINE)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port, ssl_context=server_ssl_context(settings)).start()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port, ssl_context=server_ssl_context(settings)).start()
+    except OSError as exc:  # the worker stops, saying which option to change
+        await runner.cleanup()
+        raise OSError(exc.errno, f"api.host/api.port: cannot listen on {settings.host}:{settings.port}: "
+                                 f"{exc.strerror or exc}") from None
     if settings.https:
         log.info("Pacing REST API on %s", api_url(settings))
     else:

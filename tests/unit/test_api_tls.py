@@ -93,3 +93,14 @@ def test_a_token_file_adds_its_tokens(tmp_path: Path) -> None:
     assert [(t.name, t.access) for t in settings.api.all_tokens()] == [("ci", "read"), ("ops", "write"),
                                                                       ("dash", "read")]
     assert "0123456789abcdef" not in repr(settings)
+
+
+async def test_a_port_in_use_names_the_option() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=rf"api.host/api.port: cannot listen on 127.0.0.1:{port}"):
+            await serve_api(port=port)
