@@ -2,7 +2,8 @@
 
 The arrows (see README, "Where the code lives"; ``ALLOWED`` below is the exact list):
 
-    infra (the ``pacing`` CLI and the tools) -> streams.node, connectors -> streams.runtime -> schemas
+    infra (the ``pacing`` CLI and the tools) -> streams.node -> streams.api (the REST API),
+    connectors -> streams.runtime -> schemas
     streams.node, streams.simulation -> streams.engine -> schemas
 
 The pacing node and the sink never import each other; no runtime module imports a tool (the
