@@ -84,7 +84,8 @@ class DecisionFeed:
                     for record in records:
                         apply(record.key, record.value)
                     self.records += len(records)
-                await self._refresh_sums()
+                if self.directory.sums_wanted():
+                    await self._refresh_sums()
                 if not self._caught_up.is_set() and await _at_end(consumer):
                     log.info("API: read the decisions of %d targets", len(self.directory))
                     self._caught_up.set()

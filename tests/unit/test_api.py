@@ -324,3 +324,15 @@ async def test_the_served_document_is_the_one_built_from_the_models(served: Serv
     parameters = document["paths"]["/v1/pacing/reactiveState"]["get"]["parameters"]
     [channel] = [p for p in parameters if p["name"] == "channel"]
     assert channel["required"] is True
+
+
+def test_sums_over_every_group_are_kept_only_while_asked_for_and_exact_at_the_first_request() -> None:
+    from streams.api.directory import TargetDirectory
+
+    directory = TargetDirectory(stats_partitions=4)
+    for n in range(600):  # more than one request folds once the sums are kept
+        directory.apply_decision(f"t{n}".encode(), decision(f"t{n}", ready=2, waiting=1, logged_in=10))
+    assert not directory.sums_wanted(), "nobody asked: the feed leaves the decisions undecoded"
+    first = directory.consolidated("webchat", [])
+    assert (first.groups_counted, first.capacity) == (600, 600), "the first request folds every change itself"
+    assert directory.sums_wanted()
