@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from streams.api.auth import TokenBook
 from streams.api.decision_feed import DecisionFeed
 from streams.api.definitions import DefinitionWriter, Send
-from streams.api.directory import DefinitionSource, TargetDirectory
+from streams.api.directory import Consolidated, DefinitionSource, TargetDirectory
 from streams.api.models import MAX_ID_LEN, GroupsQuery, ListQuery
 from streams.api.openapi import openapi_document
 from streams.api.problems import ProblemError, field_problems, problem_middleware
@@ -136,19 +136,18 @@ class PacingApi:
 
     async def reactive_state(self, request: web.Request) -> web.Response:
         """``GET /v1/pacing/reactiveState?channel=&groups=``."""
-        self._read(request)
-        query: GroupsQuery = parse_query(request, GroupsQuery)
-        result = self.directory.consolidated(query.channel.value, query.groups)
-        return _json({"reactiveState": result.reactive_state, "channel": query.channel.value,
-                      "groupsCounted": result.groups_counted,
-                      "groupsWithoutDecision": result.groups_without_decision})
+        return self._consolidated(request, "reactiveState", lambda result: result.reactive_state)
 
     async def channel_capacity(self, request: web.Request) -> web.Response:
         """``GET /v1/pacing/channelCapacity?channel=&groups=``."""
+        return self._consolidated(request, "channelCapacity", lambda result: result.capacity)
+
+    def _consolidated(self, request: web.Request, name: str, figure: Callable[[Consolidated], Any]) -> web.Response:
+        """One of GWE's figures over the channel's groups (:meth:`TargetDirectory.consolidated`)."""
         self._read(request)
         query: GroupsQuery = parse_query(request, GroupsQuery)
         result = self.directory.consolidated(query.channel.value, query.groups)
-        return _json({"channelCapacity": result.capacity, "channel": query.channel.value,
+        return _json({name: figure(result), "channel": query.channel.value,
                       "groupsCounted": result.groups_counted,
                       "groupsWithoutDecision": result.groups_without_decision})
 
