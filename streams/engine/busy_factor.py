@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from streams.engine.admission import free_now, reactive_first
+from streams.engine.admission import first_admission, free_now, reactive_first
 from streams.engine.plan import Plan, horizon_s, offer_cap, reactive_forecast, sizing_acceptance
 from streams.engine.rates import Observation
 from streams.engine.settings import PacingSettings
@@ -30,5 +30,5 @@ def busy_factor_plan(obs: Observation, settings: PacingSettings, dual: bool) -> 
         return Plan(offers, 1.0)
     if not settings.reactive_first:
         return Plan(offers, free_now(obs, offers))
-    admission = free_now(obs, 0)  # reactive visitors first: no offers while any would be refused
+    admission = first_admission(obs)  # reactive visitors first: no offers while any would be refused
     return Plan(reactive_first(offers, admission), admission)

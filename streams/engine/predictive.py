@@ -13,7 +13,7 @@ two agents, whose whole steady state holds less than one interaction). The dual 
 
 from __future__ import annotations
 
-from streams.engine.admission import reactive_admission, reactive_first
+from streams.engine.admission import first_admission, reactive_admission, reactive_first
 from streams.engine.plan import Plan, offer_cap, reactive_forecast, sizing_acceptance, steady_capacity
 from streams.engine.rates import Observation
 from streams.engine.settings import PacingSettings
@@ -35,7 +35,9 @@ def predictive_plan(obs: Observation, settings: PacingSettings, dual: bool) -> P
     offers = offers if offers < cap else cap
     admission = 1.0
     if dual:  # reactive visitors first unless the settings say otherwise (admission.reactive_first)
-        admission = reactive_admission(obs, steady, 0 if settings.reactive_first else offers)
         if settings.reactive_first:
+            admission = first_admission(obs)
             offers = reactive_first(offers, admission)
+        else:
+            admission = reactive_admission(obs, steady, offers)
     return Plan(offers, admission, steady.abandonment, steady.service_level)

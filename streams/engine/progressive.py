@@ -25,7 +25,7 @@ import math
 from functools import lru_cache
 
 from streams.engine import _kernels
-from streams.engine.admission import free_now, reactive_admission, reactive_first
+from streams.engine.admission import first_admission, free_now, reactive_admission, reactive_first
 from streams.engine.horizon import exact_for
 from streams.engine.plan import Plan, offer_cap, reactive_floor, sizing_acceptance, steady_capacity
 from streams.engine.rates import Observation
@@ -57,16 +57,17 @@ def progressive_plan(obs: Observation, settings: PacingSettings, dual: bool) -> 
         exact_for(obs.logged_in, acceptance),
     )
     if dual:
-        # Reactive visitors first: the admission is judged before the period's offers, and no offers
-        # are made while it is below 1 (reactive_first False: the offers take their agents first).
+        # Reactive visitors first: the admission counts no invitation, and no offers are made while
+        # it is below 1 (reactive_first False: the offers take their agents first).
         offers = plan.offers
-        counted = 0 if settings.reactive_first else offers
-        # An agent free and unpromised admits everyone (1.0 whatever Erlang A says): only otherwise
-        # is the group's steady state needed.
-        admission = 1.0 if free_now(obs, counted) >= 1.0 else \
-            reactive_admission(obs, steady_capacity(obs, settings), counted)
         if settings.reactive_first:
+            admission = first_admission(obs)
             offers = reactive_first(offers, admission)
+        else:
+            # An agent free and unpromised admits everyone (1.0 whatever Erlang A says): only
+            # otherwise is the group's steady state needed.
+            admission = 1.0 if free_now(obs, offers) >= 1.0 else \
+                reactive_admission(obs, steady_capacity(obs, settings), offers)
         # (the constructor, not dataclasses.replace: a cold decision's interpreter time counts)
         plan = Plan(offers, admission, plan.predicted_abandonment, plan.predicted_service_level)
     return plan

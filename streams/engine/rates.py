@@ -38,6 +38,7 @@ from streams.engine.state import (
     BUCKET_MS,
     COUNTER_INDEX,
     OFFERS_LOG_MS,
+    REACTIVE_HOUR,
     REACTIVE_PAIRS,
     RECENT_ABANDONED,
     RECENT_WAITING,
@@ -71,6 +72,10 @@ LULL_Z = 3.0
 #: A memory is consulted once the window's rate expects this many arrivals in it: fewer, and two or
 #: three arrivals close together would look like a burst (a small group's 45 s memory).
 MIN_RECENT_EXPECTED = 4.0
+#: A window with fewer reactive arrivals than this is read through the hour-long memory instead:
+#: a 2-agent group with a quarter of its capacity reactive sees about one a window, often none, and
+#: then kept no agent free for them.
+SPARSE_REACTIVE = 10.0
 #: Rates are never divided by less observed time than this (avoids bursts at start-up).
 MIN_OBSERVED_S = 60.0
 
@@ -215,9 +220,14 @@ def _reactive_rate(state: TargetState, window_count: float, span_s: float, lag_a
     fastest such memory wins): then that memory's own rate. Compared with the rest of the window,
     not all of it, so a burst does not raise its own yardstick. At 100 agents (40 % reactive load)
     a 3x burst shows within about a minute in the 45 s memory; a 15-agent group sees a few arrivals
-    a minute and its 4-minute memory takes a few minutes. Steady periods keep the window's figure."""
+    a minute and its 4-minute memory takes a few minutes. Steady periods keep the window's figure.
+    A window of fewer than ``SPARSE_REACTIVE`` arrivals is too thin for either: the hour's rate."""
     window_rate = window_count / span_s
     max_age_ms = int(MAX_COUNTER_LAG_S * 1000)
+    if window_count < SPARSE_REACTIVE:
+        count, weight_s = state.recent_reactive(REACTIVE_HOUR, lag_accepts, now_ms, max_age_ms)
+        if weight_s > span_s:
+            return count / weight_s
     for pair in REACTIVE_PAIRS:
         count, weight_s = state.recent_reactive(pair, lag_accepts, now_ms, max_age_ms)
         if weight_s >= span_s:

@@ -27,11 +27,12 @@ Beyond the buckets (issue 9):
 - ``offers_log``: what the node allowed in its recent decisions (``record_offers``), so a
   decision on late statistics can count the offers made since they were measured.
 
-And (issue 20) ``recent``, six more decayed sums, each increment decayed from its own timestamp
+And (issue 20) ``recent``, eight more decayed sums, each increment decayed from its own timestamp
 and spread over the span it accrued in (``RECENT``): entered and accepted with half-lives of 45 s
 and 4 min, so the reactive rate follows a burst within about a minute where arrivals are many and
 within a few where they are few (the rate window alone followed a 3x burst by at most 1.33x, and
-only once it was over), and the waiting integral and the abandons with a one-hour half-life, so
+only once it was over), and over an hour, for a target that sees few in a window; the waiting
+integral and the abandons with a one-hour half-life, so
 the patience estimate rests on an hour of abandons rather than on a window's one to three in a
 small group.
 """
@@ -72,10 +73,13 @@ _MEMORY_SIZE = 2 * len(MEMORY_HALF_LIVES_S)
 #: detection), the waiting integral and the abandons over an hour (patience).
 RECENT = (("interactions_entered", 45.0), ("offers_accepted", 45.0),
           ("interactions_entered", 240.0), ("offers_accepted", 240.0),
-          ("waiting", 3600.0), ("interactions_abandoned", 3600.0))
-#: Slots of ``recent``: the (entered, accepted) pairs fastest first, the waiting integral, the abandons.
+          ("waiting", 3600.0), ("interactions_abandoned", 3600.0),
+          ("interactions_entered", 3600.0), ("offers_accepted", 3600.0))
+#: Slots of ``recent``: the (entered, accepted) pairs fastest first, the waiting integral, the
+#: abandons, and the hour-long (entered, accepted) pair (the reactive rate of a sparse target).
 REACTIVE_PAIRS = ((0, 1), (2, 3))
 RECENT_WAITING, RECENT_ABANDONED = 4, 5
+REACTIVE_HOUR = (6, 7)
 _RECENT_DECAY_PER_MS = tuple(math.log(2) / (half_life * 1000) for _, half_life in RECENT)
 _RECENT_OF = {name: tuple(i for i, (n, _) in enumerate(RECENT) if n == name) for name, _ in RECENT}
 #: Counters whose newest increment is kept (``steps``): reactive traffic is their difference.
