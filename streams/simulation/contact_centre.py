@@ -8,7 +8,9 @@ counters restarting from 0), and makes the offers the policy asks for, at the ti
 and, if accepted, becomes an interaction. Reactive interactions arrive as a Poisson process and
 are let in with the policy's admission probability. An interaction is answered at once by a
 ready agent or waits; it abandons when its patience runs out first (a short abandon within the
-threshold). ``Step`` changes (acceptance, reactive rate, handle time, logged-in agents) take
+threshold). Reactive arrivals may come in bursts (``ReactiveBursts``: a two-state Markov-modulated
+rate), handle times from several modes, statistics in batched deliveries (``StatFaults.burst_s``).
+``Step`` changes (acceptance, reactive rate, handle time, logged-in agents) take
 effect at the first refresh tick at or after their time; agents logging off finish the
 interaction they are handling first.
 
@@ -281,9 +283,8 @@ class ContactCentre:
             return self._patience_rng.lognormvariate(self._patience_mu, self._patience_sigma)
         return self._patience_rng.expovariate(1 / self.sc.patience_s)
 
-    def _answer(self, now: float, entered: float) -> None:
-        self._account(now)
-        self.busy += 1
+    def draw_handle(self) -> float:
+        """One handle time, seconds: lognormal, or from one of the scenario's handle-time modes."""
         mu, sigma = self._handle_mu, self._handle_sigma
         if self._handle_modes:
             pick = self._handle_rng.random()
@@ -291,7 +292,12 @@ class ContactCentre:
                 pick -= share
                 if pick < 0:
                     break
-        handle = self._handle_rng.lognormvariate(mu, sigma)
+        return self._handle_rng.lognormvariate(mu, sigma)
+
+    def _answer(self, now: float, entered: float) -> None:
+        self._account(now)
+        self.busy += 1
+        handle = self.draw_handle()
         self._push(now + handle, _FINISH, handle)
         self.counters["interactions_answered"] += 1
         in_sl = now - entered <= self.sl_s
