@@ -63,6 +63,9 @@ SNAPSHOT_GAUGES = ("ready_agents", "busy_agents", "waiting_interactions", "outst
 #: with a true 20 s patience at an estimate of 42-57 s (it sees 1-3 abandons a window at the
 #: goal) and 4.5 % abandonment (issue 20).
 PATIENCE_WEIGHT = 1.0
+#: Patience is never estimated below this (abandons counted with no waiting seen, e.g. from
+#: statistics delivered without their gauge: the queueing maths need a positive patience).
+MIN_PATIENCE_S = 1.0
 #: A recent reactive memory (45 s, then 4 min: ``state.REACTIVE_PAIRS``) replaces the window's rate
 #: when its count is more than this many Poisson standard deviations above what the window's rate
 #: predicts for it (a burst) ...
@@ -245,10 +248,11 @@ def _reactive_rate(state: TargetState, window_count: float, span_s: float, lag_a
 def _patience_s(state: TargetState, settings: PacingSettings, now_ms: int) -> float:
     """Interaction-seconds waited per abandon over the hour-long decayed memory, with
     ``PATIENCE_WEIGHT`` pseudo-abandons at ``patience_prior_s`` (the prior yields once a few
-    abandons are seen)."""
+    abandons are seen), at least ``MIN_PATIENCE_S``."""
     waited = state.recent_at(RECENT_WAITING, now_ms)
     abandons = state.recent_at(RECENT_ABANDONED, now_ms)
-    return (waited + PATIENCE_WEIGHT * settings.patience_prior_s) / (abandons + PATIENCE_WEIGHT)
+    patience = (waited + PATIENCE_WEIGHT * settings.patience_prior_s) / (abandons + PATIENCE_WEIGHT)
+    return patience if patience > MIN_PATIENCE_S else MIN_PATIENCE_S
 
 
 def _offers_since(state: TargetState, now_ms: int, since_ms: int, offer_rate: float) -> float:

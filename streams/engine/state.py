@@ -325,7 +325,7 @@ class TargetState:
             "memory_ms": self.memory_ms,
             "offers_log": [list(entry) for entry in self.offers_log],
             "steps": {k: [_compact(v[0]), v[1]] for k, v in self.steps.items()},
-            "recent": [round(v, 4) for v in self.recent],
+            "recent": list(self.recent),  # unrounded: a restored state decides exactly as the original
             "recent_ms": self.recent_ms,
         }
 
