@@ -15,9 +15,12 @@ one whose window has emptied) is paced from sensible defaults rather than from n
 - reactive arrival rate: interactions entered minus offers accepted, per second, and the reactive
   interactions seen since the state began from the increments' totals (which survive a reset of
   one counter alone). Two counters delivered separately are not measured at the same moment: the
-  accepts expected between their timestamps are added to the one that lags;
-- patience: interaction-seconds waited per abandon (exponential patience), shrunk towards
-  ``patience_prior_s``;
+  accepts expected between their timestamps are added to the one that lags. A burst or a lull
+  shows in the state's 45 s or 4 min memory first (``_reactive_rate``, issue 20), and a window
+  with few arrivals is read through the hour-long one;
+- patience: interaction-seconds waited per abandon (exponential patience) over the state's
+  hour-long memory, with one pseudo-abandon at ``patience_prior_s`` (issue 20: five over the
+  window outweighed a small group's data);
 - observed abandonment counting every abandon and, as Genesys computes it, with short abandons
   excluded; the service level with short abandons excluded (the Genesys SL).
 
