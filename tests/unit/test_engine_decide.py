@@ -134,10 +134,12 @@ def test_dual_admission_refuses_reactive_traffic_when_the_group_is_full() -> Non
     offers_first = decide(staffed(1, 1, interactions_entered=5), dataclasses.replace(settings, reactive_first=False),
                           T0)
     assert 0.5 < offers_first.reactive_admission < 1.0 and offers_first.allowed_offers >= 1
-    # a full group: a newcomer is answered with chance c·θ / (c·θ + k·h) = 120 / 420 (priors 60 s, 300 s),
-    # admitted with twice that; the longer the queue, the fewer; a queue as long as the group: none
-    assert decide(staffed(0, 2, interactions_entered=5), settings, T0).reactive_admission == round(240 / 420, 2)
-    assert decide(staffed(0, 2, 1, interactions_entered=5), settings, T0).reactive_admission == round(240 / 720, 2)
+    # a full group of 3: a newcomer is answered with chance c·θ / (c·θ + k·h) = 180 / 480 (priors 60 s,
+    # 300 s), at least 0.2: admitted; with 2 waiting (k = 3) 180 / 1080, admitted with that over 0.2; a
+    # queue as long as the group: none
+    assert decide(staffed(0, 3, interactions_entered=5), settings, T0).reactive_admission == 1.0
+    assert decide(staffed(0, 3, 2, interactions_entered=5), settings, T0).reactive_admission == \
+        round(180 / (180 + 3 * 300) / 0.2, 2)
     assert decide(staffed(0, 2, 2, interactions_entered=5), settings, T0).reactive_admission == 0.0
     offers_first = dataclasses.replace(settings, reactive_first=False)
     assert decide(staffed(0, 2, interactions_entered=5), offers_first, T0).reactive_admission == 0.0
