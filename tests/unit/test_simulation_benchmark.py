@@ -183,3 +183,13 @@ def test_the_matrix_grows_with_the_classes_of_issue_20() -> None:
     assert logins[-1].value > 5 * ramp.scenario.agents
     tiny = [case.scenario for case in cases if case.group == "tiny groups"]
     assert {s.acceptance for s in tiny} == {0.05} and max(s.agents for s in tiny) <= 3
+
+
+def test_the_command_builds_bursts_bimodal_handle_times_and_batched_statistics(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--agents", "6", "--reactive-load", "0.4", "--bursts", "3,120,600,900", "--handle-modes",
+                 "0.7:150,0.3:850", "--stat-burst", "30", "--hours", "0.3", "--warmup", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "lost %" in out and "refused %" in out and "handle time lognormal mean 360 s" in out
+    with pytest.raises(SystemExit):
+        main(["--agents", "3", "--bursts", "3,120", "--hours", "0.1"])
