@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from streams.engine.admission import free_now
+from streams.engine.admission import first_admission, free_now, reactive_first
 from streams.engine.plan import Plan, horizon_s, offer_cap, reactive_forecast, sizing_acceptance
 from streams.engine.rates import Observation
 from streams.engine.settings import PacingSettings
@@ -26,4 +26,9 @@ def busy_factor_plan(obs: Observation, settings: PacingSettings, dual: bool) -> 
     room = settings.goal_fraction * obs.agents - held
     reactive = reactive_forecast(obs, settings, dual) * horizon
     offers = min(offer_cap(obs, settings), max(0, math.floor((room - reactive) / p + 1e-9)))
-    return Plan(offers, free_now(obs, offers) if dual else 1.0)
+    if not dual:
+        return Plan(offers, 1.0)
+    if not settings.reactive_first:
+        return Plan(offers, free_now(obs, offers))
+    admission = first_admission(obs)  # reactive visitors first: no offers while any would be refused
+    return Plan(reactive_first(offers, admission), admission)

@@ -8,12 +8,12 @@ the difference between that and what it holds now (busy, waiting, expected accep
 offers) is added at once, so an idle group fills quickly and a queue drains before more is
 offered. Offers are rounded to the nearest whole number (rounding down starved groups of
 two agents, whose whole steady state holds less than one interaction). The dual form publishes
-``admission.reactive_admission``.
+``admission.reactive_admission``, reactive visitors first (no offers while it is below 1).
 """
 
 from __future__ import annotations
 
-from streams.engine.admission import reactive_admission
+from streams.engine.admission import first_admission, reactive_admission, reactive_first
 from streams.engine.plan import Plan, offer_cap, reactive_forecast, sizing_acceptance, steady_capacity
 from streams.engine.rates import Observation
 from streams.engine.settings import PacingSettings
@@ -33,5 +33,11 @@ def predictive_plan(obs: Observation, settings: PacingSettings, dual: bool) -> P
     offers = offers if offers > 0 else 0
     cap = offer_cap(obs, settings)
     offers = offers if offers < cap else cap
-    admission = reactive_admission(obs, steady, offers) if dual else 1.0
+    admission = 1.0
+    if dual:  # reactive visitors first unless the settings say otherwise (admission.reactive_first)
+        if settings.reactive_first:
+            admission = first_admission(obs)
+            offers = reactive_first(offers, admission)
+        else:
+            admission = reactive_admission(obs, steady, offers)
     return Plan(offers, admission, steady.abandonment, steady.service_level)

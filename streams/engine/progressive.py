@@ -16,7 +16,7 @@ of new offers, and overshot a 3 % goal by half with reactive traffic.
 Reactive traffic gets a reserve: ``reactive_reserve`` agents are kept free for it and count as
 taken when the offers are sized (without it a 5-agent group with a quarter of its capacity in
 reactive traffic reached 4.5 % abandonment). The dual form also publishes
-``admission.reactive_admission``.
+``admission.reactive_admission``, reactive visitors first (no offers while it is below 1).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import math
 from functools import lru_cache
 
 from streams.engine import _kernels
-from streams.engine.admission import free_now, reactive_admission
+from streams.engine.admission import first_admission, free_now, reactive_admission, reactive_first
 from streams.engine.horizon import exact_for
 from streams.engine.plan import Plan, offer_cap, reactive_floor, sizing_acceptance, steady_capacity
 from streams.engine.rates import Observation
@@ -57,12 +57,19 @@ def progressive_plan(obs: Observation, settings: PacingSettings, dual: bool) -> 
         exact_for(obs.logged_in, acceptance),
     )
     if dual:
-        # An agent free and unpromised admits everyone (1.0 whatever Erlang A says): only otherwise
-        # is the group's steady state needed.
-        admission = 1.0 if free_now(obs, plan.offers) >= 1.0 else \
-            reactive_admission(obs, steady_capacity(obs, settings), plan.offers)
+        # Reactive visitors first: the admission counts no invitation, and no offers are made while
+        # it is below 1 (reactive_first False: the offers take their agents first).
+        offers = plan.offers
+        if settings.reactive_first:
+            admission = first_admission(obs)
+            offers = reactive_first(offers, admission)
+        else:
+            # An agent free and unpromised admits everyone (1.0 whatever Erlang A says): only
+            # otherwise is the group's steady state needed.
+            admission = 1.0 if free_now(obs, offers) >= 1.0 else \
+                reactive_admission(obs, steady_capacity(obs, settings), offers)
         # (the constructor, not dataclasses.replace: a cold decision's interpreter time counts)
-        plan = Plan(plan.offers, admission, plan.predicted_abandonment, plan.predicted_service_level)
+        plan = Plan(offers, admission, plan.predicted_abandonment, plan.predicted_service_level)
     return plan
 
 

@@ -79,6 +79,13 @@ class PacingSettings:
     #: 500-agent group lose 8-9 % of its visitors while 0.3-0.5 % were counted (issue 9); the
     #: decision's figures carry both observed rates either way.
     count_short_abandons: bool = True
+    #: Dual forms: reactive visitors come first (True): while capacity is short the period's
+    #: proactive offers go to zero before the reactive admission falls below 1, so no reactive
+    #: visitor is refused in a period that makes offers. False reverses the order for a business
+    #: that prefers its invitations: the period's offers are counted as taking their agents first,
+    #: and the admission falls below 1 while they are made (engine v2; a 3-agent group at
+    #: acceptance 0.7 with 25 % reactive load then turned away 95 % of its reactive visitors).
+    reactive_first: bool = True
 
     def __post_init__(self) -> None:
         """Reject option values the engine cannot pace with (a clear error, not a silent clamp)."""
@@ -86,6 +93,8 @@ class PacingSettings:
             raise ValueError(f"auto_predictive_occupancy is a share in [0, 1], not {self.auto_predictive_occupancy!r}")
         if not isinstance(self.count_short_abandons, bool):
             raise ValueError(f"count_short_abandons must be true or false, not {self.count_short_abandons!r}")
+        if not isinstance(self.reactive_first, bool):
+            raise ValueError(f"reactive_first must be true or false, not {self.reactive_first!r}")
 
     @property
     def optimizes_busy_factor(self) -> bool:

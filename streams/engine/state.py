@@ -26,6 +26,15 @@ Beyond the buckets (issue 9):
   timestamp, so the order in which counters arrive does not matter.
 - ``offers_log``: what the node allowed in its recent decisions (``record_offers``), so a
   decision on late statistics can count the offers made since they were measured.
+
+And (issue 20) ``recent``, eight more decayed sums, each increment decayed from its own timestamp
+and spread over the span it accrued in (``RECENT``): entered and accepted with half-lives of 45 s
+and 4 min, so the reactive rate follows a burst within about a minute where arrivals are many and
+within a few where they are few (the rate window alone followed a 3x burst by at most 1.33x, and
+only once it was over), and over an hour, for a target that sees few in a window; the waiting
+integral and the abandons with a one-hour half-life, so
+the patience estimate rests on an hour of abandons rather than on a window's one to three in a
+small group.
 """
 
 from __future__ import annotations
@@ -59,6 +68,20 @@ CHANGE_MIN_OFFERS = 30.0
 #: ``memory`` holds (made, accepted) per half-life, in that order.
 _MEMORY_OFFSET = {"offers_made": 0, "offers_accepted": 1}
 _MEMORY_SIZE = 2 * len(MEMORY_HALF_LIVES_S)
+#: ``recent``: what each decayed sum adds up (a counter, or the waiting integral) and its half-life
+#: in seconds: entered and accepted over 45 s and over 4 min (the reactive rate's change
+#: detection), the waiting integral and the abandons over an hour (patience).
+RECENT = (("interactions_entered", 45.0), ("offers_accepted", 45.0),
+          ("interactions_entered", 240.0), ("offers_accepted", 240.0),
+          ("waiting", 3600.0), ("interactions_abandoned", 3600.0),
+          ("interactions_entered", 3600.0), ("offers_accepted", 3600.0))
+#: Slots of ``recent``: the (entered, accepted) pairs fastest first, the waiting integral, the
+#: abandons, and the hour-long (entered, accepted) pair (the reactive rate of a sparse target).
+REACTIVE_PAIRS = ((0, 1), (2, 3))
+RECENT_WAITING, RECENT_ABANDONED = 4, 5
+REACTIVE_HOUR = (6, 7)
+_RECENT_DECAY_PER_MS = tuple(math.log(2) / (half_life * 1000) for _, half_life in RECENT)
+_RECENT_OF = {name: tuple(i for i, (n, _) in enumerate(RECENT) if n == name) for name, _ in RECENT}
 #: Counters whose newest increment is kept (``steps``): reactive traffic is their difference.
 STEP_COUNTERS = ("interactions_entered", "offers_accepted")
 #: The offers log keeps decisions this recent, at most OFFERS_LOG_ENTRIES of them (~0.5 KB of
@@ -87,6 +110,9 @@ class TargetState:
     #: The newest increment of each of ``STEP_COUNTERS`` and the milliseconds it covered: what one
     #: counter has and the other not yet (their samples arrive separately) is read from them.
     steps: dict[str, tuple[float, int]] = field(default_factory=dict)
+    #: Decayed sums of ``RECENT`` as of ``recent_ms``.
+    recent: list[float] = field(default_factory=lambda: [0.0] * len(RECENT))
+    recent_ms: int | None = None
 
     def apply(self, statistic: str, value: float, timestamp_ms: int, media_type: str | None = None) -> bool:
         """Fold one statistic into the state; False when it was stale, a duplicate or unknown."""
@@ -143,6 +169,34 @@ class TargetState:
             out.append((m[2 * i] * decay, m[2 * i + 1] * decay))
         return out
 
+    def recent_at(self, slot: int, at_ms: int) -> float:
+        """The decayed sum of ``RECENT`` slot ``slot`` as of ``at_ms`` (earlier or later than
+        the newest increment: the decay runs either way)."""
+        if self.recent_ms is None:
+            return 0.0
+        return self.recent[slot] * math.exp(-_RECENT_DECAY_PER_MS[slot] * (at_ms - self.recent_ms))
+
+    def recent_reactive(self, pair: tuple[int, int], lag_accepts: float, now_ms: int,
+                        max_age_ms: int) -> tuple[float, float]:
+        """Reactive interactions in the (entered, accepted) memory ``pair`` of ``REACTIVE_PAIRS``
+        (entered - accepted, plus the accepts one counter has and the other not yet) and the seconds
+        of observation they weigh, both as of the newer of the two counters' timestamps; (0, 0)
+        before both have moved, or when that is more than ``max_age_ms`` before ``now_ms`` (a quiet
+        target's last minute is not now's)."""
+        entered_ms = self.counter_ts.get("interactions_entered")
+        accepted_ms = self.counter_ts.get("offers_accepted")
+        since_ms = self.counter_since_ms
+        if entered_ms is None or accepted_ms is None or since_ms is None or self.recent_ms is None:
+            return 0.0, 0.0
+        at_ms = entered_ms if entered_ms > accepted_ms else accepted_ms
+        if now_ms - at_ms > max_age_ms:
+            return 0.0, 0.0
+        entered, accepted = pair
+        rate = _RECENT_DECAY_PER_MS[entered]
+        weight_s = -math.expm1(-rate * (at_ms - since_ms)) / rate / 1000
+        count = self.recent_at(entered, at_ms) - self.recent_at(accepted, at_ms) + lag_accepts
+        return (count if count > 0.0 else 0.0), weight_s
+
     def gauge(self, name: str, default: float = 0.0) -> float:
         """The latest value of a gauge statistic, or ``default`` before any was seen."""
         return self.gauges.get(name, default)
@@ -167,7 +221,10 @@ class TargetState:
             return False
         if statistic == "waiting_interactions" and previous_ts is not None:
             span_ms = min(timestamp_ms - previous_ts, RETENTION_MS)
-            self._bucket(timestamp_ms)[WAITING_AREA] += self.gauges[statistic] * span_ms / 1000
+            area = self.gauges[statistic] * span_ms / 1000
+            self._bucket(timestamp_ms)[WAITING_AREA] += area
+            if area:
+                self._remember_recent(RECENT_WAITING, area, timestamp_ms, span_ms)
         self.gauges[statistic] = value
         self.gauge_ts[statistic] = timestamp_ms
         return True
@@ -191,6 +248,8 @@ class TargetState:
                     self.totals[statistic] = self.totals.get(statistic, 0.0) + float(increment)
                 if statistic in _MEMORY_OFFSET:
                     self._remember(statistic, increment, timestamp_ms)
+                for slot in _RECENT_OF.get(statistic, ()):
+                    self._remember_recent(slot, float(increment), timestamp_ms, timestamp_ms - previous_ts)
         self.counters[statistic] = value
         self.counter_ts[statistic] = timestamp_ms
         if statistic in _MEMORY_OFFSET and self.counter_ts.get("offers_made") == self.counter_ts.get("offers_accepted"):
@@ -208,6 +267,20 @@ class TargetState:
         offset = _MEMORY_OFFSET[statistic]
         for i, rate in enumerate(_DECAY_PER_MS):
             self.memory[2 * i + offset] += increment * math.exp(-rate * age)
+
+    def _remember_recent(self, slot: int, increment: float, timestamp_ms: int, span_ms: int) -> None:
+        """Add an increment that accrued evenly over the ``span_ms`` before ``timestamp_ms`` to
+        ``recent`` (kept as of its newest time). Spreading it over its span keeps a counter
+        sampled rarely from looking like a burst at each sample."""
+        rate = _RECENT_DECAY_PER_MS[slot]
+        if self.recent_ms is None:
+            self.recent_ms = timestamp_ms
+        if timestamp_ms > self.recent_ms:
+            age = timestamp_ms - self.recent_ms
+            self.recent = [v * math.exp(-r * age) for v, r in zip(self.recent, _RECENT_DECAY_PER_MS, strict=True)]
+            self.recent_ms = timestamp_ms
+        spread = -math.expm1(-rate * span_ms) / (rate * span_ms) if span_ms > 0 else 1.0
+        self.recent[slot] += increment * spread * math.exp(-rate * (self.recent_ms - timestamp_ms))
 
     def _restart_on_change(self) -> None:
         """Restart the slower memories from the fastest one that disagrees with them (both
@@ -252,12 +325,15 @@ class TargetState:
             "memory_ms": self.memory_ms,
             "offers_log": [list(entry) for entry in self.offers_log],
             "steps": {k: [_compact(v[0]), v[1]] for k, v in self.steps.items()},
+            "recent": list(self.recent),  # unrounded: a restored state decides exactly as the original
+            "recent_ms": self.recent_ms,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TargetState:
         """Rebuild a state written by ``to_dict`` (also reads older formats without buckets, totals,
-        memory or offers log: those start empty, and the acceptance falls back on the raw counters)."""
+        memory, offers log or recent sums: those start empty, and the acceptance falls back on the
+        raw counters)."""
         width = WAITING_AREA + 1
         return cls(
             target_id=data["target_id"],
@@ -274,6 +350,8 @@ class TargetState:
             memory_ms=None if data.get("memory_ms") is None else int(data["memory_ms"]),
             offers_log=[(int(a), int(n), int(p)) for a, n, p in data.get("offers_log", [])],
             steps={k: (float(v[0]), int(v[1])) for k, v in data.get("steps", {}).items()},
+            recent=_recent(data.get("recent")),
+            recent_ms=None if data.get("recent_ms") is None or not data.get("recent") else int(data["recent_ms"]),
         )
 
 
@@ -281,6 +359,13 @@ def _memory(stored: list[float] | None) -> list[float]:
     """A stored memory of the current size, or an empty one (older formats, other half-lives)."""
     if not stored or len(stored) != _MEMORY_SIZE:
         return [0.0] * _MEMORY_SIZE
+    return [float(v) for v in stored]
+
+
+def _recent(stored: list[float] | None) -> list[float]:
+    """Stored recent sums of the current size, or empty ones (older formats)."""
+    if not stored or len(stored) != len(RECENT):
+        return [0.0] * len(RECENT)
     return [float(v) for v in stored]
 
 

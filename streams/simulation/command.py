@@ -28,6 +28,7 @@ from streams.simulation.scenario import (
     PATIENCE_DISTRIBUTIONS,
     STEPPABLE,
     CounterReset,
+    ReactiveBursts,
     Scenario,
     StatFaults,
     Step,
@@ -78,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stat-loss", type=float, default=0.0, help="probability a stat event is lost")
     parser.add_argument("--stat-duplication", type=float, default=0.0,
                         help="probability a stat event is delivered twice")
+    parser.add_argument("--stat-burst", type=float, default=0.0,
+                        help="statistics arrive in batched deliveries about this many seconds apart, out of order")
+    parser.add_argument("--bursts", default=None, metavar="FACTOR,MIN_S,MAX_S,QUIET_MEAN_S",
+                        help="reactive arrivals in bursts: FACTOR x the rate for MIN_S-MAX_S seconds, quiet spells of "
+                             "QUIET_MEAN_S on average (e.g. 3,120,600,3600)")
+    parser.add_argument("--handle-modes", default=None, metavar="SHARE:MEAN,...",
+                        help="handle times from lognormal modes (cv --handle-cv), e.g. 0.7:150,0.3:850 "
+                             "(--handle-time becomes their mean)")
     parser.add_argument("--reset", action="append", default=[], metavar="SECONDS[:COUNTER,...]",
                         help="counters restart from 0 at this simulated time (default all counters); repeatable")
     parser.add_argument("--step", action="append", default=[], metavar="SECONDS:QUANTITY=VALUE",
@@ -129,13 +138,34 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     if args.reactive_load is not None:
         reactive = args.reactive_load * args.agents * 3600 / args.handle_time
     faults = StatFaults(delay_s=args.stat_delay, delay_jitter_s=args.stat_jitter, loss=args.stat_loss,
-                        duplication=args.stat_duplication, resets=tuple(_reset(text) for text in args.reset))
+                        duplication=args.stat_duplication, resets=tuple(_reset(text) for text in args.reset),
+                        burst_s=args.stat_burst)
+    modes = _modes(args.handle_modes) if args.handle_modes else ()
+    handle_time = sum(share * mean for share, mean in modes) if modes else args.handle_time
     return Scenario(agents=args.agents, acceptance=args.acceptance, reactive_per_hour=reactive,
-                    handle_time_s=args.handle_time, handle_time_cv=args.handle_cv, patience_s=args.patience,
+                    bursts=_bursts(args.bursts) if args.bursts else None, handle_time_modes=modes,
+                    handle_time_s=handle_time, handle_time_cv=args.handle_cv, patience_s=args.patience,
                     patience_distribution=args.patience_distribution, patience_cv=args.patience_cv,
                     response_s=args.response, offer_jitter=args.offer_jitter, hours=args.hours,
                     warmup_s=args.warmup, seed=args.seed, steps=tuple(_step(text) for text in args.step),
                     faults=faults, settings=settings)
+
+
+def _bursts(text: str) -> ReactiveBursts:
+    """``FACTOR,MIN_S,MAX_S,QUIET_MEAN_S`` as reactive bursts."""
+    try:
+        factor, low, high, quiet = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--bursts {text!r}: expected FACTOR,MIN_S,MAX_S,QUIET_MEAN_S") from None
+    return ReactiveBursts(factor, low, high, quiet)
+
+
+def _modes(text: str) -> tuple[tuple[float, float], ...]:
+    """``SHARE:MEAN,...`` as handle-time modes."""
+    try:
+        return tuple((float(share), float(mean)) for share, mean in (part.split(":") for part in text.split(",")))
+    except ValueError:
+        raise ValueError(f"--handle-modes {text!r}: expected SHARE:MEAN,...") from None
 
 
 def _reset(text: str) -> CounterReset:

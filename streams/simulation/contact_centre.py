@@ -8,7 +8,9 @@ counters restarting from 0), and makes the offers the policy asks for, at the ti
 and, if accepted, becomes an interaction. Reactive interactions arrive as a Poisson process and
 are let in with the policy's admission probability. An interaction is answered at once by a
 ready agent or waits; it abandons when its patience runs out first (a short abandon within the
-threshold). ``Step`` changes (acceptance, reactive rate, handle time, logged-in agents) take
+threshold). Reactive arrivals may come in bursts (``ReactiveBursts``: a two-state Markov-modulated
+rate), handle times from several modes, statistics in batched deliveries (``StatFaults.burst_s``).
+``Step`` changes (acceptance, reactive rate, handle time, logged-in agents) take
 effect at the first refresh tick at or after their time; agents logging off finish the
 interaction they are handling first.
 
@@ -19,6 +21,7 @@ run exactly.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -28,7 +31,7 @@ from schemas.models import COUNTER_NAMES
 from streams.simulation.policies import EnginePolicy, Policy, StatEvent
 from streams.simulation.scenario import CounterReset, Scenario, SimulationResult, Step, lognormal_parameters
 
-_TICK, _ARRIVAL, _FINISH = 0, 1, 2
+_TICK, _ARRIVAL, _FINISH, _BURST = 0, 1, 2, 3
 _BATCHES = 20
 _AHT_SAMPLES = 50
 #: A duplicated stat event arrives again up to this many refresh periods after the first copy.
@@ -48,6 +51,10 @@ class ContactCentre:
         self._handle_rng = random.Random(f"{seed}:handle")
         self._stats_rng = random.Random(f"{seed}:stats")
         self._jitter_rng = random.Random(f"{seed}:jitter")
+        self._bursts_rng = random.Random(f"{seed}:bursts")
+        self._stat_bursts_rng = random.Random(f"{seed}:stat-bursts")
+        self._stat_burst_times = [0.0]  # when batched statistics are delivered (StatFaults.burst_s)
+        self._bursting = False  # inside a reactive burst (Scenario.bursts)
         settings = scenario.settings
         self.period = settings.refresh_period_s
         self.sl_s = settings.service_level_duration_ms / 1000
@@ -59,13 +66,16 @@ class ContactCentre:
         self.acceptance = scenario.acceptance
         self.reactive_rate = scenario.reactive_per_hour / 3600
         self._handle_mu, self._handle_sigma = lognormal_parameters(scenario.handle_time_s, scenario.handle_time_cv)
+        self._handle_modes = [(share, *lognormal_parameters(mean, scenario.handle_time_cv))
+                              for share, mean in scenario.handle_time_modes]
         if scenario.patience_distribution == "lognormal":
             self._patience_mu, self._patience_sigma = lognormal_parameters(scenario.patience_s, scenario.patience_cv)
         self._changes: list[Step | CounterReset] = sorted(
             [*scenario.steps, *scenario.faults.resets], key=lambda change: change.at_s)
         self._events: list[tuple[float, int, int, float]] = []  # (time, seq, kind, handle time)
         self._seq = 0
-        self._inbox: list[tuple[float, int, StatEvent]] = []  # (delivered at, seq, event)
+        # (delivered at, shuffle key within a batched delivery (0 otherwise), seq, event)
+        self._inbox: list[tuple[float, float, int, StatEvent]] = []
         self.busy = 0
         self.queue: deque[tuple[float, float]] = deque()  # (entered, gives up at)
         self.pending: list[float] = []  # answer times of offers not yet answered
@@ -86,6 +96,7 @@ class ContactCentre:
             ("offers", "accepted", "reactive", "blocked", "answered", "in_sl", "abandoned", "short"), 0)
         self._batch_entered = [0] * _BATCHES
         self._batch_abandoned = [0] * _BATCHES
+        self._batch_refused = [0] * _BATCHES
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -106,6 +117,8 @@ class ContactCentre:
         if not self._started:  # a tick is always scheduled, so the event heap never runs dry
             self._started = True
             self._push(0.0, _TICK)
+            if self.sc.bursts is not None:
+                self._push(self._bursts_rng.expovariate(1 / self.sc.bursts.quiet_mean_s), _BURST)
             self._next_reactive = self._draw_reactive(0.0)
         until = min(until, self.end)
         while True:
@@ -127,15 +140,29 @@ class ContactCentre:
                 self._finish(time, payload)
             elif kind == _ARRIVAL:
                 self._arrive(time, True)
+            elif kind == _BURST:
+                self._toggle_burst(time)
             elif self._reactive_rng.random() < self.admission:
                 self._arrive(time, False)
             elif time >= self.start:
                 self._measured["blocked"] += 1
+                self._batch_refused[self._batch(time)] += 1
         self.now = max(self.now, until)
 
     def _draw_reactive(self, now: float) -> float:
         """The next reactive arrival after ``now`` at the current rate (Poisson: memoryless)."""
-        return now + self._reactive_rng.expovariate(self.reactive_rate) if self.reactive_rate > 0 else math.inf
+        rate = self.reactive_rate * (self.sc.bursts.factor if self._bursting and self.sc.bursts else 1.0)
+        return now + self._reactive_rng.expovariate(rate) if rate > 0 else math.inf
+
+    def _toggle_burst(self, now: float) -> None:
+        """A reactive burst starts or ends; the next change is drawn (uniform burst, exponential quiet)."""
+        bursts = self.sc.bursts
+        assert bursts is not None
+        self._bursting = not self._bursting
+        rng = self._bursts_rng
+        self._push(now + (rng.uniform(bursts.min_s, bursts.max_s) if self._bursting
+                          else rng.expovariate(1 / bursts.quiet_mean_s)), _BURST)
+        self._next_reactive = self._draw_reactive(now)
 
     def _tick(self, now: float) -> None:
         self._apply_changes(now)
@@ -200,13 +227,24 @@ class ContactCentre:
 
     def _post(self, delivered_at: float, event: StatEvent) -> None:
         self._seq += 1
-        heapq.heappush(self._inbox, (delivered_at, self._seq, event))
+        shuffle = 0.0
+        if self.sc.faults.burst_s:  # held until the next batched delivery, in random order within it
+            delivered_at = self._stat_burst_after(delivered_at)
+            shuffle = self._stat_bursts_rng.random()
+        heapq.heappush(self._inbox, (delivered_at, shuffle, self._seq, event))
+
+    def _stat_burst_after(self, time: float) -> float:
+        """The first batched delivery at or after ``time`` (gaps of 0.5-1.5 x ``burst_s``)."""
+        times = self._stat_burst_times
+        while times[-1] < time:
+            times.append(times[-1] + self.sc.faults.burst_s * self._stat_bursts_rng.uniform(0.5, 1.5))
+        return times[bisect.bisect_left(times, time)]
 
     def _delivered(self, now: float) -> list[StatEvent]:
         """The stat events that have arrived by ``now``, in arrival order."""
         events = []
         while self._inbox and self._inbox[0][0] <= now:
-            events.append(heapq.heappop(self._inbox)[2])
+            events.append(heapq.heappop(self._inbox)[3])
         return events
 
     def stats(self) -> dict[str, float]:
@@ -245,10 +283,21 @@ class ContactCentre:
             return self._patience_rng.lognormvariate(self._patience_mu, self._patience_sigma)
         return self._patience_rng.expovariate(1 / self.sc.patience_s)
 
+    def draw_handle(self) -> float:
+        """One handle time, seconds: lognormal, or from one of the scenario's handle-time modes."""
+        mu, sigma = self._handle_mu, self._handle_sigma
+        if self._handle_modes:
+            pick = self._handle_rng.random()
+            for share, mu, sigma in self._handle_modes:  # noqa: B007 (the mode picked stays in mu, sigma)
+                pick -= share
+                if pick < 0:
+                    break
+        return self._handle_rng.lognormvariate(mu, sigma)
+
     def _answer(self, now: float, entered: float) -> None:
         self._account(now)
         self.busy += 1
-        handle = self._handle_rng.lognormvariate(self._handle_mu, self._handle_sigma)
+        handle = self.draw_handle()
         self._push(now + handle, _FINISH, handle)
         self.counters["interactions_answered"] += 1
         in_sl = now - entered <= self.sl_s
@@ -342,6 +391,7 @@ class ContactCentre:
             measured_s=self.end - self.start,
             batch_entered=tuple(self._batch_entered),
             batch_abandoned=tuple(self._batch_abandoned),
+            batch_refused=tuple(self._batch_refused),
             longest_unserved_idle_s=self.longest_unserved_idle_s,
             algorithms=dict(self.policy.algorithms) if isinstance(self.policy, EnginePolicy) else {},
         )

@@ -66,9 +66,14 @@ class StatFaults:
     loss: float = 0.0
     duplication: float = 0.0
     resets: tuple[CounterReset, ...] = ()
+    #: > 0: events reach the policy in bursts, about this many seconds apart (each gap uniform in
+    #: 0.5-1.5x), everything due since the last burst at once and in random order (a bridge that
+    #: batches its sends); 0: each event as soon as it is due.
+    burst_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.delay_s < 0 or self.delay_jitter_s < 0 or any(lag < 0 for _, lag in self.lagging):
+        if self.delay_s < 0 or self.delay_jitter_s < 0 or any(lag < 0 for _, lag in self.lagging) \
+                or self.burst_s < 0:
             raise ValueError("statistics delays must be >= 0")
         unknown = {name for name, _ in self.lagging} - STATISTICS
         if unknown:
@@ -84,7 +89,23 @@ class StatFaults:
     def perfect(self) -> bool:
         """True when every statistic arrives at once, exactly once, with no reset."""
         return not (self.delay_s or self.delay_jitter_s or self.lagging or self.loss or self.duplication
-                    or self.resets)
+                    or self.resets or self.burst_s)
+
+
+@dataclass(frozen=True)
+class ReactiveBursts:
+    """Reactive arrivals in bursts: a two-state Markov-modulated Poisson process. Quiet spells
+    last an exponential time (mean ``quiet_mean_s``), bursts a uniform ``min_s``-``max_s``; during
+    a burst the reactive rate is ``factor`` times the scenario's (steps still set the base)."""
+
+    factor: float = 3.0
+    min_s: float = 120.0
+    max_s: float = 600.0
+    quiet_mean_s: float = 1800.0
+
+    def __post_init__(self) -> None:
+        if self.factor < 0 or not 0 < self.min_s <= self.max_s or self.quiet_mean_s <= 0:
+            raise ValueError(f"bursts need factor >= 0, 0 < min_s <= max_s and a quiet mean > 0, got {self}")
 
 
 @dataclass(frozen=True)
@@ -95,7 +116,9 @@ class Scenario:
     ``handle_time_cv``), customer patience exponential or lognormal (mean ``patience_s``,
     cv ``patience_cv`` for lognormal), the visitor's answer to an offer comes after an
     exponential delay (mean ``response_s``) and is "yes" with probability ``acceptance``.
-    Reactive interactions arrive as a Poisson process. ``steps`` change acceptance, reactive
+    ``handle_time_modes`` ((share, mean), ...) makes handle times a mixture of lognormals, each
+    with cv ``handle_time_cv`` (bimodal handle times; ``handle_time_s`` is then their mean).
+    Reactive interactions arrive as a Poisson process, or in ``bursts``. ``steps`` change acceptance, reactive
     rate, handle time or logged-in agents during the run; ``faults`` spoil the statistics.
     The offers of a period are made at the times the policy asks, each moved towards a uniformly
     random moment of the period by ``offer_jitter`` (0: exactly as asked, 1: at random).
@@ -118,8 +141,18 @@ class Scenario:
     steps: tuple[Step, ...] = ()
     faults: StatFaults = field(default_factory=StatFaults)
     settings: PacingSettings = field(default_factory=PacingSettings)
+    bursts: ReactiveBursts | None = None
+    handle_time_modes: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.handle_time_modes:
+            shares = [share for share, _ in self.handle_time_modes]
+            if min(shares) < 0 or abs(sum(shares) - 1) > 1e-9 or min(m for _, m in self.handle_time_modes) <= 0:
+                raise ValueError(f"handle time modes are (share, mean > 0) with shares adding to 1, "
+                                 f"got {self.handle_time_modes}")
+            if abs(sum(share * mean for share, mean in self.handle_time_modes) - self.handle_time_s) > 1e-6 * \
+                    self.handle_time_s or any(step.quantity == "handle_time_s" for step in self.steps):
+                raise ValueError("with handle time modes, handle_time_s is their mean and is not stepped")
         if self.agents < 1:
             raise ValueError(f"a group has at least one agent, got {self.agents}")
         if not 0 <= self.acceptance <= 1:
@@ -160,6 +193,7 @@ class SimulationResult:
     offers: int
     accepted: int
     reactive: int
+    #: Reactive visitors turned away by the published admission probability: lost customers.
     reactive_blocked: int
     answered: int
     answered_in_sl: int
@@ -173,6 +207,8 @@ class SimulationResult:
     longest_unserved_idle_s: float = 0.0
     algorithms: dict[str, int] = field(default_factory=dict)
     runs: int = 1
+    #: Reactive visitors refused per time batch (the batches of ``batch_entered``).
+    batch_refused: tuple[int, ...] = ()
 
     @property
     def handled(self) -> int:
@@ -188,6 +224,21 @@ class SimulationResult:
     def abandonment(self) -> float:
         """Every abandon / every interaction: what the goal is judged on."""
         return (self.abandoned + self.short_abandoned) / self.entered if self.entered else 0.0
+
+    @property
+    def lost(self) -> float:
+        """Lost customers / every customer who came: abandons (short ones included) and refused
+        reactive visitors over interactions plus refused visitors. The benchmark's criterion: a
+        group must not meet its goal by turning customers away."""
+        came = self.entered + self.reactive_blocked
+        return (self.abandoned + self.short_abandoned + self.reactive_blocked) / came if came else 0.0
+
+    @property
+    def lost_se(self) -> float:
+        """Batch-means standard error of ``lost``."""
+        refused = self.batch_refused or (0,) * len(self.batch_entered)
+        return batch_means_se(tuple(map(sum, zip(self.batch_entered, refused, strict=True))),
+                              tuple(map(sum, zip(self.batch_abandoned, refused, strict=True))))
 
     @property
     def abandonment_genesys(self) -> float:
@@ -245,6 +296,7 @@ def pool(results: list[SimulationResult]) -> SimulationResult:
         measured_s=sum(r.measured_s for r in results),
         batch_entered=tuple(b for r in results for b in r.batch_entered),
         batch_abandoned=tuple(b for r in results for b in r.batch_abandoned),
+        batch_refused=tuple(b for r in results for b in (r.batch_refused or (0,) * len(r.batch_entered))),
         longest_unserved_idle_s=max(r.longest_unserved_idle_s for r in results),
         algorithms=algorithms,
         runs=sum(r.runs for r in results),

@@ -2,11 +2,13 @@
 
 ``python -m tests.benchmarks.engine_cost`` prints
 
-- cold ``decide`` p50 / p99 / max per group-size band (1, 2-5, 6-30, 31-100, 101-500 agents):
-  every engine cache is emptied before each call, so nothing computed for an earlier target
-  (or an earlier repeat) helps; each target is timed ``--repeats`` times and its median kept;
-  then p50 / p99 of the same targets with the algorithm AUTO picks (the fleet forces
-  SUPER_PROGRESSIVE onto some large groups, which AUTO never does);
+- cold ``decide`` per group-size band (1, 2-5, 6-30, 31-100, 101-500, 501-1000 agents), every
+  engine cache emptied before each call, so nothing computed for an earlier target (or an earlier
+  timing) helps. **Single-shot** (what the 200 µs goal is judged on, issue 20): each target timed
+  once, p50 / p99 / max of those single timings, as configured and with the algorithm AUTO picks
+  (the fleet forces SUPER_PROGRESSIVE onto some large groups, which AUTO never does). Beside it
+  the **old method**'s p99: each target timed ``--repeats`` times and its median kept, which
+  hides a slow call behind two fast ones;
 - a pass over a mixed fleet of 10,000 targets: first with every cache empty (cold), then the
   same states again (warm), then the states drifted a little (handle time and patience a few
   percent, an agent more or less ready, a little more waiting time), as the next refresh
@@ -39,7 +41,7 @@ from streams.engine import PacingSettings, TargetState, decide
 T_NOW = 1_700_000_000_000 + 3_600_000
 WINDOW_S = 600
 ALGORITHMS = (None, "SUPER_PROGRESSIVE", "SUPER_PROGRESSIVE_DUAL", "PREDICTIVE_B", "PREDICTIVE_B_DUAL")
-BANDS = ((1, 1), (2, 5), (6, 30), (31, 100), (101, 500))
+BANDS = ((1, 1), (2, 5), (6, 30), (31, 100), (101, 500), (501, 1000))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,9 +146,10 @@ def percentile(values: list[float], q: float) -> float:
 
 def cold_band(low: int, high: int, targets: int, repeats: int, seed: int,
               auto: bool = False) -> list[float]:
-    """Median CPU µs of a cold ``decide`` for each of ``targets`` targets of ``low``-``high`` agents
-    (with ``auto``, the same targets with the algorithm AUTO picks: no SUPER_PROGRESSIVE forced
-    onto a large group)."""
+    """CPU µs of a cold ``decide`` for each of ``targets`` targets of ``low``-``high`` agents: one
+    timing per target with ``repeats`` 1 (single-shot), else the median of ``repeats`` (the old
+    method). With ``auto``, the same targets with the algorithm AUTO picks (no SUPER_PROGRESSIVE
+    forced onto a large group)."""
     rnd = random.Random(f"{seed}:band:{low}-{high}")
     out = []
     for i in range(targets):
@@ -160,6 +163,19 @@ def cold_band(low: int, high: int, targets: int, repeats: int, seed: int,
             samples.append(cpu_ns(lambda s=state, c=settings: decide(s, c, T_NOW)) / 1000)
         out.append(statistics.median(samples))
     return out
+
+
+def warm_up_process(seed: int, targets: int = 300) -> None:
+    """Decide a spread of targets once, untimed, as a node does in its first seconds: the kernels'
+    per-process constant tables (sin and cos per FFT size) are then built, as they are in a
+    running node. Caches holding a target's numbers are emptied again before every timed call, so
+    the timed decisions stay cold; without this the first targets of a band to need a new FFT
+    size paid for its table, and single-shot p99 measured process start-up."""
+    rnd = random.Random(f"{seed}:warm-up")
+    for i in range(targets):
+        target = random_target(rnd, 1, 1000)
+        decide(target.state(f"warm-{i}"), target.settings(), T_NOW)
+    clear_engine_caches()
 
 
 def fleet(size: int, seed: int) -> list[Target]:
@@ -181,20 +197,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--targets", type=int, default=200, help="cold targets per size band")
-    parser.add_argument("--repeats", type=int, default=3, help="cold timings per target (median kept)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="the old method's cold timings per target (median kept); single-shot is 1")
     parser.add_argument("--fleet", type=int, default=10_000, help="targets in the fleet")
     args = parser.parse_args(argv)
     gc.disable()  # collections land on whichever call happens to run then
-    print(f"cold decide, CPU µs (every engine cache emptied before each call; median of {args.repeats} "
-          f"per target; {args.targets} targets per band; seed {args.seed})")
-    print("(the AUTO columns: the same targets with the algorithm AUTO picks for them)")
-    print(f"{'agents':>8} {'p50':>9} {'p99':>9} {'max':>9} {'AUTO p50':>9} {'AUTO p99':>9}")
+    warm_up_process(args.seed)
+    print(f"cold decide, CPU µs, every engine cache emptied before each call; {args.targets} targets per band; "
+          f"seed {args.seed}; the process warmed up first (its constant tables built)")
+    print("single-shot: each target timed once (the goal: p99 <= 200 µs); old: p99 of each target's median "
+          f"of {args.repeats} timings; AUTO: the same targets with the algorithm AUTO picks for them")
+    print(f"{'agents':>9} {'p50':>7} {'p99':>7} {'max':>7} {'old p99':>8} | {'AUTO p50':>8} {'p99':>7} {'max':>7} "
+          f"{'old p99':>8}")
     for low, high in BANDS:
-        times = cold_band(low, high, args.targets, args.repeats, args.seed)
-        auto = cold_band(low, high, args.targets, args.repeats, args.seed, auto=True)
         label = str(low) if low == high else f"{low}-{high}"
-        print(f"{label:>8} {percentile(times, 0.5):>9.0f} {percentile(times, 0.99):>9.0f} {max(times):>9.0f} "
-              f"{percentile(auto, 0.5):>9.0f} {percentile(auto, 0.99):>9.0f}", flush=True)
+        row = []
+        for auto in (False, True):
+            single = cold_band(low, high, args.targets, 1, args.seed, auto=auto)
+            old = cold_band(low, high, args.targets, args.repeats, args.seed, auto=auto)
+            row.append(f"{percentile(single, 0.5):>7.0f} {percentile(single, 0.99):>7.0f} {max(single):>7.0f} "
+                       f"{percentile(old, 0.99):>8.0f}")
+        print(f"{label:>9} {row[0]} |  {row[1]}", flush=True)
     targets = fleet(args.fleet, args.seed)
     states = [(t.state(f"vq-{i:05d}"), t.settings()) for i, t in enumerate(targets)]
     rnd = random.Random(f"{args.seed}:drift")

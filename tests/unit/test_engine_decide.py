@@ -127,9 +127,48 @@ def test_dual_modes_keep_capacity_for_reactive_traffic(algorithm: str) -> None:
 def test_dual_admission_refuses_reactive_traffic_when_the_group_is_full() -> None:
     settings = PacingSettings(algorithm=SP_DUAL)
     assert decide(staffed(2, 0, interactions_entered=5), settings, T0).reactive_admission == 1.0
-    # one agent free, partly promised to the accepts of the offer made for it
-    assert 0.5 < decide(staffed(1, 1, interactions_entered=5), settings, T0).reactive_admission < 1.0
-    assert decide(staffed(0, 2, interactions_entered=5), settings, T0).reactive_admission == 0.0
+    # one agent free: reactive visitors first, so it admits everyone and the offer for it is still made
+    first = decide(staffed(1, 1, interactions_entered=5), settings, T0)
+    assert first.reactive_admission == 1.0 and first.allowed_offers >= 1
+    # offers first (engine v2's order, a setting): that agent is partly promised to the offer's accepts
+    offers_first = decide(staffed(1, 1, interactions_entered=5), dataclasses.replace(settings, reactive_first=False),
+                          T0)
+    assert 0.5 < offers_first.reactive_admission < 1.0 and offers_first.allowed_offers >= 1
+    # a full group of 3: a newcomer is answered with chance c·θ / (c·θ + k·h) = 180 / 480 (priors 60 s,
+    # 300 s), at least 0.2: admitted; with 2 waiting (k = 3) 180 / 1080, admitted with that over 0.2; a
+    # queue as long as the group: none
+    assert decide(staffed(0, 3, interactions_entered=5), settings, T0).reactive_admission == 1.0
+    assert decide(staffed(0, 3, 2, interactions_entered=5), settings, T0).reactive_admission == \
+        round(180 / (180 + 3 * 300) / 0.2, 2)
+    assert decide(staffed(0, 2, 2, interactions_entered=5), settings, T0).reactive_admission == 0.0
+    offers_first = dataclasses.replace(settings, reactive_first=False)
+    assert decide(staffed(0, 2, interactions_entered=5), offers_first, T0).reactive_admission == 0.0
+
+
+@pytest.mark.parametrize("algorithm", [None, SP_DUAL, PB_DUAL])
+@pytest.mark.parametrize("target_kind", ["ABANDONMENT_RATE", "BUSY_FACTOR"])
+def test_reactive_visitors_are_never_refused_in_a_period_that_makes_offers(algorithm: str | None,
+                                                                         target_kind: str) -> None:
+    """Issue 20: with the defaults, offers go to zero before the reactive admission falls below 1 -
+    in every state of small and mid-sized dual groups, full or not, queue or not, offers pending or
+    not. (Engine v2 refused 94.5 % of the reactive visitors of a 3-agent group that kept inviting.)"""
+    settings = PacingSettings(algorithm=algorithm, optimization_target=target_kind,
+                              optimization_goal=80.0 if target_kind == "BUSY_FACTOR" else 3.0)
+    checked = 0
+    for agents in (2, 3, 5, 8, 40):
+        for ready in range(0, agents + 1, max(1, agents // 4)):
+            for waiting in (0, 1, 3):
+                for outstanding in (0, 1, 4):
+                    for p in (0.1, 0.7):
+                        state = target(logged_in_agents=agents, ready_agents=ready, busy_agents=agents - ready,
+                                       waiting_interactions=waiting, outstanding_offers=outstanding,
+                                       offers_made=1000, offers_accepted=1000 * p, interactions_entered=1000 * p + 40)
+                        decision = decide(state, settings, T0)
+                        assert decision.algorithm.endswith("_DUAL")
+                        if decision.allowed_offers > 0:
+                            checked += 1
+                            assert decision.reactive_admission == 1.0, (agents, ready, waiting, outstanding, p)
+    assert checked > 50  # the property was put to the test, not met by making no offers at all
 
 
 def test_reactive_traffic_makes_a_small_group_keep_agents_free() -> None:

@@ -146,3 +146,50 @@ def test_the_command_refuses_bad_knobs(bad: list[str], capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as exit_info:
         main(["--agents", "3", "--hours", "0.1", *bad])
     assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_refused_reactive_visitors_count_against_the_goal_like_abandons() -> None:
+    """Issue 20: a group met its goal by turning customers away (a refusal was neither an abandon
+    nor an interaction). 1 % abandoned plus 10 % of the visitors refused is 11 % lost."""
+    quiet_refuser = dataclasses.replace(result(abandoned=10), reactive=900, reactive_blocked=100,
+                                        batch_refused=(5,) * 20)
+    assert quiet_refuser.abandonment == pytest.approx(0.01)
+    assert quiet_refuser.lost == pytest.approx(110 / 1100)
+    assert not keeps_goal(quiet_refuser, 0.03)
+    verdict = judged(quiet_refuser, ConstantSearch(100.0, result(abandoned=20))).verdict()
+    assert verdict.misses == ("abandonment",)
+    table = format_table([judged(quiet_refuser, ConstantSearch(100.0, result(abandoned=20)))])
+    assert "lost %" in table and "refused %" in table and " 10.00 +-" in table  # lost beside its parts
+
+
+def test_where_not_even_zero_offers_keep_the_goal_auto_may_lose_no_more_than_they_do() -> None:
+    zero_offers = ConstantSearch(None, result(abandoned=70))  # the reactive traffic alone loses 7 %
+    assert judged(result(abandoned=65), zero_offers).verdict().ok
+    assert judged(result(abandoned=120), zero_offers).verdict().misses == ("abandonment",)
+
+
+def test_the_matrix_grows_with_the_classes_of_issue_20() -> None:
+    cases = matrix()
+    groups = {case.group for case in cases}
+    assert {"refusals", "reactive bursts", "morning ramp", "bimodal handle", "stat bursts", "time of day",
+            "tiny groups"} <= groups
+    assert 1000 in {case.scenario.agents for case in cases}
+    bursts = [case for case in cases if case.group == "reactive bursts"]
+    assert {case.scenario.agents for case in bursts} == {15, 50, 100} and all(c.min_seeds >= 6 for c in bursts)
+    assert all(c.scenario.bursts and c.scenario.reactive_load == pytest.approx(0.4) for c in bursts)
+    ramp = next(case for case in cases if case.group == "morning ramp")
+    logins = [s for s in ramp.scenario.steps if s.quantity == "agents"]
+    assert (logins[-1].at_s - logins[0].at_s) / 60 == pytest.approx(42, abs=3)  # 15 log-ins 3 min apart
+    assert logins[-1].value > 5 * ramp.scenario.agents
+    tiny = [case.scenario for case in cases if case.group == "tiny groups"]
+    assert {s.acceptance for s in tiny} == {0.05} and max(s.agents for s in tiny) <= 3
+
+
+def test_the_command_builds_bursts_bimodal_handle_times_and_batched_statistics(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--agents", "6", "--reactive-load", "0.4", "--bursts", "3,120,600,900", "--handle-modes",
+                 "0.7:150,0.3:850", "--stat-burst", "30", "--hours", "0.3", "--warmup", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "lost %" in out and "refused %" in out and "handle time lognormal mean 360 s" in out
+    with pytest.raises(SystemExit):
+        main(["--agents", "3", "--bursts", "3,120", "--hours", "0.1"])

@@ -4,6 +4,7 @@ steps in acceptance, traffic, handle time and logged-in agents, patience distrib
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import statistics
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from streams.simulation import ConstantRatePolicy, EnginePolicy, Scenario, simulate
 from streams.simulation.contact_centre import ContactCentre
 from streams.simulation.policies import StatEvent
-from streams.simulation.scenario import CounterReset, SimulationResult, StatFaults, Step, pool
+from streams.simulation.scenario import CounterReset, ReactiveBursts, SimulationResult, StatFaults, Step, pool
 
 BASE = Scenario(agents=8, acceptance=0.3, reactive_per_hour=40, hours=0.5, warmup_s=300, seed=11)
 
@@ -208,3 +209,52 @@ def test_pooled_seeds_add_up_and_keep_every_batch() -> None:
     assert pooled.runs == 3 and pooled.answered == sum(r.answered for r in runs)
     assert len(pooled.batch_entered) == 3 * len(runs[0].batch_entered)
     assert pooled.occupancy == pytest.approx(sum(r.busy_agent_s for r in runs) / sum(r.agent_s for r in runs))
+
+
+# -- issue 20: bursts of reactive traffic, bimodal handle times, statistics in batched deliveries ----
+
+
+def test_reactive_bursts_triple_the_rate_for_their_share_of_the_time() -> None:
+    """Bursts of exactly 5 min every 15 min of quiet on average: a quarter of the time at 3x, so
+    1.5x the reactive arrivals of the same scenario without bursts (common random numbers)."""
+    steady = dataclasses.replace(BASE, agents=60, reactive_per_hour=120, hours=20.0)
+    bursty = dataclasses.replace(steady, bursts=ReactiveBursts(factor=3.0, min_s=300, max_s=300, quiet_mean_s=900))
+    plain = simulate(steady, ConstantRatePolicy(0, steady.seed))
+    burst = simulate(bursty, ConstantRatePolicy(0, bursty.seed))
+    assert plain.reactive == pytest.approx(120 * 20, rel=0.08)
+    assert burst.reactive / plain.reactive == pytest.approx(1.5, rel=0.12)
+
+
+def test_refused_reactive_visitors_are_lost_customers_counted_per_batch() -> None:
+    class Refuser(ConstantRatePolicy):
+        def plan(self, events: list[StatEvent], now_s: float, period_s: float) -> tuple[list[float], float]:
+            return super().plan(events, now_s, period_s)[0], 0.5  # half the reactive visitors turned away
+
+    run = simulate(dataclasses.replace(BASE, hours=4.0), Refuser(0, BASE.seed))
+    assert run.abandonment == 0.0 and run.reactive_blocked > 40  # 8 agents, little traffic: nobody abandons
+    assert run.blocked_share == pytest.approx(0.5, abs=0.08)
+    assert run.lost == pytest.approx(run.reactive_blocked / (run.entered + run.reactive_blocked))
+    assert sum(run.batch_refused) == run.reactive_blocked and run.lost_se > 0
+
+
+def test_bimodal_handle_times_come_from_their_modes() -> None:
+    scenario = dataclasses.replace(BASE, handle_time_s=360.0, handle_time_cv=0.3,
+                                   handle_time_modes=((0.7, 150.0), (0.3, 850.0)))
+    centre = ContactCentre(scenario, ConstantRatePolicy(0, 1))
+    draws = [centre.draw_handle() for _ in range(20_000)]
+    assert statistics.fmean(draws) == pytest.approx(360, rel=0.03)
+    short = [d for d in draws if d < 400]
+    assert len(short) / len(draws) == pytest.approx(0.7, abs=0.02)
+    assert statistics.fmean(short) == pytest.approx(150, rel=0.05)
+    with pytest.raises(ValueError):  # handle_time_s must be the modes' mean
+        dataclasses.replace(scenario, handle_time_s=300.0)
+
+
+def test_batched_statistics_arrive_together_late_and_out_of_order() -> None:
+    recorder = record(dataclasses.replace(BASE, faults=StatFaults(delay_jitter_s=15.0, burst_s=30.0)))
+    ticks = sorted({at for at, _ in recorder.deliveries})
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert min(gaps) >= 10.0 and statistics.fmean(gaps) > 25.0  # a delivery every ~30 s, not every tick
+    measured = [m for m, _ in recorder.series("ready_agents")]
+    assert any(b < a for a, b in itertools.pairwise(measured))  # out of order
+    assert all(at >= m for at, (_, _, m) in recorder.deliveries)  # never before it was measured
