@@ -44,6 +44,7 @@ def pacing_settings(defaults: TargetDefaults, overrides: dict[str, Any] | None =
         "rate_window_s": defaults.rate_window_s,
         "count_short_abandons": defaults.count_short_abandons,
         "auto_predictive_occupancy": defaults.auto_predictive_occupancy,
+        "reactive_first": defaults.reactive_first,
         # Staleness is the node's call, on arrival time (worker.stale_after_s): an ACD clock
         # that runs behind ours must not turn every target off.
         "stale_after_s": 0.0,

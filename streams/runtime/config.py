@@ -168,6 +168,9 @@ class TargetDefaults(_Section):
     auto_predictive_occupancy: float = Field(
         0.95, ge=0, le=1, description="AUTO uses PREDICTIVE_B above 30 agents only where Erlang A at the goal keeps "
                                       "the group at least this busy (0: the plain size split; 1: never)")
+    reactive_first: bool = Field(
+        True, description="in the dual forms reactive visitors come first: no proactive offers while reactive "
+                          "admission is below 1 (false: engine v2's order, offers first; streams/engine/PACING.md)")
 
     @field_validator("supported_media_types")
     @classmethod

@@ -6,7 +6,7 @@ import gc
 
 from streams.engine import TargetState
 from streams.node.decisions import build_decision, decision_fingerprint, pacing_settings, target_settings
-from streams.runtime.config import load_settings
+from streams.runtime.config import TargetDefaults, load_settings
 
 
 def staffed() -> TargetState:
@@ -62,3 +62,10 @@ def test_each_settings_object_gets_its_own_cached_engine_settings() -> None:
         assert target_settings(settings.targets, None).refresh_period_s == 10.0 + i, f"settings object {i}"
         del settings
         gc.collect()
+
+
+def test_the_configured_reactive_first_reaches_the_engine_and_a_definition_overrides_it() -> None:
+    offers_first = TargetDefaults(reactive_first=False)
+    assert pacing_settings(offers_first).reactive_first is False
+    assert pacing_settings(TargetDefaults()).reactive_first is True
+    assert pacing_settings(offers_first, {"reactive_first": True}).reactive_first is True
