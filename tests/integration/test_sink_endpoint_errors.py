@@ -42,7 +42,7 @@ async def raised_with(run: SinkRun, name: str, *phrases: str) -> bool:
 async def test_wrong_endpoint_is_retried_alarmed_and_nothing_is_committed(
         kafka_bootstrap: str, emulator: JourneyEmulator) -> None:
     # A typo in pacingEndpoint.targetEndpoint: the emulator's router answers 404 (405 and the
-    # other operator-error statuses are classified alike: tests/unit/test_journey_client.py).
+    # other operator-error statuses are classified alike: tests/unit/connectors/test_journey_client.py).
     status = 404
     wrong = SinkRun(kafka_bootstrap, emulator, pacingEndpoint={"targetEndpoint": "v2/journey/actiontargetz/bulk"})
     async with wrong:

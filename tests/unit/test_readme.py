@@ -77,7 +77,7 @@ BLOCKS = [
           "sample output of `make run` (a minute of the whole pipeline); its figures are asserted by "
           "tests/integration/test_commands.py::test_pacing_run_delivers_decisions_and_stops_everything"),
     Entry("sh", "EMULATOR=http://127.0.0.1:8089", "run"),
-    Entry("", "pacing top  127.0.0.1:9092", "check", doc=OPERATIONS),  # re-rendered by tests/unit/test_top.py
+    Entry("", "pacing top  127.0.0.1:9092", "check", doc=OPERATIONS),  # re-rendered by tests/unit/infra/test_top.py
     Entry("sh", ".venv/bin/pacing broker --bootstrap-servers", "check", doc=OPERATIONS),
     Entry("sh", """echo '{"tenant": "demo", "target_id": "vq-sales-chat", "statistic\"""", "integration",
           doc=CONTRACTS),
