@@ -56,10 +56,12 @@ from aiokafka.admin import NewTopic
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, EventT
 
+from streams.api.server import start_node_api
 from streams.node.cadence import DecideCadence
 from streams.node.checkpoint import Acknowledge, Checkpoint
 from streams.node.decision_publisher import DecisionPublisher
 from streams.node.faust_compat import (
+    BatchingTransport,
     LeanMonitor,
     consumption_suspended,
     install_consumer,
@@ -92,6 +94,8 @@ RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
 #: Targets decided per slice of a decision pass (the loop takes a batch between slices).
 DECIDE_SLICE = 200
+#: With events pending, how often the idle loop looks whether Faust suspended the flow (a rebalance).
+SUSPENSION_CHECK_S = 0.1
 
 
 def _now_ms() -> int:
@@ -141,6 +145,7 @@ class PacingNode:
         self.health = ProcessHealth(settings.metrics, self.board)
         worker = settings.worker
         self._producer = producer
+        self._transport = BatchingTransport(app)
         self._clock = clock
         self.store = TargetStore(table)
         self.alarm_publisher = AlarmPublisher(self.board, self.names.alarms, self.metrics, self._new_outbox)
@@ -182,7 +187,7 @@ class PacingNode:
                 and not self.topic_watch.lost)
 
     def _new_outbox(self) -> Outbox:
-        return Outbox(self._producer or self.app.producer, self.settings.worker.send_timeout_s)
+        return Outbox(self._producer or self._transport, self.settings.worker.send_timeout_s)
 
     async def on_partitions_moved(self, *_: Any, **__: Any) -> None:
         """The table holds the truth for whatever this worker owns now: drop the live entries.
@@ -244,7 +249,9 @@ class PacingNode:
             return 0.0
         deadline = min(self._tick_at, self._keepalive_at)
         if self.intake.pending:
-            deadline = min(deadline, self.checkpoint.due_at)
+            # Faust suspends the flow for a rebalance and then waits for the pending events without
+            # waking anyone: look again soon, so that they are checkpointed at once.
+            deadline = min(deadline, self.checkpoint.due_at, now + SUSPENSION_CHECK_S)
         return max(0.0, deadline - now)
 
     async def turn(self, events: list[EventT] | None = None) -> None:
@@ -289,6 +296,7 @@ class PacingNode:
                 await self._publish_held_slice()
             if intake.pending and (self.checkpoint.due() or len(intake.pending) >= self._max_pending):
                 await self._commit()  # due, or back-pressure: unacknowledged work must not pile up
+            await self._outbox.flush()  # what this turn sent leaves now; it is confirmed at the pass's end
         except SendFailed as exc:
             await self._failed(exc)
             return
@@ -472,13 +480,14 @@ class PacingNode:
     async def _keepalive_slice(self) -> None:
         """Plan a keepalive pass when due, and publish one slice of it per turn; at its end, health and lag.
 
-        The pass is dropped when partitions start to move: the next one, on the new assignment, redoes it.
+        The pass is dropped when partitions start to move (the next one, on the new assignment, redoes
+        it) or when Kafka refuses a record (the next one retries).
         """
         if self._keeping is None:
             self._keepalive_at = self._clock() + self._keepalive_every_s
             if not self._settled():
                 return
-            await self._keepalive_outbox.settle()  # a pass dropped when partitions moved: read its outcomes
+            self._keepalive_outbox.discard()  # a pass dropped when partitions moved
             self._keeping_owned = self.owned_partitions()
             self._keeping = self.keepalive.plan(self._keeping_owned, _now_ms())
             self._keepalive_outbox = self._new_outbox()
@@ -486,10 +495,20 @@ class PacingNode:
         planned, outbox = self._keeping, self._keepalive_outbox
         if not self._settled():
             self._keeping = None
-            await outbox.settle()
+            outbox.discard()
             return
         batch, planned.due = planned.due[:DECIDE_SLICE], planned.due[DECIDE_SLICE:]
-        await self.keepalive.publish(batch, planned.now_ms, outbox)
+        started = self._clock()
+        try:
+            await self.keepalive.publish(batch, planned.now_ms, outbox)
+            await outbox.flush()
+            self._deciding_s += self._clock() - started  # re-deciding counts in the decide period's share
+        except SendFailed as exc:  # nothing is lost: the next pass publishes what is still due
+            self._keeping = None
+            outbox.discard()
+            self.metrics.send_failures.inc()
+            log.error("keepalive decisions and alarms not published: %s", exc)
+            return
         if not planned.due:
             self._keeping = None
             await self.keepalive.finish(outbox)
@@ -540,6 +559,15 @@ class PacingNode:
         if port:
             self._web = await start_metrics_server(self.metrics.registry, "0.0.0.0", port, lambda: self.ready)
             log.info("metrics on http://0.0.0.0:%d/metrics", port)
+        if self.settings.api.port:  # the Pacing REST API (streams/api)
+            self.api = await start_node_api(self.settings, self.definitions, self._send_confirmed,
+                                            lambda: self.ready, lambda: self.definitions.caught_up)
+
+    async def _send_confirmed(self, topic: str, key: bytes, value: bytes | None) -> None:
+        """Write one record; return once Kafka acknowledged it (raises SendFailed if not)."""
+        outbox = self._new_outbox()
+        await outbox.send(topic, key, value)
+        await outbox.confirm()
 
 
 def create_app(settings: Settings, definitions: TargetDefinitions | None = None, *,

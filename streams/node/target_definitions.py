@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -35,6 +36,7 @@ class TargetDefinitions:
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
         self._changed: set[str] = set()
+        self._listeners: list[Callable[[str, bool], None]] = []
 
     @property
     def caught_up(self) -> bool:
@@ -53,6 +55,18 @@ class TargetDefinitions:
         """The definition of ``target_id``, or None to use the configured defaults."""
         return self._definitions.get(target_id)
 
+    def ids(self) -> Iterable[str]:
+        """The ids of every defined target."""
+        return self._definitions.keys()
+
+    def listen(self, listener: Callable[[str, bool], None]) -> None:
+        """Call ``listener(target_id, defined)`` on every change from now on (the REST API's index)."""
+        self._listeners.append(listener)
+
+    def _notify(self, target_id: str, defined: bool) -> None:
+        for listener in self._listeners:
+            listener(target_id, defined)
+
     def take_changed(self) -> set[str]:
         """Target ids whose definition changed since the last call (their decisions are due now)."""
         changed, self._changed = self._changed, set()
@@ -68,6 +82,7 @@ class TargetDefinitions:
                 target_id = key.decode(errors="replace")
                 if self._definitions.pop(target_id, None) is not None:
                     self._changed.add(target_id)
+                    self._notify(target_id, False)
             return
         try:
             config = decode_target_config(value)
@@ -79,6 +94,7 @@ class TargetDefinitions:
             return
         self._definitions[config.target_id] = config.model_dump()
         self._changed.add(config.target_id)
+        self._notify(config.target_id, True)
 
     async def start(self) -> None:
         """Start following the topic in the background."""

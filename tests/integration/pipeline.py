@@ -143,6 +143,8 @@ class Pipeline:
     def spawn(self, name: str, *args: str, module: str = "infra.cli", **env: str) -> subprocess.Popen[bytes]:
         """Start ``pacing <args>`` (or another ``module``) as a child; its output goes to ``<tmp>/<name>.log``."""
         log = open(self.tmp / f"{name}.log", "ab")
+        # Each child its own REST API port: two workers of one test must not both ask for 6080.
+        env = {"PACING_API__PORT": str(free_port()), "PACING_API__HOST": "127.0.0.1", **env}
         child = subprocess.Popen(
             [sys.executable, "-m", module, *args], cwd=ROOT, env={**self.env, **env},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
