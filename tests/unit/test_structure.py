@@ -185,21 +185,47 @@ def test_the_unused_module_check_catches_a_module_only_the_tests_import() -> Non
 
 
 UNIT = ROOT / "tests" / "unit"
-#: tests/unit/<folder>/ holds the unit tests of one package, as the code is laid out.
+#: tests/unit/<folder>/ holds the unit tests of one package, as the code is laid out (``benchmarks``:
+#: those of the benchmark tools in tests/benchmarks/).
 TEST_FOLDERS = {"engine": "streams.engine", "simulation": "streams.simulation", "node": "streams.node",
-                "runtime": "streams.runtime", "schemas": "schemas", "connectors": "connectors", "infra": "infra"}
+                "api": "streams.api", "runtime": "streams.runtime", "schemas": "schemas",
+                "connectors": "connectors", "infra": "infra", "benchmarks": "tests.benchmarks"}
 #: The test modules about the repository as a whole, directly in tests/unit/.
 WHOLE_REPOSITORY = {"test_readme.py", "test_structure.py"}
 
 
+def _absolute_imports(path: Path) -> set[str]:
+    """Every module ``path`` imports by absolute name, ours or not."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
 def test_unit_tests_sit_in_the_folder_of_the_package_they_test() -> None:
-    assert set(TEST_FOLDERS.values()) == set(ALLOWED) | {"infra"}, "a new package gets its own test folder"
+    assert set(TEST_FOLDERS.values()) == set(ALLOWED) | {"infra", "tests.benchmarks"}, \
+        "a new package gets its own test folder"
     folders = sorted(p.name for p in UNIT.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
     assert folders == sorted(TEST_FOLDERS)
     loose = sorted(p.name for p in UNIT.glob("test_*.py") if p.name not in WHOLE_REPOSITORY)
     assert loose == [], f"move these into tests/unit/<package>/ (one of {sorted(TEST_FOLDERS)})"
-    # A test module imports the package of its folder: it sits where a reader of that package looks.
+    # A test module imports the package of its folder (itself or through a helper beside it): it sits
+    # where a reader of that package looks.
     astray = sorted(f"{path.relative_to(ROOT)} does not import {package}"
                     for folder, package in TEST_FOLDERS.items() for path in (UNIT / folder).glob("test_*.py")
-                    if not any(name == package or name.startswith(f"{package}.") for name in _imports(path)))
+                    if not _reaches(path, package, helpers=f"tests.unit.{folder}."))
     assert astray == []
+
+
+def _reaches(path: Path, package: str, helpers: str | None = None) -> bool:
+    """Whether ``path`` imports ``package``, or a helper module ``helpers…`` (no test module) that does."""
+    names = _absolute_imports(path)
+    if any(name == package or name.startswith(f"{package}.") for name in names):
+        return True
+    beside = [ROOT.joinpath(*name.split(".")).with_suffix(".py")
+              for name in names if helpers is not None and name.startswith(helpers)]
+    return any(helper.exists() and not helper.name.startswith("test_") and _reaches(helper, package)
+               for helper in beside)
