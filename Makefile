@@ -19,9 +19,11 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/pacing run --duration $(DURATION)
 
-## the whole test suite on the embedded broker
+## the whole test suite on the embedded broker, in TEST_WORKERS processes (pytest-xdist), each with its own broker;
+## the tests mostly wait on brokers and child processes, so more processes than cores pay (TEST_WORKERS=0: one process)
+TEST_WORKERS ?= 4
 test: install
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist worksteal
 
 ## Apache Kafka's jars (infra/kafka/pom.xml) into infra/kafka/.cache: Maven runs only when missing or stale
 kafka-lib: install
@@ -31,7 +33,8 @@ kafka-lib: install
 kafka: install
 	$(BIN)/pacing broker --kind kafka
 
-## the integration tests on a single-node Apache Kafka, plus the three-node cluster tests (tests/kafka)
+## the integration tests on a single-node Apache Kafka, plus the three-node cluster tests (tests/kafka); in one
+## process: each xdist worker would start its own Kafka (a JVM per node)
 test-kafka: install kafka-lib
 	PACING_TEST_BROKER=kafka $(BIN)/python -m pytest -q -rs tests/integration tests/kafka
 

@@ -295,7 +295,7 @@ def decode_stat_records(
 
     Never raises, like :func:`decode_stat_events`; the usual Avro records take a
     hand-written reader (a few microseconds per event) whose outcome is always the
-    one fastavro and pydantic give (tests/unit/test_codec_fuzz.py).
+    one fastavro and pydantic give (tests/unit/schemas/test_codec_fuzz.py).
     """
     reg = REGISTRY if registry is None else registry
     out: list[list[StatEvent | DecodeError] | DecodeError] = []

@@ -173,7 +173,7 @@ class StatEvent(AvroModel):
 # rules above by hand and builds the instance without pydantic. Anything it is not sure about
 # (a rule broken, a str subclass, a non-ASCII tenant or target id, an integer too large to be exact
 # as a float...) returns None, and the caller asks pydantic, which gives the answer and the reason. So
-# it only ever changes speed, never the outcome: tests/unit/test_codec_fuzz.py checks that on
+# it only ever changes speed, never the outcome: tests/unit/schemas/test_codec_fuzz.py checks that on
 # generated dicts. Change it together with StatEvent's fields and validators.
 
 _STAT_EVENT_FIELDS = ("tenant", "target_id", "statistic", "value", "timestamp", "source", "media_type")
@@ -201,7 +201,7 @@ def _stat_event_unchecked(
     ``python -m tests.benchmarks.stat_decode`` it more than doubles the cost of a 13-event Avro
     StatBatch (1.70 -> 3.70 µs per event, medians of 3 alternating runs on the shared machine)
     and adds half to a single StatEvent (4.1 -> 6.3 µs). Those slots are pydantic 2's, so
-    pyproject.toml pins ``pydantic<3``, and tests/unit/test_pydantic_compat.py fails if they
+    pyproject.toml pins ``pydantic<3``, and tests/unit/schemas/test_pydantic_compat.py fails if they
     change: check them there before raising the pin.
     """
     event = _new_object(StatEvent)

@@ -8,7 +8,7 @@ record layouts the node handles most are read (:mod:`schemas.fast.stat_reader`) 
 They are only used while the newest schema of the record is exactly the layout below (its
 Parsing Canonical Form): :class:`schemas.registry.SchemaRegistry` compares them when built, and
 a registry whose newest schema differs reads and writes with fastavro (correct, but slower;
-tests/unit/test_decision_writer.py fails, asking for the writer to be updated). The layouts
+tests/unit/schemas/test_decision_writer.py fails, asking for the writer to be updated). The layouts
 live here, apart from the reader and the writer, so that the registry can check them without
 importing the fast paths (which import the registry's framing).
 """
@@ -30,7 +30,7 @@ FAST_STAT_BATCH_FORM = (
 
 # The ActionTargetDecision fields, in order, with their types (as in the Parsing Canonical Form),
 # that the hand-written decision writer (schemas.fast.decision_writer) writes. A newest schema with
-# any other field list is written by fastavro (tests/unit/test_decision_writer.py fails, asking for
+# any other field list is written by fastavro (tests/unit/schemas/test_decision_writer.py fails, asking for
 # the writer to be updated).
 FAST_DECISION_FIELDS: tuple[tuple[str, str], ...] = (
     ("tenant", '"string"'),

@@ -34,7 +34,7 @@ and are emptied when full.
 The caches belong to a :class:`DecisionWriter` object, not to the process: a writer can be made,
 bounded and emptied on its own (tests, benchmarks, a second node in one process); the codec keeps
 one default writer for :func:`schemas.codec.encode_decision_fields`.
-tests/unit/test_decision_writer.py checks the bytes against fastavro.
+tests/unit/schemas/test_decision_writer.py checks the bytes against fastavro.
 """
 
 from __future__ import annotations

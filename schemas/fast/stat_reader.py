@@ -11,7 +11,7 @@ The reader only ever returns what fastavro would read, or None: anything it does
 a varint over 64 bits, invalid UTF-8, trailing bytes, more than MAX_BATCH_EVENTS...) makes it
 give up, and the caller (:mod:`schemas.codec`) decodes the payload the reference way, which
 produces the rejection reason. An event it reads but that breaks a rule is returned as the dict
-fastavro would read, for pydantic to name the problem. tests/unit/test_codec_fuzz.py checks both
+fastavro would read, for pydantic to name the problem. tests/unit/schemas/test_codec_fuzz.py checks both
 paths agree.
 
 Layout (Avro binary): StatEvent = tenant, target_id, statistic (strings: zig-zag varint length

@@ -5,8 +5,8 @@ and the simulator (streams.simulation) drive it with the same calls, so what the
 measures is what runs. Modules: ``state`` (folding stat events), ``rates`` (rolling rates and
 priors), ``queueing`` and ``horizon`` (the maths; its arithmetic in the compiled ``_kernels``),
 ``progressive``, ``predictive`` and ``busy_factor`` (the algorithms), ``decide`` (choice, edge
-cases, the decision); ``distributions`` keeps the straightforward convolutions the tests use as
-a reference.
+cases, the decision). The straightforward convolutions the tests use as a reference live with
+them, in tests/unit/engine/distributions.py.
 """
 
 from streams.engine.decide import PacingDecision, choose_algorithm, decide

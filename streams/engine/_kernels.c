@@ -18,7 +18,7 @@
  * - the progressive plan's search over offer counts (progressive.py), each batch one horizon
  *   evaluation, so a plan is one call.
  *
- * tests/unit/test_engine_reference.py checks every kernel against straightforward loops.
+ * tests/unit/engine/test_engine_reference.py checks every kernel against straightforward loops.
  * State: a few position tables and two prepared horizon transforms are kept between calls (the
  * calls of one decision share them), each with the squares of one offer's transform and, for the
  * current search only (an epoch: one top-level call), its transformed cost window (and its shift
@@ -1495,7 +1495,7 @@ PyDoc_STRVAR(progressive_plan_doc,
              "progressive._plan in one call (service_level < 0: not enforced): the position table, the reactive\n"
              "reserve (progressive.reactive_reserve), the horizon's parameters (horizon.Horizon), the\n"
              "lines-per-agent guess, progressive_search, and the predicted figures. The Python classes stay\n"
-             "the reference; tests/unit/test_engine_reference.py checks this against them.");
+             "the reference; tests/unit/engine/test_engine_reference.py checks this against them.");
 
 static PyObject *progressive_plan(PyObject *self, PyObject *args) {
     long ready, busy, waiting, outstanding, cap;

@@ -23,8 +23,8 @@ distributions' transforms are known, the queue's cost over the window takes one 
 signed sum over the eight rows is taken before the offers' part multiplies in, so nothing is
 transformed back; products below e^-45 in modulus are left out. The fixed rows' transforms are
 prepared once per window size and shared by the calls of one decision. This replaced a
-pure-Python convolution of truncated distributions (``distributions``, now the reference of
-tests/unit/test_engine_reference.py): the same numbers to ~1e-9 (the window holds each row to 7
+pure-Python convolution of truncated distributions (now tests/unit/engine/distributions.py, the
+reference of tests/unit/engine/test_engine_reference.py): the same numbers to ~1e-9 (the window holds each row to 7
 standard deviations, and the little beyond them wraps around it; it held 8, to ~1e-12, until a
 cold decision had to cost at most 200 us).
 

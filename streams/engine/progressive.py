@@ -105,7 +105,7 @@ def _plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handl
     """The plan for one (quantised) situation; cached, since the same situations recur.
 
     One kernel call (``_kernels.progressive_plan``) does what follows, and
-    tests/unit/test_engine_reference.py checks it against these steps written with the Python
+    tests/unit/engine/test_engine_reference.py checks it against these steps written with the Python
     classes: price the queue positions of ``ready + busy`` agents (``position_costs``, 2 x agents
     + 60 positions); keep ``reactive_reserve`` agents free when there is reactive traffic (the
     first queue position's abandon chance is its price); follow the horizon (``horizon.Horizon``)

@@ -41,7 +41,7 @@
 - The node reads Faust's recovery and flow-control flags (:func:`recovery_completed`,
   :func:`consumption_suspended`) and its assignor's active partitions (:func:`owned_actives`).
 
-Tested against the pinned faust-streaming version in ``tests/unit/test_faust_compat.py``.
+Tested against the pinned faust-streaming version in ``tests/unit/node/test_faust_compat.py``.
 """
 
 from __future__ import annotations

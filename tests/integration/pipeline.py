@@ -45,9 +45,15 @@ async def eventually(check: Callable[[], Awaitable[T] | T], timeout_s: float = 3
 
 
 async def read_topic(bootstrap: str, topic: str, timeout_s: float = 2.0) -> list[Any]:
-    """Every record currently on ``topic`` (read from the beginning for ``timeout_s``, no group)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    """Every record currently on ``topic``: read from the beginning, no group.
+
+    Reading stops once every partition is read up to the high watermark its last fetch reported
+    (the fetch's, not ListOffsets': Tansu under-reports the latter, see
+    :mod:`streams.node.end_offsets`), or after ``timeout_s`` -- a topic that does not exist, or
+    whose last offsets are gone (compaction), is read for the whole ``timeout_s``.
+    """
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False, fetch_max_wait_ms=50)
     await consumer.start()
     records: list[Any] = []
     try:
@@ -55,9 +61,23 @@ async def read_topic(bootstrap: str, topic: str, timeout_s: float = 2.0) -> list
         while time.monotonic() < deadline:
             for part in (await consumer.getmany(timeout_ms=100)).values():
                 records.extend(part)
+            if await _read_to_the_end(consumer):
+                break
     finally:
         await consumer.stop()
     return records
+
+
+async def _read_to_the_end(consumer: AIOKafkaConsumer) -> bool:
+    """Whether every assigned partition has been fetched and consumed up to its high watermark."""
+    partitions = consumer.assignment()
+    if not partitions:
+        return False
+    for tp in partitions:
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True
 
 
 def stat_records(target_id: str, ready: int, logged_in: int = 10, tenant: str = "acme") -> list[tuple[bytes, bytes]]:
@@ -84,6 +104,9 @@ class Pipeline:
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "PACING_TENANT": "acme",
             "PACING_KAFKA__TOPIC_PREFIX": self.prefix,
+            # The sink's group of this deployment alone: another test's sink (killed, or running at the
+            # same time on a shared broker) never joins it, so no rebalance waits for a stranger.
+            "PACING_SINK__GROUP_ID": f"{self.prefix}.sink",
             "PACING_KAFKA__STATS_PARTITIONS": "4",
             "PACING_BASE_AUTH_URL": emulator.base_auth_url,
             "PACING_BASE_SERVICE_URL": emulator.base_service_url,
@@ -159,6 +182,13 @@ class Pipeline:
         child = self.spawn("sink", "sink", PACING_SINK__WEB_PORT=str(port), **env)
         await self._wait_ready(child, port, "sink")
         return child
+
+    async def start_worker_and_sink(self, worker: dict[str, str] | None = None, sink: dict[str, str] | None = None
+                                    ) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+        """A worker and a sink started side by side, as ``pacing run`` starts them; returned once both
+        are ready. Their consumer groups join at the same time (each join waits about 3 s on Tansu)."""
+        started = await asyncio.gather(self.start_worker(**(worker or {})), self.start_sink(**(sink or {})))
+        return started[0], started[1]
 
     async def _wait_ready(self, child: subprocess.Popen[bytes], port: int, name: str) -> None:
         async def ready() -> bool:

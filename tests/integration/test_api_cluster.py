@@ -11,7 +11,7 @@ import pytest
 from infra.broker import free_port
 from streams.api.models import TargetView
 from tests.integration.pipeline import Pipeline, eventually, stat_records
-from tests.unit.api_doubles import READ_TOKEN, TOKENS, WRITE_TOKEN
+from tests.unit.api.api_doubles import READ_TOKEN, TOKENS, WRITE_TOKEN
 
 pytestmark = pytest.mark.integration
 

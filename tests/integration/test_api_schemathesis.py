@@ -28,7 +28,7 @@ from schemathesis.checks import (
 
 from tests.integration.pipeline import Pipeline, stat_records
 from tests.integration.test_api_cluster import start_api_workers
-from tests.unit.api_doubles import WRITE_TOKEN
+from tests.unit.api.api_doubles import WRITE_TOKEN
 
 pytestmark = pytest.mark.integration
 

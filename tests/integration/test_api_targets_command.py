@@ -11,7 +11,7 @@ import pytest
 from tests.integration.pipeline import Pipeline, eventually, stat_records
 from tests.integration.test_api_cluster import start_api_workers
 from tests.integration.test_cli_options import ROOT, clean_env, pacing_command
-from tests.unit.api_doubles import WRITE_TOKEN
+from tests.unit.api.api_doubles import WRITE_TOKEN
 
 pytestmark = pytest.mark.integration
 

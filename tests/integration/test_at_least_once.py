@@ -70,12 +70,15 @@ async def test_writes_kafka_did_not_acknowledge_are_redone_before_the_batch_coun
     assert rejected.value == b"not a stat event"
     states = await eventually(lambda: _both(alarms(pipeline, "PacingKafkaUnavailable")),
                               message="PacingKafkaUnavailable raised and cleared")
-    assert states == ["raised", "cleared"]
+    # Raised when writes fail, cleared when they succeed again, never twice in a row. Usually one
+    # round; on a loaded machine the worker can fetch the records in two batches, and the injected
+    # failures then span both (raised, cleared, raised, cleared).
+    assert states[0] == "raised" and states == ["raised", "cleared"] * (len(states) // 2), states
 
 
 async def _both(states_coro) -> list[str] | None:
     states = await states_coro
-    return states if "cleared" in states else None
+    return states if states and states[-1] == "cleared" else None
 
 
 async def test_while_kafka_refuses_writes_the_worker_is_not_ready_and_still_stops_cleanly(pipeline: Pipeline) -> None:

@@ -29,8 +29,7 @@ async def test_worker_and_sink_recover_from_a_broker_that_lost_every_topic(
     pipeline = Pipeline(private_broker.bootstrap_servers, emulator, tmp_path, PACING_KAFKA__STATS_PARTITIONS="6",
                         PACING_KAFKA__TOPIC_CHECK_INTERVAL_S="1", PACING_SINK__TOPIC_CHECK_INTERVAL_S="1")
     try:
-        await pipeline.start_worker(PACING_NODE_ID="worker-1")
-        await pipeline.start_sink(PACING_NODE_ID="sink-1")
+        await pipeline.start_worker_and_sink(worker={"PACING_NODE_ID": "worker-1"}, sink={"PACING_NODE_ID": "sink-1"})
         worker_port, sink_port = pipeline.worker_ports[0], pipeline.sink_ports[0]
         await pipeline.produce(stat_records("vq-before", 3))
         await eventually(lambda: "vq-before" in emulator.targets, message="a decision before the restart")

@@ -31,8 +31,7 @@ UNSTAFFED = {"logged_in_agents": 0, "ready_agents": 0, "busy_agents": 0, "waitin
 
 
 async def test_avro_and_json_events_reach_the_endpoint_as_pacing_figures(pipeline: Pipeline) -> None:
-    await pipeline.start_worker()
-    await pipeline.start_sink()
+    await pipeline.start_worker_and_sink()
     avro_events = stat_events("acme", "vq-avro", STAFFED)
     json_events = stat_events("acme", "vq-json", UNSTAFFED, media="callback")
     await pipeline.produce([(e.target_id.encode(), encode_stat_event(e)) for e in avro_events])
@@ -69,8 +68,7 @@ async def test_avro_and_json_events_reach_the_endpoint_as_pacing_figures(pipelin
 
 
 async def test_bad_events_go_to_the_dlq_with_a_reason_and_good_ones_still_flow(pipeline: Pipeline) -> None:
-    await pipeline.start_worker()
-    await pipeline.start_sink()
+    await pipeline.start_worker_and_sink()
     invalid = json.dumps({"tenant": "acme", "target_id": "vq-1", "statistic": "ready_agents",
                           "value": -3, "timestamp": int(time.time() * 1000), "source": "t"}).encode()
     foreign = stat_events("globex", "vq-1", {"ready_agents": 4})[0]
@@ -98,8 +96,7 @@ async def test_bad_events_go_to_the_dlq_with_a_reason_and_good_ones_still_flow(p
 
 
 async def test_target_definition_change_reaches_the_endpoint_without_restart(pipeline: Pipeline) -> None:
-    await pipeline.start_worker(PACING_WORKER__KEEPALIVE_S="600")
-    await pipeline.start_sink()
+    await pipeline.start_worker_and_sink(worker={"PACING_WORKER__KEEPALIVE_S": "600"})
     await pipeline.produce([(e.target_id.encode(), encode_stat_event(e))
                             for e in stat_events("acme", "vq-def", STAFFED)])
     first = await eventually(lambda: pipeline.emulator.targets.get("vq-def"), message="target at the endpoint")

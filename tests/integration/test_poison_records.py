@@ -62,8 +62,7 @@ async def produce_burst(pipeline: Pipeline, records: list[tuple[bytes, bytes | N
 
 async def test_poison_records_go_to_the_dlq_and_their_batch_still_reaches_the_endpoint(pipeline: Pipeline) -> None:
     # Batches are collected for up to 1 s, so the burst below is one batch of the agent.
-    worker = await pipeline.start_worker(PACING_WORKER__BATCH_WITHIN_S="1")
-    await pipeline.start_sink()
+    worker, _ = await pipeline.start_worker_and_sink(worker={"PACING_WORKER__BATCH_WITHIN_S": "1"})
     good = good_events()
     poison = poison_records()
     burst: list[tuple[bytes, bytes | None]] = [

@@ -46,8 +46,7 @@ def endpoint_view(pipeline: Pipeline) -> dict[str, dict[str, str]]:
 
 async def test_failing_endpoint_raises_one_alarm_then_clears_and_delivers_everything(pipeline: Pipeline) -> None:
     pipeline.emulator.faults.set(status=503)
-    await pipeline.start_worker()
-    await pipeline.start_sink()
+    await pipeline.start_worker_and_sink()
     await pipeline.produce(events_for(range(20), ready=4))
 
     async def raised():
@@ -172,8 +171,7 @@ def user_data_of(entity: dict) -> dict[str, str]:
 
 async def test_rejected_targets_and_unreadable_records_reach_the_error_topic(pipeline: Pipeline) -> None:
     pipeline.emulator.faults.set(fail_target_ids=["vq-2"])
-    await pipeline.start_worker()
-    await pipeline.start_sink()
+    await pipeline.start_worker_and_sink()
     await pipeline.produce([(b"vq-x", b"garbage that is no decision")], topic=pipeline.topics.actiontargets)
     await pipeline.produce(events_for(range(4), ready=5))
     await eventually(lambda: {"vq-0", "vq-1", "vq-3"} <= pipeline.emulator.targets.keys(),
@@ -189,6 +187,10 @@ async def test_rejected_targets_and_unreadable_records_reach_the_error_topic(pip
     rejected = json.loads(by_key[b"vq-2"].value)
     assert rejected["entity"]["id"] == "vq-2" and rejected["error"]["code"] == "target.error"
     assert "vq-2" not in pipeline.emulator.targets
-    alarms = [decode_alarm(r.value) for r in await pipeline.read_all(pipeline.topics.alarms, 0.5)]
-    target_errors = [a for a in alarms if a.name == "PacingResponseTargetError"]
-    assert target_errors and target_errors[0].state == AlarmState.RAISED and "vq-2" in target_errors[0].message
+
+    async def target_error_alarms():
+        alarms = [decode_alarm(r.value) for r in await pipeline.read_all(pipeline.topics.alarms, 0.5)]
+        return [a for a in alarms if a.name == "PacingResponseTargetError"] or None
+
+    target_errors = await eventually(target_error_alarms, message="PacingResponseTargetError on the alarm topic")
+    assert target_errors[0].state == AlarmState.RAISED and "vq-2" in target_errors[0].message

@@ -42,7 +42,7 @@ async def raised_with(run: SinkRun, name: str, *phrases: str) -> bool:
 async def test_wrong_endpoint_is_retried_alarmed_and_nothing_is_committed(
         kafka_bootstrap: str, emulator: JourneyEmulator) -> None:
     # A typo in pacingEndpoint.targetEndpoint: the emulator's router answers 404 (405 and the
-    # other operator-error statuses are classified alike: tests/unit/test_journey_client.py).
+    # other operator-error statuses are classified alike: tests/unit/connectors/test_journey_client.py).
     status = 404
     wrong = SinkRun(kafka_bootstrap, emulator, pacingEndpoint={"targetEndpoint": "v2/journey/actiontargetz/bulk"})
     async with wrong:
@@ -107,7 +107,8 @@ async def test_too_large_splits_the_batch_and_rejects_only_an_entity_too_large_a
         assert list(errors) == ["vq-huge"] and errors["vq-huge"]["error"]["status"] == 413
         assert any(r.status == 413 and r.entity_count > 3 for r in emulator.requests)  # a batch that was split
         await eventually(lambda: _at(run, ends), message="everything committed (the huge one rejected)")
-        assert await raised_with(run, "PacingResponseTargetError", "vq-huge")
+        assert await eventually(lambda: raised_with(run, "PacingResponseTargetError", "vq-huge"),
+                                message="PacingResponseTargetError naming vq-huge")
 
 
 @pytest.mark.parametrize("status", [400, 422])
@@ -121,7 +122,8 @@ async def test_invalid_request_rejects_the_entities_sent(
         assert {e["error"]["status"] for e in errors.values()} == {status}
         await eventually(lambda: _at(run, ends), message="rejected records committed")
         assert emulator.targets == {}
-        assert await raised_with(run, "PacingResponseValidationError", str(status))
+        assert await eventually(lambda: raised_with(run, "PacingResponseValidationError", str(status)),
+                                message=f"PacingResponseValidationError naming HTTP {status}")
 
 
 async def _errors_for(run: SinkRun, count: int) -> dict | None:

@@ -24,8 +24,7 @@ def event(target: str, statistic: str, value: float, now: int, tenant: str = "ac
 
 
 async def test_batches_reach_every_target_and_a_bad_event_is_rejected_alone(pipeline: Pipeline) -> None:
-    await pipeline.start_worker()
-    await pipeline.start_sink()
+    await pipeline.start_worker_and_sink()
     now = int(time.time() * 1000)
     records: list[tuple[bytes, bytes]] = []
     for i, target in enumerate(TARGETS[:10]):  # one target per batch, keyed by it: the intended use

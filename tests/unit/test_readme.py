@@ -80,7 +80,7 @@ BLOCKS = [
     Entry("sh", "API=http://127.0.0.1:6080", "run"),
     Entry("json", '{"name": "Sales chat"', "check", doc=API),
     Entry("toml", "[api]", "check", doc=API),
-    Entry("", "pacing top  127.0.0.1:9092", "check", doc=OPERATIONS),  # re-rendered by tests/unit/test_top.py
+    Entry("", "pacing top  127.0.0.1:9092", "check", doc=OPERATIONS),  # re-rendered by tests/unit/infra/test_top.py
     Entry("sh", ".venv/bin/pacing broker --bootstrap-servers", "check", doc=OPERATIONS),
     Entry("sh", """echo '{"tenant": "demo", "target_id": "vq-sales-chat", "statistic\"""", "integration",
           doc=CONTRACTS),
@@ -232,7 +232,7 @@ async def test_the_fault_switch_curl_lines_work_against_the_emulator(emulator: J
 
 
 async def test_the_api_curl_lines_work_against_a_served_api() -> None:
-    from tests.unit.api_doubles import decision, serve_api
+    from tests.unit.api.api_doubles import decision, serve_api
 
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
@@ -262,7 +262,7 @@ async def test_the_api_curl_lines_work_against_a_served_api() -> None:
 
 def test_the_api_definition_example_is_accepted_as_a_pacing_targets_record() -> None:
     from streams.api.definitions import DefinitionWriter
-    from tests.unit.api_doubles import RecordingSend
+    from tests.unit.api.api_doubles import RecordingSend
 
     writer = DefinitionWriter(load_settings(), RecordingSend())
     config = writer.validate("vq-sales-chat", block('{"name": "Sales chat"').text.encode())

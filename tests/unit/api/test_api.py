@@ -17,7 +17,7 @@ from aiokafka.partitioner import murmur2
 
 from streams.api.models import ChannelCapacity, Problem, ReactiveState, TargetPage, TargetView
 from streams.api.openapi import openapi_document
-from tests.unit.api_doubles import (
+from tests.unit.api.api_doubles import (
     READ_TOKEN,
     TOKENS,
     WRITE_TOKEN,

@@ -29,10 +29,10 @@ from collections.abc import Callable
 import pytest
 
 from streams.engine import _kernels
-from streams.engine.distributions import Pmf, binomial, point, poisson
 from streams.engine.horizon import Horizon, exact_for
 from streams.engine.progressive import _plan, reactive_reserve
 from streams.engine.queueing import erlang_a_rate, position_costs, steady_state
+from tests.unit.engine.distributions import Pmf, binomial, point, poisson
 
 # ---------------------------------------------------------------------------------------------
 # Reference: position costs, one position at a time

@@ -10,8 +10,8 @@ from pathlib import Path
 from schemas import encode_stat_event
 from streams.node.cadence import DECIDE_SHARE, MAX_PERIOD_SHARE, DecideCadence
 from streams.node.partitioning import home_partition
+from tests.unit.node.test_decision_pass import RunningNode, decided_count
 from tests.unit.node_doubles import PARTITIONS, T0, stat, taken
-from tests.unit.test_decision_pass import RunningNode, decided_count
 
 
 def test_the_period_grows_while_deciding_takes_too_much_time_and_shrinks_back_when_it_does_not() -> None:

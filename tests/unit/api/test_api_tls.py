@@ -11,7 +11,7 @@ import pytest
 import trustme
 
 from streams.runtime.config import ConfigError, load_settings
-from tests.unit.api_doubles import definition, serve_api
+from tests.unit.api.api_doubles import definition, serve_api
 
 
 @pytest.fixture(scope="module")

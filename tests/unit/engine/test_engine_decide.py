@@ -207,7 +207,7 @@ def test_large_and_absurd_groups_are_decided_quickly() -> None:
         stats = {"logged_in_agents": agents, "ready_agents": agents // 10, "busy_agents": agents - agents // 10}
         for i, (name, value) in enumerate(stats.items()):
             state.apply(name, value, 1_000 + i)
-        started = _time.perf_counter()
+        started = _time.process_time()  # CPU time: a loaded machine does not count
         decision = decide(state, PacingSettings(stale_after_s=0), 2_000)
         assert decision.allowed_offers > 0 and decision.algorithm == "PREDICTIVE_B"
-        assert _time.perf_counter() - started < 5
+        assert _time.process_time() - started < 5
