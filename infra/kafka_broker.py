@@ -233,6 +233,11 @@ def new_cluster_id() -> str:
 class KafkaCluster:
     """``nodes`` Apache Kafka JVMs (KRaft, each broker + controller) on loopback; a context manager.
 
+    ``port`` pins every port of every node (:func:`port_layout`); without it each is a free one.
+    ``advertised_host`` adds an EXTERNAL listener per node, bound to ``listen_host`` and advertised
+    as ``advertised_host`` (:attr:`external_servers`), for clients in other network namespaces or
+    hosts, while :attr:`bootstrap_servers` stays on ``host`` (loopback) for local clients.
+
     Same interface as :class:`infra.broker.EmbeddedBroker` (``start``, ``stop``, ``running``,
     ``bootstrap_servers``), plus :meth:`kill` and :meth:`restart` of one node for failure tests.
     Data lives in ``data_dir`` (default: a temporary folder removed by :meth:`stop`); each node's
