@@ -179,6 +179,8 @@ class Soak:
     stored: list[Stored] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    kinds: tuple[str, ...] = KINDS
+
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
 
@@ -310,7 +312,7 @@ class Soak:
     # -- faults ------------------------------------------------------------------------------------------
 
     async def _faults(self) -> None:
-        kinds = [k for k in KINDS if k != "worker_cut" or self.namespace is not None]
+        kinds = [k for k in self.kinds if k != "worker_cut" or self.namespace is not None]
         order: list[str] = []
         ends_at = time.monotonic() + self.duration_s
         while time.monotonic() < ends_at:
@@ -455,9 +457,10 @@ def summary(soak: Soak, report: Report, rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
-async def soak(duration_s: float, seed: int, workdir: Path) -> tuple[Soak, Report, str]:
+async def soak(duration_s: float, seed: int, workdir: Path,
+               kinds: tuple[str, ...] = KINDS) -> tuple[Soak, Report, str]:
     """Run one soak; returns it, the checker's report and the printed summary."""
-    run = Soak(duration_s, seed, workdir)
+    run = Soak(duration_s, seed, workdir, kinds=kinds)
     report, rows = await run.run()
     text = summary(run, report, rows)
     (workdir / "soak-summary.txt").write_text(text + "\n")
@@ -470,12 +473,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of faults (0: 300)")
     parser.add_argument("--seed", type=int, default=None, help="the fault schedule's seed (default: random)")
     parser.add_argument("--workdir", type=Path, default=None, help="logs and data (default: a new temporary folder)")
+    parser.add_argument("--only", metavar="KIND,…", default=",".join(KINDS),
+                        help=f"these fault kinds only (default: all of {', '.join(KINDS)})")
     args = parser.parse_args(argv)
+    kinds = tuple(k.strip() for k in args.only.split(",") if k.strip())
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        parser.error(f"--only {args.only}: not fault kinds: {', '.join(unknown) or '(none)'}")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a killed broker is the point, not news
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pacing-soak-"))
     print(f"soak: seed {seed}, logs in {workdir}", flush=True)
-    _, report, text = asyncio.run(soak(args.duration or 300.0, seed, workdir))
+    _, report, text = asyncio.run(soak(args.duration or 300.0, seed, workdir, kinds))
     print(text, flush=True)
     return 1 if report.failures else 0
 

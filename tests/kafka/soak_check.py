@@ -160,10 +160,21 @@ def check(targets: Sequence[str], acked: dict[int, float], decisions: Iterable[D
             report.violations.append(Violation("alarms", scope, 0.0, f"{name}[{scope}] still raised at the end "
                                                f"({' > '.join(states)})"))
     for at, _ in alarm_times:
-        for index, window in enumerate(windows):
-            if window.covers(at, 30.0):
-                report.alarms_raised[index] = report.alarms_raised.get(index, 0) + 1
+        index = window_of(windows, at, 30.0)
+        if index is not None:
+            report.alarms_raised[index] = report.alarms_raised.get(index, 0) + 1
     return report
+
+
+def window_of(windows: Sequence[Window], at: float, grace_s: float) -> int | None:
+    """The index of the latest window that began at or before ``at`` and ended at most ``grace_s``
+    before it (fencing faults: :data:`FENCING_GRACE_S`, if longer): what ``at`` is attributed to."""
+    for index in range(len(windows) - 1, -1, -1):
+        window = windows[index]
+        if window.start <= at:
+            grace = max(grace_s, FENCING_GRACE_S) if window.kind in FENCING_KINDS else grace_s
+            return index if at <= window.end + grace else None
+    return None
 
 
 def _check_reflected(report: Report, targets: Sequence[str], acked: dict[int, float],
@@ -185,9 +196,9 @@ def _check_reflected(report: Report, targets: Sequence[str], acked: dict[int, fl
             if best < number:
                 break
             delay = max(0.0, records[position - 1].at - acked_at)
-            for index, window in enumerate(windows):
-                if window.covers(acked_at, 10.0):
-                    report.stall_s[index] = max(report.stall_s.get(index, 0.0), delay)
+            index = window_of(windows, acked_at, 10.0)
+            if index is not None:
+                report.stall_s[index] = max(report.stall_s.get(index, 0.0), delay)
 
 
 def _check_endpoint(report: Report, targets: Sequence[str], by_target: dict[str, list[Decision]],
@@ -240,25 +251,23 @@ def table_rows(report: Report, windows: Sequence[Window]) -> list[tuple[str, ...
         kinds[window.kind].append(index)
     rows = [("fault", "count", "longest stall s", "endpoint regr.", "changelog regr.", "alarms raised",
              "violations (known)")]
+    attributed: dict[int | None, list[Violation]] = defaultdict(list)
+    for violation in report.violations:
+        attributed[window_of(windows, violation.at, 30.0) if violation.at else None].append(violation)
+
+    def counts(found: list[Violation]) -> tuple[str, str, str]:
+        return (str(sum(v.invariant == "endpoint-regression" for v in found)),
+                str(sum(v.invariant == "changelog-regression" for v in found)),
+                f"{sum(v.known is None for v in found)} ({sum(v.known is not None for v in found)})")
+
     for kind in sorted(kinds):
         indexes = kinds[kind]
-        spans = [windows[i] for i in indexes]
-
-        def inside(v: Violation, spans: list[Window] = spans) -> bool:
-            return any(w.covers(v.at, FENCING_GRACE_S if w.kind in FENCING_KINDS else 30.0) for w in spans)
-
-        mine = [v for v in report.violations if v.at and inside(v)]
-        rows.append((
-            kind, str(len(indexes)), f"{max((report.stall_s.get(i, 0.0) for i in indexes), default=0.0):.1f}",
-            str(sum(v.invariant == "endpoint-regression" for v in mine)),
-            str(sum(v.invariant == "changelog-regression" for v in mine)),
-            str(sum(report.alarms_raised.get(i, 0) for i in indexes)),
-            f"{sum(v.known is None for v in mine)} ({sum(v.known is not None for v in mine)})"))
-    outside = [v for v in report.violations if not v.at or not any(
-        w.covers(v.at, FENCING_GRACE_S if w.kind in FENCING_KINDS else 30.0) for w in windows)]
-    rows.append(("(none/end)", "-", "-", str(sum(v.invariant == "endpoint-regression" for v in outside)),
-                 str(sum(v.invariant == "changelog-regression" for v in outside)), "-",
-                 f"{sum(v.known is None for v in outside)} ({sum(v.known is not None for v in outside)})"))
+        regressions, changelog, violations = counts([v for i in indexes for v in attributed.get(i, [])])
+        rows.append((kind, str(len(indexes)),
+                     f"{max((report.stall_s.get(i, 0.0) for i in indexes), default=0.0):.1f}",
+                     regressions, changelog, str(sum(report.alarms_raised.get(i, 0) for i in indexes)), violations))
+    regressions, changelog, violations = counts(attributed.get(None, []))
+    rows.append(("(none/end)", "-", "-", regressions, changelog, "-", violations))
     return rows
 
 
