@@ -178,6 +178,7 @@ class Soak:
     windows: list[Window] = field(default_factory=list)
     stored: list[Stored] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    poison_sent: int = 0
 
     kinds: tuple[str, ...] = KINDS
 
@@ -386,7 +387,9 @@ class Soak:
         return ",".join(rejected)
 
     async def _fault_poison(self) -> str:
-        return f"{await self.feed.poison(self.rng)} records"
+        sent = await self.feed.poison(self.rng)
+        self.poison_sent += sent
+        return f"{sent} records"
 
     # -- the check ---------------------------------------------------------------------------------------
 
@@ -409,7 +412,9 @@ class Soak:
                                     int(state["gauge_ts"].get("ready_agents", 0)), record.partition, record.offset,
                                     record.timestamp / 1000))
         history, raised = await self._alarms()
-        report = check(TARGETS, self.feed.acked, decisions, self.stored, table, history, self.windows, raised)
+        dead_letters = len(await read_to_end(bootstrap, self.pipeline.topics.stats_dlq))
+        report = check(TARGETS, self.feed.acked, decisions, self.stored, table, history, self.windows, raised,
+                       self.poison_sent, dead_letters)
         return report, table_rows(report, self.windows)
 
 

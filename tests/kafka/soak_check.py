@@ -13,7 +13,8 @@ stored them), and the fault windows. The invariants:
   stored for the same target;
 - **changelog-regression**: no table entry lands on top of a newer one for the same target (its
   ready-agents statistic older than the entry before it);
-- **alarms**: every alarm raised is cleared by the end.
+- **alarms**: every alarm raised is cleared by the end;
+- **dlq**: every poison record sent lands on the stats DLQ (at least once).
 
 A violation that only the missing fencing explains (a regression by, or within a minute after, a
 worker that was paused or cut off: issue 18 item 1) is *known*: reported, but it does not fail the
@@ -139,9 +140,13 @@ def _known(invariant: str, windows: Sequence[Window], at: float, node: str | Non
 
 def check(targets: Sequence[str], acked: dict[int, float], decisions: Iterable[Decision],
           stored: Iterable[Stored], table: Iterable[TableEntry], alarms: dict[tuple[str, str], list[str]],
-          windows: Sequence[Window], alarm_times: Iterable[tuple[float, str]] = ()) -> Report:
+          windows: Sequence[Window], alarm_times: Iterable[tuple[float, str]] = (), poison_sent: int = 0,
+          dead_letters: int = 0) -> Report:
     """Every invariant of the module docstring over one run's records."""
     report = Report(rounds=max(acked, default=0))
+    if dead_letters < poison_sent:
+        report.violations.append(Violation("dlq", "-", 0.0, f"{poison_sent} poison records sent, "
+                                           f"{dead_letters} on the DLQ"))
     by_target: dict[str, list[Decision]] = defaultdict(list)
     for decision in decisions:
         by_target[decision.target].append(decision)

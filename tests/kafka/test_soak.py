@@ -10,12 +10,16 @@ import os
 import random
 from pathlib import Path
 
+import pytest
+
 from tests.kafka.soak import soak
 
+DURATION_S = float(os.environ.get("PACING_SOAK_DURATION") or 300)
 
+
+@pytest.mark.timeout(DURATION_S + 900)  # start-up, the last fault, settling and the check come on top
 async def test_the_pipeline_keeps_every_invariant_under_a_seeded_schedule_of_faults(tmp_path: Path) -> None:
     seed = int(os.environ.get("PACING_SOAK_SEED") or random.randrange(1_000_000))
-    duration = float(os.environ.get("PACING_SOAK_DURATION") or 300)
-    _, report, text = await soak(duration, seed, tmp_path)
+    _, report, text = await soak(DURATION_S, seed, tmp_path)
     print("\n" + text)
     assert not report.failures, text

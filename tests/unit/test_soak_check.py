@@ -31,11 +31,12 @@ def test_a_clean_run_has_no_violation_and_a_row_per_fault_kind() -> None:
     assert "sink_kill" in format_table(rows)
 
 
-def test_an_unreflected_round_a_stale_endpoint_and_a_raised_alarm_fail() -> None:
+def test_an_unreflected_round_a_stale_endpoint_a_raised_alarm_and_a_lost_poison_record_fail() -> None:
     made, stored = clean_run()
-    report = check(TARGETS, {**ACKED, 4: 103.0}, made, stored[:-1], [], {("X", "worker-a"): ["raised"]}, [])
+    report = check(TARGETS, {**ACKED, 4: 103.0}, made, stored[:-1], [], {("X", "worker-a"): ["raised"]}, [],
+                   poison_sent=5, dead_letters=4)
     invariants = sorted(v.invariant for v in report.failures)
-    assert invariants == ["alarms", "final", "reflected", "reflected"]
+    assert invariants == ["alarms", "dlq", "final", "reflected", "reflected"]
 
 
 def test_a_regression_is_known_only_from_the_paused_worker_inside_its_window() -> None:
