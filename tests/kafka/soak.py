@@ -408,7 +408,8 @@ class Soak:
                 continue
             value = json.loads(record.value)
             state = value["state"]
-            table.append(TableEntry(json.loads(record.key), state["gauges"].get("ready_agents"),
+            ready = state["gauges"].get("ready_agents")
+            table.append(TableEntry(json.loads(record.key), None if ready is None else int(ready),
                                     int(state["gauge_ts"].get("ready_agents", 0)), record.partition, record.offset,
                                     record.timestamp / 1000))
         history, raised = await self._alarms()

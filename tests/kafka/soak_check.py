@@ -102,6 +102,7 @@ class Violation:
     at: float
     detail: str
     known: str | None = None
+    window: int | None = None  # the fault it is attributed to, when known
 
 
 @dataclass
@@ -122,20 +123,24 @@ class Report:
         return [v for v in self.violations if v.known is None]
 
 
-def _fencing_window(windows: Sequence[Window], at: float, node: str | None) -> Window | None:
-    for window in windows:
+def _fencing_window(windows: Sequence[Window], at: float, node: str | None) -> int | None:
+    for index in range(len(windows) - 1, -1, -1):
+        window = windows[index]
         if window.kind in FENCING_KINDS and window.covers(at, FENCING_GRACE_S) and (
                 node is None or window.subject == node):
-            return window
+            return index
     return None
 
 
-def _known(invariant: str, windows: Sequence[Window], at: float, node: str | None) -> str | None:
+def _violation(invariant: str, target: str, at: float, detail: str, windows: Sequence[Window],
+               node: str | None) -> Violation:
+    """A regression, known (and attributed to its pause or cut) if fencing explains it."""
     reason = KNOWN_FAILING.get(invariant)
-    if reason is None:
-        return None
-    window = _fencing_window(windows, at, node)
-    return f"{reason} ({window.kind} of {window.subject})" if window else None
+    index = _fencing_window(windows, at, node) if reason else None
+    if index is None:
+        return Violation(invariant, target, at, detail)
+    window = windows[index]
+    return Violation(invariant, target, at, detail, f"{reason} ({window.kind} of {window.subject})", index)
 
 
 def check(targets: Sequence[str], acked: dict[int, float], decisions: Iterable[Decision],
@@ -213,11 +218,10 @@ def _check_endpoint(report: Report, targets: Sequence[str], by_target: dict[str,
     for entity in stored:
         before = newest_seen.get(entity.target)
         if before is not None and entity.computed_at_ms < before.computed_at_ms:
-            report.violations.append(Violation(
+            report.violations.append(_violation(
                 "endpoint-regression", entity.target, entity.at,
                 f"stored {entity.node}'s decision computed at {entity.computed_at_ms} (round {entity.ready}) after "
-                f"{before.node}'s computed at {before.computed_at_ms} (round {before.ready})",
-                _known("endpoint-regression", windows, entity.at, entity.node)))
+                f"{before.node}'s computed at {before.computed_at_ms} (round {before.ready})", windows, entity.node))
         if before is None or entity.computed_at_ms >= before.computed_at_ms:
             newest_seen[entity.target] = entity
         final[entity.target] = entity
@@ -240,11 +244,11 @@ def _check_changelog(report: Report, table: list[TableEntry], windows: Sequence[
     for entry in sorted(table, key=lambda e: (e.partition, e.offset)):
         before = newest.get(entry.target)
         if before is not None and entry.ready_ts_ms < before.ready_ts_ms:
-            report.violations.append(Violation(
+            report.violations.append(_violation(
                 "changelog-regression", entry.target, entry.at,
-                f"entry at offset {entry.offset} (round {entry.ready}, measured {entry.ready_ts_ms}) on top of "
-                f"offset {before.offset} (round {before.ready}, measured {before.ready_ts_ms})",
-                _known("changelog-regression", windows, entry.at, None)))
+                f"entry at p{entry.partition} offset {entry.offset} (round {entry.ready}, measured "
+                f"{entry.ready_ts_ms}) on top of offset {before.offset} (round {before.ready}, measured "
+                f"{before.ready_ts_ms})", windows, None))
         if before is None or entry.ready_ts_ms >= before.ready_ts_ms:
             newest[entry.target] = entry
 
@@ -258,7 +262,9 @@ def table_rows(report: Report, windows: Sequence[Window]) -> list[tuple[str, ...
              "violations (known)")]
     attributed: dict[int | None, list[Violation]] = defaultdict(list)
     for violation in report.violations:
-        attributed[window_of(windows, violation.at, 30.0) if violation.at else None].append(violation)
+        index = violation.window if violation.window is not None else (
+            window_of(windows, violation.at, 30.0) if violation.at else None)
+        attributed[index].append(violation)
 
     def counts(found: list[Violation]) -> tuple[str, str, str]:
         return (str(sum(v.invariant == "endpoint-regression" for v in found)),
