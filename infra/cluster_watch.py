@@ -11,6 +11,7 @@ command ends only on Ctrl-C/SIGTERM, or when every node is dead and nothing will
 
 from __future__ import annotations
 
+import os
 import queue
 import signal
 import sys
@@ -62,7 +63,13 @@ class ClusterWatch:
         self.requests.put(ALL_DEAD if node_id is None else node_id)
 
     def read_commands(self, stream: TextIO) -> None:
-        """Take ``restart`` / ``restart N`` lines from ``stream`` until it ends (a daemon thread)."""
+        """Take ``restart`` / ``restart N`` lines from ``stream`` until it ends (a daemon thread).
+
+        Not from a terminal this process runs in the background of (``pacing broker … &``): reading
+        it would stop the whole command (SIGTTIN); SIGUSR1 still works there.
+        """
+        if not _may_read(stream):
+            return
 
         def loop() -> None:
             for line in stream:
@@ -152,6 +159,14 @@ class ClusterWatch:
 
 
 def _own_pid() -> int:
-    import os
-
     return os.getpid()
+
+
+def _may_read(stream: TextIO) -> bool:
+    """Whether reading ``stream`` is safe: not a terminal, or one whose foreground we are."""
+    try:
+        if not stream.isatty():
+            return True
+        return os.tcgetpgrp(stream.fileno()) == os.getpgrp()
+    except (OSError, ValueError):
+        return False
