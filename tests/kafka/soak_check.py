@@ -34,6 +34,8 @@ FENCING_GRACE_S = 60.0
 a heal in the run issue 18 describes)."""
 
 KNOWN_FAILING: dict[str, str] = {
+    "final": "issue 18 item 1 (fencing): a paused or cut-off worker's decision, landing last, is what the "
+             "endpoint keeps",
     "endpoint-regression": "issue 18 item 1 (fencing): a paused or cut-off worker's decision lands after the "
                            "new owner's",
     "changelog-regression": "issue 18 item 1 (fencing): a paused or cut-off worker's table entry lands after "
@@ -229,14 +231,18 @@ def _check_endpoint(report: Report, targets: Sequence[str], by_target: dict[str,
         records = by_target.get(target)
         if not records:
             continue
-        newest = records[-1]  # offset order: what a compacted topic keeps
+        # The newest decision is the one computed last, whatever its offset: a stale owner's decision
+        # written after it must not count as the target's final state.
+        newest = max(records, key=lambda d: (d.computed_at_ms, d.partition, d.offset))
         held = final.get(target)
         if held is None or (held.computed_at_ms, held.node, held.ready) != (
                 newest.computed_at_ms, newest.node, newest.ready):
             shown = "nothing" if held is None else f"{held.node}@{held.computed_at_ms} (round {held.ready})"
-            report.violations.append(Violation(
-                "final", target, 0.0, f"the endpoint holds {shown}; the newest decision is "
-                f"{newest.node}@{newest.computed_at_ms} (round {newest.ready})"))
+            detail = (f"the endpoint holds {shown}; the newest decision is {newest.node}@{newest.computed_at_ms} "
+                      f"(round {newest.ready})")
+            report.violations.append(
+                Violation("final", target, 0.0, detail) if held is None
+                else _violation("final", target, held.at, detail, windows, held.node))
 
 
 def _check_changelog(report: Report, table: list[TableEntry], windows: Sequence[Window]) -> None:

@@ -61,3 +61,13 @@ def test_a_table_entry_older_than_the_one_before_it_is_a_changelog_regression() 
     assert [v.invariant for v in report.failures] == ["changelog-regression"]
     known = check(TARGETS, ACKED, made, stored, table, {}, [Window("worker_cut", 100.0, 120.0, "c")])
     assert known.failures == [] and len(known.violations) == 1
+
+
+def test_the_endpoint_must_end_on_the_decision_computed_last_not_the_one_written_last() -> None:
+    made, stored = clean_run()
+    stale = Decision("t1", 1, made[0].computed_at_ms, "c", 0, 10, 120.0)  # written last, computed first
+    ended_stale = [*stored, Stored("t1", 1, made[0].computed_at_ms, "c", 120.5)]
+    report = check(TARGETS, ACKED, [*made, stale], ended_stale, [], {}, [])
+    assert sorted(v.invariant for v in report.failures) == ["endpoint-regression", "final"]
+    cut_c = [Window("worker_cut", 90.0, 110.0, "c")]
+    assert check(TARGETS, ACKED, [*made, stale], ended_stale, [], {}, cut_c).failures == []
