@@ -105,6 +105,7 @@ class Violation:
     detail: str
     known: str | None = None
     window: int | None = None  # the fault it is attributed to, when known
+    lasted_s: float | None = None  # an endpoint regression: until the endpoint stored a newer decision again
 
 
 @dataclass
@@ -217,13 +218,20 @@ def _check_endpoint(report: Report, targets: Sequence[str], by_target: dict[str,
                     stored: list[Stored], windows: Sequence[Window]) -> None:
     final: dict[str, Stored] = {}
     newest_seen: dict[str, Stored] = {}
+    regressed: dict[str, Violation] = {}
     for entity in stored:
         before = newest_seen.get(entity.target)
+        if before is not None and entity.computed_at_ms >= before.computed_at_ms and entity.target in regressed:
+            started = regressed.pop(entity.target)
+            started.lasted_s = entity.at - started.at
         if before is not None and entity.computed_at_ms < before.computed_at_ms:
-            report.violations.append(_violation(
+            if entity.target in regressed:
+                continue  # still regressed: one violation until a newer decision is stored again
+            regressed[entity.target] = _violation(
                 "endpoint-regression", entity.target, entity.at,
                 f"stored {entity.node}'s decision computed at {entity.computed_at_ms} (round {entity.ready}) after "
-                f"{before.node}'s computed at {before.computed_at_ms} (round {before.ready})", windows, entity.node))
+                f"{before.node}'s computed at {before.computed_at_ms} (round {before.ready})", windows, entity.node)
+            report.violations.append(regressed[entity.target])
         if before is None or entity.computed_at_ms >= before.computed_at_ms:
             newest_seen[entity.target] = entity
         final[entity.target] = entity
@@ -264,7 +272,7 @@ def table_rows(report: Report, windows: Sequence[Window]) -> list[tuple[str, ...
     kinds: dict[str, list[int]] = defaultdict(list)
     for index, window in enumerate(windows):
         kinds[window.kind].append(index)
-    rows = [("fault", "count", "longest stall s", "endpoint regr.", "changelog regr.", "alarms raised",
+    rows = [("fault", "count", "longest stall s", "endpoint regr. (longest)", "changelog regr.", "alarms raised",
              "violations (known)")]
     attributed: dict[int | None, list[Violation]] = defaultdict(list)
     for violation in report.violations:
@@ -273,7 +281,9 @@ def table_rows(report: Report, windows: Sequence[Window]) -> list[tuple[str, ...
         attributed[index].append(violation)
 
     def counts(found: list[Violation]) -> tuple[str, str, str]:
-        return (str(sum(v.invariant == "endpoint-regression" for v in found)),
+        endpoint = [v for v in found if v.invariant == "endpoint-regression"]
+        lasted = max((v.lasted_s for v in endpoint if v.lasted_s is not None), default=None)
+        return (f"{len(endpoint)}" + (f" ({lasted:.1f}s)" if lasted is not None else ""),
                 str(sum(v.invariant == "changelog-regression" for v in found)),
                 f"{sum(v.known is None for v in found)} ({sum(v.known is not None for v in found)})")
 

@@ -2,7 +2,8 @@
 
 - A node killed with SIGKILL is named on the command's error stream (id, address, how it ended);
   the command and the other two nodes keep running and take acks=all writes to a topic replicated
-  three times; ``restart 2`` typed on standard input brings node 2 back on its ports and data.
+  three times; ``restart 2`` typed on standard input brings node 2 back on its ports and data, and
+  SIGUSR1 to the command does the same for every dead node.
 - With ``--restart-dead`` a killed node comes back by itself.
 - Every port (clients and controllers, all nodes) follows from ``--port``.
 - With ``--advertised-host`` a client in another network namespace (which cannot reach this one's
@@ -167,6 +168,13 @@ async def test_a_killed_node_is_named_the_others_serve_and_it_restarts_on_reques
     await broker.said_line("Kafka node 2 is back", timeout_s=120)
     assert set(await registered_brokers(f"127.0.0.1:{base + 1}")) == {1, 2, 3}
     assert [r.value for r in await read_topic(f"127.0.0.1:{base + 1}", "dev-cluster")] == [b"while node 2 is dead"]
+
+    # SIGUSR1 restarts every dead node too (for a command running in the background).
+    os.kill(broker.pid(1), signal.SIGKILL)
+    await broker.said_line(f"Kafka node 1 \\(127.0.0.1:{base}\\) died")
+    broker.process.send_signal(signal.SIGUSR1)
+    await broker.said_line("Kafka node 1 is back", timeout_s=120)
+    assert set(await registered_brokers(f"127.0.0.1:{base}")) == {1, 2, 3}
 
     broker.process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(broker.process.wait(), 60) == 0

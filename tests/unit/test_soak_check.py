@@ -47,6 +47,8 @@ def test_a_regression_is_known_only_from_the_paused_worker_inside_its_window() -
     report = check(TARGETS, ACKED, made, [*stored, stale, newest], [], {}, paused_a)
     assert [(v.invariant, v.known is not None) for v in report.violations] == [("endpoint-regression", True)]
     assert "issue 18 item 1" in str(report.violations[0].known)
+    assert report.violations[0].lasted_s == 1.0  # until a's newest decision was stored again
+    assert table_rows(report, paused_a)[1][3] == "1 (1.0s)"
     # The same regression with another worker paused, or with no fault near it, fails the run.
     for windows in ([Window("worker_pause", 105.0, 108.0, "b")], [Window("sink_kill", 105.0, 108.0, "sink")], []):
         report = check(TARGETS, ACKED, made, [*stored, stale, newest], [], {}, windows)
