@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DURATION ?= 0
 
-.PHONY: install run test test-kafka kafka kafka-lib bench bench-pacing lint clean
+.PHONY: install run test test-kafka soak kafka kafka-lib bench bench-pacing lint clean
 
 # setup.py compiles the pacing engine's kernels (streams/engine/_kernels.c) in place: editing them reinstalls
 $(BIN)/.installed: pyproject.toml setup.py streams/engine/_kernels.c
@@ -33,10 +33,16 @@ kafka-lib: install
 kafka: install
 	$(BIN)/pacing broker --kind kafka
 
-## the integration tests on a single-node Apache Kafka, plus the three-node cluster tests (tests/kafka); in one
-## process: each xdist worker would start its own Kafka (a JVM per node)
+## the integration tests on a single-node Apache Kafka, plus the three-node cluster tests (tests/kafka),
+## the chaos soak among them for 5 minutes (tests/kafka/test_soak.py); in one process: each xdist worker
+## would start its own Kafka (a JVM per node)
 test-kafka: install kafka-lib
 	PACING_TEST_BROKER=kafka $(BIN)/python -m pytest -q -rs tests/integration tests/kafka
+
+## the chaos soak alone: the pipeline on three Kafka brokers under seeded faults for DURATION seconds
+## (0: 300), then the invariant check; SEED=n replays a schedule; prints a table per fault kind
+soak: install kafka-lib
+	$(BIN)/python -m tests.kafka.soak --duration $(DURATION) $(if $(SEED),--seed $(SEED))
 
 ## throughput benchmarks side by side: the worker, Quix Streams, bare Faust, raw getmany; the sustained
 ## 10,000-target run (prints tables; ~15 min; BENCH_ARGS=--quick for a small run)

@@ -86,25 +86,44 @@ async def wait_for_metadata(bootstrap: str, timeout_s: float = 20.0) -> None:
 
 
 class EmbeddedBroker:
-    """One Tansu broker process on a loopback port; a context manager."""
+    """One Tansu broker process on a loopback port; a context manager.
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None):
+    Tansu has a single listener. With ``advertised_host`` it listens on ``listen_host`` (default
+    every interface, so loopback too) and puts ``advertised_host`` in its metadata: clients in
+    another network namespace or host bootstrap from and are sent to ``advertised_host:port``, and
+    local clients keep bootstrapping from ``host:port`` (loopback), after which they, too, use the
+    advertised address, one of this machine's own.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None,
+                 advertised_host: str | None = None, listen_host: str = "0.0.0.0"):
+        if host in ("0.0.0.0", "::", ""):
+            raise ValueError(f"host {host!r} is a wildcard address: clients cannot connect to it (listen there "
+                             "with listen_host and give the address other hosts use as advertised_host)")
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
+        self.advertised_host = advertised_host
+        self.listen_host = listen_host if advertised_host else host
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        """``host:port`` for clients."""
+        """``host:port`` for clients on this machine."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def external_servers(self) -> str | None:
+        """``advertised_host:port`` for clients elsewhere; None without ``advertised_host``."""
+        return f"{self.advertised_host}:{self.port}" if self.advertised_host else None
 
     def start(self, timeout_s: float = 20.0) -> str:
         """Start the broker and block until it answers metadata; returns the bootstrap address."""
-        url = f"tcp://{self.host}:{self.port}"
+        listen = f"tcp://{self.listen_host}:{self.port}"
+        advertised = f"tcp://{self.advertised_host or self.host}:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(
-            [resolve_tansu(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [resolve_tansu(), "broker", "--listener-url", listen, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             # Own session: a terminal's Ctrl-C reaches us, and we stop the broker last.

@@ -84,42 +84,40 @@ def _listen_address(args: argparse.Namespace) -> tuple[str, int]:
     return (args.host or host), (args.port if args.port is not None else int(port))
 
 
+def _broker_option_error(args: argparse.Namespace) -> str | None:
+    """Why the address options of ``pacing broker`` do not fit together, naming the option; or None."""
+    wildcard = ("0.0.0.0", "::", "[::]")
+    if args.host in wildcard:
+        return (f"--host {args.host}: clients cannot connect to a wildcard address; to listen on every interface "
+                "use --listen-host with --advertised-host ADDR (the address other hosts use)")
+    if args.advertised_host in wildcard:
+        return f"--advertised-host {args.advertised_host}: give an address other hosts or namespaces can reach"
+    if args.listen_host is not None and args.advertised_host is None:
+        return "--listen-host applies with --advertised-host (it is where that address's listener binds)"
+    if args.kind != "kafka" and (args.nodes != 1 or args.restart_dead):
+        return f"{'--nodes' if args.nodes != 1 else '--restart-dead'} applies to --kind kafka only"
+    return None
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     from infra.broker import BrokerError, EmbeddedBroker
 
     host, port = _listen_address(args)
-    broker: Any
+    problem = _broker_option_error(args)
+    if problem:
+        print(f"pacing broker: {problem}", file=sys.stderr)
+        return 2
+    listen_host = args.listen_host or "0.0.0.0"
     if args.kind == "kafka":
-        from infra.kafka_broker import KafkaCluster, ensure_kafka_lib, kafka_unavailable_reason, kafka_version
-
-        reason = kafka_unavailable_reason()
-        if reason:
-            print(f"pacing broker: {reason}", file=sys.stderr)
-            return 1
-        def interrupt(*_: object) -> None:
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, interrupt)  # start() stops the nodes it started, then re-raises
-        try:
-            ensure_kafka_lib(quiet=False)
-            broker = KafkaCluster(nodes=args.nodes, host=host, port=port, fast_start=False)
-            broker.start()
-        except BrokerError as exc:
-            print(f"pacing broker: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            return 130
-        nodes = f"{args.nodes} node{'s' if args.nodes > 1 else ''}"
-        print(f"Apache Kafka {kafka_version()} ready ({nodes}, data and logs in {broker.data_dir}): "
-              f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
-    else:
-        broker = EmbeddedBroker(host=host, port=port)
-        try:
-            broker.start()
-        except BrokerError as exc:
-            print(f"pacing broker: cannot serve {host}:{port}: {exc}", file=sys.stderr)
-            return 1
-        print(f"embedded broker ready: KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+        return _run_kafka_cluster(args, host, port, listen_host)
+    try:
+        broker = EmbeddedBroker(host=host, port=port, advertised_host=args.advertised_host, listen_host=listen_host)
+        broker.start()
+    except BrokerError as exc:
+        print(f"pacing broker: cannot serve {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    external = f"; other hosts: {broker.external_servers}" if broker.external_servers else ""
+    print(f"embedded broker ready: KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}{external}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -127,6 +125,60 @@ def cmd_broker(args: argparse.Namespace) -> int:
         while not stop.wait(0.5):
             if not broker.running:
                 print("broker exited unexpectedly", file=sys.stderr)
+                return 1
+    finally:
+        broker.stop()
+    return 0
+
+
+def _run_kafka_cluster(args: argparse.Namespace, host: str, port: int, listen_host: str) -> int:
+    """``pacing broker --kind kafka``: start the nodes, then keep them running (:mod:`infra.cluster_watch`)."""
+    from infra.broker import BrokerError
+    from infra.cluster_watch import ClusterWatch
+    from infra.kafka_broker import KafkaCluster, ensure_kafka_lib, kafka_unavailable_reason, kafka_version
+
+    reason = kafka_unavailable_reason()
+    if reason:
+        print(f"pacing broker: {reason}", file=sys.stderr)
+        return 1
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # start() stops the nodes it started, then re-raises
+    try:
+        broker = KafkaCluster(nodes=args.nodes, host=host, port=port, fast_start=False,
+                              advertised_host=args.advertised_host, listen_host=listen_host)
+    except ValueError as exc:
+        print(f"pacing broker: --port {port}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        ensure_kafka_lib(quiet=False)
+        broker.start()
+    except BrokerError as exc:
+        print(f"pacing broker: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    nodes = f"{args.nodes} node{'s' if args.nodes > 1 else ''}"
+    external = f"; other hosts: {broker.external_servers}" if broker.external_servers else ""
+    print(f"Apache Kafka {kafka_version()} ready ({nodes}, data and logs in {broker.data_dir}): "
+          f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}{external}", flush=True)
+    for index in range(broker.nodes):
+        print(f"node {broker.node_id(index)}: client {broker.node_address(index)}, controller "
+              f"{broker.host}:{broker.controller_ports[index]}"
+              + (f", external {broker.advertised_host}:{broker.external_ports[index]}" if external else "")
+              + f", pid {broker.pid(index)}", flush=True)
+    watch = ClusterWatch(broker, auto_restart=args.restart_dead)
+    watch.read_commands(sys.stdin)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: watch.request_restart())
+    try:
+        while not stop.wait(0.5):
+            if not watch.poll():
+                watch.say("every Kafka node is dead; stopping (--restart-dead restarts them by itself)")
                 return 1
     finally:
         broker.stop()
@@ -277,9 +329,19 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
 
     p = add("broker", cmd_broker, "run the embedded Tansu broker (or Apache Kafka: --kind kafka) until Ctrl-C; "
                                   "it listens on the first address of --bootstrap-servers / kafka.bootstrap_servers")
-    p.add_argument("--host", help="listen address (default: from kafka.bootstrap_servers, 127.0.0.1)")
-    p.add_argument("--port", type=int, help="client port of the first node (default: from kafka.bootstrap_servers, "
-                                            "9092; 0 = any free port)")
+    p.add_argument("--host", help="address local clients connect to (default: from kafka.bootstrap_servers, "
+                                  "127.0.0.1)")
+    p.add_argument("--port", type=int, help="client port (default: from kafka.bootstrap_servers, 9092; 0 = any free "
+                                            "ports); with --kind kafka the base of every port: clients PORT.., "
+                                            "controllers PORT+NODES.., external PORT+2*NODES..")
+    p.add_argument("--advertised-host", metavar="ADDR",
+                   help="serve clients in other hosts or network namespaces too, at ADDR (Kafka: a second "
+                        "listener beside the local one; Tansu: its one listener advertises ADDR)")
+    p.add_argument("--listen-host", metavar="ADDR",
+                   help="where the --advertised-host listener binds (default 0.0.0.0: every interface)")
+    p.add_argument("--restart-dead", action="store_true",
+                   help="--kind kafka: restart a node that died by itself (else: a line `restart [N]` on stdin, "
+                        "or SIGUSR1)")
     p.add_argument("--kind", choices=["tansu", "kafka"], default="tansu",
                    help="tansu: the embedded broker; kafka: Apache Kafka from infra/kafka (needs java and mvn)")
     p.add_argument("--nodes", type=int, choices=[1, 3], default=1, help="Apache Kafka nodes (KRaft quorum)")

@@ -233,6 +233,11 @@ def new_cluster_id() -> str:
 class KafkaCluster:
     """``nodes`` Apache Kafka JVMs (KRaft, each broker + controller) on loopback; a context manager.
 
+    ``port`` pins every port of every node (:func:`port_layout`); without it each is a free one.
+    ``advertised_host`` adds an EXTERNAL listener per node, bound to ``listen_host`` and advertised
+    as ``advertised_host`` (:attr:`external_servers`), for clients in other network namespaces or
+    hosts, while :attr:`bootstrap_servers` stays on ``host`` (loopback) for local clients.
+
     Same interface as :class:`infra.broker.EmbeddedBroker` (``start``, ``stop``, ``running``,
     ``bootstrap_servers``), plus :meth:`kill` and :meth:`restart` of one node for failure tests.
     Data lives in ``data_dir`` (default: a temporary folder removed by :meth:`stop`); each node's
@@ -243,14 +248,25 @@ class KafkaCluster:
 
     def __init__(self, nodes: int = 1, host: str = "127.0.0.1", port: int | None = None,
                  data_dir: Path | None = None, heap: str = DEFAULT_HEAP, overrides: Mapping[str, object] | None = None,
-                 fast_start: bool = True):
+                 fast_start: bool = True, advertised_host: str | None = None, listen_host: str = "0.0.0.0"):
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
+        if _is_wildcard(host):
+            raise ValueError(f"host {host!r} is a wildcard address: clients cannot connect to it (listen there "
+                             "with listen_host and give the address other hosts use as advertised_host)")
+        if advertised_host is not None and _is_wildcard(advertised_host):
+            raise ValueError(f"advertised_host {advertised_host!r} is a wildcard address: give the address other "
+                             "hosts or network namespaces reach this machine at")
         self.nodes = nodes
         self.host = host
-        self._requested_port = port
-        self.ports = [port or free_port(host)] + [free_port(host) for _ in range(nodes - 1)]
-        self.controller_ports = [free_port(host) for _ in range(nodes)]
+        self.advertised_host = advertised_host
+        self.listen_host = listen_host
+        self.base_port = port or None
+        if self.base_port is not None:
+            last = self.base_port + len(port_layout(nodes, self.base_port, advertised_host is not None)) - 1
+            if not 1 <= self.base_port <= last <= 65535:
+                raise ValueError(f"base port {self.base_port}: the cluster's ports run up to {last}, past 65535")
+        self._choose_ports()
         self.heap = heap
         self.fast_start = fast_start
         self.settings = broker_settings(nodes, overrides)
@@ -261,12 +277,36 @@ class KafkaCluster:
         self._launcher: concurrent.futures.ThreadPoolExecutor | None = None
         self._formatted = False
 
+    def _choose_ports(self) -> None:
+        """Every port of every node: from the base port (:func:`port_layout`), else free ones."""
+        external = self.advertised_host is not None
+        if self.base_port is not None:
+            layout = port_layout(self.nodes, self.base_port, external)
+        else:
+            layout = {}
+            for index in range(self.nodes):
+                layout[("client", index)] = free_port(self.host)
+                layout[("controller", index)] = free_port(self.host)
+                if external:
+                    layout[("external", index)] = free_port(self.listen_host)
+        self.ports = [layout[("client", i)] for i in range(self.nodes)]
+        self.controller_ports = [layout[("controller", i)] for i in range(self.nodes)]
+        self.external_ports = [layout[("external", i)] for i in range(self.nodes)] if external else []
+
     # -- addresses and files ---------------------------------------------------------------
 
     @property
     def bootstrap_servers(self) -> str:
-        """``host:port,…`` of every node, for clients."""
+        """``host:port,…`` of every node's client listener, for clients on this machine."""
         return ",".join(f"{self.host}:{port}" for port in self.ports)
+
+    @property
+    def external_servers(self) -> str | None:
+        """``advertised_host:port,…`` of every node's EXTERNAL listener, for clients on other hosts or in
+        other network namespaces; None without ``advertised_host``."""
+        if self.advertised_host is None:
+            return None
+        return ",".join(f"{self.advertised_host}:{port}" for port in self.external_ports)
 
     def node_address(self, index: int) -> str:
         """``host:port`` of node ``index`` (0-based) alone."""
@@ -292,12 +332,23 @@ class KafkaCluster:
     def node_properties(self, index: int) -> dict[str, str]:
         """The full server.properties of node ``index``: shared settings plus its identity."""
         voters = ",".join(f"{self.node_id(i)}@{self.host}:{port}" for i, port in enumerate(self.controller_ports))
+        listeners = [f"PLAINTEXT://{self.host}:{self.ports[index]}",
+                     f"CONTROLLER://{self.host}:{self.controller_ports[index]}"]
+        advertised = [f"PLAINTEXT://{self.host}:{self.ports[index]}"]
+        extra: dict[str, str] = {}
+        if self.advertised_host is not None:
+            # A second listener for other hosts and namespaces; replication and the controllers stay
+            # on the local one (inter.broker.listener.name=PLAINTEXT in server.properties).
+            listeners.append(f"EXTERNAL://{_bracketed(self.listen_host)}:{self.external_ports[index]}")
+            advertised.append(f"EXTERNAL://{_bracketed(self.advertised_host)}:{self.external_ports[index]}")
+            protocols = self.settings.get("listener.security.protocol.map", "")
+            extra["listener.security.protocol.map"] = ",".join(filter(None, [protocols, "EXTERNAL:PLAINTEXT"]))
         return {
             **self.settings,
+            **extra,
             "node.id": str(self.node_id(index)),
-            "listeners": f"PLAINTEXT://{self.host}:{self.ports[index]},CONTROLLER://{self.host}:"
-                         f"{self.controller_ports[index]}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.ports[index]}",
+            "listeners": ",".join(listeners),
+            "advertised.listeners": ",".join(advertised),
             "controller.quorum.voters": voters,
             "log.dirs": str(self.node_dir(index) / "data"),
         }
@@ -327,7 +378,7 @@ class KafkaCluster:
                     asyncio.run(self._await_brokers(self.bootstrap_servers, set(range(self.nodes)), timeout_s))
                     break
                 except BrokerError:
-                    if attempt == _PORT_ATTEMPTS or not self._lost_a_port_race():
+                    if attempt == _PORT_ATTEMPTS or self.base_port is not None or not self._lost_a_port_race():
                         raise
                     log.warning("a port chosen for Kafka was taken before its node bound it; new ports, new storage")
                     self._start_afresh()
@@ -346,14 +397,12 @@ class KafkaCluster:
                    for i in range(self.nodes))
 
     def _start_afresh(self) -> None:
-        """Kill every node, forget its storage and logs, and choose new ports (all but a port the
-        caller asked for) for another attempt."""
+        """Kill every node, forget its storage and logs, and choose new ports for another attempt
+        (only ever with free ports: pinned ones would be taken again)."""
         for index in range(self.nodes):
             self.kill(index)
             shutil.rmtree(self.node_dir(index), ignore_errors=True)
-        self.ports = [self.ports[0] if self._requested_port else free_port(self.host)] + [
-            free_port(self.host) for _ in range(self.nodes - 1)]
-        self.controller_ports = [free_port(self.host) for _ in range(self.nodes)]
+        self._choose_ports()
         self._formatted = False
 
     def _format(self, timeout_s: float) -> None:
@@ -476,6 +525,12 @@ class KafkaCluster:
         process = self._processes[index]
         return process is not None and process.poll() is None
 
+    def exit_code(self, index: int) -> int | None:
+        """How node ``index``'s JVM ended (negative: killed by that signal); None while it runs or
+        before it was started."""
+        process = self._processes[index]
+        return None if process is None else process.poll()
+
     def pid(self, index: int) -> int | None:
         """Process id of node ``index``'s JVM, if it runs."""
         process = self._processes[index]
@@ -494,6 +549,27 @@ class KafkaCluster:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def port_layout(nodes: int, base: int, external: bool = False) -> dict[tuple[str, int], int]:
+    """Every port of a cluster pinned from one base port, as ``(listener, node index) -> port``.
+
+    Client listeners take ``base … base+n-1`` (node 1 on ``base``, so the default 9092 serves the
+    default ``kafka.bootstrap_servers``), the controllers the next ``n``, and the EXTERNAL listeners
+    (only with an advertised address) the ``n`` after those. Three nodes from 9092: clients
+    9092-9094, controllers 9095-9097, external 9098-9100.
+    """
+    kinds = ("client", "controller", "external") if external else ("client", "controller")
+    return {(kind, index): base + block * nodes + index for block, kind in enumerate(kinds) for index in range(nodes)}
+
+
+def _is_wildcard(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "[::]", "")
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address in brackets for a listener URL (``[::1]``); other hosts as they are."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 async def _port_open(address: str) -> bool:

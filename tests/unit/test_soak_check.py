@@ -1,0 +1,75 @@
+"""The soak's invariant checker (tests/kafka/soak_check.py) finds each violation it promises to, and
+counts as known only a regression that fencing (issue 18 item 1) would prevent."""
+
+from __future__ import annotations
+
+from tests.kafka.soak_check import Decision, Stored, TableEntry, Window, check, format_table, table_rows
+
+TARGETS = ["t1", "t2"]
+ACKED = {1: 100.0, 2: 101.0, 3: 102.0}
+
+
+def decisions(*rounds: tuple[str, int, str], start: float = 100.5) -> list[Decision]:
+    return [Decision(t, r, int((start + i) * 1000), node, 0, i, start + i) for i, (t, r, node) in enumerate(rounds)]
+
+
+def clean_run() -> tuple[list[Decision], list[Stored]]:
+    made = decisions(("t1", 1, "a"), ("t2", 1, "b"), ("t1", 3, "a"), ("t2", 3, "b"))
+    stored = [Stored(d.target, d.ready, d.computed_at_ms, d.node, d.at + 0.2) for d in made]
+    return made, stored
+
+
+def test_a_clean_run_has_no_violation_and_a_row_per_fault_kind() -> None:
+    made, stored = clean_run()
+    windows = [Window("sink_kill", 100.0, 101.0, "sink")]
+    report = check(TARGETS, ACKED, made, stored, [], {("PacingRequestsFailed", "sink"): ["raised", "cleared"]},
+                   windows, [(100.5, "PacingRequestsFailed[sink]")])
+    assert report.violations == []
+    rows = table_rows(report, windows)
+    assert [row[0] for row in rows] == ["fault", "sink_kill", "(none/end)"]
+    assert rows[1][5] == "1"  # the alarm raised inside the window
+    assert "sink_kill" in format_table(rows)
+
+
+def test_an_unreflected_round_a_stale_endpoint_a_raised_alarm_and_a_lost_poison_record_fail() -> None:
+    made, stored = clean_run()
+    report = check(TARGETS, {**ACKED, 4: 103.0}, made, stored[:-1], [], {("X", "worker-a"): ["raised"]}, [],
+                   poison_sent=5, dead_letters=4)
+    invariants = sorted(v.invariant for v in report.failures)
+    assert invariants == ["alarms", "dlq", "final", "reflected", "reflected"]
+
+
+def test_a_regression_is_known_only_from_the_paused_worker_inside_its_window() -> None:
+    made, stored = clean_run()
+    stale = Stored("t1", 1, made[0].computed_at_ms, "a", 110.0)  # a's older decision lands again
+    newest = Stored("t1", 3, made[2].computed_at_ms, "a", 111.0)
+    paused_a = [Window("worker_pause", 105.0, 108.0, "a")]
+    report = check(TARGETS, ACKED, made, [*stored, stale, newest], [], {}, paused_a)
+    assert [(v.invariant, v.known is not None) for v in report.violations] == [("endpoint-regression", True)]
+    assert "issue 18 item 1" in str(report.violations[0].known)
+    assert report.violations[0].lasted_s == 1.0  # until a's newest decision was stored again
+    assert table_rows(report, paused_a)[1][3] == "1 (1.0s)"
+    # The same regression with another worker paused, or with no fault near it, fails the run.
+    for windows in ([Window("worker_pause", 105.0, 108.0, "b")], [Window("sink_kill", 105.0, 108.0, "sink")], []):
+        report = check(TARGETS, ACKED, made, [*stored, stale, newest], [], {}, windows)
+        assert [v.invariant for v in report.failures] == ["endpoint-regression"]
+
+
+def test_a_table_entry_older_than_the_one_before_it_is_a_changelog_regression() -> None:
+    made, stored = clean_run()
+    table = [TableEntry("t1", 2, 101_000, 0, 0, 101.0), TableEntry("t1", 3, 102_000, 0, 1, 102.0),
+             TableEntry("t1", 2, 101_000, 0, 2, 130.0)]
+    report = check(TARGETS, ACKED, made, stored, table, {}, [])
+    assert [v.invariant for v in report.failures] == ["changelog-regression"]
+    known = check(TARGETS, ACKED, made, stored, table, {}, [Window("worker_cut", 100.0, 120.0, "c")])
+    assert known.failures == [] and len(known.violations) == 1
+
+
+def test_the_endpoint_must_end_on_the_decision_computed_last_not_the_one_written_last() -> None:
+    made, stored = clean_run()
+    stale = Decision("t1", 1, made[0].computed_at_ms, "c", 0, 10, 120.0)  # written last, computed first
+    ended_stale = [*stored, Stored("t1", 1, made[0].computed_at_ms, "c", 120.5)]
+    report = check(TARGETS, ACKED, [*made, stale], ended_stale, [], {}, [])
+    assert sorted(v.invariant for v in report.failures) == ["endpoint-regression", "final"]
+    cut_c = [Window("worker_cut", 90.0, 110.0, "c")]
+    assert check(TARGETS, ACKED, [*made, stale], ended_stale, [], {}, cut_c).failures == []
