@@ -189,7 +189,8 @@ UNIT = ROOT / "tests" / "unit"
 #: those of the benchmark tools in tests/benchmarks/).
 TEST_FOLDERS = {"engine": "streams.engine", "simulation": "streams.simulation", "node": "streams.node",
                 "api": "streams.api", "runtime": "streams.runtime", "schemas": "schemas",
-                "connectors": "connectors", "infra": "infra", "benchmarks": "tests.benchmarks"}
+                "connectors": "connectors", "infra": "infra", "benchmarks": "tests.benchmarks",
+                "kafka": "tests.kafka"}
 #: The test modules about the repository as a whole, directly in tests/unit/.
 WHOLE_REPOSITORY = {"test_readme.py", "test_structure.py"}
 
@@ -206,7 +207,7 @@ def _absolute_imports(path: Path) -> set[str]:
 
 
 def test_unit_tests_sit_in_the_folder_of_the_package_they_test() -> None:
-    assert set(TEST_FOLDERS.values()) == set(ALLOWED) | {"infra", "tests.benchmarks"}, \
+    assert set(TEST_FOLDERS.values()) == set(ALLOWED) | {"infra", "tests.benchmarks", "tests.kafka"}, \
         "a new package gets its own test folder"
     folders = sorted(p.name for p in UNIT.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
     assert folders == sorted(TEST_FOLDERS)
