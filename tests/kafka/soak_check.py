@@ -42,8 +42,10 @@ KNOWN_FAILING: dict[str, str] = {
                             "the new owner's",
 }
 """Invariants that fail today for a reason being fixed elsewhere, with that reason. Only violations
-inside a pause or cut window (plus :data:`FENCING_GRACE_S`) by that window's worker count as known;
-remove an entry when fencing is on main, and the soak fails on it again."""
+inside a pause or cut window (plus :data:`FENCING_GRACE_S`) count as known: for the endpoint and the
+final state, only a decision of that window's worker (decisions name their node); for the changelog,
+whose entries do not name their writer, any entry landing in the window. Remove an entry when
+fencing is on main, and the soak fails on it again."""
 
 
 @dataclass(frozen=True)
