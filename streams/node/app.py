@@ -63,6 +63,7 @@ from streams.node.faust_compat import (
     release_unacknowledged,
 )
 from streams.node.keepalive import Keepalive
+from streams.node.ownership import Fenced, Ownership
 from streams.node.stat_intake import EventsFailed, StatIntake, Touched
 from streams.node.target_definitions import TargetDefinitions
 from streams.node.target_store import TargetStore
@@ -132,10 +133,12 @@ class PacingNode:
         self.definitions = definitions or TargetDefinitions(settings)
         self.health = ProcessHealth(settings.metrics, self.board)
         worker = settings.worker
-        self.store = TargetStore(table)
+        self.ownership = Ownership(app, settings.kafka.session_timeout_s,
+                                   lambda: {self.names.actiontargets, self.store.changelog_topic})
+        self.store = TargetStore(table, lambda: self.ownership.epoch)
         self.alarm_publisher = AlarmPublisher(self.board, self.names.alarms, self.metrics, self._new_outbox)
         self.publisher = DecisionPublisher(settings, self.names.actiontargets, self.definitions, self.metrics,
-                                           self.alarm_publisher)
+                                           self.alarm_publisher, self.ownership)
         self.intake = StatIntake(settings, self.names, self.store, self.metrics)
         self.keepalive = Keepalive(settings, self.store, self.publisher, self.definitions, self.alarm_publisher,
                                    self.health, self.metrics)
@@ -159,7 +162,7 @@ class PacingNode:
                 and not self.topic_watch.lost)
 
     def _new_outbox(self) -> Outbox:
-        return Outbox(self.app.producer, self.settings.worker.send_timeout_s)
+        return Outbox(self.app.producer, self.settings.worker.send_timeout_s, self.ownership.guard)
 
     async def on_partitions_moved(self, *_: Any, **__: Any) -> None:
         """The table holds the truth for whatever this worker owns now: drop the live entries.
@@ -402,6 +405,9 @@ class PacingNode:
         return spent, bool(rest)
 
     async def _kafka_unavailable(self, failure: SendFailed, retry_in_s: float) -> None:
+        if isinstance(failure, Fenced):  # not Kafka's fault: the rebalance that follows decides
+            log.warning("checkpoint not written, nothing acknowledged; retrying in %.1fs: %s", retry_in_s, failure)
+            return
         self.metrics.send_failures.inc()
         log.error("writes to Kafka failed, nothing acknowledged; retrying in %.1fs: %s", retry_in_s, failure)
         if not self._kafka_failing:
@@ -555,6 +561,7 @@ def create_app(settings: Settings, definitions: TargetDefinitions | None = None)
 
     app.on_partitions_revoked.connect(node.on_partitions_moved)
     app.on_partitions_assigned.connect(node.on_partitions_moved)
+    app.on_partitions_assigned.connect(node.ownership.on_assigned_signal)
     return node
 
 

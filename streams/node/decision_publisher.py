@@ -21,6 +21,7 @@ from typing import Any
 from streams.engine import TargetState
 from streams.node.cadence import material_gauge_change
 from streams.node.decisions import decision_record, encode_decision_record, record_fingerprint, target_settings
+from streams.node.ownership import Ownership
 from streams.node.target_definitions import TargetDefinitions
 from streams.runtime import alarms
 from streams.runtime.alarm_publisher import AlarmPublisher
@@ -72,8 +73,9 @@ class DecisionPublisher:
     """Decides targets and publishes to ``pacing.actiontargets``; remembers what it last published."""
 
     def __init__(self, settings: Settings, topic: str, definitions: TargetDefinitions, metrics: NodeMetrics,
-                 alarm_publisher: AlarmPublisher):
+                 alarm_publisher: AlarmPublisher, ownership: Ownership | None = None):
         self._settings = settings
+        self._ownership = ownership
         self._topic = topic
         self._definitions = definitions
         self._metrics = metrics
@@ -124,11 +126,20 @@ class DecisionPublisher:
         the target's state is still stored and the other targets of the tick go on.
         """
         target_id = state.target_id
+        ownership = self._ownership
+        if ownership is not None and not ownership.holds():
+            # This worker may have lost the target's partition (paused or cut off past its session):
+            # nothing goes out. A change waits here for the lease to hold again; if it does not,
+            # the new owner publishes the target at its first keepalive pass.
+            if not keepalive:
+                self.hold([target_id], now_ms)
+            return
         board = self._alarms.board
         definition = self._definitions.get(target_id)
         try:
             record = decision_record(self._settings.tenant, self._settings.node_id, state, self._settings.targets,
-                                     now_ms, definition, stale=stale)
+                                     now_ms, definition, stale=stale,
+                                     owner_epoch=0 if ownership is None else ownership.epoch)
         except Exception as exc:
             self._metrics.decision_errors.inc()
             log.exception("no decision for target %s", target_id)
