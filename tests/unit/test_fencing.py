@@ -14,9 +14,9 @@ from typing import Any
 
 import faust
 from aiokafka.consumer.group_coordinator import GroupCoordinator
+from fastavro import schemaless_writer
 from faust.serializers import codecs
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from fastavro import schemaless_writer
 
 from schemas import REGISTRY, decode_decision
 from schemas.registry import MAGIC
