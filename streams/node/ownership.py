@@ -1,7 +1,8 @@
 """This worker's claim on its partitions: the ownership epoch it writes, and whether it still holds.
 
-The *epoch* is the worker group's generation when this worker was last assigned partitions:
-Kafka raises it at every rebalance, so whoever takes a partition over writes a higher epoch than
+The *epoch* is one more than the worker group's generation when this worker was last assigned
+partitions (Tansu's first generation is 0, and epoch 0 marks records written before epochs):
+Kafka raises the generation at every rebalance, so whoever takes a partition over writes a higher epoch than
 the worker it took it from. Every decision and table entry carries it, and the sink and the
 table restore drop a write with an older epoch than one they applied for the target
 (:mod:`streams.runtime.fencing`).
@@ -56,10 +57,10 @@ class Ownership:
         if membership is None:
             return
         generation, _, _ = membership
-        if generation > 0:
-            if generation != self.epoch:
-                log.info("ownership epoch %d (group generation at assignment)", generation)
-            self.epoch = generation
+        if generation >= 0:  # aiokafka's -1: not in a generation
+            if generation + 1 != self.epoch:
+                log.info("ownership epoch %d (group generation %d at assignment)", generation + 1, generation)
+            self.epoch = generation + 1
             self._assigned_at = self._clock()
             self._lapsed_logged = False
 
@@ -75,8 +76,8 @@ class Ownership:
         generation, member_known, heartbeat_ok_at = membership
         if not member_known:
             return "the group coordinator no longer knows this member"
-        if generation != self.epoch:
-            return f"the group moved from generation {self.epoch} to {generation}"
+        if generation + 1 != self.epoch:
+            return f"the group moved from generation {self.epoch - 1} to {generation}"
         renewed = max(self._assigned_at, heartbeat_ok_at or 0.0)
         silent = self._clock() - renewed
         if silent >= self._session_timeout_s:

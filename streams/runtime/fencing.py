@@ -1,7 +1,7 @@
 """The ownership fence: which of two writes for one target wins, whatever order they arrive in.
 
 Every decision and every table (changelog) entry a worker writes carries its *ownership epoch*:
-the worker group's generation when the worker was assigned the target's partition
+the worker group's generation, plus one, when the worker was assigned the target's partition
 (:mod:`streams.node.ownership`). Kafka raises the generation at every rebalance, so a worker that
 took a partition over writes a higher epoch than the worker it took it from, and a write from
 the old owner — paused past its session, cut off, or a retried send delivered late — carries an

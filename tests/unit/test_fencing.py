@@ -119,7 +119,7 @@ def test_the_lease_lapses_past_the_session_timeout_without_an_acknowledged_heart
     ownership = Ownership(app, 6.0, lambda: {"decisions", "changelog"}, clock=clock)
     assert not ownership.holds()  # nothing assigned yet
     ownership.on_assigned()
-    assert ownership.epoch == 7 and ownership.holds()
+    assert ownership.epoch == 8 and ownership.holds()
     clock.now += 5.9
     assert ownership.holds()
     clock.now += 0.2  # paused past the session timeout: no heartbeat acknowledged since
@@ -138,7 +138,16 @@ def test_the_lease_lapses_past_the_session_timeout_without_an_acknowledged_heart
     app.consumer._thread._consumer._coordinator.generation = 8  # rejoined, not assigned yet
     assert "generation 7 to 8" in (ownership.lapsed() or "")
     ownership.on_assigned()
-    assert ownership.epoch == 8 and ownership.holds()
+    assert ownership.epoch == 9 and ownership.holds()
+
+
+def test_the_first_generation_of_tansu_is_0_and_its_epoch_is_1() -> None:
+    ownership = Ownership(_app(0), 6.0, lambda: set(), clock=_Clock())
+    ownership.on_assigned()
+    assert ownership.epoch == 1 and ownership.holds()
+    ownership = Ownership(_app(-1), 6.0, lambda: set(), clock=_Clock())
+    ownership.on_assigned()  # not in a generation (aiokafka's -1): nothing assigned
+    assert ownership.epoch == 0 and not ownership.holds()
 
 
 def test_the_aiokafka_and_faust_internals_the_lease_reads_are_there() -> None:
