@@ -103,6 +103,8 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
         "broker_heartbeat_interval": kafka.heartbeat_interval_s,
         "topic_replication_factor": kafka.replication_factor,
     }
+    if settings.worker.static_membership:  # a restart within the session keeps the partitions (docs/operations.md)
+        options["consumer_group_instance_id"] = settings.node_id
     context = ssl_context(settings)  # the same verifying context as every other client of ours
     if kafka.sasl_mechanism:
         options["broker_credentials"] = faust.SASLCredentials(
@@ -142,8 +144,11 @@ class PacingNode:
         self.intake = StatIntake(settings, self.names, self.store, self.metrics)
         self.keepalive = Keepalive(settings, self.store, self.publisher, self.definitions, self.alarm_publisher,
                                    self.health, self.metrics)
+        # Unguarded: after a broker lost its state the group is gone too, and the state written again
+        # carries epoch 0, which any owner's entry supersedes (streams.runtime.fencing).
         self.topic_watch = TopicWatch(settings, self.names, app, self.store, self.intake.next_offset,
-                                      self.owned_partitions, self.alarm_publisher, self._new_outbox)
+                                      self.owned_partitions, self.alarm_publisher,
+                                      lambda: Outbox(self.app.producer, worker.send_timeout_s))
         self._outbox: Outbox | None = None
         self._rebuild_needed = False
         self._lock = asyncio.Lock()  # the intake, the live entries and the outbox
