@@ -51,6 +51,7 @@ from aiokafka.admin import NewTopic
 from faust.types import TP, EventT
 
 from streams.node.cadence import DecideCadence
+from streams.node.catch_up import CatchUp
 from streams.node.checkpoint import Checkpoint
 from streams.node.decision_publisher import DecisionPublisher
 from streams.node.faust_compat import (
@@ -149,6 +150,7 @@ class PacingNode:
         self.topic_watch = TopicWatch(settings, self.names, app, self.store, self.intake.next_offset,
                                       self.owned_partitions, self.alarm_publisher,
                                       lambda: Outbox(self.app.producer, worker.send_timeout_s))
+        self.catch_up = CatchUp(self.names.stats)
         self._outbox: Outbox | None = None
         self._rebuild_needed = False
         self._lock = asyncio.Lock()  # the intake, the live entries and the outbox
@@ -446,7 +448,10 @@ class PacingNode:
             return
         async with self._lock:  # between ticks: never beside a tick publishing the same targets
             owned = self.owned_partitions()  # read under the lock: a rebalance may have moved them meanwhile
-            count = await self.keepalive.run(owned, _now_ms(), self._new_outbox())
+            consumer = self.app.consumer
+            caught_up = await self.catch_up.caught_up(owned, self.intake.next_offset, consumer.highwater,
+                                                      consumer.position)
+            count = await self.keepalive.run(owned, _now_ms(), self._new_outbox(), caught_up)
         self.metrics.targets.set(count)
         await self._observe_lag(owned)
 
@@ -567,6 +572,7 @@ def create_app(settings: Settings, definitions: TargetDefinitions | None = None)
     app.on_partitions_revoked.connect(node.on_partitions_moved)
     app.on_partitions_assigned.connect(node.on_partitions_moved)
     app.on_partitions_assigned.connect(node.ownership.on_assigned_signal)
+    app.on_partitions_assigned.connect(node.catch_up.on_assigned_signal)
     return node
 
 

@@ -127,10 +127,11 @@ class DecisionPublisher:
         """
         target_id = state.target_id
         ownership = self._ownership
-        if ownership is not None and not ownership.holds():
-            # This worker may have lost the target's partition (paused or cut off past its session):
-            # nothing goes out. A change waits here for the lease to hold again; if it does not,
-            # the new owner publishes the target at its first keepalive pass.
+        if ownership is not None and not ownership.may_publish():
+            # This worker may have lost the target's partition (paused or cut off past its session),
+            # or partitions are moving: nothing goes out. A change waits here until the lease holds
+            # and the partitions settled; if the target moved, its new owner publishes it at its
+            # first keepalive pass.
             if not keepalive:
                 self.hold([target_id], now_ms)
             return

@@ -38,8 +38,12 @@ class Keepalive:
         self._stale_after_s = settings.worker.stale_after_s
         self._keepalive_ms = settings.worker.keepalive_s * 1000
 
-    async def run(self, owned: set[int], now_ms: int, outbox: Outbox) -> int:
-        """Publish what is due for the targets of the ``owned`` partitions; return how many there are."""
+    async def run(self, owned: set[int], now_ms: int, outbox: Outbox, caught_up: set[int] | None = None) -> int:
+        """Publish what is due for the targets of the ``owned`` partitions; return how many there are.
+
+        ``caught_up``: the owned partitions whose replay after an assignment is done
+        (:mod:`streams.node.catch_up`); the targets of the others are counted but not published yet.
+        """
         stale_ms = self._stale_after_s * 1000
         redefined = self._definitions.take_changed()
         board = self._alarms.board
@@ -48,6 +52,8 @@ class Keepalive:
         for target_id, entry in self._store.owned(owned):
             seen.add(target_id)
             count += 1
+            if caught_up is not None and entry.partition not in caught_up:
+                continue  # restored state, older than its replayed events may be: wait for them
             stale = now_ms - entry.received_ms > stale_ms
             went_stale = None
             if stale:

@@ -16,6 +16,13 @@ nothing from the state they held before the pause; a worker cut off from the bro
 writing within the session timeout, before the broker hands its partitions to another. Records
 already handed to the producer before that are still delivered when the link heals — the epoch
 fences those.
+
+While partitions move (Faust has suspended the flow) no decision goes out either
+(:meth:`Ownership.may_publish`): the checkpoint Faust waits for at a revocation holds the state of
+every decision published before it, so the next owner restores at least that state, but a
+decision from events taken after it would be newer than what the next owner starts from, and its
+first keepalive would send the target back. Changelog writes stay allowed then: the revocation's
+checkpoint is one.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Any
 
 import faust
 
-from streams.node.faust_compat import group_membership, install_heartbeat_clock
+from streams.node.faust_compat import consumption_suspended, group_membership, install_heartbeat_clock
 from streams.runtime.outbox import SendFailed
 
 log = logging.getLogger(__name__)
@@ -94,6 +101,10 @@ class Ownership:
             self._lapsed_logged = True
             log.warning("not writing decisions or table entries: %s", reason)
         return False
+
+    def may_publish(self) -> bool:
+        """Whether a decision may go out now: the lease holds and partitions are not moving."""
+        return self.holds() and not consumption_suspended(self._app)
 
     def guard(self, topic: str) -> None:
         """Refuse a write to a fenced topic while the lease does not hold (:class:`Fenced`)."""

@@ -7,8 +7,9 @@ a new decision). Once both workers decide, one is killed with SIGKILL and the cl
 the survivor publishes a decision for the targets that were on the dead one. Each round is a
 fresh deployment (own topic prefix); the victim alternates between the first and the second
 worker. ``--scenario kill-restart`` starts the killed worker again (same node id and data
-directory) right after the kill, as a supervisor would: the moved targets may then be decided
-by the survivor or by the restarted worker, whichever gets them. Printed per round and as
+directory) ``--restart-after`` seconds after the kill (0: at once, as a supervisor would; about
+the session timeout plus a rejoin: while the survivor restores the moved partitions): the moved
+targets may then be decided by the survivor or by the restarted worker, whichever gets them. Printed per round and as
 min / median / max:
 
 - ``first``: kill → the first decision (``computed_at``) for a moved target by a live worker;
@@ -156,7 +157,7 @@ _READY = ("Recovery]: Worker ready",)
 
 
 async def one_round(bootstrap: str, tmp: Path, env: dict[str, str], victim_index: int,
-                    steady_s: float, timeout_s: float, restart: bool = False) -> Round:
+                    steady_s: float, timeout_s: float, restart: bool = False, restart_after_s: float = 0.0) -> Round:
     """Start two workers and a sink, feed, kill one worker (and start it again), measure; stop everything."""
     emulator = JourneyEmulator(max_recorded_bodies=10_000)
     await emulator.start()
@@ -188,7 +189,8 @@ async def one_round(bootstrap: str, tmp: Path, env: dict[str, str], victim_index
         workers[victim].send_signal(signal.SIGKILL)
         workers[victim].wait(10)
         live = {survivor}
-        if restart:  # as a supervisor would: at once, same node id, same data directory
+        if restart:  # as a supervisor would: same node id, same data directory
+            await asyncio.sleep(max(0.0, killed_at + restart_after_s - time.time()))
             workers[victim] = pipeline.spawn(victim, "worker", PACING_NODE_ID=victim,
                                              PACING_WORKER__WEB_PORT=str(free_port()))
             live.add(victim)
@@ -255,7 +257,7 @@ def _summary(values: list[float | None]) -> str:
 
 
 async def main(bootstrap: str, variants: list[tuple[float, float, float]], rounds: int, steady_s: float,
-               timeout_s: float, scenarios: list[str], static: bool) -> None:
+               timeout_s: float, scenarios: list[str], static: bool, restart_after_s: float = 0.0) -> None:
     header = (f"{'session:heartbeat:rebalance':>27} | {'scenario':>12} | {'round':>5} | {'victim':>6} |"
               f" {'moved':>5} | {'first':>5} |"
               f" {'all':>5} | {'endpoint':>8} | {'hb fail':>7} | {'joined':>6} | {'ready':>7} | rebal. | note")
@@ -268,10 +270,12 @@ async def main(bootstrap: str, variants: list[tuple[float, float, float]], round
                "PACING_WORKER__STATIC_MEMBERSHIP": "true" if static else "false"}
         results = []
         name = f"{session:g}:{heartbeat:g}:{rebalance:g}{' static' if static else ''}"
+        if scenario == "kill-restart" and restart_after_s:
+            name += f" +{restart_after_s:g}s"
         for index in range(rounds):
             with tempfile.TemporaryDirectory() as tmp:
                 result = await one_round(bootstrap, Path(tmp), env, index % 2, steady_s, timeout_s,
-                                         restart=scenario == "kill-restart")
+                                         restart=scenario == "kill-restart", restart_after_s=restart_after_s)
             results.append(result)
             print(f"{name:>27} | {scenario:>12} | {index + 1:>5} | {result.victim:>6} | {result.moved:>5} |"
                   f" {_cell(result.first)} |"
@@ -307,6 +311,8 @@ if __name__ == "__main__":
     parser.add_argument("--timeout", type=float, default=60.0, help="give up on a round after this long")
     parser.add_argument("--scenario", choices=["kill", "kill-restart"], action="append",
                         help="kill -9 only, or kill -9 and start the worker again at once (repeatable; default both)")
+    parser.add_argument("--restart-after", type=float, default=0.0,
+                        help="kill-restart: seconds between the kill and the start of the worker again")
     parser.add_argument("--static", action="store_true",
                         help="static group membership (worker.static_membership: group.instance.id = node id)")
     args = parser.parse_args()
@@ -314,5 +320,5 @@ if __name__ == "__main__":
     chosen = args.variant or [(defaults.session_timeout_s, defaults.heartbeat_interval_s, defaults.rebalance_timeout_s)]
     scenarios = args.scenario or ["kill", "kill-restart"]
     run_on_broker(lambda bootstrap: main(bootstrap, chosen, args.rounds, args.steady, args.timeout, scenarios,
-                                         args.static))
+                                         args.static, args.restart_after))
     sys.exit(0)

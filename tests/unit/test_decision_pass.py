@@ -97,8 +97,10 @@ async def test_a_rebalance_cuts_the_pass_short_and_its_events_are_checkpointed(t
 
     await node.flush(checkpoint=False)  # a regular tick, not a checkpoint
 
-    # The slice under way is finished, the other two are not decided ...
-    assert len(decided(node, producer)) == DECIDE_SLICE
+    # Nothing goes out once partitions move (the slice under way is decided and held: its state is
+    # in the checkpoint, and whoever owns the targets next publishes them), the other two slices are
+    # not decided ...
+    assert len(decided(node, producer)) == DECIDE_SLICE // 2 - 1
     # ... and the pass became a checkpoint: every target's state written, every event acknowledged,
     # so Faust's wait for the delivered events ends now instead of after the whole pass.
     changelog = {record.key for record in producer.to(changelog_topic_name(node.store.table))}
@@ -120,7 +122,7 @@ async def test_targets_left_undecided_are_published_once_the_rebalance_settles(t
     await node._publish_held()
 
     published = decided(node, producer)
-    assert published[:DECIDE_SLICE] == first_slice
+    assert published[:len(first_slice)] == first_slice
     assert sorted(published) == sorted(targets())  # each target once: none lost, none twice
 
 
@@ -155,7 +157,7 @@ async def test_held_decisions_wait_while_partitions_move(tmp_path: Path) -> None
 
     node.publisher.publish = publish_then_rebalance  # type: ignore[method-assign]
     await node._publish_held()
-    assert len(decided(node, producer)) == 2 * DECIDE_SLICE  # the slice under way finished, then it stopped
+    assert len(decided(node, producer)) == DECIDE_SLICE // 2 - 1  # nothing more went out, then it stopped
 
     node.app.on_rebalance_end()
     await node._publish_held()

@@ -164,3 +164,31 @@ def test_the_aiokafka_and_faust_internals_the_lease_reads_are_there() -> None:
     assert getattr(GroupCoordinator._do_heartbeat, "_pacing_clock", False)
     assert group_membership(SimpleNamespace(consumer=SimpleNamespace())) is None
     assert group_membership(_app(3, heartbeat_ok_at=1.5)) == (3, True, 1.5)
+
+
+async def test_a_newly_assigned_partition_is_caught_up_once_read_to_its_end_at_assignment() -> None:
+    from faust.types import TP
+
+    from streams.node.catch_up import CatchUp
+
+    ends = {0: 40, 1: 7, 2: None}
+    positions = {0: 12, 1: 7, 2: 0}
+    catch_up = CatchUp("stats")
+
+    def highwater(tp: TP) -> int | None:
+        return ends[tp.partition]
+
+    async def position(tp: TP) -> int | None:
+        return positions[tp.partition]
+
+    taken: dict[int, int] = {}
+    # 0 has a backlog to replay; 1 has nothing to replay; 2 was not fetched yet (its end unknown).
+    assert await catch_up.caught_up({0, 1, 2}, taken, highwater, position) == {1}
+    ends[0] = 55  # the log grows meanwhile: the end to reach stays the one first seen
+    taken[0] = 40
+    ends[2] = 3
+    assert await catch_up.caught_up({0, 1, 2}, taken, highwater, position) == {0, 1}
+    positions[2] = 3
+    assert await catch_up.caught_up({0, 1, 2}, taken, highwater, position) == {0, 1, 2}
+    catch_up.assigned()  # partitions moved: every one is checked again
+    assert await catch_up.caught_up({0, 1, 2}, taken, highwater, position) == {1, 2}

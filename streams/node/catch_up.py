@@ -1,0 +1,53 @@
+"""Whether this worker has read each of its partitions up to where the log ended when it got them.
+
+A worker that takes partitions over restores their targets' state from the changelog: the state
+of the previous owner's last checkpoint, which can be older than the decisions that owner had
+already published from events it took after that checkpoint (up to
+``worker.checkpoint_interval_s`` of them, when it died or was paused before writing them). Those
+events are replayed from the committed offset. A keepalive published from the restored state
+before the replay would send the endpoint back to the older decision until the replayed events
+are decided. So the keepalive leaves a newly assigned partition alone until the intake has
+taken it up to the end its log had when it was first looked at after the assignment; the decision
+tick, which decides targets as their events are folded, is not held back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from faust.types import TP
+
+
+class CatchUp:
+    """Per assigned partition: the log end to reach, and whether the intake has reached it."""
+
+    def __init__(self, topic: str):
+        self._topic = topic
+        self._ends: dict[int, int] = {}
+        self._caught_up: set[int] = set()
+
+    def assigned(self, *_: object, **__: object) -> None:
+        """Partitions moved: every partition must be caught up again (its end is read at the next check)."""
+        self._ends.clear()
+        self._caught_up.clear()
+
+    async def on_assigned_signal(self, *args: object, **kwargs: object) -> None:
+        """:meth:`assigned` as a Faust signal receiver."""
+        self.assigned(*args, **kwargs)
+
+    async def caught_up(self, owned: set[int], taken: Mapping[int, int], highwater: Callable[[TP], int | None],
+                        position: Callable[[TP], Awaitable[int | None]]) -> set[int]:
+        """The ``owned`` partitions read up to their end at assignment (``taken``: the intake's next
+        offsets; ``highwater`` and ``position``: the consumer's)."""
+        for partition in owned - self._caught_up:
+            tp = TP(self._topic, partition)
+            end = self._ends.get(partition)
+            if end is None:
+                known = highwater(tp)
+                if known is None or known < 0:
+                    continue  # not fetched yet: its end is unknown
+                end = self._ends[partition] = known
+            read = max(taken.get(partition, 0), await position(tp) or 0)
+            if read >= end:
+                self._caught_up.add(partition)
+        return owned & self._caught_up
