@@ -140,9 +140,10 @@ class PacingNode:
                                    lambda: {self.names.actiontargets, self.store.changelog_topic})
         self.store = TargetStore(table, lambda: self.ownership.epoch)
         self.alarm_publisher = AlarmPublisher(self.board, self.names.alarms, self.metrics, self._new_outbox)
-        self.publisher = DecisionPublisher(settings, self.names.actiontargets, self.definitions, self.metrics,
-                                           self.alarm_publisher, self.ownership)
         self.intake = StatIntake(settings, self.names, self.store, self.metrics)
+        self.catch_up = CatchUp(self.names.stats, self.intake.next_offset, lambda tp: self.app.consumer.highwater(tp))
+        self.publisher = DecisionPublisher(settings, self.names.actiontargets, self.definitions, self.metrics,
+                                           self.alarm_publisher, self.ownership, self.catch_up.reached)
         self.keepalive = Keepalive(settings, self.store, self.publisher, self.definitions, self.alarm_publisher,
                                    self.health, self.metrics)
         # Unguarded: after a broker lost its state the group is gone too, and the state written again
@@ -150,7 +151,6 @@ class PacingNode:
         self.topic_watch = TopicWatch(settings, self.names, app, self.store, self.intake.next_offset,
                                       self.owned_partitions, self.alarm_publisher,
                                       lambda: Outbox(self.app.producer, worker.send_timeout_s))
-        self.catch_up = CatchUp(self.names.stats)
         self._outbox: Outbox | None = None
         self._rebuild_needed = False
         self._lock = asyncio.Lock()  # the intake, the live entries and the outbox
@@ -240,7 +240,7 @@ class PacingNode:
                 entry = self.store.get(target_id)
                 if entry is not None and entry.partition in owned:
                     await self.publisher.publish(entry.state, now, outbox, keepalive=False,
-                                                 stale=now - entry.received_ms > stale_ms)
+                                                 stale=now - entry.received_ms > stale_ms, partition=entry.partition)
 
         # Partitions started to move: the rest waits for them to settle.
         rest = await self._in_slices(due, lambda: not self._settled(), publish)
@@ -391,7 +391,7 @@ class PacingNode:
                 entry = item.entry
                 try:
                     entry.decided_at = started
-                    await self.publisher.publish(entry.state, now, outbox, keepalive=False)
+                    await self.publisher.publish(entry.state, now, outbox, keepalive=False, partition=entry.partition)
                     # Cleared even if another worker raised it before a rebalance moved the target here.
                     await self.alarm_publisher.publish(self.board.clear_alarm(
                         alarms.TARGET_STALE, target_id, "statistics arrive again", force=item.revived), outbox)

@@ -15,6 +15,7 @@ is in the table, and whoever owns the target next publishes its decision at its 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,9 +74,11 @@ class DecisionPublisher:
     """Decides targets and publishes to ``pacing.actiontargets``; remembers what it last published."""
 
     def __init__(self, settings: Settings, topic: str, definitions: TargetDefinitions, metrics: NodeMetrics,
-                 alarm_publisher: AlarmPublisher, ownership: Ownership | None = None):
+                 alarm_publisher: AlarmPublisher, ownership: Ownership | None = None,
+                 caught_up: Callable[[int], bool] | None = None):
         self._settings = settings
         self._ownership = ownership
+        self._caught_up = caught_up  # whether a partition's replay after an assignment is done
         self._topic = topic
         self._definitions = definitions
         self._metrics = metrics
@@ -116,7 +119,7 @@ class DecisionPublisher:
             del self._held[target_id]
 
     async def publish(self, state: TargetState, now_ms: int, outbox: Outbox, *, keepalive: bool,
-                      stale: bool = False) -> None:
+                      stale: bool = False, partition: int | None = None) -> None:
         """Publish the target's decision if it changed (or, for keepalive, if one is due).
 
         A change within ``publish_interval_s`` of the last publication is held (see the module
@@ -127,11 +130,13 @@ class DecisionPublisher:
         """
         target_id = state.target_id
         ownership = self._ownership
-        if ownership is not None and not ownership.may_publish():
+        if ((ownership is not None and not ownership.may_publish())
+                or (partition is not None and self._caught_up is not None and not self._caught_up(partition))):
             # This worker may have lost the target's partition (paused or cut off past its session),
             # or partitions are moving: nothing goes out. A change waits here until the lease holds
             # and the partitions settled; if the target moved, its new owner publishes it at its
-            # first keepalive pass.
+            # first keepalive pass. A partition just taken over waits for its replay
+            # (streams.node.catch_up): its restored state can be older than what was published.
             if not keepalive:
                 self.hold([target_id], now_ms)
             return

@@ -67,7 +67,8 @@ class Keepalive:
             due = now_ms - self._publisher.last_sent_ms(target_id) >= self._keepalive_ms
             if went_stale is None and target_id not in redefined and not due:
                 continue  # decided at its last tick or keepalive, same definition: not due yet
-            await self._publisher.publish(entry.state, now_ms, outbox, keepalive=True, stale=stale)
+            await self._publisher.publish(entry.state, now_ms, outbox, keepalive=True, stale=stale,
+                                          partition=entry.partition)
         self._publisher.forget_except(seen)
         for message in self._health.observe(self._metrics):  # also records the health gauges
             await self._alarms.publish(message, outbox)

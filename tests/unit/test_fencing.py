@@ -192,3 +192,20 @@ async def test_a_newly_assigned_partition_is_caught_up_once_read_to_its_end_at_a
     assert await catch_up.caught_up({0, 1, 2}, taken, highwater, position) == {0, 1, 2}
     catch_up.assigned()  # partitions moved: every one is checked again
     assert await catch_up.caught_up({0, 1, 2}, taken, highwater, position) == {1, 2}
+
+
+def test_the_publisher_asks_whether_the_intake_took_a_partition_to_its_end_at_assignment() -> None:
+    from streams.node.catch_up import CatchUp
+
+    ends: dict[int, int | None] = {0: 40, 1: None}
+    taken: dict[int, int] = {0: 12}
+    catch_up = CatchUp("stats", taken, lambda tp: ends[tp.partition])
+    assert not catch_up.reached(0)  # a backlog to replay: decisions from it wait
+    assert not catch_up.reached(1)  # not fetched yet
+    ends[0] = 90
+    taken[0] = 40
+    assert catch_up.reached(0)  # the end when first asked, not the growing one
+    ends[1] = 5
+    taken[1] = 5
+    assert catch_up.reached(1)
+    assert CatchUp("stats").reached(3)  # without a consumer to ask (tests): never held
