@@ -4,9 +4,13 @@ The sink drops a decision whose ownership epoch is older than the newest it appl
 target (:class:`streams.runtime.fencing.EpochFence`). A sink that restarts, or takes partitions
 over from another sink, resumes at the committed offsets: the decisions below them — among them
 the newest owner's — are not read again, and a late decision of an older owner above them would
-pass. :func:`learn_fence` therefore reads each newly assigned partition from its beginning up to
-its committed offset, without delivering anything, and takes in each decision's epoch. The topic
-is compacted, so that is about one record per target.
+pass. :func:`learn_fence` therefore reads each newly assigned partition back up to its committed
+offset, without delivering anything, and takes in each decision's epoch. It starts at the first
+record written in the last ``LOOKBACK_MS`` (5 minutes; from the beginning where the broker cannot
+look offsets up by time): an older epoch is fenced only within ``FENCE_WINDOW_MS`` (60 s) of the
+newer owner's latest decision, so older records could only fence a decision an old owner's
+producer held back for minutes. That bounds the read to a few minutes of decisions however long
+the topic's uncompacted tail (Tansu does not compact).
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ from aiokafka.structs import TopicPartition
 
 from schemas import DecodeError, decode_decision
 from streams.runtime.config import Settings
-from streams.runtime.fencing import EpochFence
+from streams.runtime.fencing import FENCE_WINDOW_MS, EpochFence
 from streams.runtime.kafka import consumer_options
 
 log = logging.getLogger(__name__)
+
+#: How far back the fence is read from the log (by record timestamp).
+LOOKBACK_MS = 5 * FENCE_WINDOW_MS
 
 
 async def learn_fence(settings: Settings, fence: EpochFence, ends: dict[TopicPartition, int],
@@ -43,6 +50,20 @@ async def learn_fence(settings: Settings, fence: EpochFence, ends: dict[TopicPar
     try:
         consumer.assign(list(wanted))
         await consumer.seek_to_beginning(*wanted)
+        try:
+            since = int(time.time() * 1000) - LOOKBACK_MS
+            found = await consumer.offsets_for_times(dict.fromkeys(wanted, since))
+        except Exception as exc:  # a broker without ListOffsets by time: read from the beginning
+            log.info("fence: no offsets by time (%s); reading from the beginning", type(exc).__name__)
+        else:
+            for tp in list(wanted):
+                at = found.get(tp)
+                if at is None:
+                    del wanted[tp]  # nothing written in the last LOOKBACK_MS
+                elif at.offset < wanted[tp]:
+                    consumer.seek(tp, at.offset)
+                else:
+                    del wanted[tp]
         while wanted:
             if time.monotonic() - started > timeout_s:
                 log.warning("fence: gave up reading %s back after %.0fs", sorted(tp.partition for tp in wanted),
