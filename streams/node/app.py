@@ -56,6 +56,7 @@ from streams.node.checkpoint import Checkpoint
 from streams.node.decision_publisher import DecisionPublisher
 from streams.node.faust_compat import (
     LeanMonitor,
+    committed_offset,
     consumption_suspended,
     install_consumer,
     owned_actives,
@@ -448,9 +449,8 @@ class PacingNode:
             return
         async with self._lock:  # between ticks: never beside a tick publishing the same targets
             owned = self.owned_partitions()  # read under the lock: a rebalance may have moved them meanwhile
-            consumer = self.app.consumer
-            caught_up = await self.catch_up.caught_up(owned, self.intake.next_offset, consumer.highwater,
-                                                      consumer.position)
+            caught_up = await self.catch_up.caught_up(owned, self.intake.next_offset, self.app.consumer.highwater,
+                                                      lambda tp: committed_offset(self.app, tp))
             count = await self.keepalive.run(owned, _now_ms(), self._new_outbox(), caught_up)
         self.metrics.targets.set(count)
         await self._observe_lag(owned)
