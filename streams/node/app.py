@@ -64,6 +64,7 @@ from streams.node.decision_publisher import DecisionPublisher
 from streams.node.faust_compat import (
     BatchingTransport,
     LeanMonitor,
+    committed_offset,
     consumption_suspended,
     install_consumer,
     owned_actives,
@@ -493,9 +494,9 @@ class PacingNode:
     async def _check_caught_up(self, owned: set[int]) -> None:
         """Find the partitions newly assigned with nothing to replay (their position is their end): the
         publisher holds the decisions of the others until the intake took them to it (streams.node.catch_up)."""
-        consumer = self.app.consumer
         try:
-            await self.catch_up.caught_up(owned, self.intake.next_offset, consumer.highwater, consumer.position)
+            await self.catch_up.caught_up(owned, self.intake.next_offset, self.app.consumer.highwater,
+                                          lambda tp: committed_offset(self.app, tp))
         except ConsumerNotStarted:  # a node run without Kafka: nothing to replay
             pass
 

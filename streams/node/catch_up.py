@@ -10,8 +10,9 @@ are decided — and so would a decision from the first replayed batches. So no d
 assigned partition goes out until the intake has taken it up to the end its log had when it was
 first looked at after the assignment (:meth:`CatchUp.reached`, asked by the decision publisher;
 a change decided meanwhile is held, and published once it is reached); a partition with nothing
-to replay is found caught up by the keepalive's check of the consumer position
-(:meth:`CatchUp.caught_up`).
+to replay is found caught up by the keepalive's check of the group's committed offset
+(:meth:`CatchUp.caught_up`; not the consumer's position, which runs ahead of what was taken as
+soon as records are fetched).
 """
 
 from __future__ import annotations
@@ -63,15 +64,15 @@ class CatchUp:
         return True
 
     async def caught_up(self, owned: set[int], taken: Mapping[int, int], highwater: Callable[[TP], int | None],
-                        position: Callable[[TP], Awaitable[int | None]]) -> set[int]:
+                        committed: Callable[[TP], Awaitable[int | None]]) -> set[int]:
         """The ``owned`` partitions read up to their end at assignment (``taken``: the intake's next
-        offsets; ``highwater`` and ``position``: the consumer's)."""
+        offsets; ``highwater``: the consumer's; ``committed``: the group's committed offset)."""
         for partition in owned - self._caught_up:
             tp = TP(self._topic, partition)
             end = self._end(partition, highwater)
             if end is None:
                 continue
-            read = max(taken.get(partition, 0), await position(tp) or 0)
+            read = max(taken.get(partition, 0), await committed(tp) or 0)
             if read >= end:
                 self._caught_up.add(partition)
         return owned & self._caught_up

@@ -448,6 +448,18 @@ def group_membership(app: AppT) -> tuple[int, bool, float | None] | None:
     return coordinator.generation, member_known, getattr(coordinator, _HEARTBEAT_OK_AT, None)
 
 
+async def committed_offset(app: AppT, tp: TP) -> int | None:
+    """The group's committed offset of ``tp``, asked of the aiokafka consumer in Faust's consumer thread.
+
+    Not the consumer's position: that runs ahead of what the agent took as soon as records are fetched.
+    """
+    thread = app.consumer._thread
+    consumer = thread._consumer
+    if consumer is None:
+        return None
+    return await thread.call_thread(consumer.committed, tp)
+
+
 def keep_newest_on_restore(table: TableT, newer: Callable[[Any, Any], bool]) -> None:
     """When Faust restores ``table`` from its changelog, apply a record only if ``newer(old, new)``.
 

@@ -159,6 +159,10 @@ def test_the_aiokafka_and_faust_internals_the_lease_reads_are_there() -> None:
     assert "self.generation = " in source and "self.member_id = " in source
     assert "success = await self._do_heartbeat()" in inspect.getsource(GroupCoordinator._heartbeat_routine)
     assert "self.member_id = JoinGroupRequest.UNKNOWN_MEMBER_ID" in inspect.getsource(GroupCoordinator.reset_generation)
+    # The catch-up check asks the aiokafka consumer for the committed offset through Faust's thread.
+    assert callable(getattr(faust_aiokafka.AIOKafkaConsumerThread, "call_thread", None))
+    from aiokafka import AIOKafkaConsumer
+    assert inspect.iscoroutinefunction(AIOKafkaConsumer.committed)
     install_heartbeat_clock()
     install_heartbeat_clock()  # idempotent
     assert getattr(GroupCoordinator._do_heartbeat, "_pacing_clock", False)
@@ -172,26 +176,26 @@ async def test_a_newly_assigned_partition_is_caught_up_once_read_to_its_end_at_a
     from streams.node.catch_up import CatchUp
 
     ends = {0: 40, 1: 7, 2: None}
-    positions = {0: 12, 1: 7, 2: 0}
+    committed_at = {0: 12, 1: 7, 2: 0}
     catch_up = CatchUp("stats")
 
     def highwater(tp: TP) -> int | None:
         return ends[tp.partition]
 
-    async def position(tp: TP) -> int | None:
-        return positions[tp.partition]
+    async def committed(tp: TP) -> int | None:
+        return committed_at[tp.partition]
 
     taken: dict[int, int] = {}
     # 0 has a backlog to replay; 1 has nothing to replay; 2 was not fetched yet (its end unknown).
-    assert await catch_up.caught_up({0, 1, 2}, taken, highwater, position) == {1}
+    assert await catch_up.caught_up({0, 1, 2}, taken, highwater, committed) == {1}
     ends[0] = 55  # the log grows meanwhile: the end to reach stays the one first seen
     taken[0] = 40
     ends[2] = 3
-    assert await catch_up.caught_up({0, 1, 2}, taken, highwater, position) == {0, 1}
-    positions[2] = 3
-    assert await catch_up.caught_up({0, 1, 2}, taken, highwater, position) == {0, 1, 2}
+    assert await catch_up.caught_up({0, 1, 2}, taken, highwater, committed) == {0, 1}
+    committed_at[2] = 3
+    assert await catch_up.caught_up({0, 1, 2}, taken, highwater, committed) == {0, 1, 2}
     catch_up.assigned()  # partitions moved: every one is checked again
-    assert await catch_up.caught_up({0, 1, 2}, taken, highwater, position) == {1, 2}
+    assert await catch_up.caught_up({0, 1, 2}, taken, highwater, committed) == {1, 2}
 
 
 def test_the_publisher_asks_whether_the_intake_took_a_partition_to_its_end_at_assignment() -> None:
