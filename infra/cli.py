@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -200,6 +201,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_main(args.extra)
 
 
+def cmd_targets(args: argparse.Namespace) -> int:
+    from infra.targets_command import ApiError, run_targets
+    from streams.api.server import api_url
+
+    if args.action in ("get", "set", "delete") and not args.target_id:
+        print(f"pacing targets {args.action}: give the target id", file=sys.stderr)
+        return 2
+    if args.action == "set" and not args.file:
+        print("pacing targets set: give the definition with --file FILE (- for stdin)", file=sys.stderr)
+        return 2
+    url = args.url or os.environ.get("PACING_API_URL") or api_url(_settings(args).api)
+    try:
+        return run_targets(args.action, args.target_id, url=url, token=args.token, as_json=args.json,
+                           file=args.file, prefix=args.prefix, limit=args.limit, cafile=args.cafile)
+    except (ApiError, OSError) as exc:
+        print(f"pacing targets {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from infra.run import run_pipeline
 
@@ -293,6 +313,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     p = add("simulate", cmd_simulate, "contact-centre simulation of the pacing engine (--matrix: the benchmark); "
                                       "reads no configuration and no Kafka")
     p.add_argument("--help-simulate", action="store_true", help="the simulator's own options")
+    p = add("targets", cmd_targets, "a target's decision and definition through the REST API of any worker: "
+                                    "get ID | list | set ID --file def.json | delete ID")
+    p.add_argument("action", choices=["get", "list", "set", "delete"])
+    p.add_argument("target_id", nargs="?", metavar="ID")
+    p.add_argument("--file", help="set: the definition (TargetConfig JSON); - reads stdin")
+    p.add_argument("--url", help="the API (default: $PACING_API_URL, else api.port on 127.0.0.1)")
+    p.add_argument("--token", help="bearer token (default: $PACING_API_TOKEN); writes need one")
+    p.add_argument("--cafile", help="PEM CA bundle to trust for an https:// URL")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.add_argument("--prefix", default="", help="list: only ids starting with this")
+    p.add_argument("--limit", type=int, default=None, help="list: at most this many")
     p = add("run", cmd_run, "run the whole pipeline on its own embedded broker with live progress")
     p.add_argument("--duration", type=float, default=0, help="seconds; 0 = until Ctrl-C")
     p.add_argument("--targets", type=int, default=5, help="simulated agent groups the feed reports")
@@ -329,8 +360,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.config:
-        import os
-
         os.environ["PACING_CONFIG"] = args.config  # child processes of `run` read the same file
     if args.command in _LONG_RUNNING_COMMANDS:
         _stop_on_signals()

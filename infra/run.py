@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from infra.broker import EmbeddedBroker, die_with_parent, free_port
 from infra.console import format_alarm
 from infra.top import Board, follow_topics, target_table
+from streams.api.server import api_url
 from streams.runtime.config import Settings, load_settings
 from streams.runtime.metrics_reporter import flatten
 from streams.runtime.topics import topic_names
@@ -191,7 +192,7 @@ def run_pipeline(config: str | None, duration_s: float = 0, targets: int = 5) ->
     broker = EmbeddedBroker(log_path=LOG_DIR / "broker.log")
     print("starting the embedded broker …", flush=True)
     broker.start()
-    ports = {"emulator": free_port(), "worker": free_port(), "sink": free_port()}
+    ports = {"emulator": free_port(), "worker": free_port(), "sink": free_port(), "api": free_port()}
     emulator_base = f"http://127.0.0.1:{ports['emulator']}"
     env = {
         **os.environ,
@@ -200,6 +201,7 @@ def run_pipeline(config: str | None, duration_s: float = 0, targets: int = 5) ->
         "PACING_BASE_SERVICE_URL": f"{emulator_base}/api/",
         "PACING_WORKER__WEB_PORT": str(ports["worker"]),
         "PACING_SINK__WEB_PORT": str(ports["sink"]),
+        "PACING_API__PORT": str(ports["api"]),
         "PACING_WORKER__KEEPALIVE_S": os.environ.get("PACING_WORKER__KEEPALIVE_S", "30"),
     }
     env.pop("PACING_KAFKA__BOOTSTRAP_SERVERS", None)
@@ -212,6 +214,8 @@ def run_pipeline(config: str | None, duration_s: float = 0, targets: int = 5) ->
     ]
     print(f"broker {broker.bootstrap_servers} | emulator {emulator_base} | worker metrics :{ports['worker']}"
           f" | sink metrics :{ports['sink']} | logs in {LOG_DIR}/", flush=True)
+    api = api_url(settings.api, "127.0.0.1", ports["api"])
+    print(f"REST API {api} (docs/api.md): curl {api}/v1/targets, or pacing targets list --url {api}", flush=True)
     print(f"watch it live in another terminal: pacing top --bootstrap-servers {broker.bootstrap_servers}",
           flush=True)
     try:

@@ -1,8 +1,9 @@
 """The pacing nodes: a Faust app whose agent turns stat events into pacing decisions.
 
 This module is the Faust wiring — :func:`create_app` at the end: the app, the stats topic, the
-state table, ``@app.agent`` and the ``@app.timer`` s, as in Faust's own examples — and the decision
-tick and checkpoint (:class:`PacingNode`); each other step has its own module:
+state table, ``@app.agent`` and ``@app.task``, as in Faust's own examples — and the node's loop
+(:class:`PacingNode`); each step it takes has its own module:
+- :mod:`streams.node.inbox` hands the agent's batches to the loop;
 - :mod:`streams.node.stat_intake` decodes, rejects, forwards and folds taken events into live state;
 - :mod:`streams.node.target_store` keeps the owned targets' entries in front of the changelog table;
 - :mod:`streams.node.cadence` says when a target is decided (a material change at once, else once per
@@ -13,22 +14,26 @@ tick and checkpoint (:class:`PacingNode`); each other step has its own module:
 - :mod:`streams.node.keepalive` re-publishes due decisions and paces silent targets inactive;
 - :mod:`streams.node.topic_watch` recovers when the cluster lost the deployment's topics.
 
+One task does the work: the agent only takes batches from its stream and hands them over, and the
+node's loop (:meth:`PacingNode.run`) folds them, decides, publishes, checkpoints and keeps alive,
+one step at a time (:meth:`PacingNode.turn`). Nothing is shared between tasks, so nothing is
+locked; a long decision pass is cut into slices with a batch folded between them.
+
 Work is proportional to targets, not events. Events are folded into live state as they arrive;
-a target whose statistics changed materially (:attr:`StatIntake.urgent`) is decided by the agent
-right after the batch that changed it; on the decision tick (every ``worker.decide_interval_s``)
-each other target folded since the last tick is decided once, in slices the agent's intake
-interleaves with, and its decision published if it changed; at a checkpoint (a tick at most
-``worker.checkpoint_interval_s`` after the oldest unacknowledged event was taken) each target
-folded since the last checkpoint has its table entry written once, and the events are
-acknowledged. A target without a material change waits for its decide period, which grows under
-load so that deciding takes at most about a quarter of the worker's time, never past 0.75 of
-``targets.refresh_period_s`` (:mod:`streams.node.cadence`): fewer output records per event, and
-the latency stays within a refresh period.
+a target whose statistics changed materially (:attr:`StatIntake.urgent`) is decided right after
+the batch that changed it; on the decision tick (every ``worker.decide_interval_s``) each other
+target whose decide period ended is decided once and its decision published if it changed; at a
+checkpoint (at most ``worker.checkpoint_interval_s`` after the oldest unacknowledged event was
+taken) each target folded since the last checkpoint has its table entry written once, and the
+events are acknowledged. The decide period grows under load so that deciding takes at most about
+a quarter of the worker's time, never past 0.75 of ``targets.refresh_period_s``
+(:mod:`streams.node.cadence`): fewer output records per event, and the latency stays within a
+refresh period.
 
 At-least-once, exactly: the events are acknowledged — and so their offsets become committable —
 only at a checkpoint, after every record they caused (decisions, changelog, DLQ, forwarded
 events, alarms) was acknowledged by the broker (:class:`streams.runtime.outbox.Outbox`).
-- A failed or unacknowledged write (Kafka unavailable) redoes the tick with backoff, forever,
+- A failed or unacknowledged write (Kafka unavailable) redoes the work with backoff, forever,
   reporting not ready; alarm ``PacingKafkaUnavailable``. Folding is idempotent, so a replay
   changes nothing that was already written.
 - An exception while handling one event (or one target) redoes the work without acknowledging
@@ -42,19 +47,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 from aiokafka.admin import NewTopic
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, EventT
 
+from streams.api.server import start_node_api
 from streams.node.cadence import DecideCadence
 from streams.node.catch_up import CatchUp
-from streams.node.checkpoint import Checkpoint
+from streams.node.checkpoint import Acknowledge, Checkpoint
 from streams.node.decision_publisher import DecisionPublisher
 from streams.node.faust_compat import (
+    BatchingTransport,
     LeanMonitor,
     committed_offset,
     consumption_suspended,
@@ -64,7 +72,8 @@ from streams.node.faust_compat import (
     refetch_cleared_events,
     release_unacknowledged,
 )
-from streams.node.keepalive import Keepalive
+from streams.node.inbox import Inbox
+from streams.node.keepalive import Keepalive, KeepalivePass
 from streams.node.ownership import Fenced, Ownership
 from streams.node.stat_intake import EventsFailed, StatIntake, Touched
 from streams.node.target_definitions import TargetDefinitions
@@ -77,7 +86,7 @@ from streams.runtime.config import Settings
 from streams.runtime.kafka import ssl_context
 from streams.runtime.metrics import NodeMetrics, record_lag, start_metrics_server
 from streams.runtime.metrics_reporter import run_reporters
-from streams.runtime.outbox import Outbox, SendFailed
+from streams.runtime.outbox import Outbox, SendFailed, TransportProducer
 from streams.runtime.process_health import ProcessHealth
 from streams.runtime.topics import TopicNames, topic_configs, topic_names
 
@@ -86,9 +95,10 @@ log = logging.getLogger(__name__)
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 5.0
-#: Targets decided per slice of a decision pass (the lock is released between slices).
+#: Targets decided per slice of a decision pass (the loop takes a batch between slices).
 DECIDE_SLICE = 200
-_Item = TypeVar("_Item")
+#: With events pending, how often the idle loop looks whether Faust suspended the flow (a rebalance).
+SUSPENSION_CHECK_S = 0.1
 
 
 def _now_ms() -> int:
@@ -121,14 +131,16 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
 
 
 class PacingNode:
-    """One worker's pacing state and work: the intake, the decision tick, the checkpoint, the keepalive.
+    """One worker's pacing state and its loop: intake, decisions, checkpoint and keepalive, in one task.
 
-    :func:`create_app` builds the Faust app, its topic and table, and wires this node's methods
-    as the app's agent and timers.
+    :func:`create_app` builds the Faust app, its topic and table, and wires :meth:`consume` as the
+    app's agent and :meth:`run` as its task. ``producer`` (default: the app's) is what every
+    outbox sends through; ``clock`` (monotonic seconds) is what the loop's deadlines are read on.
     """
 
     def __init__(self, settings: Settings, app: faust.App, table: faust.Table,
-                 definitions: TargetDefinitions | None = None):
+                 definitions: TargetDefinitions | None = None, *, producer: TransportProducer | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.settings = settings
         self.app = app
         self.names: TopicNames = topic_names(settings)
@@ -137,6 +149,9 @@ class PacingNode:
         self.definitions = definitions or TargetDefinitions(settings)
         self.health = ProcessHealth(settings.metrics, self.board)
         worker = settings.worker
+        self._producer = producer
+        self._transport = BatchingTransport(app)
+        self._clock = clock
         self.ownership = Ownership(app, settings.kafka.session_timeout_s,
                                    lambda: {self.names.actiontargets, self.store.changelog_topic})
         self.store = TargetStore(table, lambda: self.ownership.epoch)
@@ -151,203 +166,282 @@ class PacingNode:
         # carries epoch 0, which any owner's entry supersedes (streams.runtime.fencing).
         self.topic_watch = TopicWatch(settings, self.names, app, self.store, self.intake.next_offset,
                                       self.owned_partitions, self.alarm_publisher,
-                                      lambda: Outbox(self.app.producer, worker.send_timeout_s))
-        self._outbox: Outbox | None = None
+                                      lambda: Outbox(self._producer or self._transport, worker.send_timeout_s))
+        self.checkpoint = Checkpoint(self.intake, self.store, self.metrics, worker.checkpoint_interval_s, clock)
+        self.cadence = DecideCadence(worker.decide_interval_s, settings.targets.refresh_period_s, clock())
+        self.inbox: Inbox[list[EventT]] = Inbox()
+        self._outbox = self._new_outbox()
+        self._acknowledge: Acknowledge | None = None
         self._rebuild_needed = False
-        self._lock = asyncio.Lock()  # the intake, the live entries and the outbox
-        self._flushing = asyncio.Lock()  # one decision pass at a time
-        self._stream: faust.StreamT | None = None
+        self._backoff_s = RETRY_INITIAL_S
         self._kafka_failing = False
-        self._ready = False
-        self.checkpoint = Checkpoint(self.intake, self.store, self.metrics, worker.checkpoint_interval_s)
-        self.cadence = DecideCadence(worker.decide_interval_s, settings.targets.refresh_period_s, time.monotonic())
-        self._urgent_deciding_s = 0.0  # spent on urgent passes since the last tick
+        self._took_events = False
+        # The decision pass under way: targets left to decide, and held ones left to publish.
+        self._pass: list[tuple[str, Touched]] = []
+        self._pass_size = 0
+        self._held: list[str] = []
+        # The keepalive pass under way (published a slice per turn), on the partitions owned when planned.
+        self._keeping: KeepalivePass | None = None
+        self._keeping_owned: set[int] = set()
+        self._keepalive_outbox = self._new_outbox()
+        self._deciding_s = 0.0  # spent deciding since the cadence last adjusted the period
+        now = clock()
+        self._tick_at = now + worker.decide_interval_s
+        self._keepalive_every_s = max(0.5, min(worker.keepalive_s / 3, settings.targets.refresh_period_s, 5.0))
+        self._keepalive_at = now + self._keepalive_every_s
+        self._max_pending = worker.max_pending_events
 
     @property
     def ready(self) -> bool:
         """Serving: owns partitions (or processed a batch) and can write to Kafka."""
-        return ((self._ready or bool(self.owned_partitions())) and not self._kafka_failing
+        return ((self._took_events or bool(self.owned_partitions())) and not self._kafka_failing
                 and not self.topic_watch.lost)
 
     def _new_outbox(self) -> Outbox:
-        return Outbox(self.app.producer, self.settings.worker.send_timeout_s, self.ownership.guard)
+        return Outbox(self._producer or self._transport, self.settings.worker.send_timeout_s, self.ownership.guard)
 
     async def on_partitions_moved(self, *_: Any, **__: Any) -> None:
         """The table holds the truth for whatever this worker owns now: drop the live entries.
 
-        Targets still waiting for their decide period are held: this worker publishes those it still
-        owns once the partitions settle, a new owner at its first keepalive pass.
+        Targets still waiting for their decide period, or for the pass under way, are held: this
+        worker publishes those it still owns once the partitions settle, a new owner at its first
+        keepalive pass. The loop is woken to checkpoint what it took: Faust waits for those events.
         """
-        self.publisher.hold(list(self.intake.take_undecided()), _now_ms())
+        self._took_events = False  # ready again once it owns partitions (or takes events) on the new assignment
+        waiting = [target_id for target_id, _ in self._pass]
+        self._pass = []
+        self._keeping = None  # planned on the old assignment
+        self.publisher.hold([*waiting, *self.intake.take_undecided()], _now_ms())
         self.store.forget()
+        self.inbox.nudge()
 
-    # -- the agent -----------------------------------------------------------------------
+    # -- the agent and the loop ------------------------------------------------------------
 
     async def consume(self, stream: faust.StreamT) -> None:
-        """The agent: take stat events in batches and fold them into live state (decided at the next tick)."""
+        """The agent: hand each batch of stat events to the node's loop, which acknowledges them."""
         worker = self.settings.worker
-        await self.definitions.wait_caught_up()  # no decision with default names before definitions are read
-        self._stream = stream
-        self._outbox = self._new_outbox()
+        self.attach(stream)
         async for events in stream.noack_take(worker.batch_max_events, within=worker.batch_within_s):
-            async with self._lock:
+            await self.inbox.put(events)
+
+    def attach(self, stream: Any) -> None:
+        """The stream whose events this node takes: a checkpoint acknowledges them through it."""
+        self._acknowledge = stream.ack
+
+    async def run(self) -> None:
+        """The node's loop, the one task that touches its live state, outbox and checkpoint.
+
+        Each turn takes the next batch the agent handed over — waiting at most until the next piece
+        of work is due — and does what is due (:meth:`turn`). When the worker stops, the loop is
+        woken to checkpoint at once, and goes on checkpointing what the agent still hands over until
+        Faust cancels it: Faust waits for every event it delivered to be acknowledged, and without
+        that the next owner would replay them.
+        """
+        await self.definitions.wait_caught_up()  # no decision with default names before definitions are read
+        stopping = asyncio.ensure_future(self._nudge_when_stopping())
+        try:
+            while True:
+                await self.turn(await self.inbox.next(self._idle_s()))
+        finally:
+            stopping.cancel()
+
+    async def _nudge_when_stopping(self) -> None:
+        await self.app.wait_for_stopped()
+        self.inbox.nudge()
+
+    def _idle_s(self) -> float:
+        """How long the loop may wait for a batch before something else is due."""
+        if self._moving():  # nothing is due but checkpointing what arrives: a batch or a nudge wakes the loop
+            return self.settings.worker.decide_interval_s
+        if self._pass or self._held or self._keeping is not None:
+            return 0.0
+        now = self._clock()
+        if self.intake.urgent and self.intake.urgent_due(now, self.cadence.min_period_s):
+            return 0.0
+        deadline = min(self._tick_at, self._keepalive_at)
+        if self.intake.pending:
+            # Faust suspends the flow for a rebalance and then waits for the pending events without
+            # waking anyone: look again soon, so that they are checkpointed at once.
+            deadline = min(deadline, self.checkpoint.due_at, now + SUSPENSION_CHECK_S)
+        return max(0.0, deadline - now)
+
+    async def turn(self, events: list[EventT] | None = None) -> None:
+        """One turn of the loop: fold ``events`` (if any), then do what is due, in this order:
+
+        1. partitions move or the worker stops: end the pass under way (its targets are held) and
+           checkpoint — Faust waits for the events;
+        2. a material change (:attr:`StatIntake.urgent`): decide one slice of those targets now;
+        3. the decision tick (every ``worker.decide_interval_s``): start a pass over the targets
+           whose decide period ended, and the held decisions whose publish interval did;
+        4. decide (or publish) one slice of the pass under way: a batch is folded between slices,
+           so a long pass never stops the intake;
+        5. a checkpoint when due (``worker.checkpoint_interval_s`` after the oldest pending event
+           was taken) or when ``worker.max_pending_events`` wait;
+        6. the keepalive pass (planned every few seconds, published a slice per turn), then the lag
+           gauge and process health.
+
+        A failed write (Kafka unavailable) or a failing event ends the turn: the live state is
+        rebuilt from the table and the pending events at the next (folding is idempotent), after a
+        backoff that doubles up to ``RETRY_MAX_S``; nothing is acknowledged meanwhile.
+        """
+        try:
+            if events:
                 await self._take(events)
-            if len(self.intake.pending) >= worker.max_pending_events:
-                await self.flush(checkpoint=True)  # back-pressure: do not let unacknowledged work pile up
-            elif (self.intake.urgent and not self._flushing.locked()
-                  and self.intake.urgent_due(time.monotonic(), self.cadence.min_period_s)):
-                await self.flush(checkpoint=False, urgent=True)  # a material change: decided now, not at the tick
-            self._ready = True
+            if self._rebuild_needed:
+                await self._rebuild()
+            if self._moving():
+                await self._suspend()
+                return
+            now = self._clock()
+            intake = self.intake
+            if intake.urgent and intake.urgent_due(now, self.cadence.min_period_s):
+                urgent = list(intake.take_urgent(now, self.cadence.min_period_s, DECIDE_SLICE).items())
+                await self._decide(urgent)
+                await self._confirm()
+                self.metrics.decided_targets.observe(len(urgent))
+            if now >= self._tick_at and not self._pass and not self._held:
+                self._start_pass(now)
+            if self._pass:
+                await self._decide_slice()
+            elif self._held:
+                await self._publish_held_slice()
+            if intake.pending and (self.checkpoint.due() or len(intake.pending) >= self._max_pending):
+                await self._commit()  # due, or back-pressure: unacknowledged work must not pile up
+            await self._outbox.flush()  # what this turn sent leaves now; it is confirmed at the pass's end
+        except SendFailed as exc:
+            await self._failed(exc)
+            return
+        except EventsFailed as exc:
+            self.intake.count_failure(exc)
+            self._redo_later()
+            return
+        if self._keeping is not None or self._clock() >= self._keepalive_at:
+            await self._keepalive_slice()
 
     async def _take(self, events: list[EventT]) -> None:
         """Fold a batch into the live state of its targets; nothing is decided or acknowledged yet."""
         self.checkpoint.events_taken()  # an event waits at most one checkpoint interval for its acknowledgement
         self.intake.note_taken(events)
+        self._took_events = True
         if self._rebuild_needed:
             self.intake.count_events(events)
-            return  # the next tick folds everything pending again
-        try:
-            await self.intake.fold(events, self._outbox)
-        except EventsFailed as exc:
-            self.intake.count_failure(exc)
-            self._rebuild_needed = True
-        except SendFailed:
-            self._rebuild_needed = True
+            return  # the next turn folds everything pending again
+        await self.intake.fold(events, self._outbox)
 
-    # -- the decision tick and the checkpoint -----------------------------------------------
-
-    async def on_decide_tick(self) -> None:
-        """The decision timer: a tick when due, a checkpoint when due or when Faust suspends the flow."""
-        if consumption_suspended(self.app):
-            # Partitions move or the worker stops: Faust waits for the pending events meanwhile.
-            await self.flush(checkpoint=True)
-        else:
-            await self.flush(checkpoint=self.checkpoint.due())
+    def _start_pass(self, now: float) -> None:
+        """The decision tick: the targets whose decide period ended, and the held decisions now due."""
+        self._tick_at = now + self.settings.worker.decide_interval_s
+        self._pass = list(self.intake.take_undecided(now, self.cadence.period_s, self.cadence.min_period_s).items())
+        self._pass_size = len(self._pass)
         if self._settled():
-            await self._publish_held()
+            self._held = self.publisher.take_due(_now_ms())
 
-    async def _publish_held(self) -> None:
-        """Publish the decisions held for the end of their publish interval (see DecisionPublisher)."""
-        due = self.publisher.take_due(_now_ms())
-        if not due:
+    async def _decide_slice(self) -> None:
+        """Decide the next slice of the pass; at its end confirm its decisions and adjust the decide period."""
+        batch, self._pass = self._pass[:DECIDE_SLICE], self._pass[DECIDE_SLICE:]
+        await self._decide(batch)
+        if not self._pass:
+            await self._confirm()
+            self.metrics.decided_targets.observe(self._pass_size)
+            self.metrics.decide_period.set(self.cadence.passed(self._deciding_s, self._clock()))
+            self._deciding_s = 0.0
+
+    async def _decide(self, batch: list[tuple[str, Touched]]) -> None:
+        """Decide these targets and publish the decisions that changed (failures pinned on their events)."""
+        started = self._clock()
+        now = _now_ms()
+        outbox = self._outbox
+        for target_id, item in batch:
+            entry = item.entry
+            try:
+                entry.decided_at = started
+                await self.publisher.publish(entry.state, now, outbox, keepalive=False, partition=entry.partition)
+                # Cleared even if another worker raised it before a rebalance moved the target here.
+                await self.alarm_publisher.publish(self.board.clear_alarm(
+                    alarms.TARGET_STALE, target_id, "statistics arrive again", force=item.revived), outbox)
+            except SendFailed:
+                raise
+            except Exception as exc:
+                raise EventsFailed(item.events, exc) from exc
+        self._deciding_s += self._clock() - started
+
+    async def _publish_held_slice(self) -> None:
+        """Publish the next slice of the decisions held for the end of their publish interval."""
+        if not self._settled():  # partitions started to move: the rest waits for them to settle
+            self.publisher.hold(self._held, _now_ms())
+            self._held = []
             return
+        batch, self._held = self._held[:DECIDE_SLICE], self._held[DECIDE_SLICE:]
         stale_ms = self.settings.worker.stale_after_s * 1000
-        outbox = self._new_outbox()
+        owned = self.owned_partitions()
+        now = _now_ms()
+        for target_id in batch:
+            entry = self.store.get(target_id)
+            if entry is not None and entry.partition in owned:
+                await self.publisher.publish(entry.state, now, self._outbox, keepalive=False,
+                                             stale=now - entry.received_ms > stale_ms, partition=entry.partition)
+        if not self._held:
+            await self._confirm()
 
-        async def publish(targets: list[str]) -> None:
-            owned = self.owned_partitions()  # read under the lock, slice by slice: ownership may have moved
-            now = _now_ms()
-            for target_id in targets:
-                entry = self.store.get(target_id)
-                if entry is not None and entry.partition in owned:
-                    await self.publisher.publish(entry.state, now, outbox, keepalive=False,
-                                                 stale=now - entry.received_ms > stale_ms, partition=entry.partition)
+    async def _confirm(self) -> None:
+        """Wait for the broker to take what the outbox holds; the decisions count as published once it did."""
+        await self._outbox.confirm()
+        self._outbox = self._new_outbox()
+        await self._kafka_available()
 
-        # Partitions started to move: the rest waits for them to settle.
-        rest = await self._in_slices(due, lambda: not self._settled(), publish)
-        if rest:
-            self.publisher.hold(rest, _now_ms())
-        async with self._lock:  # one wait for the broker's acknowledgements, not one per slice
-            failure = await outbox.settle()
-        if failure is not None:  # nothing is lost: the keepalive publishes them
-            self.metrics.send_failures.inc()
-            log.error("held decisions not published: %s", failure)
+    async def _commit(self) -> None:
+        """Write, confirm and acknowledge (:class:`Checkpoint`)."""
+        await self.checkpoint.commit(self._outbox, self._acknowledge_event)
+        self._outbox = self._new_outbox()
+        await self._kafka_available()
 
-    async def _in_slices(self, items: list[_Item], stop: Callable[[], bool],
-                         work: Callable[[list[_Item]], Awaitable[None]]) -> list[_Item]:
-        """Run ``work`` over ``items`` one slice of DECIDE_SLICE at a time under the node lock, letting the
-        agent fold and the timers run between slices; return the items left when ``stop()`` said so."""
-        for first in range(0, len(items), DECIDE_SLICE):
-            if first and stop():
-                return items[first:]
-            async with self._lock:
-                await work(items[first:first + DECIDE_SLICE])
-            await asyncio.sleep(0)  # let a waiting agent or timer have the lock
-        return []
+    async def _acknowledge_event(self, event: EventT) -> None:
+        assert self._acknowledge is not None, "events were taken, so a stream was attached"
+        await self._acknowledge(event)
 
-    async def flush(self, checkpoint: bool = True, urgent: bool = False) -> None:
-        """Decide the targets folded since the last tick; on a checkpoint also store them and acknowledge.
+    async def _suspend(self) -> None:
+        """Partitions move or the worker stops: checkpoint what was taken, including what waits in the inbox.
 
-        ``urgent``: decide only the targets whose statistics changed materially
-        (:attr:`StatIntake.urgent`), at once; the others keep waiting for the tick.
-
-        Each target is decided (and published if its decision changed) once per tick, and its table
-        entry written once per checkpoint, however many events it got. The targets are decided in
-        slices, and the agent takes and folds events between slices: a long pass (thousands of
-        targets the engine has not seen) never stops the intake. A checkpoint acknowledges the
-        events taken before the pass began, and only after Kafka confirmed every record they
-        caused; later events wait for the next one. A failure redoes the work from the table's
-        state and the pending events (folding is idempotent) until it succeeds, or until the worker
-        stops or partitions move — then nothing is acknowledged and the events are replayed from
-        the committed offset. A pass that Faust suspends the flow under (partitions move, the worker
-        stops) ends after its current slice and checkpoints: Faust waits for the pending events.
+        The pass under way was held when partitions moved (:meth:`on_partitions_moved`); a worker
+        that stops holds it too, for nobody: its next owner publishes those targets at its first
+        keepalive pass.
         """
-        intake = self.intake
-        async with self._flushing:
-            backoff = RETRY_INITIAL_S
-            deciding_s = 0.0
-            while True:
-                async with self._lock:
-                    if not (intake.pending or intake.touched or intake.undecided):
-                        return
-                    try:
-                        if self._rebuild_needed:
-                            await self._rebuild()
-                    except SendFailed as exc:
-                        if await self._write_failed(exc, backoff):
-                            return
-                        backoff = min(backoff * 2, RETRY_MAX_S)
-                        continue
-                    taken = len(intake.pending)  # what this pass may acknowledge
-                    cadence = self.cadence
-                    # The agent decides urgent targets itself: one slice per batch it takes, so that a
-                    # burst of material changes (a whole site opening) never stalls the intake.
-                    batch = (intake.take_urgent(time.monotonic(), cadence.min_period_s, DECIDE_SLICE) if urgent
-                             else intake.take_undecided(time.monotonic(), cadence.period_s, cadence.min_period_s))
-                    outbox = self._outbox
-                try:
-                    spent, cut_short = await self._decide(batch, outbox)
-                    deciding_s += spent
-                    checkpoint = checkpoint or cut_short  # Faust waits for the events: acknowledge them now
-                    async with self._lock:
-                        if self._rebuild_needed or outbox is not self._outbox:
-                            continue  # a fold failed meanwhile: redo from the pending events
-                        if checkpoint:
-                            await self.checkpoint.commit(outbox, taken, self._stream.ack)
-                        else:
-                            await outbox.confirm()
-                        self._outbox = self._new_outbox()
-                        await self._kafka_available()
-                except SendFailed as exc:
-                    async with self._lock:
-                        self._rebuild_needed = True
-                        if await self._write_failed(exc, backoff):
-                            return
-                    backoff = min(backoff * 2, RETRY_MAX_S)
-                    continue
-                except EventsFailed as exc:
-                    async with self._lock:
-                        intake.count_failure(exc)
-                        self._rebuild_needed = True
-                    continue
-                break
-            if urgent:
-                self._urgent_deciding_s += deciding_s
-            else:
-                period = self.cadence.passed(deciding_s + self._urgent_deciding_s, time.monotonic())
-                self._urgent_deciding_s = 0.0
-                self.metrics.decide_period.set(period)
+        if self._pass or self._held:
+            self.publisher.hold([*(target_id for target_id, _ in self._pass), *self._held], _now_ms())
+            self._pass, self._held = [], []
+        while (events := self.inbox.take_nowait()) is not None:
+            await self._take(events)
+        if self.intake.pending:
+            await self._commit()
 
-    async def _write_failed(self, failure: SendFailed, backoff: float) -> bool:
-        """Kafka did not take the writes: alarm, and wait before the retry; True if the work is given up."""
-        await self._kafka_unavailable(failure, backoff)
+    async def _failed(self, failure: SendFailed) -> None:
+        """Kafka did not take the writes: alarm, redo from the table after a backoff, or give up when moving."""
+        self._redo_later()
+        if isinstance(failure, Fenced):  # not Kafka's fault: the rebalance that follows decides
+            log.warning("checkpoint not written, nothing acknowledged; retrying in %.1fs: %s", self._backoff_s, failure)
+        else:
+            self.metrics.send_failures.inc()
+            log.error("writes to Kafka failed, nothing acknowledged; retrying in %.1fs: %s", self._backoff_s, failure)
+        if not self._kafka_failing and not isinstance(failure, Fenced):
+            self._kafka_failing = True
+            await self.alarm_publisher.publish_now(self.board.raise_alarm(
+                alarms.KAFKA_UNAVAILABLE, self.settings.node_id,
+                f"writes to Kafka fail; stat events are not acknowledged until they succeed: {failure}",
+                severity="critical"))
         if self._give_up():
-            return True
-        await asyncio.sleep(backoff)
-        return False
+            return
+        await asyncio.sleep(self._backoff_s)
+        self._backoff_s = min(self._backoff_s * 2, RETRY_MAX_S)
+
+    def _redo_later(self) -> None:
+        """The work in flight failed: decide the pass's targets again, after the live state is rebuilt."""
+        for target_id, item in self._pass:
+            self.intake.undecided[target_id] = item
+        self._pass = []
+        self._rebuild_needed = True
 
     def _moving(self) -> bool:
-        return self.app.should_stop or self.app.rebalancing
+        return consumption_suspended(self.app) or self.app.should_stop
 
     async def _rebuild(self) -> None:
         """Forget the live state and fold every pending event again, on top of the table's state."""
@@ -365,8 +459,12 @@ class PacingNode:
         """When stopping or rebalancing, drop the pending work: it is replayed from the committed offset."""
         if not self._moving():
             return False
-        release_unacknowledged(self.app.consumer, self.intake.drop_pending())
+        dropped = self.intake.drop_pending()
+        for events in self.inbox.drain():
+            dropped.extend(events)
+        release_unacknowledged(self.app.consumer, dropped)
         self._reset_work()
+        self._rebuild_needed = False
         return True
 
     def _reset_work(self) -> None:
@@ -374,86 +472,71 @@ class PacingNode:
         self._outbox = self._new_outbox()
         self.intake.reset()
 
-    async def _decide(self, batch: dict[str, Touched], outbox: Outbox) -> tuple[float, bool]:
-        """Decide and publish ``batch`` in slices (its events pinned on failure).
-
-        The lock is taken per slice: between slices the agent folds new events (into the next
-        batch) and the keepalive timer runs. Returns the time spent deciding, and whether the
-        pass was cut short because Faust suspended the flow (partitions move, the worker stops).
-        """
-        items = list(batch.items())
-        spent = 0.0
-
-        async def decide(targets: list[tuple[str, Touched]]) -> None:
-            nonlocal spent
-            started = time.monotonic()
-            now = _now_ms()
-            for target_id, item in targets:
-                entry = item.entry
-                try:
-                    entry.decided_at = started
-                    await self.publisher.publish(entry.state, now, outbox, keepalive=False, partition=entry.partition)
-                    # Cleared even if another worker raised it before a rebalance moved the target here.
-                    await self.alarm_publisher.publish(self.board.clear_alarm(
-                        alarms.TARGET_STALE, target_id, "statistics arrive again", force=item.revived), outbox)
-                except SendFailed:
-                    raise
-                except Exception as exc:
-                    raise EventsFailed(item.events, exc) from exc
-            spent += time.monotonic() - started
-
-        # Partitions move or the worker stops: Faust waits for every delivered event to be acknowledged,
-        # so the pass ends after its current slice and checkpoints. The rest are held: this node
-        # publishes those it still owns once the rebalance settles, a new owner at its first keepalive
-        # pass (their states are in the checkpoint).
-        rest = await self._in_slices(items, lambda: consumption_suspended(self.app), decide)
-        if rest:
-            self.publisher.hold([target_id for target_id, _ in rest], _now_ms())
-        self.metrics.decided_targets.observe(len(items) - len(rest))
-        return spent, bool(rest)
-
-    async def _kafka_unavailable(self, failure: SendFailed, retry_in_s: float) -> None:
-        if isinstance(failure, Fenced):  # not Kafka's fault: the rebalance that follows decides
-            log.warning("checkpoint not written, nothing acknowledged; retrying in %.1fs: %s", retry_in_s, failure)
-            return
-        self.metrics.send_failures.inc()
-        log.error("writes to Kafka failed, nothing acknowledged; retrying in %.1fs: %s", retry_in_s, failure)
-        if not self._kafka_failing:
-            self._kafka_failing = True
-            await self.alarm_publisher.publish_now(self.board.raise_alarm(
-                alarms.KAFKA_UNAVAILABLE, self.settings.node_id,
-                f"writes to Kafka fail; stat events are not acknowledged until they succeed: {failure}",
-                severity="critical"))
-
     async def _kafka_available(self) -> None:
+        self._backoff_s = RETRY_INITIAL_S
         if self._kafka_failing:
             self._kafka_failing = False
             log.info("writes to Kafka succeed again")
             await self.alarm_publisher.publish_now(self.board.clear_alarm(
                 alarms.KAFKA_UNAVAILABLE, self.settings.node_id, "writes to Kafka succeed again"))
 
-    # -- the keepalive timer -------------------------------------------------------------
+    # -- the keepalive pass ----------------------------------------------------------------
 
     def owned_partitions(self) -> set[int]:
         """The ``pacing.stats`` partitions this worker actively owns (standbys excluded)."""
         return {tp.partition for tp in owned_actives(self.app) if tp.topic == self.names.stats}
 
     def _settled(self) -> bool:
-        """False while partitions move or tables restore: the timer must not publish half-restored state."""
+        """False while partitions move or tables restore: nothing may publish half-restored state."""
         return (recovery_completed(self.app) and not self.app.rebalancing
                 and self.definitions.caught_up)
 
-    async def on_refresh_timer(self) -> None:
-        """Keepalive and staleness for the targets this worker owns; no table writes here."""
+    async def _check_caught_up(self, owned: set[int]) -> None:
+        """Find the partitions newly assigned with nothing to replay (their position is their end): the
+        publisher holds the decisions of the others until the intake took them to it (streams.node.catch_up)."""
+        try:
+            await self.catch_up.caught_up(owned, self.intake.next_offset, self.app.consumer.highwater,
+                                          lambda tp: committed_offset(self.app, tp))
+        except ConsumerNotStarted:  # a node run without Kafka: nothing to replay
+            pass
+
+    async def _keepalive_slice(self) -> None:
+        """Plan a keepalive pass when due, and publish one slice of it per turn; at its end, health and lag.
+
+        The pass is dropped when partitions start to move (the next one, on the new assignment, redoes
+        it) or when Kafka refuses a record (the next one retries).
+        """
+        if self._keeping is None:
+            self._keepalive_at = self._clock() + self._keepalive_every_s
+            if not self._settled():
+                return
+            self._keepalive_outbox.discard()  # a pass dropped when partitions moved
+            self._keeping_owned = self.owned_partitions()
+            await self._check_caught_up(self._keeping_owned)
+            self._keeping = self.keepalive.plan(self._keeping_owned, _now_ms())
+            self._keepalive_outbox = self._new_outbox()
+            self.metrics.targets.set(self._keeping.owned_count)
+        planned, outbox = self._keeping, self._keepalive_outbox
         if not self._settled():
+            self._keeping = None
+            outbox.discard()
             return
-        async with self._lock:  # between ticks: never beside a tick publishing the same targets
-            owned = self.owned_partitions()  # read under the lock: a rebalance may have moved them meanwhile
-            caught_up = await self.catch_up.caught_up(owned, self.intake.next_offset, self.app.consumer.highwater,
-                                                      lambda tp: committed_offset(self.app, tp))
-            count = await self.keepalive.run(owned, _now_ms(), self._new_outbox(), caught_up)
-        self.metrics.targets.set(count)
-        await self._observe_lag(owned)
+        batch, planned.due = planned.due[:DECIDE_SLICE], planned.due[DECIDE_SLICE:]
+        started = self._clock()
+        try:
+            await self.keepalive.publish(batch, planned.now_ms, outbox)
+            await outbox.flush()
+            self._deciding_s += self._clock() - started  # re-deciding counts in the decide period's share
+        except SendFailed as exc:  # nothing is lost: the next pass publishes what is still due
+            self._keeping = None
+            outbox.discard()
+            self.metrics.send_failures.inc()
+            log.error("keepalive decisions and alarms not published: %s", exc)
+            return
+        if not planned.due:
+            self._keeping = None
+            await self.keepalive.finish(outbox)
+            await self._observe_lag(self._keeping_owned)
 
     async def _observe_lag(self, owned: set[int]) -> None:
         """Per owned partition: events on the log not yet taken by this worker.
@@ -462,12 +545,16 @@ class PacingNode:
         consumer position (the committed offset), not as caught up.
         """
         lags = []
-        for partition in owned:
-            tp = TP(self.names.stats, partition)
-            taken = self.intake.next_offset.get(partition)
-            if taken is None:
-                taken = await self.app.consumer.position(tp)
-            lags.append((partition, self.app.consumer.highwater(tp), taken))
+        consumer = self.app.consumer
+        try:
+            for partition in owned:
+                tp = TP(self.names.stats, partition)
+                taken = self.intake.next_offset.get(partition)
+                if taken is None:
+                    taken = await consumer.position(tp)
+                lags.append((partition, consumer.highwater(tp), taken))
+        except ConsumerNotStarted:  # starting (or a node run without Kafka): no lag known yet
+            return
         record_lag(self.metrics.lag, lags)
 
     def internal_topics(self) -> list[NewTopic]:
@@ -484,26 +571,10 @@ class PacingNode:
         await outbox.send(self.names.metrics, key, value)
         await outbox.confirm()
 
-    async def _checkpoint_when_stopping(self) -> None:
-        """When the worker stops, write and acknowledge what is pending.
-
-        Faust stops its timers first and then waits until every event it delivered is acknowledged:
-        without this final checkpoint the wait would not end, and the next owner would replay the
-        events. If the checkpoint cannot be written in time, the events are released (replayed).
-        """
-        await self.app.wait_for_stopped()
-        try:
-            await asyncio.wait_for(self.flush(checkpoint=True), self.settings.worker.send_timeout_s)
-        except Exception as exc:
-            log.warning("final checkpoint not written (%s: %s); the pending events are replayed by their next owner",
-                        type(exc).__name__, exc)
-            self._give_up()
-
     async def start_side_services(self) -> None:
-        """Events a resumed flow throws away fetched again; the final checkpoint's watcher, health
-        sampling, target definitions, reporters, /metrics."""
+        """Events a resumed flow throws away fetched again; health sampling, target definitions,
+        reporters, /metrics."""
         refetch_cleared_events(self.app)  # here, not in create_app: it binds the app's flow control to the loop
-        self._final_checkpoint = asyncio.create_task(self._checkpoint_when_stopping())
         self.health.install()
         await self.definitions.start()
         self._reporters = asyncio.create_task(run_reporters(
@@ -512,13 +583,24 @@ class PacingNode:
         if port:
             self._web = await start_metrics_server(self.metrics.registry, "0.0.0.0", port, lambda: self.ready)
             log.info("metrics on http://0.0.0.0:%d/metrics", port)
+        if self.settings.api.port:  # the Pacing REST API (streams/api)
+            self.api = await start_node_api(self.settings, self.definitions, self._send_confirmed,
+                                            lambda: self.ready, lambda: self.definitions.caught_up)
+
+    async def _send_confirmed(self, topic: str, key: bytes, value: bytes | None) -> None:
+        """Write one record; return once Kafka acknowledged it (raises SendFailed if not)."""
+        outbox = self._new_outbox()
+        await outbox.send(topic, key, value)
+        await outbox.confirm()
 
 
-def create_app(settings: Settings, definitions: TargetDefinitions | None = None) -> PacingNode:
-    """The Faust app of one pacing node: its stats topic, state table, agent and timers.
+def create_app(settings: Settings, definitions: TargetDefinitions | None = None, *,
+               producer: TransportProducer | None = None, clock: Callable[[], float] = time.monotonic) -> PacingNode:
+    """The Faust app of one pacing node: its stats topic, state table, agent and tasks.
 
     Read it as a Faust example: the settings are read first, so the app is built here rather than
-    at import time; the agent and timers hand their work to the :class:`PacingNode`.
+    at import time; the agent hands its batches to the :class:`PacingNode`'s loop. ``producer`` and
+    ``clock`` replace the app's producer and the monotonic clock (tests run the node without Kafka).
     """
     worker = settings.worker
     kafka = settings.kafka
@@ -543,22 +625,17 @@ def create_app(settings: Settings, definitions: TargetDefinitions | None = None)
         schema=faust.Schema(key_serializer="json", value_serializer="json"),  # plain JSON both ways
         help="per-target pacing state",
     )
-    node = PacingNode(settings, app, table, definitions)
+    node = PacingNode(settings, app, table, definitions, producer=producer, clock=clock)
 
     @app.agent(stats_topic, name="pacing-node", concurrency=1)
     async def pacing(stream: faust.StreamT) -> None:
-        """Stat events in: folded into the live state of their targets (:mod:`streams.node.stat_intake`)."""
+        """Stat events in: handed to the node's loop (:meth:`PacingNode.run`)."""
         await node.consume(stream)
 
-    @app.timer(worker.decide_interval_s, name="decide")
-    async def decide() -> None:
-        """Decisions out: each target folded since the last tick is decided once, its decision published."""
-        await node.on_decide_tick()
-
-    @app.timer(max(0.5, min(worker.keepalive_s / 3, settings.targets.refresh_period_s, 5.0)), name="refresh")
-    async def refresh() -> None:
-        """Keepalive, staleness, lag and process health of the owned targets."""
-        await node.on_refresh_timer()
+    @app.task
+    async def pacing_loop() -> None:
+        """Fold, decide, publish, checkpoint and keep alive: the one task that touches the node's state."""
+        await node.run()
 
     @app.timer(kafka.topic_check_interval_s, name="topic-watch")
     async def topic_watch() -> None:

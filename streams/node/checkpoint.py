@@ -1,10 +1,10 @@
 """The node's checkpoint: what makes taken stat events committable, in three steps, in one place.
 
 Quix Streams' ``Checkpoint.commit`` is the model: flush what was produced, then the state, then
-the offsets. Here, for the events taken before a decision pass began:
+the offsets. Here, for every event the node's loop has taken so far:
 
 1. **write** the table entry of every target folded since the last checkpoint — once, however
-   many events it got — into the local store, with its changelog record into the pass's outbox;
+   many events it got — into the local store, with its changelog record into the node's outbox;
 2. **confirm** every record of that outbox with the broker — decisions, changelog, DLQ, forwarded
    events, alarms (:meth:`streams.runtime.outbox.Outbox.confirm`);
 3. **acknowledge** the events, in the order they were taken: Faust commits their offsets.
@@ -12,7 +12,7 @@ the offsets. Here, for the events taken before a decision pass began:
 Steps 1 and 2 raise with nothing acknowledged (:class:`~streams.runtime.outbox.SendFailed` when
 Kafka did not take a record, :class:`~streams.node.stat_intake.EventsFailed` when writing a
 target's entry failed): the node redoes the work from the table's state and the pending events,
-and folding is idempotent. Events taken during the pass wait for the next checkpoint.
+and folding is idempotent.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ Acknowledge = Callable[[EventT], Awaitable[Any]]
 class Checkpoint:
     """Writes, confirms and acknowledges (see the module docstring); says when the next one is due."""
 
-    def __init__(self, intake: StatIntake, store: TargetStore, metrics: NodeMetrics, interval_s: float):
+    def __init__(self, intake: StatIntake, store: TargetStore, metrics: NodeMetrics, interval_s: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
         self._intake = intake
         self._store = store
         self._metrics = metrics
@@ -45,19 +47,19 @@ class Checkpoint:
     def events_taken(self) -> None:
         """Events are about to join the pending ones: the first of them starts the interval."""
         if not self._intake.pending:
-            self.due_at = time.monotonic() + self._interval_s
+            self.due_at = self._clock() + self._interval_s
 
     def due(self) -> bool:
         """Whether the oldest pending event has waited ``interval_s``."""
-        return time.monotonic() >= self.due_at
+        return self._clock() >= self.due_at
 
-    async def commit(self, outbox: Outbox, taken: int, acknowledge: Acknowledge) -> None:
-        """Make the first ``taken`` pending events committable: write (1), confirm (2), acknowledge (3)."""
+    async def commit(self, outbox: Outbox, acknowledge: Acknowledge) -> None:
+        """Make every pending event committable: write (1), confirm (2), acknowledge (3)."""
         await self._write_entries(outbox)
         await outbox.confirm()
-        for event in self._intake.take_done(taken):
+        for event in self._intake.take_done(len(self._intake.pending)):
             await acknowledge(event)
-        self.due_at = time.monotonic() + self._interval_s
+        self.due_at = self._clock() + self._interval_s
 
     async def _write_entries(self, outbox: Outbox) -> None:
         touched = self._intake.touched

@@ -9,6 +9,7 @@ inactive with alarm ``TargetStale``. Nothing here writes the table: the state is
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from streams.node.decision_publisher import DecisionPublisher
 from streams.node.target_definitions import TargetDefinitions
@@ -23,8 +24,17 @@ from streams.runtime.process_health import ProcessHealth
 log = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class KeepalivePass:
+    """One pass's work: the owned targets to publish (id, and whether silent for too long), when it began."""
+
+    now_ms: int
+    owned_count: int
+    due: list[tuple[str, bool]] = field(default_factory=list)
+
+
 class Keepalive:
-    """One pass over the owned targets per timer tick."""
+    """One pass over the owned targets per keepalive interval: planned at once, published in slices."""
 
     def __init__(self, settings: Settings, store: TargetStore, publisher: DecisionPublisher,
                  definitions: TargetDefinitions, alarm_publisher: AlarmPublisher, health: ProcessHealth,
@@ -38,42 +48,60 @@ class Keepalive:
         self._stale_after_s = settings.worker.stale_after_s
         self._keepalive_ms = settings.worker.keepalive_s * 1000
 
-    async def run(self, owned: set[int], now_ms: int, outbox: Outbox, caught_up: set[int] | None = None) -> int:
-        """Publish what is due for the targets of the ``owned`` partitions; return how many there are.
+    async def run(self, owned: set[int], now_ms: int, outbox: Outbox) -> int:
+        """A whole pass at once: publish what is due for the targets of the ``owned`` partitions; return
+        how many there are."""
+        planned = self.plan(owned, now_ms)
+        await self.publish(planned.due, now_ms, outbox)
+        await self.finish(outbox)
+        return planned.owned_count
 
-        ``caught_up``: the owned partitions whose replay after an assignment is done
-        (:mod:`streams.node.catch_up`); the targets of the others are counted but not published yet.
+    def plan(self, owned: set[int], now_ms: int) -> KeepalivePass:
+        """Which owned targets are due: a keepalive, a new definition, or silent for ``worker.stale_after_s``.
+
+        Only reads: targets no longer owned are forgotten by the publisher, nothing is sent yet.
         """
         stale_ms = self._stale_after_s * 1000
         redefined = self._definitions.take_changed()
-        board = self._alarms.board
-        count = 0
+        planned = KeepalivePass(now_ms, 0)
+        last_sent_ms = self._publisher.last_sent_ms
         seen: set[str] = set()
+        board = self._alarms.board
         for target_id, entry in self._store.owned(owned):
             seen.add(target_id)
-            count += 1
-            if caught_up is not None and entry.partition not in caught_up:
-                continue  # restored state, older than its replayed events may be: wait for them
             stale = now_ms - entry.received_ms > stale_ms
-            went_stale = None
-            if stale:
-                went_stale = board.raise_alarm(
+            went_stale = stale and not board.is_raised(alarms.TARGET_STALE, target_id)
+            if went_stale or target_id in redefined or now_ms - last_sent_ms(target_id) >= self._keepalive_ms:
+                planned.due.append((target_id, stale))
+        planned.owned_count = len(seen)
+        self._publisher.forget_except(seen)
+        return planned
+
+    async def publish(self, due: list[tuple[str, bool]], now_ms: int, outbox: Outbox) -> None:
+        """Publish these planned targets' decisions (inactive when silent, with alarm ``TargetStale``).
+
+        A target whose entry is gone meanwhile (partitions moved) is left to its owner.
+        """
+        board = self._alarms.board
+        for target_id, stale in due:
+            entry = self._store.get(target_id)
+            if entry is None:
+                continue
+            if stale:  # raised once: None (nothing to publish) while it stays raised
+                await self._alarms.publish(board.raise_alarm(
                     alarms.TARGET_STALE, target_id,
                     f"no statistics for {self._stale_after_s:.0f}s; target paced inactive",
                     severity="minor", observed_value=(now_ms - entry.received_ms) / 1000,
                     threshold=self._stale_after_s,
-                )
-                await self._alarms.publish(went_stale, outbox)
-            due = now_ms - self._publisher.last_sent_ms(target_id) >= self._keepalive_ms
-            if went_stale is None and target_id not in redefined and not due:
-                continue  # decided at its last tick or keepalive, same definition: not due yet
+                ), outbox)
             await self._publisher.publish(entry.state, now_ms, outbox, keepalive=True, stale=stale,
                                           partition=entry.partition)
-        self._publisher.forget_except(seen)
+
+    async def finish(self, outbox: Outbox) -> None:
+        """Process health, then wait for the broker to take the pass's records (failures are retried later)."""
         for message in self._health.observe(self._metrics):  # also records the health gauges
             await self._alarms.publish(message, outbox)
         failure = await outbox.settle()
-        if failure is not None:  # nothing is lost: what was not confirmed is published at the next tick
+        if failure is not None:  # nothing is lost: what was not confirmed is published at the next pass
             self._metrics.send_failures.inc()
             log.error("keepalive decisions and alarms not published: %s", failure)
-        return count

@@ -11,47 +11,47 @@ and then flap back to their definitions.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
 from schemas import DecodeError, decode_target_config
+from streams.runtime.compacted_topic import CompactedTopicReader
 from streams.runtime.config import Settings
-from streams.runtime.kafka import consumer_options
 from streams.runtime.topics import topic_names
 
 log = logging.getLogger(__name__)
 
 
-class TargetDefinitions:
+class TargetDefinitions(CompactedTopicReader):
     """The latest definition per target id, kept current by a background consumer."""
 
     def __init__(self, settings: Settings):
-        self.settings = settings
+        super().__init__(settings, topic_names(settings).targets)
         self._definitions: dict[str, dict[str, Any]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._caught_up = asyncio.Event()
         self._changed: set[str] = set()
-
-    @property
-    def caught_up(self) -> bool:
-        """True once every definition on the topic when following started has been read."""
-        return self._caught_up.is_set()
+        self._listeners: list[Callable[[str, bool], None]] = []
 
     async def wait_caught_up(self, warn_every_s: float = 10.0) -> None:
         """Wait until the topic has been read to its end (logging while it takes long)."""
-        while not self._caught_up.is_set():
-            try:
-                await asyncio.wait_for(self._caught_up.wait(), timeout=warn_every_s)
-            except TimeoutError:
-                log.warning("still reading pacing target definitions; no decision is published until done")
+        while not await self.wait_caught_up_for(warn_every_s):
+            log.warning("still reading pacing target definitions; no decision is published until done")
 
     def get(self, target_id: str) -> dict[str, Any] | None:
         """The definition of ``target_id``, or None to use the configured defaults."""
         return self._definitions.get(target_id)
+
+    def ids(self) -> Iterable[str]:
+        """The ids of every defined target."""
+        return self._definitions.keys()
+
+    def listen(self, listener: Callable[[str, bool], None]) -> None:
+        """Call ``listener(target_id, defined)`` on every change from now on (the REST API's index)."""
+        self._listeners.append(listener)
+
+    def _notify(self, target_id: str, defined: bool) -> None:
+        for listener in self._listeners:
+            listener(target_id, defined)
 
     def take_changed(self) -> set[str]:
         """Target ids whose definition changed since the last call (their decisions are due now)."""
@@ -68,6 +68,7 @@ class TargetDefinitions:
                 target_id = key.decode(errors="replace")
                 if self._definitions.pop(target_id, None) is not None:
                     self._changed.add(target_id)
+                    self._notify(target_id, False)
             return
         try:
             config = decode_target_config(value)
@@ -79,49 +80,7 @@ class TargetDefinitions:
             return
         self._definitions[config.target_id] = config.model_dump()
         self._changed.add(config.target_id)
+        self._notify(config.target_id, True)
 
-    async def start(self) -> None:
-        """Start following the topic in the background."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._follow(), name="target-definitions")
-
-    async def stop(self) -> None:
-        """Stop following the topic."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _follow(self) -> None:
-        consumer = AIOKafkaConsumer(
-            topic_names(self.settings).targets, group_id=None, auto_offset_reset="earliest",
-            enable_auto_commit=False, **consumer_options(self.settings),
-        )
-        await consumer.start()
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    for record in records:
-                        self.apply(record.key, record.value)
-                if not self._caught_up.is_set() and await self._at_end(consumer):
-                    log.info("read %d pacing target definitions", len(self._definitions))
-                    self._caught_up.set()
-        finally:
-            await consumer.stop()
-
-    @staticmethod
-    async def _at_end(consumer: AIOKafkaConsumer) -> bool:
-        """Every assigned partition read up to the high watermark of its last fetch response.
-
-        The high watermark, not ListOffsets: the embedded broker under-reports the latter.
-        """
-        assigned = consumer.assignment()
-        if not assigned:
-            return False
-        for tp in assigned:
-            highwater = consumer.highwater(tp)
-            if highwater is None or await consumer.position(tp) < highwater:
-                return False
-        return True
+    def on_caught_up(self) -> None:
+        log.info("read %d pacing target definitions", len(self._definitions))

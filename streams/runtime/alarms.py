@@ -51,6 +51,10 @@ class AlarmBoard:
         """Every alarm currently raised."""
         return list(self._raised.values())
 
+    def is_raised(self, name: str, scope: str) -> bool:
+        """Whether the alarm is currently raised."""
+        return (name, scope) in self._raised
+
     def raise_alarm(
         self,
         name: str,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import ssl
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -226,6 +227,94 @@ class SinkSettings(_Section):
     web_port: int = Field(6070, ge=0, le=65535)
 
 
+class ApiToken(_Section):
+    """One bearer token of the Pacing REST API: its name (for logs; the token itself is never logged)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[\w.-]+$")
+    token: SecretStr
+    access: Literal["read", "write"] = "read"
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if len(secret) < 16 or not secret.isascii() or not secret.isprintable() or " " in secret:
+            raise ValueError("must be at least 16 printable ASCII characters without spaces")
+        return value
+
+
+def read_token_file(path: str) -> tuple[ApiToken, ...]:
+    """The tokens of a secret file: one ``ACCESS NAME TOKEN`` per line (``#`` comments, blank lines)."""
+    tokens = []
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if len(words) != 3:
+            raise ValueError(f"{path} line {number}: expected ACCESS NAME TOKEN")
+        access, name, token = words
+        try:
+            tokens.append(ApiToken(name=name, token=SecretStr(token), access=access))
+        except ValidationError as exc:
+            raise ValueError(f"{path} line {number}: {describe_validation_error(exc)}") from None
+    return tuple(tokens)
+
+
+class ApiSettings(_Section):
+    """The Pacing REST API every worker serves (docs/api.md)."""
+
+    port: int = Field(6080, ge=0, le=65535, description="the API's port on every worker; 0 = off")
+    host: str = Field("0.0.0.0", min_length=1)
+    cert_file: str | None = Field(None, description="PEM certificate (chain): HTTPS when set, with key_file")
+    key_file: str | None = Field(None, description="PEM private key of cert_file")
+    tokens: tuple[ApiToken, ...] = Field((), description="bearer tokens: [{name, token, access = read|write}]")
+    tokens_file: str | None = Field(None, description="secret file of more tokens, one 'ACCESS NAME TOKEN' a line")
+    read_requires_token: bool = Field(False, description="reads need a token too (writes always do)")
+    max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024, description="larger request bodies get 413")
+
+    @field_validator("cert_file", "key_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
+    @field_validator("tokens_file")
+    @classmethod
+    def _token_file(cls, value: str | None) -> str | None:
+        if value is not None:
+            read_token_file(value)
+        return value
+
+    @model_validator(mode="after")
+    def _pairs(self) -> ApiSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("needs both cert_file and key_file for HTTPS, or neither")
+        if self.cert_file is not None:
+            try:  # a certificate or key that does not load stops start-up here, not at the first request
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.cert_file, self.key_file)
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"cert_file and key_file do not load as a PEM certificate and its key: "
+                                 f"{exc.strerror or exc}") from None
+        names = [token.name for token in self.all_tokens()]
+        if len(names) != len(set(names)):
+            raise ValueError("two tokens share a name")
+        return self
+
+    @property
+    def https(self) -> bool:
+        """Whether the API serves HTTPS."""
+        return self.cert_file is not None
+
+    def all_tokens(self) -> tuple[ApiToken, ...]:
+        """The configured tokens and those of ``tokens_file``."""
+        return self.tokens + (read_token_file(self.tokens_file) if self.tokens_file else ())
+
+
 class _ThresholdOption(_Section):
     threshold: float = Field(gt=0)
 
@@ -294,6 +383,7 @@ class Settings(BaseSettings):
     pacing_endpoint: PacingEndpointSettings = Field(PacingEndpointSettings(), alias="pacingEndpoint")
     sink: SinkSettings = SinkSettings()
     metrics: MetricsSettings = MetricsSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("base_service_url")
     @classmethod

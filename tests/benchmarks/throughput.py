@@ -36,6 +36,9 @@ second:
 - The sustained runs (tests/benchmarks/sustained.py): worker + sink + emulator with a producer at a
   fixed rate over 10,000 targets, StatBatch records then single ones (``--sustained-formats``);
   events/s the worker took, consumer lag, end-to-end latency.
+- The API rows (tests/benchmarks/api_load.py): one worker with 10,000 targets under ``wrk`` on
+  ``GET /v1/targets/{id}`` and ``reactiveState`` while it paces; requests/s, p50/p99, and the
+  worker's events/s with and without the HTTP load (``--api-s``).
 
 The targets the numbers are judged against are printed under each table. The defaults (40,000
 single events and 130,000 batched ones per backlog, 3 rounds, two 60 s sustained runs) keep ``make
@@ -474,6 +477,12 @@ async def main(bootstrap: str, args: argparse.Namespace) -> None:
                     sustained_lines += await sustained.run(bootstrap, emulator, tmp, fmt=fmt, rate=args.sustained_rate,
                                                            duration_s=args.sustained_s, targets=args.sustained_targets,
                                                            worker_env=WORKER_ENV)
+            api_lines: list[str] = []
+            if args.api_s > 0:
+                from tests.benchmarks import api_load
+
+                print(f"api run: 10,000 targets, {args.api_s:.0f}s per row ...", flush=True)
+                api_lines = await api_load.run(bootstrap, emulator, tmp, seconds=args.api_s, worker_env=WORKER_ENV)
         finally:
             for backlog in backlogs:
                 backlog.pipeline.stop()
@@ -489,6 +498,8 @@ async def main(bootstrap: str, args: argparse.Namespace) -> None:
     print("\n".join(["", *latency_lines]))
     if sustained_lines:
         print("\n".join(["", *sustained_lines]))
+    if api_lines:
+        print("\n".join(["", *api_lines]))
     print(f"\nbenchmark runtime: {time.monotonic() - began:.0f}s")
 
 
@@ -510,12 +521,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sustained-rate", type=int, default=10_000, help="sustained run's events/s")
     parser.add_argument("--sustained-targets", type=int, default=10_000)
     parser.add_argument("--sustained-formats", nargs="+", choices=("single", "batch"), default=["batch", "single"])
+    parser.add_argument("--api-s", type=float, default=None,
+                        help="each row of the API run (tests/benchmarks/api_load.py; default 20, 0 = none)")
     args = parser.parse_args(argv)
     quick = args.quick
     args.events = args.events or (20_000 if quick else 40_000)
     args.batch_events = args.batch_events or (52_000 if quick else 130_000)
     args.rounds = args.rounds if args.rounds is not None else (1 if quick else 3)
     args.sustained_s = args.sustained_s if args.sustained_s is not None else (20.0 if quick else 60.0)
+    args.api_s = args.api_s if args.api_s is not None else (10.0 if quick else 20.0)
     return args
 
 

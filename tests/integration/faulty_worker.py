@@ -4,8 +4,9 @@ Run as ``python -m tests.integration.faulty_worker`` with the worker's usual env
 
 - ``PACING_TEST_FOLD_FAILS=<target prefix>:<times>``: folding an event of a matching target
   raises ``RuntimeError`` the first ``times`` times in this process (``-1``: always);
-- ``PACING_TEST_SEND_FAILS=<topic suffix>:<times>[,…]``: the first ``times`` records sent to a
-  topic ending with the suffix fail at the broker (their delivery future raises ``KafkaError``).
+- ``PACING_TEST_SEND_FAILS=<topic suffix>:<times>[,…]``: the first ``times`` records (or record
+  batches) sent to a topic ending with the suffix fail at the broker (their delivery future raises
+  ``KafkaError``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def _take(rules: list[list[Any]], matches: Any) -> bool:
 
 
 def install() -> None:
-    """Patch folding and the transport producer as the environment asks."""
+    """Patch folding and the producers (Faust's per-record send, aiokafka's batches) as the environment asks."""
+    from aiokafka import AIOKafkaProducer
     from faust.transport.drivers.aiokafka import Producer
 
     from streams.engine.state import TargetState
@@ -44,6 +46,7 @@ def install() -> None:
     send_rules = _rules("PACING_TEST_SEND_FAILS")
     apply = TargetState.apply
     send = Producer.send
+    send_batch = AIOKafkaProducer.send_batch
 
     def failing_apply(self: TargetState, *args: Any, **kwargs: Any) -> bool:
         if _take(fold_rules, self.target_id.startswith):
@@ -57,8 +60,16 @@ def install() -> None:
             return failed
         return await send(self, topic, *args, **kwargs)
 
+    async def failing_send_batch(self: AIOKafkaProducer, batch: Any, topic: str, *, partition: int) -> Any:
+        if _take(send_rules, topic.endswith):  # the whole batch fails, as a broker refusing it would
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(KafkaError(f"injected send failure to {topic}"))
+            return failed
+        return await send_batch(self, batch, topic, partition=partition)
+
     TargetState.apply = failing_apply  # type: ignore[method-assign]
     Producer.send = failing_send  # type: ignore[method-assign]
+    AIOKafkaProducer.send_batch = failing_send_batch  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

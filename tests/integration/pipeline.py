@@ -125,6 +125,8 @@ class Pipeline:
         """
         log = open(self.tmp / f"{name}.log", "ab")
         argv = [sys.executable, "-m", module, *args]
+        # Each child its own REST API port: two workers of one test must not both ask for 6080.
+        env = {"PACING_API__PORT": str(free_port()), "PACING_API__HOST": "127.0.0.1", **env}
         child = subprocess.Popen(
             wrap(argv) if wrap else argv, cwd=ROOT, env={**self.env, **env},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,

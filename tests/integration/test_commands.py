@@ -88,6 +88,7 @@ def test_pacing_run_delivers_decisions_and_stops_everything(tmp_path: Path) -> N
     assert int(re.search(r"bulk ok\s+(\d+)", last).group(1)) > 0
     assert int(re.search(r"events in\s+([\d,]+)", last).group(1).replace(",", "")) > 0
     assert "stopped." in output
+    assert re.search(r"^REST API http://127\.0\.0\.1:\d+ ", output, re.M), output  # where the worker's API listens
     assert expected <= set(started.values()), started
     # `run` has returned, so each of its children must already be gone or on its way out.
     _wait_until(lambda: not any(_alive(pid) for pid in started), timeout_s=5)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from infra.broker import die_with_parent
+from infra.broker import die_with_parent, free_port
 from schemas import encode_alarm
 from schemas.models import Alarm, AlarmState
 from streams.runtime.config import Settings, load_settings
@@ -152,7 +152,7 @@ def test_long_running_command_stops_on_the_signal_with_sigint_ignored_by_its_par
     prefix = f"sig-{uuid.uuid4().hex[:8]}"
     env = clean_env(PACING_KAFKA__TOPIC_PREFIX=prefix, PACING_SINK__GROUP_ID=f"{prefix}-sink",
                     PACING_WORKER__DATA_DIR=str(tmp_path / "worker"), PACING_WORKER__WEB_PORT="0",
-                    PACING_SINK__WEB_PORT="0")
+                    PACING_SINK__WEB_PORT="0", PACING_API__PORT=str(free_port()))  # the worker stops with its API
     if name != "run":  # `run` starts a broker of its own
         env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
     settings = load_settings(kafka={"bootstrap_servers": kafka_bootstrap, "topic_prefix": prefix})

@@ -9,6 +9,7 @@ test — intake, store, publisher, keepalive, outbox, Faust's in-memory table �
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,41 +119,53 @@ def memory_table(name: str = "targets") -> TableT:
 
 
 class PublishingParts:
-    """A node's publishing side wired as :class:`streams.node.app.PacingNode` wires it, minus Kafka."""
+    """A node's publishing side — publisher, keepalive, store, definitions, alarms — as the production
+    wiring (:func:`streams.node.app.create_app`) builds it, on a recording producer instead of Kafka."""
 
     def __init__(self, **settings: Any):
-        from streams.node.decision_publisher import DecisionPublisher
-        from streams.node.keepalive import Keepalive
-        from streams.node.target_definitions import TargetDefinitions
-        from streams.node.target_store import TargetStore
-        from streams.runtime.alarm_publisher import AlarmPublisher
-        from streams.runtime.alarms import AlarmBoard
-        from streams.runtime.metrics import NodeMetrics
-        from streams.runtime.outbox import Outbox
-        from streams.runtime.process_health import ProcessHealth
-        from streams.runtime.topics import topic_names
+        from streams.node.app import create_app
 
         # A memory limit far above use: the process-health alarms stay out of these tests.
         metrics_section = {"memory_limit_mb": 1_000_000, **settings.pop("metrics", {})}
-        self.settings = node_settings(metrics=metrics_section, **settings)
-        self.names = topic_names(self.settings)
-        self.metrics = NodeMetrics()
+        worker = {"data_dir": tempfile.mkdtemp(prefix="pacing-unit-"), **settings.pop("worker", {})}
+        kafka = {"bootstrap_servers": "127.0.0.1:1", **settings.pop("kafka", {})}
+        self.settings = node_settings(metrics=metrics_section, worker=worker, kafka=kafka, **settings)
         self.producer = RecordingProducer()
-        self.board = AlarmBoard(self.settings.tenant, self.settings.node_id)
-        self.definitions = TargetDefinitions(self.settings)
-        self.store = TargetStore(memory_table())
-        self.alarms = AlarmPublisher(self.board, self.names.alarms, self.metrics, self.outbox)
-        self.publisher = DecisionPublisher(self.settings, self.names.actiontargets, self.definitions, self.metrics,
-                                           self.alarms)
-        self.health = ProcessHealth(self.settings.metrics, self.board)
-        self.keepalive = Keepalive(self.settings, self.store, self.publisher, self.definitions, self.alarms,
-                                   self.health, self.metrics)
-        self._outbox_type = Outbox
+        self.node = create_app(self.settings, producer=self.producer)
+        # No group, no rebalance and no log here: the lease holds, nothing moves, everything is caught up.
+        self.node.ownership.lapsed = lambda: None  # type: ignore[method-assign]
+        self.node.ownership.may_publish = lambda: True  # type: ignore[method-assign]
+        self.node.publisher._caught_up = lambda partition: True
+        self.names = self.node.names
+        self.metrics = self.node.metrics
+        self.board = self.node.board
+        self.definitions = self.node.definitions
+        self.store = self.node.store
+        self.alarms = self.node.alarm_publisher
+        self.publisher = self.node.publisher
+        self.health = self.node.health
+        self.keepalive = self.node.keepalive
 
     def outbox(self) -> Any:
         """A fresh outbox on the recording producer."""
-        return self._outbox_type(self.producer, 1.0)
+        from streams.runtime.outbox import Outbox
+
+        return Outbox(self.producer, 1.0)
 
     def count(self, name: str, **labels: str) -> float:
         """A sample of the node's registry (0 when never counted)."""
         return self.metrics.registry.get_sample_value(name, labels or None) or 0.0
+
+
+class ManualClock:
+    """A monotonic clock the test moves: the node's deadlines (tick, checkpoint, keepalive) read it."""
+
+    def __init__(self, start_s: float = 1_000.0):
+        self.now_s = start_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass."""
+        self.now_s += seconds

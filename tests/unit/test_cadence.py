@@ -11,7 +11,7 @@ from schemas import encode_stat_event
 from streams.node.cadence import DECIDE_SHARE, MAX_PERIOD_SHARE, DecideCadence
 from streams.node.partitioning import home_partition
 from tests.unit.node_doubles import PARTITIONS, T0, stat, taken
-from tests.unit.test_decision_pass import running_node, settle
+from tests.unit.test_decision_pass import RunningNode, decided_count
 
 
 def test_the_period_grows_while_deciding_takes_too_much_time_and_shrinks_back_when_it_does_not() -> None:
@@ -32,34 +32,36 @@ def test_the_period_grows_while_deciding_takes_too_much_time_and_shrinks_back_wh
 
 
 async def test_a_target_is_decided_at_most_once_per_period_unless_its_change_is_material(tmp_path: Path) -> None:
-    node, _, _ = running_node(tmp_path)
-    settle(node)
+    running = RunningNode(tmp_path)
+    node = running.node
+    running.settle()
     target = "vq-1"
     partition = home_partition(target, PARTITIONS)
     offset = 0
 
     async def fold(statistic: str, value: float) -> None:
         nonlocal offset
-        await node._take([taken(partition, offset, encode_stat_event(stat(target, statistic, value, T0 + offset)))])
+        await node.turn([taken(partition, offset, encode_stat_event(stat(target, statistic, value, T0 + offset)))])
         offset += 1
 
     def decisions() -> float:
-        return node.metrics.decided_targets._sum.get()
+        return decided_count(node)
 
     node.cadence.period_s = 3600.0  # as under heavy load (the test does not wait for it)
-    node.cadence.min_period_s = 0.0  # the events come within a millisecond: no floor between urgent decisions
     await fold("logged_in_agents", 10.0)
-    await node.flush(checkpoint=False)
     assert decisions() == 1, "a new target is decided at once"
 
+    running.clock.advance(node.cadence.min_period_s)  # material changes: at most once per decide interval
     await fold("ready_agents", 3.0)  # leaving zero: material
-    await node.flush(checkpoint=False)
-    await fold("busy_agents", 5.0)  # small: waits for the period
-    await node.flush(checkpoint=False)
-    await node.flush(checkpoint=True)  # a checkpoint writes its state but does not decide it early
     assert decisions() == 2
+    await fold("busy_agents", 5.0)  # small: waits for the period
+    running.clock.advance(node.settings.worker.checkpoint_interval_s)
+    await node.turn()  # a tick and a checkpoint: its state is written, but it is not decided early
+    assert decisions() == 2
+    assert running.stream.acked and not node.intake.pending
     assert target in node.intake.undecided, "still due once its period ends"
 
-    node.cadence.period_s = 0.0  # the period ended
-    await node.flush(checkpoint=False)
+    node.cadence.period_s = 1.0  # the period shrank back
+    running.clock.advance(node.settings.worker.decide_interval_s)
+    await node.turn()
     assert decisions() == 3 and not node.intake.undecided

@@ -52,7 +52,7 @@ async def test_a_commit_writes_each_touched_target_once_then_acknowledges_in_ord
     parts = Parts()
     a, b = target_on(1, "ca"), target_on(1, "cb")
     events = await parts.take(a, b, a, a)
-    await parts.checkpoint.commit(parts.outbox(), len(events), parts.ack)
+    await parts.checkpoint.commit(parts.outbox(), parts.ack)
     changelog = [record.key for record in parts.producer.to(parts.store.changelog_topic)]
     assert sorted(changelog) == sorted([f'"{a}"'.encode(), f'"{b}"'.encode()]), "one entry per target"
     assert parts.acked == events and not parts.intake.pending
@@ -63,16 +63,16 @@ async def test_a_failed_write_acknowledges_nothing() -> None:
     events = await parts.take(target_on(1, "cf"))
     parts.producer.failing.add(parts.store.changelog_topic)
     with pytest.raises(SendFailed):
-        await parts.checkpoint.commit(parts.outbox(), len(events), parts.ack)
+        await parts.checkpoint.commit(parts.outbox(), parts.ack)
     assert parts.acked == [] and parts.intake.pending == events
 
 
-async def test_events_taken_during_a_pass_wait_for_the_next_checkpoint() -> None:
+async def test_the_oldest_pending_event_starts_the_interval_and_a_commit_restarts_it() -> None:
     parts = Parts()
     first = await parts.take(target_on(1, "cp"))
     due = parts.checkpoint.due_at
     later = await parts.take(target_on(1, "cq"))
     assert parts.checkpoint.due_at == due, "the oldest pending event starts the interval"
-    await parts.checkpoint.commit(parts.outbox(), len(first), parts.ack)
-    assert parts.acked == first and parts.intake.pending == later
+    await parts.checkpoint.commit(parts.outbox(), parts.ack)
+    assert parts.acked == first + later and not parts.intake.pending
     assert parts.checkpoint.due_at > due and not parts.checkpoint.due()

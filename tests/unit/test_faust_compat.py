@@ -338,3 +338,29 @@ def test_the_node_reads_as_a_faust_app(tmp_path: Path) -> None:
     assert list(agents[0].channel.topics) == [topic_names(settings).stats]
     assert list(node.app.tables) == ["target-state"]
     assert node.store.changelog_topic.endswith("-target-state-changelog")
+
+
+async def test_the_batching_transport_reaches_the_aiokafka_producer_under_faust_and_partitions_as_it_does() -> None:
+    # BatchingTransport reads Faust's producer's aiokafka producer and calls its create_batch,
+    # send_batch and (private) _partition: an upgrade that changes them must fail here.
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from streams.node.faust_compat import BatchingTransport
+
+    app = faust.App("compat-batching", broker="kafka://127.0.0.1:1")
+    app.producer._producer = app.producer._new_producer()  # what Faust's producer does when it starts
+    transport = BatchingTransport(app)
+    producer = transport._aiokafka()
+    assert isinstance(producer, AIOKafkaProducer)
+    assert list(inspect.signature(producer._partition).parameters) == [
+        "topic", "partition", "key", "value", "serialized_key", "serialized_value"]
+    assert list(inspect.signature(producer.send_batch).parameters) == ["batch", "topic", "partition"]
+    batch = transport.create_batch()
+    assert batch.append(timestamp=None, key=b"vq-1", value=b"v", headers=[]) is not None
+    # With the topic's metadata known, the chosen partition is the default partitioner's, as for send().
+    leader = SimpleNamespace(leader=0)
+    producer.client.cluster._partitions["decisions"] = dict.fromkeys(range(12), leader)  # type: ignore[attr-defined]
+    expected = DefaultPartitioner()(b"vq-1", list(range(12)), list(range(12)))
+    assert await transport.partition_for("decisions", b"vq-1") == expected
+    await producer.stop()

@@ -131,3 +131,87 @@ async def test_a_delivery_that_fails_after_the_timeout_is_read_too() -> None:
     del outbox, producer
     gc.collect()
     assert reports == []
+
+
+class RecordBatch:
+    """An aiokafka record batch as an outbox fills it: appends until full, then refuses."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.records: list[tuple[bytes | None, bytes | None]] = []
+        self.closed = False
+
+    def append(self, *, timestamp: float | None, key: bytes | None, value: bytes | None, headers: Any) -> Any:
+        if self.closed or len(self.records) >= self.capacity:
+            return None
+        self.records.append((key, value))
+        return object()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class BatchingRecorder(RecordingProducer):
+    """A producer that also takes whole batches (of ``capacity`` records) per partition; partition = key's length."""
+
+    def __init__(self, capacity: int = 3) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self.batches: list[tuple[str, int, list[tuple[bytes | None, bytes | None]]]] = []
+
+    def create_batch(self) -> RecordBatch:
+        return RecordBatch(self.capacity)
+
+    async def send_batch(self, batch: RecordBatch, topic: str, partition: int) -> asyncio.Future[None]:
+        assert batch.closed, "a batch is closed before it is handed over"
+        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if topic in self.failing:
+            delivery.set_exception(ConnectionError(f"{topic}: broker gone"))
+        else:
+            self.batches.append((topic, partition, batch.records))
+            delivery.set_result(None)
+        return delivery
+
+    async def partition_for(self, topic: str, key: bytes | None) -> int:
+        return len(key or b"") % 2
+
+
+async def test_with_a_batching_producer_records_leave_per_partition_in_order_when_a_batch_fills_or_at_flush() -> None:
+    producer = BatchingRecorder(capacity=3)
+    confirmed: list[bytes] = []
+    outbox = Outbox(producer, timeout_s=1.0)
+    for n in range(4):  # key length 2: partition 0
+        await outbox.send("d", b"k0", f"v{n}".encode(), on_confirmed=lambda n=n: confirmed.append(b"v%d" % n))
+    await outbox.send("d", b"k", b"odd")  # partition 1
+    await outbox.send("c", b"k0", b"entry", partition=3)  # an explicit partition is kept
+    assert producer.batches == [("d", 0, [(b"k0", b"v0"), (b"k0", b"v1"), (b"k0", b"v2")])], "only the full one"
+
+    await outbox.flush()
+    assert producer.batches[1:] == [("d", 0, [(b"k0", b"v3")]), ("d", 1, [(b"k", b"odd")]),
+                                    ("c", 3, [(b"k0", b"entry")])]
+    assert len(outbox) == 6 and confirmed == []
+    await outbox.confirm()
+    assert confirmed == [b"v0", b"v1", b"v2", b"v3"]
+
+
+async def test_a_failed_batch_fails_the_unit_and_an_abandoned_one_is_never_sent() -> None:
+    producer = BatchingRecorder()
+    producer.failing.add("d")
+    confirmed: list[str] = []
+    outbox = Outbox(producer, timeout_s=1.0)
+    await outbox.send("d", b"k", b"v", on_confirmed=lambda: confirmed.append("d"))
+    with pytest.raises(SendFailed, match="cannot send to d: ConnectionError"):
+        await outbox.confirm()
+    assert confirmed == []
+
+    abandoned = Outbox(producer, timeout_s=1.0)
+    await abandoned.send("e", b"k", b"v")
+    abandoned.abandon()
+    await abandoned.flush()
+    assert [topic for topic, _, _ in producer.batches] == []
+
+
+async def test_a_record_too_big_for_any_batch_is_refused_with_its_size() -> None:
+    outbox = Outbox(BatchingRecorder(capacity=0), timeout_s=1.0)
+    with pytest.raises(SendFailed, match="does not fit in a batch"):
+        await outbox.send("d", b"k", b"x" * 10)

@@ -40,8 +40,8 @@ from streams.runtime.topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-CONTRACTS, OPERATIONS, BENCHMARKS, DEVELOPMENT = (f"docs/{name}.md" for name in
-                                                  ("contracts", "operations", "benchmarks", "development"))
+CONTRACTS, OPERATIONS, BENCHMARKS, DEVELOPMENT, API = (f"docs/{name}.md" for name in
+                                                       ("contracts", "operations", "benchmarks", "development", "api"))
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```[ \t]*$", re.S | re.M)
 
 
@@ -77,6 +77,9 @@ BLOCKS = [
           "sample output of `make run` (a minute of the whole pipeline); its figures are asserted by "
           "tests/integration/test_commands.py::test_pacing_run_delivers_decisions_and_stops_everything"),
     Entry("sh", "EMULATOR=http://127.0.0.1:8089", "run"),
+    Entry("sh", "API=http://127.0.0.1:6080", "run"),
+    Entry("json", '{"name": "Sales chat"', "check", doc=API),
+    Entry("toml", "[api]", "check", doc=API),
     Entry("", "pacing top  127.0.0.1:9092", "check", doc=OPERATIONS),  # re-rendered by tests/unit/test_top.py
     Entry("sh", ".venv/bin/pacing broker --bootstrap-servers", "check", doc=OPERATIONS),
     Entry("sh", """echo '{"tenant": "demo", "target_id": "vq-sales-chat", "statistic\"""", "integration",
@@ -226,6 +229,63 @@ async def test_the_fault_switch_curl_lines_work_against_the_emulator(emulator: J
     assert emulator.faults.current.status == 503
     await bash(clear_fault)
     assert emulator.faults.current.status is None
+
+
+async def test_the_api_curl_lines_work_against_a_served_api() -> None:
+    from tests.unit.api_doubles import decision, serve_api
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    api = await serve_api()
+    try:
+        for target in ("queue-15-reactive", "chat-2-low", "sales-5-high", "callback-60"):  # as `make run` names them
+            media = ("callback",) if target.startswith("callback") else ("webchat",)
+            api.directory.apply_decision(target.encode(), decision(target, media=media))
+        assignment, *lines = block("API=http://127.0.0.1:6080").text.splitlines()
+        assert len(lines) == 3 and all(line.startswith("curl -fsS ") for line in lines)
+        assignment = assignment.replace("http://127.0.0.1:6080", api.url)
+        answers = []
+        for line in lines:
+            process = await asyncio.create_subprocess_exec(
+                "bash", "-ec", f"{assignment}\n{line}", stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+            out, err = await process.communicate()
+            assert process.returncode == 0, (line, err)
+            answers.append(json.loads(out))
+        listed, one, state = answers
+        assert [item["target_id"] for item in listed["items"]] == ["callback-60", "chat-2-low", "queue-15-reactive"]
+        assert one["target_id"] == "queue-15-reactive" and one["decision"]["allowed_offers"] == 2
+        assert state["reactiveState"] == 0.5 and state["groupsCounted"] == 3  # the three webchat groups
+    finally:
+        await api.stop()
+
+
+def test_the_api_definition_example_is_accepted_as_a_pacing_targets_record() -> None:
+    from streams.api.definitions import DefinitionWriter
+    from tests.unit.api_doubles import RecordingSend
+
+    writer = DefinitionWriter(load_settings(), RecordingSend())
+    config = writer.validate("vq-sales-chat", block('{"name": "Sales chat"').text.encode())
+    assert (config.target_id, config.algorithm, config.proactive_ratio) == ("vq-sales-chat", "PREDICTIVE_B_DUAL", 0.5)
+
+
+def test_the_api_security_example_loads_with_real_files(tmp_path: Path) -> None:
+    import tomllib
+
+    import trustme
+
+    issued = trustme.CA().issue_cert("localhost")
+    files = {"/etc/pacing/api.pem": tmp_path / "api.pem", "/etc/pacing/api.key": tmp_path / "api.key",
+             "/etc/pacing/api-tokens": tmp_path / "tokens"}
+    files["/etc/pacing/api.pem"].write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    issued.private_key_pem.write_to_path(str(files["/etc/pacing/api.key"]))
+    files["/etc/pacing/api-tokens"].write_text("write ops 0123456789abcdef0123\n")
+    text = block("[api]").text
+    for shown, real in files.items():
+        text = text.replace(shown, str(real))
+    settings = load_settings(api=tomllib.loads(text)["api"])
+    assert settings.api.https and settings.api.read_requires_token
+    assert [token.access for token in settings.api.all_tokens()] == ["write"]
 
 
 # ---- data: schemas, JSON records, models, TOML -----------------------------------------------------------------
