@@ -42,6 +42,7 @@ from connectors.backoff import MAX_RETRY_AFTER_S, Backoff
 from connectors.commits import OffsetCommits
 from connectors.delivery import DeliveryLedger, Pending
 from connectors.entities import action_target
+from connectors.fence_log import learn_fence
 from connectors.journey_client import (
     Delivered,
     InvalidResponse,
@@ -59,6 +60,7 @@ from streams.runtime.alarm_publisher import AlarmPublisher
 from streams.runtime.alarms import AlarmBoard, AlarmMessage
 from streams.runtime.config import Settings
 from streams.runtime.dead_letters import dead_letter_headers
+from streams.runtime.fencing import EpochFence
 from streams.runtime.kafka import client_options, consumer_options
 from streams.runtime.metrics import RejectReason, SinkMetrics, SinkOutcome, record_lag, start_metrics_server
 from streams.runtime.metrics_reporter import run_reporters
@@ -96,6 +98,8 @@ class _Rebalance(ConsumerRebalanceListener):
         if self.from_beginning and assigned:
             self.from_beginning = False  # later assignments: what this incarnation committed is right
             await self.sink._start_from_beginning(self.consumer, assigned)
+        else:
+            await self.sink._learn_fence(self.consumer, assigned)
 
 
 class BulkSink:
@@ -105,6 +109,8 @@ class BulkSink:
         self.settings = settings
         self.names = topic_names(settings)
         self.ledger = DeliveryLedger()
+        self.fence = EpochFence()  # decisions of an older owner than one applied are dropped
+        self._fenced_partitions: set[TopicPartition] = set()  # whose log below the commit was read back
         self.metrics = SinkMetrics()
         self.board = AlarmBoard(settings.tenant, settings.node_id)
         self.scope = f"sink:{settings.node_id}"  # several sinks: each raises and clears its own
@@ -236,6 +242,8 @@ class BulkSink:
         self._resubscribe.clear()
         old, self._consumer = self._consumer, None
         self.commits.use(None)
+        self.fence.forget()  # the new topic's epochs start afresh
+        self._fenced_partitions = set()
         if old is not None:
             await self._stop_replaced(old)
         await self._repair_topics()
@@ -297,6 +305,19 @@ class BulkSink:
             log.warning("could not start %s at its beginning (%s); it resumes at the committed offsets",
                         sorted(tp.partition for tp in partitions), exc)
 
+    async def _learn_fence(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """Read newly assigned partitions back to their committed offsets into the fence (connectors.fence_log)."""
+        new = assigned - self._fenced_partitions
+        self._fenced_partitions = set(assigned)
+        if not new:
+            return
+        try:
+            committed = {tp: await consumer.committed(tp) for tp in new}
+            await learn_fence(self.settings, self.fence, {tp: end for tp, end in committed.items() if end})
+        except Exception as exc:  # the fence then starts at the committed offsets: logged, not fatal
+            log.warning("could not read the decisions below the committed offsets back into the fence: %s: %s",
+                        type(exc).__name__, exc)
+
     def _observe_lag(self) -> None:
         consumer = self._consumer
         assert consumer is not None
@@ -317,6 +338,7 @@ class BulkSink:
             log.warning("%s went back from offset %d to %d: topic recreated; forgetting its old positions",
                         tp, position, offset)
             self.commits.forget([tp])
+            self.fence.forget()  # epochs of the lost topic say nothing about the new one
         if not value:
             self.ledger.skip(tp, offset)  # a tombstone: nothing to upsert
             return None
@@ -332,6 +354,14 @@ class BulkSink:
         except Exception as exc:  # a record that decodes but cannot become an entity
             self.ledger.skip(tp, offset)
             return RejectReason.INVALID_FIELD, f"cannot build an ActionTarget: {type(exc).__name__}: {exc}"
+        if not self.fence.admit(decision.target_id, decision.owner_epoch, decision.computed_at):
+            # From a worker that had lost the target's partition (paused, cut off, a late retry):
+            # the newer owner's decision stays (streams.runtime.fencing).
+            self.ledger.skip(tp, offset)
+            self.metrics.fenced.inc()
+            log.info("decision for %s from %s (epoch %d) dropped: an owner of a newer epoch published it",
+                     decision.target_id, decision.node, decision.owner_epoch)
+            return None
         size = len(json.dumps(entity, separators=(",", ":")))
         self.ledger.record(tp, offset, decision.target_id, entity, size)
         if self._oldest_pending_at is None:

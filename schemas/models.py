@@ -278,6 +278,8 @@ class ActionTargetDecision(AvroModel):
     computed_at: _EpochMs
     node: str
     figures: dict[str, str] = Field(default_factory=dict)
+    #: The computing node's ownership epoch (its group generation at assignment); 0 before epochs.
+    owner_epoch: int = Field(0, ge=0, le=_INT64_MAX)
 
     def to_avro_dict(self) -> dict[str, Any]:
         """Return a dict fastavro can write (tuples become lists, the map a plain dict)."""

@@ -54,6 +54,7 @@ FAST_DECISION_FIELDS: tuple[tuple[str, str], ...] = (
     ("computed_at", '"long"'),
     ("node", '"string"'),
     ("figures", '{"type":"map","values":"string"}'),
+    ("owner_epoch", '"long"'),
 )
 FAST_DECISION_FORM = (
     '{"name":"com.pacing.ActionTargetDecision","type":"record","fields":['

@@ -59,7 +59,8 @@ _pack_double = struct.Struct("<d").pack
 _get_decision_fields = operator.itemgetter(*(name for name, _ in FAST_DECISION_FIELDS))
 _DECISION_STRINGS = ("tenant", "target_id", "name", "state", "description", "algorithm", "node")
 _DECISION_LONGS = ("service_level_duration_ms", "short_abandon_threshold", "allowed_offers", "ready_agents",
-                   "busy_agents", "logged_in_agents", "waiting_interactions", "outstanding_offers", "computed_at")
+                   "busy_agents", "logged_in_agents", "waiting_interactions", "outstanding_offers", "computed_at",
+                   "owner_epoch")
 
 
 class _Unusual(Exception):
@@ -164,7 +165,7 @@ class DecisionWriter:
                 (tenant, target_id, name, state, media, service_level_percentage, service_level_duration_ms,
                  short_abandon_threshold, description, allowed_offers, reactive_admission, ready_agents,
                  busy_agents, logged_in_agents, waiting_interactions, outstanding_offers, acceptance_rate,
-                 algorithm, computed_at, node, figures) = _get_decision_fields(record)
+                 algorithm, computed_at, node, figures, owner_epoch) = _get_decision_fields(record)
                 if (type(media) is not list and type(media) is not tuple) or type(figures) is not dict:
                     return None
                 strings, varints, pack_double = self.strings, self.varints, _pack_double
@@ -184,6 +185,7 @@ class DecisionWriter:
                     for key, value in figures.items():
                         append(named[key][value])
                 parts.append(_ZERO)
+                parts.append(varints[owner_epoch])
                 return b"".join(parts)
             except KeyError:  # cached after checking, then written again; or not usual: fastavro
                 if attempt or not self.learn(record):

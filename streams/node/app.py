@@ -58,11 +58,13 @@ from faust.types import TP, EventT
 
 from streams.api.server import start_node_api
 from streams.node.cadence import DecideCadence
+from streams.node.catch_up import CatchUp
 from streams.node.checkpoint import Acknowledge, Checkpoint
 from streams.node.decision_publisher import DecisionPublisher
 from streams.node.faust_compat import (
     BatchingTransport,
     LeanMonitor,
+    committed_offset,
     consumption_suspended,
     install_consumer,
     owned_actives,
@@ -72,6 +74,7 @@ from streams.node.faust_compat import (
 )
 from streams.node.inbox import Inbox
 from streams.node.keepalive import Keepalive, KeepalivePass
+from streams.node.ownership import Fenced, Ownership
 from streams.node.stat_intake import EventsFailed, StatIntake, Touched
 from streams.node.target_definitions import TargetDefinitions
 from streams.node.target_store import TargetStore
@@ -112,6 +115,8 @@ def faust_broker_options(settings: Settings) -> dict[str, Any]:
         "broker_heartbeat_interval": kafka.heartbeat_interval_s,
         "topic_replication_factor": kafka.replication_factor,
     }
+    if settings.worker.static_membership:  # a restart within the session keeps the partitions (docs/operations.md)
+        options["consumer_group_instance_id"] = settings.node_id
     context = ssl_context(settings)  # the same verifying context as every other client of ours
     if kafka.sasl_mechanism:
         options["broker_credentials"] = faust.SASLCredentials(
@@ -147,15 +152,21 @@ class PacingNode:
         self._producer = producer
         self._transport = BatchingTransport(app)
         self._clock = clock
-        self.store = TargetStore(table)
+        self.ownership = Ownership(app, settings.kafka.session_timeout_s,
+                                   lambda: {self.names.actiontargets, self.store.changelog_topic})
+        self.store = TargetStore(table, lambda: self.ownership.epoch)
         self.alarm_publisher = AlarmPublisher(self.board, self.names.alarms, self.metrics, self._new_outbox)
-        self.publisher = DecisionPublisher(settings, self.names.actiontargets, self.definitions, self.metrics,
-                                           self.alarm_publisher)
         self.intake = StatIntake(settings, self.names, self.store, self.metrics)
+        self.catch_up = CatchUp(self.names.stats, self.intake.next_offset, lambda tp: self.app.consumer.highwater(tp))
+        self.publisher = DecisionPublisher(settings, self.names.actiontargets, self.definitions, self.metrics,
+                                           self.alarm_publisher, self.ownership, self.catch_up.reached)
         self.keepalive = Keepalive(settings, self.store, self.publisher, self.definitions, self.alarm_publisher,
                                    self.health, self.metrics)
+        # Unguarded: after a broker lost its state the group is gone too, and the state written again
+        # carries epoch 0, which any owner's entry supersedes (streams.runtime.fencing).
         self.topic_watch = TopicWatch(settings, self.names, app, self.store, self.intake.next_offset,
-                                      self.owned_partitions, self.alarm_publisher, self._new_outbox)
+                                      self.owned_partitions, self.alarm_publisher,
+                                      lambda: Outbox(self._producer or self._transport, worker.send_timeout_s))
         self.checkpoint = Checkpoint(self.intake, self.store, self.metrics, worker.checkpoint_interval_s, clock)
         self.cadence = DecideCadence(worker.decide_interval_s, settings.targets.refresh_period_s, clock())
         self.inbox: Inbox[list[EventT]] = Inbox()
@@ -187,7 +198,7 @@ class PacingNode:
                 and not self.topic_watch.lost)
 
     def _new_outbox(self) -> Outbox:
-        return Outbox(self._producer or self._transport, self.settings.worker.send_timeout_s)
+        return Outbox(self._producer or self._transport, self.settings.worker.send_timeout_s, self.ownership.guard)
 
     async def on_partitions_moved(self, *_: Any, **__: Any) -> None:
         """The table holds the truth for whatever this worker owns now: drop the live entries.
@@ -344,7 +355,7 @@ class PacingNode:
             entry = item.entry
             try:
                 entry.decided_at = started
-                await self.publisher.publish(entry.state, now, outbox, keepalive=False)
+                await self.publisher.publish(entry.state, now, outbox, keepalive=False, partition=entry.partition)
                 # Cleared even if another worker raised it before a rebalance moved the target here.
                 await self.alarm_publisher.publish(self.board.clear_alarm(
                     alarms.TARGET_STALE, target_id, "statistics arrive again", force=item.revived), outbox)
@@ -368,7 +379,7 @@ class PacingNode:
             entry = self.store.get(target_id)
             if entry is not None and entry.partition in owned:
                 await self.publisher.publish(entry.state, now, self._outbox, keepalive=False,
-                                             stale=now - entry.received_ms > stale_ms)
+                                             stale=now - entry.received_ms > stale_ms, partition=entry.partition)
         if not self._held:
             await self._confirm()
 
@@ -406,9 +417,12 @@ class PacingNode:
     async def _failed(self, failure: SendFailed) -> None:
         """Kafka did not take the writes: alarm, redo from the table after a backoff, or give up when moving."""
         self._redo_later()
-        self.metrics.send_failures.inc()
-        log.error("writes to Kafka failed, nothing acknowledged; retrying in %.1fs: %s", self._backoff_s, failure)
-        if not self._kafka_failing:
+        if isinstance(failure, Fenced):  # not Kafka's fault: the rebalance that follows decides
+            log.warning("checkpoint not written, nothing acknowledged; retrying in %.1fs: %s", self._backoff_s, failure)
+        else:
+            self.metrics.send_failures.inc()
+            log.error("writes to Kafka failed, nothing acknowledged; retrying in %.1fs: %s", self._backoff_s, failure)
+        if not self._kafka_failing and not isinstance(failure, Fenced):
             self._kafka_failing = True
             await self.alarm_publisher.publish_now(self.board.raise_alarm(
                 alarms.KAFKA_UNAVAILABLE, self.settings.node_id,
@@ -477,6 +491,15 @@ class PacingNode:
         return (recovery_completed(self.app) and not self.app.rebalancing
                 and self.definitions.caught_up)
 
+    async def _check_caught_up(self, owned: set[int]) -> None:
+        """Find the partitions newly assigned with nothing to replay (their position is their end): the
+        publisher holds the decisions of the others until the intake took them to it (streams.node.catch_up)."""
+        try:
+            await self.catch_up.caught_up(owned, self.intake.next_offset, self.app.consumer.highwater,
+                                          lambda tp: committed_offset(self.app, tp))
+        except ConsumerNotStarted:  # a node run without Kafka: nothing to replay
+            pass
+
     async def _keepalive_slice(self) -> None:
         """Plan a keepalive pass when due, and publish one slice of it per turn; at its end, health and lag.
 
@@ -489,6 +512,7 @@ class PacingNode:
                 return
             self._keepalive_outbox.discard()  # a pass dropped when partitions moved
             self._keeping_owned = self.owned_partitions()
+            await self._check_caught_up(self._keeping_owned)
             self._keeping = self.keepalive.plan(self._keeping_owned, _now_ms())
             self._keepalive_outbox = self._new_outbox()
             self.metrics.targets.set(self._keeping.owned_count)
@@ -624,6 +648,8 @@ def create_app(settings: Settings, definitions: TargetDefinitions | None = None,
 
     app.on_partitions_revoked.connect(node.on_partitions_moved)
     app.on_partitions_assigned.connect(node.on_partitions_moved)
+    app.on_partitions_assigned.connect(node.ownership.on_assigned_signal)
+    app.on_partitions_assigned.connect(node.catch_up.on_assigned_signal)
     return node
 
 

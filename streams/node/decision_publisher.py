@@ -15,12 +15,14 @@ is in the table, and whoever owns the target next publishes its decision at its 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from streams.engine import TargetState
 from streams.node.cadence import material_gauge_change
 from streams.node.decisions import decision_record, encode_decision_record, record_fingerprint, target_settings
+from streams.node.ownership import Ownership
 from streams.node.target_definitions import TargetDefinitions
 from streams.runtime import alarms
 from streams.runtime.alarm_publisher import AlarmPublisher
@@ -72,8 +74,11 @@ class DecisionPublisher:
     """Decides targets and publishes to ``pacing.actiontargets``; remembers what it last published."""
 
     def __init__(self, settings: Settings, topic: str, definitions: TargetDefinitions, metrics: NodeMetrics,
-                 alarm_publisher: AlarmPublisher):
+                 alarm_publisher: AlarmPublisher, ownership: Ownership | None = None,
+                 caught_up: Callable[[int], bool] | None = None):
         self._settings = settings
+        self._ownership = ownership
+        self._caught_up = caught_up  # whether a partition's replay after an assignment is done
         self._topic = topic
         self._definitions = definitions
         self._metrics = metrics
@@ -114,7 +119,7 @@ class DecisionPublisher:
             del self._held[target_id]
 
     async def publish(self, state: TargetState, now_ms: int, outbox: Outbox, *, keepalive: bool,
-                      stale: bool = False) -> None:
+                      stale: bool = False, partition: int | None = None) -> None:
         """Publish the target's decision if it changed (or, for keepalive, if one is due).
 
         A change within ``publish_interval_s`` of the last publication is held (see the module
@@ -124,11 +129,23 @@ class DecisionPublisher:
         the target's state is still stored and the other targets of the tick go on.
         """
         target_id = state.target_id
+        ownership = self._ownership
+        if ((ownership is not None and not ownership.may_publish())
+                or (partition is not None and self._caught_up is not None and not self._caught_up(partition))):
+            # This worker may have lost the target's partition (paused or cut off past its session),
+            # or partitions are moving: nothing goes out. A change waits here until the lease holds
+            # and the partitions settled; if the target moved, its new owner publishes it at its
+            # first keepalive pass. A partition just taken over waits for its replay
+            # (streams.node.catch_up): its restored state can be older than what was published.
+            if not keepalive:
+                self.hold([target_id], now_ms)
+            return
         board = self._alarms.board
         definition = self._definitions.get(target_id)
         try:
             record = decision_record(self._settings.tenant, self._settings.node_id, state, self._settings.targets,
-                                     now_ms, definition, stale=stale)
+                                     now_ms, definition, stale=stale,
+                                     owner_epoch=0 if ownership is None else ownership.epoch)
         except Exception as exc:
             self._metrics.decision_errors.inc()
             log.exception("no decision for target %s", target_id)

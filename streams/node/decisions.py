@@ -80,8 +80,12 @@ def decision_record(
     now_ms: int,
     definition: dict[str, Any] | None = None,
     stale: bool = False,
+    owner_epoch: int = 0,
 ) -> dict[str, Any]:
-    """The decision for one target as the Avro record's fields; a stale target is inactive with no offers."""
+    """The decision for one target as the Avro record's fields; a stale target is inactive with no offers.
+
+    ``owner_epoch`` is the deciding node's ownership epoch (:mod:`streams.node.ownership`).
+    """
     definition = definition or {}
     result: PacingDecision = decide(state, _cached_settings(defaults, definition), now_ms)
     media = definition.get("supported_media_types") or (
@@ -112,6 +116,7 @@ def decision_record(
         "computed_at": now_ms,
         "node": node,
         "figures": figures,
+        "owner_epoch": owner_epoch,
     }
     for gauge in _GAUGES:
         record[gauge] = int(gauges.get(gauge, 0.0))

@@ -34,6 +34,11 @@
 - Faust's table recovery reads each changelog up to the end offsets its consumer thread asks
   for (``AIOKafkaConsumerThread._highwaters``); :func:`correct_recovery_end_offsets` routes them
   through a correction (:mod:`streams.node.end_offsets`, for brokers that under-report them).
+- Ownership fencing (:mod:`streams.node.ownership`) reads the group generation and member id of
+  the aiokafka consumer Faust runs in its consumer thread (:func:`group_membership`), and when its
+  last heartbeat the coordinator acknowledged was sent (:func:`install_heartbeat_clock` records it
+  on aiokafka's ``GroupCoordinator``). A table's changelog restore keeps, per key, the entry
+  :func:`keep_newest_on_restore` says is newer, not simply the last one in the log.
 - Faust's transport producer sends one record at a time; aiokafka's producer under it also takes a
   whole record batch for a partition at about a third of the CPU per record.
   :class:`BatchingTransport` gives an :class:`~streams.runtime.outbox.Outbox` both, choosing a keyed
@@ -49,12 +54,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
 
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from faust.sensors.monitor import Monitor
+from faust.serializers import codecs
 from faust.streams import _current_event
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -399,6 +407,86 @@ class LeanMonitor(Monitor):
         """Not recorded (per message)."""
 
 
+# -- ownership: the group membership under Faust's consumer, and the changelog restore ---------------
+
+#: Where the heartbeat clock keeps, on a GroupCoordinator, when its last acknowledged heartbeat was sent.
+_HEARTBEAT_OK_AT = "_pacing_heartbeat_ok_at"
+
+
+def install_heartbeat_clock() -> None:
+    """Record on each aiokafka ``GroupCoordinator`` when the last heartbeat it sent was acknowledged.
+
+    The coordinator keeps that time in a local of its heartbeat loop; the node needs it to know
+    whether the broker may already have expired its session (a process paused past the session
+    timeout resumes with its generation unchanged until its next heartbeat fails). The time is the
+    heartbeat's *sending*, which is before the broker renewed the session. Idempotent.
+    """
+    original = GroupCoordinator._do_heartbeat
+    if getattr(original, "_pacing_clock", False):
+        return
+
+    async def _do_heartbeat(self: GroupCoordinator) -> Any:
+        sent = time.monotonic()
+        outcome = await original(self)
+        if outcome is True:  # acknowledged (or rebalancing, when the member stays in the group)
+            setattr(self, _HEARTBEAT_OK_AT, sent)
+        return outcome
+
+    _do_heartbeat._pacing_clock = True  # type: ignore[attr-defined]
+    GroupCoordinator._do_heartbeat = _do_heartbeat  # type: ignore[method-assign]
+
+
+def group_membership(app: AppT) -> tuple[int, bool, float | None] | None:
+    """The worker consumer's group generation, whether the broker knows its member id, and when its
+    last acknowledged heartbeat was sent (monotonic; None before the first); None before it joined."""
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None:
+        return None
+    member_known = bool(coordinator.member_id)  # aiokafka resets it to "" when the broker forgot it
+    return coordinator.generation, member_known, getattr(coordinator, _HEARTBEAT_OK_AT, None)
+
+
+async def committed_offset(app: AppT, tp: TP) -> int | None:
+    """The group's committed offset of ``tp``, asked of the aiokafka consumer in Faust's consumer thread.
+
+    Not the consumer's position: that runs ahead of what the agent took as soon as records are fetched.
+    """
+    thread = app.consumer._thread
+    consumer = thread._consumer
+    if consumer is None:
+        return None
+    return await thread.call_thread(consumer.committed, tp)
+
+
+def keep_newest_on_restore(table: TableT, newer: Callable[[Any, Any], bool]) -> None:
+    """When Faust restores ``table`` from its changelog, apply a record only if ``newer(old, new)``.
+
+    ``old`` is the value the store (or an earlier record of the same batch) holds for the key,
+    ``new`` the record's value, both as the table's JSON values; a tombstone is always applied.
+    Faust applies changelog records in log order, so a record a fenced-out worker wrote late would
+    otherwise win over its successor's (:mod:`streams.runtime.fencing`).
+    """
+    apply = table.apply_changelog_batch
+
+    def apply_newest(batch: Iterable[EventT]) -> None:
+        kept: list[EventT] = []
+        seen: dict[Any, Any] = {}
+        for event in batch:
+            message = event.message
+            if message.value is None or message.key is None:
+                kept.append(event)
+                continue
+            key = codecs.loads("json", message.key)
+            value = codecs.loads("json", message.value)
+            old = seen[key] if key in seen else table.data.get(key)
+            if old is None or newer(old, value):
+                seen[key] = value
+                kept.append(event)
+        apply(kept)
+
+    table.apply_changelog_batch = apply_newest  # type: ignore[method-assign]
 class BatchingTransport:
     """Faust's transport producer (``app.producer``) plus the batch calls of the aiokafka producer it
     wraps: an :class:`~streams.runtime.outbox.BatchingProducer`."""

@@ -94,7 +94,8 @@ class Keepalive:
                     severity="minor", observed_value=(now_ms - entry.received_ms) / 1000,
                     threshold=self._stale_after_s,
                 ), outbox)
-            await self._publisher.publish(entry.state, now_ms, outbox, keepalive=True, stale=stale)
+            await self._publisher.publish(entry.state, now_ms, outbox, keepalive=True, stale=stale,
+                                          partition=entry.partition)
 
     async def finish(self, outbox: Outbox) -> None:
         """Process health, then wait for the broker to take the pass's records (failures are retried later)."""

@@ -8,23 +8,33 @@ The live objects are dropped whenever partitions move: the table then holds the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from faust.serializers import codecs
 from faust.types import EventT, TableT
 
-from streams.node.faust_compat import changelog_topic_name, store_locally
+from streams.node.faust_compat import changelog_topic_name, keep_newest_on_restore, store_locally
 from streams.node.target_entry import TargetEntry
+from streams.runtime.fencing import supersedes
 from streams.runtime.outbox import Outbox
+
+
+def newer_entry(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether table value ``new`` may replace ``old`` on restore: not from an older owner (the fence)."""
+    return supersedes(int(old.get("epoch", 0)), int(old.get("written_ms", 0)),
+                      int(new.get("epoch", 0)), int(new.get("written_ms", 0)))
 
 
 class TargetStore:
     """Entries by target id, read through from the table and written back with their changelog record."""
 
-    def __init__(self, table: TableT):
+    def __init__(self, table: TableT, epoch: Callable[[], int] = lambda: 0):
         self.table = table
+        self._epoch = epoch  # the ownership epoch each written value carries (streams.node.ownership)
         self._live: dict[str, TargetEntry] = {}
+        keep_newest_on_restore(table, newer_entry)
 
     def get(self, target_id: str) -> TargetEntry | None:
         """The live entry of a target, read from the table the first time; None for a new target."""
@@ -43,9 +53,13 @@ class TargetStore:
     async def write(self, target_id: str, entry: TargetEntry, event: EventT, outbox: Outbox) -> None:
         """Store the entry in the table's local store and send its changelog record through ``outbox``.
 
-        ``event`` is one of the target's events: Faust files the write under its partition.
+        ``event`` is one of the target's events: Faust files the write under its partition. The
+        value carries this worker's ownership epoch and the wall-clock time of the write, so that a
+        restore keeps it over a late write of an older owner (:func:`newer_entry`).
         """
         data = entry.to_json()
+        data["epoch"] = self._epoch()
+        data["written_ms"] = int(time.time() * 1000)
         store_locally(self.table, event, target_id, data)
         await outbox.send(self.changelog_topic, codecs.dumps("json", target_id), codecs.dumps("json", data),
                           partition=entry.partition)

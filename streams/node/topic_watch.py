@@ -103,14 +103,18 @@ class TopicWatch:
             severity="critical", observed_value=float(len(problems)), threshold=0.0))
 
     async def _reseed_changelog(self) -> int:
-        """Write every owned target's state again, so that the new changelog can restore it."""
+        """Write every owned target's state again, so that the new changelog can restore it.
+
+        The entries carry no ownership epoch (0): whoever owns the target in the group formed after
+        the loss writes a newer one, and a restore keeps that (:mod:`streams.runtime.fencing`).
+        """
         outbox = self._new_outbox()
         count = 0
-        for target_id, entry in self._store.owned(self._owned_partitions()):
-            await outbox.send(self._store.changelog_topic, codecs.dumps("json", target_id),
-                              codecs.dumps("json", entry.to_json()), partition=entry.partition)
-            count += 1
         try:
+            for target_id, entry in self._store.owned(self._owned_partitions()):
+                await outbox.send(self._store.changelog_topic, codecs.dumps("json", target_id),
+                                  codecs.dumps("json", entry.to_json()), partition=entry.partition)
+                count += 1
             await outbox.confirm()
         except SendFailed as exc:
             log.error("could not write the state again: %s", exc)

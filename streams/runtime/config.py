@@ -143,6 +143,10 @@ class WorkerSettings(_Section):
     send_timeout_s: float = Field(30.0, gt=0, le=600, description="wait this long for the broker to acknowledge writes")
     web_port: int = Field(6066, ge=0, le=65535, description="/metrics, /healthz, /readyz; 0 = off")
     data_dir: str = "var/worker"
+    static_membership: bool = Field(
+        False, description="join the group as a static member (group.instance.id = node_id): a worker restarted "
+                            "within kafka.session_timeout_s gets its partitions back without a rebalance; a "
+                            "stopped one keeps them until the session times out")
     fast_drain: bool = Field(
         True, description="hand fetched records to the agent inline (streams/node/faust_compat.py) instead of "
                           "Faust's four tasks per record; off = stock Faust (for A/B measurements)")

@@ -156,6 +156,8 @@ class SinkMetrics(ProcessMetrics):
         super().__init__(registry)
         r = self.registry
         self.records_in = Counter("sink_records_in", "Decision records consumed", registry=r)
+        self.fenced = Counter("sink_decisions_fenced", "Decisions dropped: an owner of a newer epoch had published "
+                              "the target (streams.runtime.fencing)", registry=r)
         self.requests = Counter("sink_requests", "Bulk requests by outcome (SinkOutcome)", ["outcome"], registry=r)
         self.entities_sent = Counter("sink_entities_delivered", "Entities accepted by the endpoint", registry=r)
         self.entity_errors = Counter("sink_entity_errors", "Entities the endpoint rejected", registry=r)

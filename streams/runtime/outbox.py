@@ -83,8 +83,10 @@ def _read_outcome(future: asyncio.Future[Any]) -> BaseException | None:
 class Outbox:
     """The sends of one batch or tick, and what to do once they are confirmed or have failed."""
 
-    def __init__(self, producer: TransportProducer, timeout_s: float):
+    def __init__(self, producer: TransportProducer, timeout_s: float,
+                 guard: Callable[[str], None] | None = None):
         self._producer = producer
+        self._guard = guard  # raises SendFailed to refuse a record for a topic before it is sent
         self._batching = producer if isinstance(producer, BatchingProducer) else None
         self._timeout_s = timeout_s
         self._deliveries: list[tuple[str, Awaitable[Any]]] = []
@@ -110,6 +112,8 @@ class Outbox:
     ) -> None:
         """Hand one record to the producer (or to the partition's batch); its delivery is checked by
         :meth:`confirm`."""
+        if self._guard is not None:
+            self._guard(topic)
         if on_failed is not None:
             self._on_failed.append(on_failed)
         try:

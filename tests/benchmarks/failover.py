@@ -6,11 +6,15 @@ steady stat feed whose every tick changes each target's ``ready_agents`` (so eve
 a new decision). Once both workers decide, one is killed with SIGKILL and the clock runs until
 the survivor publishes a decision for the targets that were on the dead one. Each round is a
 fresh deployment (own topic prefix); the victim alternates between the first and the second
-worker. Printed per round and as min / median / max:
+worker. ``--scenario kill-restart`` starts the killed worker again (same node id and data
+directory) ``--restart-after`` seconds after the kill (0: at once, as a supervisor would; about
+the session timeout plus a rejoin: while the survivor restores the moved partitions): the moved
+targets may then be decided by the survivor or by the restarted worker, whichever gets them. Printed per round and as
+min / median / max:
 
-- ``first``: kill → the first survivor decision (``computed_at``) for a moved target;
+- ``first``: kill → the first decision (``computed_at``) for a moved target by a live worker;
 - ``all``: kill → every moved target has one;
-- ``endpoint``: kill → the first bulk request carrying a moved target decided by the survivor
+- ``endpoint``: kill → the first bulk request carrying a moved target decided by a live worker
   that the emulator received (the sink's linger and batching included);
 - ``hb fail`` / ``joined`` / ``ready``: when the survivor's log shows the heartbeat failing
   for the rebalance, the group joined again, and Faust's recovery done ("Worker ready");
@@ -19,7 +23,8 @@ worker. Printed per round and as min / median / max:
 
 ``--variant SESSION:HEARTBEAT:REBALANCE`` (seconds; repeatable) measures other values of
 ``kafka.session_timeout_s``, ``kafka.heartbeat_interval_s`` and ``kafka.rebalance_timeout_s``;
-without it the configured defaults are measured.
+without it the configured defaults are measured. ``--static`` runs the workers with static group
+membership (``worker.static_membership``: the node id as ``group.instance.id``).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class Round:
 
     victim: str
     moved: int
+    scenario: str = "kill"
     first: float | None = None
     all: float | None = None
     endpoint: float | None = None
@@ -81,11 +87,11 @@ class Decisions:
                 latest[target] = (at, node)
         return {target: node for target, (_, node) in latest.items()}
 
-    def first_by(self, node: str, targets: set[str], after_s: float) -> dict[str, float]:
-        """Each target's first decision by ``node`` computed after ``after_s``."""
+    def first_by(self, nodes: set[str], targets: set[str], after_s: float) -> dict[str, float]:
+        """Each target's first decision by one of ``nodes`` computed after ``after_s``."""
         first: dict[str, float] = {}
         for target, by, at in self.seen:
-            if by == node and target in targets and at > after_s:
+            if by in nodes and target in targets and at > after_s:
                 first[target] = min(at, first.get(target, at))
         return first
 
@@ -151,8 +157,8 @@ _READY = ("Recovery]: Worker ready",)
 
 
 async def one_round(bootstrap: str, tmp: Path, env: dict[str, str], victim_index: int,
-                    steady_s: float, timeout_s: float) -> Round:
-    """Start two workers and a sink, feed, kill one worker, measure; stop everything."""
+                    steady_s: float, timeout_s: float, restart: bool = False, restart_after_s: float = 0.0) -> Round:
+    """Start two workers and a sink, feed, kill one worker (and start it again), measure; stop everything."""
     emulator = JourneyEmulator(max_recorded_bodies=10_000)
     await emulator.start()
     pipeline = Pipeline(bootstrap, emulator, tmp, **env)
@@ -182,22 +188,28 @@ async def one_round(bootstrap: str, tmp: Path, env: dict[str, str], victim_index
         killed_at = time.time()
         workers[victim].send_signal(signal.SIGKILL)
         workers[victim].wait(10)
-        result = Round(victim=victim, moved=len(moved))
+        live = {survivor}
+        if restart:  # as a supervisor would: same node id, same data directory
+            await asyncio.sleep(max(0.0, killed_at + restart_after_s - time.time()))
+            workers[victim] = pipeline.spawn(victim, "worker", PACING_NODE_ID=victim,
+                                             PACING_WORKER__WEB_PORT=str(free_port()))
+            live.add(victim)
+        result = Round(victim=victim, moved=len(moved), scenario="kill-restart" if restart else "kill")
 
         def all_moved() -> bool:
-            return len(decisions.first_by(survivor, moved, killed_at)) == len(moved)
+            return len(decisions.first_by(live, moved, killed_at)) == len(moved)
 
         with contextlib.suppress(AssertionError):
             await eventually(all_moved, timeout_s=timeout_s, interval_s=0.05, message="survivor decided all")
-        firsts = decisions.first_by(survivor, moved, killed_at)
+        firsts = decisions.first_by(live, moved, killed_at)
         if firsts:
             result.first = min(firsts.values()) - killed_at
         if len(firsts) == len(moved):
             result.all = max(firsts.values()) - killed_at
         with contextlib.suppress(AssertionError):
-            await eventually(lambda: _endpoint_first(emulator, survivor, moved, killed_at) is not None,
+            await eventually(lambda: _endpoint_first(emulator, live, moved, killed_at) is not None,
                              timeout_s=10, interval_s=0.05, message="delivered")
-        result.endpoint = _endpoint_first(emulator, survivor, moved, killed_at)
+        result.endpoint = _endpoint_first(emulator, live, moved, killed_at)
 
         events = log_events(tmp / f"{survivor}.log")
         result.heartbeat_failed = first_after(events, killed_at, *_HEARTBEAT_FAILED)
@@ -220,14 +232,14 @@ async def one_round(bootstrap: str, tmp: Path, env: dict[str, str], victim_index
         await emulator.stop()
 
 
-def _endpoint_first(emulator: JourneyEmulator, survivor: str, moved: set[str], after_s: float) -> float | None:
-    """Seconds from ``after_s`` to the first bulk request holding a moved target decided by the survivor."""
+def _endpoint_first(emulator: JourneyEmulator, live: set[str], moved: set[str], after_s: float) -> float | None:
+    """Seconds from ``after_s`` to the first bulk request holding a moved target decided by a live worker."""
     for request in emulator.requests:
         if request.received_at <= after_s or request.status != 200 or not isinstance(request.body, dict):
             continue
         for entity in request.body.get("entities", []):
             data = {item["key"]: item["value"] for item in entity.get("userData", [])}
-            if entity.get("id") in moved and data.get("node") == survivor:
+            if entity.get("id") in moved and data.get("node") in live:
                 return request.received_at - after_s
     return None
 
@@ -245,33 +257,44 @@ def _summary(values: list[float | None]) -> str:
 
 
 async def main(bootstrap: str, variants: list[tuple[float, float, float]], rounds: int, steady_s: float,
-               timeout_s: float) -> None:
-    header = (f"{'session:heartbeat:rebalance':>27} | {'round':>5} | {'victim':>6} | {'moved':>5} | {'first':>5} |"
+               timeout_s: float, scenarios: list[str], static: bool, restart_after_s: float = 0.0) -> None:
+    header = (f"{'session:heartbeat:rebalance':>27} | {'scenario':>12} | {'round':>5} | {'victim':>6} |"
+              f" {'moved':>5} | {'first':>5} |"
               f" {'all':>5} | {'endpoint':>8} | {'hb fail':>7} | {'joined':>6} | {'ready':>7} | rebal. | note")
     print(header, flush=True)
     print("-" * len(header), flush=True)
     summaries = []
-    for session, heartbeat, rebalance in variants:
+    for (session, heartbeat, rebalance), scenario in [(v, s) for v in variants for s in scenarios]:
         env = {"PACING_KAFKA__SESSION_TIMEOUT_S": str(session), "PACING_KAFKA__HEARTBEAT_INTERVAL_S": str(heartbeat),
-               "PACING_KAFKA__REBALANCE_TIMEOUT_S": str(rebalance), "PACING_WORKER__KEEPALIVE_S": "30"}
+               "PACING_KAFKA__REBALANCE_TIMEOUT_S": str(rebalance), "PACING_WORKER__KEEPALIVE_S": "30",
+               "PACING_WORKER__STATIC_MEMBERSHIP": "true" if static else "false"}
         results = []
-        name = f"{session:g}:{heartbeat:g}:{rebalance:g}"
+        name = f"{session:g}:{heartbeat:g}:{rebalance:g}{' static' if static else ''}"
+        if scenario == "kill-restart" and restart_after_s:
+            name += f" +{restart_after_s:g}s"
         for index in range(rounds):
             with tempfile.TemporaryDirectory() as tmp:
-                result = await one_round(bootstrap, Path(tmp), env, index % 2, steady_s, timeout_s)
+                result = await one_round(bootstrap, Path(tmp), env, index % 2, steady_s, timeout_s,
+                                         restart=scenario == "kill-restart", restart_after_s=restart_after_s)
             results.append(result)
-            print(f"{name:>27} | {index + 1:>5} | {result.victim:>6} | {result.moved:>5} | {_cell(result.first)} |"
+            print(f"{name:>27} | {scenario:>12} | {index + 1:>5} | {result.victim:>6} | {result.moved:>5} |"
+                  f" {_cell(result.first)} |"
                   f" {_cell(result.all)} | {_cell(result.endpoint):>8} | {_cell(result.heartbeat_failed):>7} |"
                   f" {_cell(result.joined):>6} | {_cell(result.ready):>7} | {result.steady_rebalances:>6} |"
                   f" {result.note}", flush=True)
-        summaries.append((name, results))
-    print("\nseconds from kill -9 to ..., min / median / max over the rounds")
+        summaries.append((f"{name} {scenario}", results))
+    print(f"\nseconds from kill -9 to ..., min / median / max over the rounds (load average {_load()})")
     for name, results in summaries:
         print(f"  {name}: first moved target decided {_summary([r.first for r in results])};"
               f" all moved targets {_summary([r.all for r in results])};"
               f" at the endpoint {_summary([r.endpoint for r in results])};"
               f" spurious rebalances in the steady periods: {sum(r.steady_rebalances for r in results)};"
               f" rounds that never recovered: {sum(1 for r in results if r.first is None)}")
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as loadavg:
+        return " ".join(loadavg.read().split()[:3])
 
 
 def _variant(text: str) -> tuple[float, float, float]:
@@ -286,8 +309,16 @@ if __name__ == "__main__":
                         help="SESSION:HEARTBEAT:REBALANCE seconds (repeatable); default: the configured defaults")
     parser.add_argument("--steady", type=float, default=20.0, help="seconds of steady feed before the kill")
     parser.add_argument("--timeout", type=float, default=60.0, help="give up on a round after this long")
+    parser.add_argument("--scenario", choices=["kill", "kill-restart"], action="append",
+                        help="kill -9 only, or kill -9 and start the worker again at once (repeatable; default both)")
+    parser.add_argument("--restart-after", type=float, default=0.0,
+                        help="kill-restart: seconds between the kill and the start of the worker again")
+    parser.add_argument("--static", action="store_true",
+                        help="static group membership (worker.static_membership: group.instance.id = node id)")
     args = parser.parse_args()
     defaults = KafkaSettings()
     chosen = args.variant or [(defaults.session_timeout_s, defaults.heartbeat_interval_s, defaults.rebalance_timeout_s)]
-    run_on_broker(lambda bootstrap: main(bootstrap, chosen, args.rounds, args.steady, args.timeout))
+    scenarios = args.scenario or ["kill", "kill-restart"]
+    run_on_broker(lambda bootstrap: main(bootstrap, chosen, args.rounds, args.steady, args.timeout, scenarios,
+                                         args.static, args.restart_after))
     sys.exit(0)

@@ -140,13 +140,18 @@ class Pipeline:
         """This deployment's topic names."""
         return TopicNames.for_prefix(self.prefix)
 
-    def spawn(self, name: str, *args: str, module: str = "infra.cli", **env: str) -> subprocess.Popen[bytes]:
-        """Start ``pacing <args>`` (or another ``module``) as a child; its output goes to ``<tmp>/<name>.log``."""
+    def spawn(self, name: str, *args: str, module: str = "infra.cli",
+              wrap: Callable[[list[str]], list[str]] | None = None, **env: str) -> subprocess.Popen[bytes]:
+        """Start ``pacing <args>`` (or another ``module``) as a child; its output goes to ``<tmp>/<name>.log``.
+
+        ``wrap`` turns the command line into the one run (e.g. inside a network namespace).
+        """
         log = open(self.tmp / f"{name}.log", "ab")
+        argv = [sys.executable, "-m", module, *args]
         # Each child its own REST API port: two workers of one test must not both ask for 6080.
         env = {"PACING_API__PORT": str(free_port()), "PACING_API__HOST": "127.0.0.1", **env}
         child = subprocess.Popen(
-            [sys.executable, "-m", module, *args], cwd=ROOT, env={**self.env, **env},
+            wrap(argv) if wrap else argv, cwd=ROOT, env={**self.env, **env},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )
         log.close()

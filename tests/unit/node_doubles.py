@@ -132,6 +132,10 @@ class PublishingParts:
         self.settings = node_settings(metrics=metrics_section, worker=worker, kafka=kafka, **settings)
         self.producer = RecordingProducer()
         self.node = create_app(self.settings, producer=self.producer)
+        # No group, no rebalance and no log here: the lease holds, nothing moves, everything is caught up.
+        self.node.ownership.lapsed = lambda: None  # type: ignore[method-assign]
+        self.node.ownership.may_publish = lambda: True  # type: ignore[method-assign]
+        self.node.publisher._caught_up = lambda partition: True
         self.names = self.node.names
         self.metrics = self.node.metrics
         self.board = self.node.board

@@ -50,6 +50,8 @@ class RunningNode:
         self.stream = AckingStream()
         self.node.attach(self.stream)
         self.node.app.flow_control.resume()  # consuming, as once the worker has started
+        self.node.ownership.lapsed = lambda: None  # type: ignore[method-assign]  # no group here: the lease holds
+        self.node.publisher._caught_up = lambda partition: True  # and no log to replay
 
     def decided(self) -> list[str]:
         return [decode_decision(record.value).target_id for record in self.producer.to(self.node.names.actiontargets)]
@@ -131,8 +133,10 @@ async def test_a_rebalance_stops_deciding_and_checkpoints_every_event_taken(tmp_
     await running.node.turn(events)  # the first slice: the rebalance starts half-way through it
     await running.node.turn()  # the loop wakes (Faust's signal nudged it) and checkpoints
 
-    # The slice under way is finished, the others are not decided ...
-    assert len(running.decided()) == DECIDE_SLICE
+    # Nothing goes out once partitions move (the slice under way is decided and held: its state is
+    # in the checkpoint, and whoever owns the targets next publishes them), the others are not
+    # decided ...
+    assert len(running.decided()) == DECIDE_SLICE // 2 - 1
     # ... every target's state written, every event acknowledged: Faust's wait for the delivered
     # events ends now instead of after the whole pass.
     assert len(running.changelog()) == TARGETS
@@ -152,7 +156,7 @@ async def test_targets_left_undecided_are_published_once_the_rebalance_settles(t
     await running.tick()
 
     published = running.decided()
-    assert published[:DECIDE_SLICE] == first_slice
+    assert published[:len(first_slice)] == first_slice
     assert sorted(published) == sorted(targets())  # each target once: none lost, none twice
 
 
@@ -176,7 +180,7 @@ async def test_held_decisions_wait_while_partitions_move(tmp_path: Path) -> None
 
     node.publisher.publish = publish_then_rebalance  # type: ignore[method-assign]
     await running.tick()
-    assert len(running.decided()) == 2 * DECIDE_SLICE  # the slice under way finished, then it stopped
+    assert len(running.decided()) == DECIDE_SLICE // 2 - 1  # nothing more went out, then it stopped
 
     await running.rebalance_ends()
     await running.tick()

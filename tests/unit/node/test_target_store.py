@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from faust.serializers import codecs
 
 from streams.node.target_entry import TargetEntry
@@ -29,19 +31,23 @@ def test_a_target_is_parsed_from_the_table_once_and_then_kept_live() -> None:
 
 
 async def test_write_stores_locally_and_sends_the_changelog_record_to_the_entrys_partition() -> None:
-    store = TargetStore(memory_table())
+    store = TargetStore(memory_table(), epoch=lambda: 4)
     producer = RecordingProducer()
     entry = entry_on("vq-1", 3)
     store.add("vq-1", entry)
     assert store.table.get("vq-1") is None  # added, not written yet
     outbox = Outbox(producer, 1.0)
+    before = int(time.time() * 1000)
     await store.write("vq-1", entry, taken(3, 17, b"x"), outbox)
     await outbox.confirm()
-    assert store.table.get("vq-1") == entry.to_json()
+    # The value carries the writer's ownership epoch and when it was written (the restore's fence).
+    stored = store.table.get("vq-1")
+    assert stored["epoch"] == 4 and before <= stored["written_ms"] <= time.time() * 1000
+    assert {k: v for k, v in stored.items() if k not in ("epoch", "written_ms")} == entry.to_json()
     [record] = producer.sent
     assert (record.topic, record.partition) == (store.changelog_topic, 3)
     assert store.changelog_topic.endswith("targets-changelog")
-    assert codecs.loads("json", record.key) == "vq-1" and codecs.loads("json", record.value) == entry.to_json()
+    assert codecs.loads("json", record.key) == "vq-1" and codecs.loads("json", record.value) == stored
     store.forget()
     assert TargetEntry.from_json(store.table.get("vq-1")).state.gauge("ready_agents") == 3.0
 

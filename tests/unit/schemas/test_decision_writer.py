@@ -47,7 +47,7 @@ def base_record(**changes: Any) -> dict[str, Any]:
         "allowed_offers": 12, "reactive_admission": 1.0, "ready_agents": 4, "busy_agents": 6,
         "logged_in_agents": 10, "waiting_interactions": 0, "outstanding_offers": 0, "acceptance_rate": 0.3,
         "algorithm": "SUPER_PROGRESSIVE", "computed_at": 1_700_000_000_123, "node": "n1",
-        "figures": {"freeAgents": "4", "handleTimeS": "300"},
+        "figures": {"freeAgents": "4", "handleTimeS": "300"}, "owner_epoch": 7,
     }
     record.update(changes)
     return record
@@ -99,7 +99,7 @@ def test_writer_layout_is_the_newest_schema() -> None:
 
 
 def _schema(*extra_fields: dict[str, Any], doc: str | None = None) -> dict[str, Any]:
-    schema = json.loads((AVRO_DIR / "action_target_decision.v1.avsc").read_text(encoding="utf-8"))
+    schema = json.loads((AVRO_DIR / "action_target_decision.v2.avsc").read_text(encoding="utf-8"))
     schema["fields"] = schema["fields"][:5] + list(extra_fields) + schema["fields"][5:]
     if doc is not None:
         schema["doc"] = doc
