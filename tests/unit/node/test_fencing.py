@@ -24,7 +24,7 @@ from streams.node.faust_compat import group_membership, install_heartbeat_clock,
 from streams.node.ownership import Fenced, Ownership
 from streams.node.target_store import newer_entry
 from streams.runtime.fencing import FENCE_WINDOW_MS, EpochFence, supersedes
-from tests.unit.test_decision_writer import base_record
+from tests.unit.schemas.test_decision_writer import base_record
 
 
 def test_an_older_epoch_is_dropped_and_a_newer_one_taken() -> None:
