@@ -23,7 +23,7 @@ from typing import Any
 
 from infra.emulator import JourneyEmulator
 from schemas import StatEvent, encode_stat_event
-from tests.integration.pipeline import Pipeline, user_data
+from tests.integration.pipeline import Pipeline, eventually, user_data
 
 
 @dataclass
@@ -133,3 +133,16 @@ async def all_final_values_delivered(emulator: JourneyEmulator, targets: list[st
     """Whether the endpoint holds the final step for every target."""
     stored = emulator.targets
     return all(t in stored and int(user_data(stored[t])["loggedInAgents"]) == final for t in targets)
+
+
+async def assert_nothing_went_back(pipeline: Pipeline, targets: list[str], final: int, *, timeout_s: float,
+                                   raw_changelog: bool) -> None:
+    """Every target reaches its final step at the endpoint, which never went back, nor did the changelog
+    (``raw_changelog``: as written; else as a restore reads it, the newest epoch winning)."""
+    await eventually(lambda: all_final_values_delivered(pipeline.emulator, targets, final), timeout_s=timeout_s,
+                     message=f"every target at the final step {final}")
+    endpoint = regressions(endpoint_steps(pipeline.emulator))
+    assert not endpoint, "the endpoint went back:\n" + "\n".join(endpoint)
+    changelog = regressions(await changelog_steps(pipeline, raw=raw_changelog))
+    what = "the changelog went back" if raw_changelog else "a restore would go back"
+    assert not changelog, f"{what}:\n" + "\n".join(changelog)

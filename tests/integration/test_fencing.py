@@ -25,10 +25,8 @@ from infra.broker import EmbeddedBroker
 from infra.emulator import JourneyEmulator
 from tests.integration.fencing import (
     SteppingFeed,
-    all_final_values_delivered,
-    changelog_steps,
+    assert_nothing_went_back,
     endpoint_steps,
-    regressions,
 )
 from tests.integration.netns import NetworkNamespace, netns_unavailable_reason
 from tests.integration.pipeline import Pipeline, eventually
@@ -76,12 +74,7 @@ async def pause_past_the_session(pipeline: Pipeline, pause_s: float) -> None:
     finally:
         if feed._task is not None and not feed._task.done():
             await feed.stop()
-    await eventually(lambda: all_final_values_delivered(pipeline.emulator, TARGETS, final), timeout_s=60,
-                     message=f"every target at the final step {final}")
-    endpoint = regressions(endpoint_steps(pipeline.emulator))
-    assert not endpoint, "the endpoint went back:\n" + "\n".join(endpoint)
-    changelog = regressions(await changelog_steps(pipeline, raw=True))
-    assert not changelog, "the changelog went back:\n" + "\n".join(changelog)
+    await assert_nothing_went_back(pipeline, TARGETS, final, timeout_s=60, raw_changelog=True)
     assert victim.poll() is None, "the paused worker died"
 
 
@@ -136,12 +129,7 @@ async def cut_off_past_the_session(pipeline: Pipeline, namespace: NetworkNamespa
     finally:
         if feed._task is not None and not feed._task.done():
             await feed.stop()
-    await eventually(lambda: all_final_values_delivered(pipeline.emulator, TARGETS, final), timeout_s=90,
-                     message=f"every target at the final step {final}")
-    endpoint = regressions(endpoint_steps(pipeline.emulator))
-    assert not endpoint, "the endpoint went back:\n" + "\n".join(endpoint)
-    changelog = regressions(await changelog_steps(pipeline, raw=False))
-    assert not changelog, "a restore would go back:\n" + "\n".join(changelog)
+    await assert_nothing_went_back(pipeline, TARGETS, final, timeout_s=90, raw_changelog=False)
     assert a.poll() is None, "the cut-off worker died"
 
 
