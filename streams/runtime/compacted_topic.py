@@ -92,14 +92,14 @@ class CompactedTopicReader:
                     for record in records:
                         apply(record.key, record.value)
                 await self.after_batch()
-                if not self._caught_up.is_set() and await _at_end(consumer):
+                if not self._caught_up.is_set() and await read_to_the_end(consumer):
                     self.on_caught_up()
                     self._caught_up.set()
         finally:
             await consumer.stop()
 
 
-async def _at_end(consumer: AIOKafkaConsumer) -> bool:
+async def read_to_the_end(consumer: AIOKafkaConsumer) -> bool:
     """Every assigned partition read up to the high watermark of its last fetch response.
 
     The high watermark, not ListOffsets: the embedded broker under-reports the latter.

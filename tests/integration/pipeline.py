@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.broker import die_with_parent, free_port
 from infra.emulator import JourneyEmulator
+from streams.runtime.compacted_topic import read_to_the_end
 from streams.runtime.config import Settings, load_settings
 from streams.runtime.topics import TopicNames, ensure_topics
 
@@ -61,23 +62,13 @@ async def read_topic(bootstrap: str, topic: str, timeout_s: float = 2.0) -> list
         while time.monotonic() < deadline:
             for part in (await consumer.getmany(timeout_ms=100)).values():
                 records.extend(part)
-            if await _read_to_the_end(consumer):
+            if await read_to_the_end(consumer):
                 break
     finally:
         await consumer.stop()
     return records
 
 
-async def _read_to_the_end(consumer: AIOKafkaConsumer) -> bool:
-    """Whether every assigned partition has been fetched and consumed up to its high watermark."""
-    partitions = consumer.assignment()
-    if not partitions:
-        return False
-    for tp in partitions:
-        highwater = consumer.highwater(tp)
-        if highwater is None or await consumer.position(tp) < highwater:
-            return False
-    return True
 
 
 def stat_records(target_id: str, ready: int, logged_in: int = 10, tenant: str = "acme") -> list[tuple[bytes, bytes]]:
