@@ -186,9 +186,10 @@ def _run_kafka_cluster(args: argparse.Namespace, host: str, port: int, listen_ho
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.dev_broker import attach_to_worker
     from streams.node.app import run_worker
 
-    run_worker(_settings(args), loglevel=args.log_level.lower())
+    run_worker(_settings(args), loglevel=args.log_level.lower(), dev_broker=attach_to_worker)
     return 0
 
 

@@ -11,8 +11,11 @@ state table, ``@app.agent`` and ``@app.task``, as in Faust's own examples — an
 - :mod:`streams.node.decision_publisher` decides a target and publishes its decision when it changed;
 - :mod:`streams.node.checkpoint` writes the touched targets' entries, confirms every send and
   acknowledges the events;
-- :mod:`streams.node.keepalive` re-publishes due decisions and paces silent targets inactive;
-- :mod:`streams.node.topic_watch` recovers when the cluster lost the deployment's topics.
+- :mod:`streams.node.keepalive` re-publishes due decisions and paces silent targets inactive.
+
+The embedded development broker's workarounds (lost topics, under-reported end offsets) are not
+here: ``pacing worker`` hands :func:`run_worker` the one that attaches them (:mod:`streams.dev_broker`),
+and on Apache Kafka nothing is attached.
 
 One task does the work: the agent only takes batches from its stream and hands them over, and the
 node's loop (:meth:`PacingNode.run`) folds them, decides, publishes, checkpoints and keeps alive,
@@ -47,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +81,6 @@ from streams.node.ownership import Fenced, Ownership
 from streams.node.stat_intake import EventsFailed, StatIntake, Touched
 from streams.node.target_definitions import TargetDefinitions
 from streams.node.target_store import TargetStore
-from streams.node.topic_watch import TopicWatch, changelog_spec
 from streams.runtime import alarms
 from streams.runtime.alarm_publisher import AlarmPublisher
 from streams.runtime.alarms import AlarmBoard
@@ -88,7 +90,7 @@ from streams.runtime.metrics import NodeMetrics, record_lag, start_metrics_serve
 from streams.runtime.metrics_reporter import run_reporters
 from streams.runtime.outbox import Outbox, SendFailed, TransportProducer
 from streams.runtime.process_health import ProcessHealth
-from streams.runtime.topics import TopicNames, topic_configs, topic_names
+from streams.runtime.topics import TopicNames, changelog_spec, topic_configs, topic_names
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +164,6 @@ class PacingNode:
                                            self.alarm_publisher, self.ownership, self.catch_up.reached)
         self.keepalive = Keepalive(settings, self.store, self.publisher, self.definitions, self.alarm_publisher,
                                    self.health, self.metrics)
-        # Unguarded: after a broker lost its state the group is gone too, and the state written again
-        # carries epoch 0, which any owner's entry supersedes (streams.runtime.fencing).
-        self.topic_watch = TopicWatch(settings, self.names, app, self.store, self.intake.next_offset,
-                                      self.owned_partitions, self.alarm_publisher,
-                                      lambda: Outbox(self._producer or self._transport, worker.send_timeout_s))
         self.checkpoint = Checkpoint(self.intake, self.store, self.metrics, worker.checkpoint_interval_s, clock)
         self.cadence = DecideCadence(worker.decide_interval_s, settings.targets.refresh_period_s, clock())
         self.inbox: Inbox[list[EventT]] = Inbox()
@@ -190,15 +187,22 @@ class PacingNode:
         self._keepalive_every_s = max(0.5, min(worker.keepalive_s / 3, settings.targets.refresh_period_s, 5.0))
         self._keepalive_at = now + self._keepalive_every_s
         self._max_pending = worker.max_pending_events
+        #: Further conditions of :attr:`ready`, each true when met (what is attached to the node adds them).
+        self.readiness: list[Callable[[], bool]] = []
 
     @property
     def ready(self) -> bool:
-        """Serving: owns partitions (or processed a batch) and can write to Kafka."""
+        """Serving: owns partitions (or processed a batch), can write to Kafka, and every :attr:`readiness` holds."""
         return ((self._took_events or bool(self.owned_partitions())) and not self._kafka_failing
-                and not self.topic_watch.lost)
+                and all(check() for check in self.readiness))
 
     def _new_outbox(self) -> Outbox:
         return Outbox(self._producer or self._transport, self.settings.worker.send_timeout_s, self.ownership.guard)
+
+    def unfenced_outbox(self) -> Outbox:
+        """An outbox whose sends are not checked against this worker's ownership (:mod:`streams.node.ownership`):
+        for writes that belong to no group generation."""
+        return Outbox(self._producer or self._transport, self.settings.worker.send_timeout_s)
 
     async def on_partitions_moved(self, *_: Any, **__: Any) -> None:
         """The table holds the truth for whatever this worker owns now: drop the live entries.
@@ -637,11 +641,6 @@ def create_app(settings: Settings, definitions: TargetDefinitions | None = None,
         """Fold, decide, publish, checkpoint and keep alive: the one task that touches the node's state."""
         await node.run()
 
-    @app.timer(kafka.topic_check_interval_s, name="topic-watch")
-    async def topic_watch() -> None:
-        """Recover when the cluster lost the deployment's topics."""
-        await node.topic_watch.check()
-
     @app.task
     async def side_services() -> None:
         await node.start_side_services()
@@ -653,17 +652,21 @@ def create_app(settings: Settings, definitions: TargetDefinitions | None = None,
     return node
 
 
-def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Run one pacing node until SIGINT/SIGTERM."""
-    from streams.node.end_offsets import install_faust_end_offset_probe
+def run_worker(settings: Settings, loglevel: str = "info", *,
+               dev_broker: Callable[[PacingNode], Awaitable[object]] | None = None) -> None:
+    """Run one pacing node until SIGINT/SIGTERM.
+
+    ``dev_broker`` attaches the embedded broker's workarounds to the node once its topics exist and
+    before it starts (``pacing worker`` passes :func:`streams.dev_broker.attach_to_worker`, which
+    attaches nothing on Apache Kafka).
+    """
     from streams.runtime.collector import tune_for_long_running_service
-    from streams.runtime.kafka import client_options
     from streams.runtime.topics import ensure_topics
 
     node = create_app(settings)
     asyncio.run(ensure_topics(settings, node.internal_topics()))
-    if settings.kafka.probe_end_offsets:
-        install_faust_end_offset_probe(client_options(settings), settings.kafka.broker_kind)
+    if dev_broker is not None:
+        asyncio.run(dev_broker(node))
     worker = faust.Worker(node.app, loglevel=loglevel)
     tune_for_long_running_service()
     worker.execute_from_commandline()

@@ -76,15 +76,17 @@ class KafkaSettings(_Section):
     rebalance_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     broker_kind: Literal["auto", "tansu", "kafka"] = Field(
-        "auto", description="which broker serves: auto asks the cluster (streams/node/end_offsets.py); "
-        "Tansu-only workarounds run only where needed"
+        "auto", description="which broker serves, decided once at start-up: kafka attaches no dev-broker "
+        "workaround and asks nothing; tansu attaches them all; auto asks the cluster once and counts anything "
+        "not recognised as Apache Kafka as tansu (streams/dev_broker)"
     )
-    probe_end_offsets: bool = Field(
-        True, description="confirm end offsets by fetch where the broker under-reports them (Tansu); "
-        "off by default with broker_kind = kafka, skipped on a cluster detected as Apache Kafka"
+    probe_end_offsets: bool | None = Field(
+        None, description="confirm a table restore's end offsets by fetch (Tansu under-reports them); "
+        "unset: only where the broker is not Apache Kafka"
     )
     topic_check_interval_s: float = Field(
-        5.0, gt=0, le=3600, description="how often workers and sink check that their topics still exist"
+        5.0, gt=0, le=3600, description="on the dev broker (not Apache Kafka): how often workers and sink "
+        "check that their topics still exist"
     )
     fetch_max_wait_ms: int = Field(
         100, ge=0, le=30_000,
@@ -94,14 +96,6 @@ class KafkaSettings(_Section):
     connect_timeout_s: float = Field(
         10.0, gt=0, le=300, description="start-up gives up (one line, exit 1) if no bootstrap server answers by then"
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_probe_on_kafka(cls, data: Any) -> Any:
-        """``broker_kind = "kafka"`` turns the Tansu end-offset probe off unless it is set explicitly."""
-        if isinstance(data, dict) and data.get("broker_kind") == "kafka" and "probe_end_offsets" not in data:
-            return {**data, "probe_end_offsets": False}
-        return data
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -71,6 +71,13 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     ]
 
 
+def changelog_spec(settings: Settings, changelog_topic: str) -> NewTopic:
+    """A worker table's changelog topic as this deployment creates it (compacted, partitioned as the stats)."""
+    kafka = settings.kafka
+    return NewTopic(changelog_topic, kafka.stats_partitions, kafka.replication_factor,
+                    topic_configs={**topic_configs(settings), "cleanup.policy": "compact"})
+
+
 def topic_configs(settings: Settings) -> dict[str, str]:
     """Topic-level settings every topic the services create gets (beside its cleanup policy)."""
     configs = {}

@@ -50,7 +50,7 @@ async def read_topic(bootstrap: str, topic: str, timeout_s: float = 2.0) -> list
 
     Reading stops once every partition is read up to the high watermark its last fetch reported
     (the fetch's, not ListOffsets': Tansu under-reports the latter, see
-    :mod:`streams.node.end_offsets`), or after ``timeout_s`` -- a topic that does not exist, or
+    :mod:`streams.dev_broker.end_offsets`), or after ``timeout_s`` -- a topic that does not exist, or
     whose last offsets are gone (compaction), is read for the whole ``timeout_s``.
     """
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",

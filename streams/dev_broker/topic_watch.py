@@ -1,10 +1,11 @@
-"""Noticing that the cluster lost this deployment's topics, and recovering from it.
+"""A pacing node noticing that the cluster lost this deployment's topics, and recovering from it.
 
-A broker restarted on memory storage (or an operator's mistake) can lose ``pacing.*`` topics or
-a partition's log. The watch recreates what is missing or was auto-created wrong, forgets the
-old offsets, writes the state this node still holds to the new changelog, and raises
-``PacingTopicsMissing`` (the node is not ready meanwhile); cleared at the first check that finds
-everything in place.
+Tansu restarted on memory storage loses every ``pacing.*`` topic and partition log. The watch
+recreates what is missing or was auto-created wrong, forgets the old offsets (Faust's read and
+commit marks through :func:`streams.node.faust_compat.forget_positions`), writes the state this
+node still holds to the new changelog, and raises ``PacingTopicsMissing`` (the node is not ready
+meanwhile); cleared at the first check that finds everything in place. Installed by
+:func:`streams.dev_broker.worker.attach_to_worker` only where the broker is not Apache Kafka.
 """
 
 from __future__ import annotations
@@ -22,16 +23,9 @@ from streams.runtime import alarms
 from streams.runtime.alarm_publisher import AlarmPublisher
 from streams.runtime.config import Settings
 from streams.runtime.outbox import Outbox, SendFailed
-from streams.runtime.topics import TopicNames, repair_topics, topic_configs, topic_problems, topic_specs
+from streams.runtime.topics import TopicNames, changelog_spec, repair_topics, topic_problems, topic_specs
 
 log = logging.getLogger(__name__)
-
-
-def changelog_spec(settings: Settings, changelog_topic: str) -> NewTopic:
-    """The table's changelog topic as this deployment creates it (compacted)."""
-    kafka = settings.kafka
-    return NewTopic(changelog_topic, kafka.stats_partitions, kafka.replication_factor,
-                    topic_configs={**topic_configs(settings), "cleanup.policy": "compact"})
 
 
 class TopicWatch:
