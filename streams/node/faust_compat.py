@@ -9,7 +9,8 @@
   delivery future, so a failed write would go unnoticed. :func:`store_locally` updates only the
   local store; the node sends the changelog record itself (:func:`changelog_topic_name`) and
   waits for the broker's acknowledgement before it acknowledges the source events.
-- After the broker lost a topic's log, :func:`forget_positions` resets Faust's own offset marks.
+- After the broker lost a topic's log, :func:`forget_positions` resets Faust's own offset marks
+  (:mod:`streams.dev_broker.topic_watch`).
 - A batch given up on when the worker stops or partitions move is taken out of the set Faust
   waits on before it commits (:func:`release_unacknowledged`).
 - Faust hands every fetched message to its streams through ``wait_first(callback(message),
@@ -33,7 +34,7 @@
   until the next rebalance). :func:`refetch_cleared_events` seeks their partitions back.
 - Faust's table recovery reads each changelog up to the end offsets its consumer thread asks
   for (``AIOKafkaConsumerThread._highwaters``); :func:`correct_recovery_end_offsets` routes them
-  through a correction (:mod:`streams.node.end_offsets`, for brokers that under-report them).
+  through a correction (:mod:`streams.dev_broker.end_offsets`, for brokers that under-report them).
 - Ownership fencing (:mod:`streams.node.ownership`) reads the group generation and member id of
   the aiokafka consumer Faust runs in its consumer thread (:func:`group_membership`), and when its
   last heartbeat the coordinator acknowledged was sent (:func:`install_heartbeat_clock` records it
