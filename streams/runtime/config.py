@@ -29,6 +29,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas.models import ALGORITHMS, MEDIA_TYPES, describe_validation_error
+from streams.runtime.fencing import FENCE_WINDOW_MS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "sec": 1, None: 1, "min": 60, "m": 60, "h": 3600}
@@ -114,7 +115,11 @@ class WorkerSettings(_Section):
     store: str = Field("memory://", pattern=r"^(memory|rocksdb)://")
     batch_max_events: int = Field(1000, ge=1, le=100_000)
     batch_within_s: float = Field(0.2, gt=0, le=10)
-    keepalive_s: float = Field(30.0, gt=0, description="re-emit every decision at least this often")
+    keepalive_s: float = Field(
+        30.0, gt=0, le=FENCE_WINDOW_MS / 2000,
+        description="re-emit every decision at least this often; at most half the sink's fence window "
+        "(streams/runtime/fencing.py), so a live owner's newest decision is always inside it and a "
+        "fenced-out worker's older epoch is refused")
     stale_after_s: float = Field(300.0, gt=0, description="alarm TargetStale after this long without events")
     standby_replicas: int = Field(1, ge=0)
     decide_interval_s: float = Field(

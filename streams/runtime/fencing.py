@@ -13,7 +13,9 @@ group deleted after ``offsets.retention.minutes`` without members, or a broker t
 state) writes low epochs again. An older epoch is therefore accepted when it was written more
 than ``window_ms`` after the newest write of the higher epoch: a live owner re-publishes every
 target at least every ``worker.keepalive_s``, so within the window (two keepalives by default)
-the fence always holds against the owner it protects.
+the fence always holds against the owner it protects. The configuration refuses a keepalive longer
+than half the window (``worker.keepalive_s`` ≤ 30), which would let a live owner's newest write age
+out of it.
 """
 
 from __future__ import annotations

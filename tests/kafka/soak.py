@@ -412,7 +412,8 @@ class Soak:
             ready = state["gauges"].get("ready_agents")
             table.append(TableEntry(json.loads(record.key), None if ready is None else int(ready),
                                     int(state["gauge_ts"].get("ready_agents", 0)), record.partition, record.offset,
-                                    record.timestamp / 1000))
+                                    record.timestamp / 1000, int(value.get("epoch", 0)),
+                                    int(value.get("written_ms", 0))))
         history, raised = await self._alarms()
         dead_letters = len(await read_to_end(bootstrap, self.pipeline.topics.stats_dlq))
         inputs = {"targets": TARGETS, "acked": self.feed.acked, "decisions": decisions, "stored": self.stored,

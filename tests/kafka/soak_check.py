@@ -11,8 +11,11 @@ stored them), and the fault windows. The invariants:
 - **final**: the endpoint holds, for every target, exactly its newest decision;
 - **endpoint-regression**: the endpoint never stores a decision computed before one it already
   stored for the same target;
-- **changelog-regression**: no table entry lands on top of a newer one for the same target (its
-  ready-agents statistic older than the entry before it);
+- **changelog-regression**: no table entry that a restore would keep lands on top of a newer one for
+  the same target (its ready-agents statistic older than the entry kept before it). A restore keeps
+  the entry of the newest ownership epoch (:func:`streams.node.target_store.newer_entry`), so an
+  entry a stale owner wrote after the new owner's is skipped by the restore: it is counted as
+  *fenced* in the table, not as a regression;
 - **alarms**: every alarm raised is cleared by the end;
 - **dlq**: every poison record sent lands on the stats DLQ (at least once).
 
@@ -27,17 +30,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from streams.node.target_store import newer_entry
+
 FENCING_KINDS = frozenset({"worker_pause", "worker_cut"})
 """Faults that leave a worker writing after it lost its partitions: what fencing is for."""
 FENCING_GRACE_S = 60.0
 """How long after a pause or cut ends the stale worker may still write (it rejoined 28.5 s after
 a heal in the run issue 18 describes)."""
 
-KNOWN_FAILING: dict[str, str] = {
-    "changelog-regression": "the raw changelog still holds what a cut-off worker had handed to its producer "
-                            "before its lease lapsed; a restore keeps the newest epoch "
-                            "(streams.node.target_store.newer_entry), which this check does not apply yet",
-}
+KNOWN_FAILING: dict[str, str] = {}
 """Invariants that fail today for a reason being fixed elsewhere, with that reason. Only violations
 inside a pause or cut window (plus :data:`FENCING_GRACE_S`) count as known: for the endpoint and the
 final state, only a decision of that window's worker (decisions name their node); for the changelog,
@@ -92,6 +93,12 @@ class TableEntry:
     partition: int
     offset: int
     at: float
+    epoch: int = 0  # the writer's ownership epoch (0: written before fencing, or by the re-seed)
+    written_ms: int = 0  # when the writer wrote it (wall clock), for the fence's window
+
+    def restore_value(self) -> dict[str, int]:
+        """The fields the restore's rule reads (:func:`streams.node.target_store.newer_entry`)."""
+        return {"epoch": self.epoch, "written_ms": self.written_ms}
 
 
 @dataclass
@@ -117,6 +124,7 @@ class Report:
     decisions: int = 0
     stored: int = 0
     table_entries: int = 0
+    table_fenced: dict[int | None, int] = field(default_factory=dict)  # window index -> entries a restore skips
     rounds: int = 0
 
     @property
@@ -253,17 +261,23 @@ def _check_endpoint(report: Report, targets: Sequence[str], by_target: dict[str,
 
 
 def _check_changelog(report: Report, table: list[TableEntry], windows: Sequence[Window]) -> None:
-    newest: dict[str, TableEntry] = {}
+    """Replays the changelog as a restore does: an entry of an older owner is skipped (fenced), and
+    an entry kept must not carry an older statistic than the one it replaces."""
+    kept: dict[str, TableEntry] = {}
     for entry in sorted(table, key=lambda e: (e.partition, e.offset)):
-        before = newest.get(entry.target)
+        before = kept.get(entry.target)
+        if before is not None and not newer_entry(before.restore_value(), entry.restore_value()):
+            index = _fencing_window(windows, entry.at, None)
+            report.table_fenced[index] = report.table_fenced.get(index, 0) + 1
+            continue
         if before is not None and entry.ready_ts_ms < before.ready_ts_ms:
             report.violations.append(_violation(
                 "changelog-regression", entry.target, entry.at,
                 f"entry at p{entry.partition} offset {entry.offset} (round {entry.ready}, measured "
-                f"{entry.ready_ts_ms}) on top of offset {before.offset} (round {before.ready}, measured "
-                f"{before.ready_ts_ms})", windows, None))
-        if before is None or entry.ready_ts_ms >= before.ready_ts_ms:
-            newest[entry.target] = entry
+                f"{entry.ready_ts_ms}, epoch {entry.epoch}) on top of offset {before.offset} (round "
+                f"{before.ready}, measured {before.ready_ts_ms}, epoch {before.epoch})", windows, None))
+            continue
+        kept[entry.target] = entry
 
 
 def table_rows(report: Report, windows: Sequence[Window]) -> list[tuple[str, ...]]:
@@ -271,28 +285,29 @@ def table_rows(report: Report, windows: Sequence[Window]) -> list[tuple[str, ...
     kinds: dict[str, list[int]] = defaultdict(list)
     for index, window in enumerate(windows):
         kinds[window.kind].append(index)
-    rows = [("fault", "count", "longest stall s", "endpoint regr. (longest)", "changelog regr.", "alarms raised",
-             "violations (known)")]
+    rows = [("fault", "count", "longest stall s", "endpoint regr. (longest)", "changelog regr. (fenced)",
+             "alarms raised", "violations (known)")]
     attributed: dict[int | None, list[Violation]] = defaultdict(list)
     for violation in report.violations:
         index = violation.window if violation.window is not None else (
             window_of(windows, violation.at, 30.0) if violation.at else None)
         attributed[index].append(violation)
 
-    def counts(found: list[Violation]) -> tuple[str, str, str]:
+    def counts(found: list[Violation], fenced: int) -> tuple[str, str, str]:
         endpoint = [v for v in found if v.invariant == "endpoint-regression"]
         lasted = max((v.lasted_s for v in endpoint if v.lasted_s is not None), default=None)
         return (f"{len(endpoint)}" + (f" ({lasted:.1f}s)" if lasted is not None else ""),
-                str(sum(v.invariant == "changelog-regression" for v in found)),
+                f"{sum(v.invariant == 'changelog-regression' for v in found)} ({fenced})",
                 f"{sum(v.known is None for v in found)} ({sum(v.known is not None for v in found)})")
 
     for kind in sorted(kinds):
         indexes = kinds[kind]
-        regressions, changelog, violations = counts([v for i in indexes for v in attributed.get(i, [])])
+        regressions, changelog, violations = counts([v for i in indexes for v in attributed.get(i, [])],
+                                                    sum(report.table_fenced.get(i, 0) for i in indexes))
         rows.append((kind, str(len(indexes)),
                      f"{max((report.stall_s.get(i, 0.0) for i in indexes), default=0.0):.1f}",
                      regressions, changelog, str(sum(report.alarms_raised.get(i, 0) for i in indexes)), violations))
-    regressions, changelog, violations = counts(attributed.get(None, []))
+    regressions, changelog, violations = counts(attributed.get(None, []), report.table_fenced.get(None, 0))
     rows.append(("(none/end)", "-", "-", regressions, changelog, "-", violations))
     return rows
 

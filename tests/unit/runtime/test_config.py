@@ -50,6 +50,7 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
         ({"base_auth_url": "ftp://x"}, "base_auth_url"),
         ({"metrics": {"GcLatency": {"threshold": -1}}}, "metrics.GcLatency.threshold"),
         ({"sink": {"lingerms": 1}}, "sink.lingerms"),
+        ({"worker": {"keepalive_s": 45}}, "worker.keepalive_s"),  # longer than half the fence window
     ],
 )
 def test_wrong_option_is_named(overrides: dict, option: str) -> None:
