@@ -19,6 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
+from faust.types import AppT
 
 from streams.node.faust_compat import correct_recovery_end_offsets
 
@@ -58,8 +59,8 @@ async def probe_end_offsets(
     return corrected
 
 
-def install_end_offset_probe(client_options: dict[str, Any]) -> None:
-    """Make Faust's table recovery (in this process) read up to probed end offsets (idempotent).
+def install_end_offset_probe(app: AppT, client_options: dict[str, Any]) -> None:
+    """Make ``app``'s table recovery read up to probed end offsets (that app's consumer only).
 
     The hook into Faust is :func:`streams.node.faust_compat.correct_recovery_end_offsets`.
     """
@@ -67,4 +68,4 @@ def install_end_offset_probe(client_options: dict[str, Any]) -> None:
     async def correct(reported: Mapping[Any, int]) -> Mapping[Any, int]:
         return await probe_end_offsets(client_options, reported)
 
-    correct_recovery_end_offsets(correct)
+    correct_recovery_end_offsets(app, correct)

@@ -34,7 +34,7 @@ async def attach_to_worker(node: PacingNode) -> TopicWatch | None:
     settings = node.settings
     kind = await resolve_broker_kind(settings)
     if probes_end_offsets(kind, settings.kafka.probe_end_offsets):
-        install_end_offset_probe(client_options(settings))
+        install_end_offset_probe(node.app, client_options(settings))
     if kind == "kafka":
         log.info("Apache Kafka: no dev-broker workaround%s",
                  " but the end-offset probe (kafka.probe_end_offsets)" if settings.kafka.probe_end_offsets else "")

@@ -33,7 +33,8 @@
   thrown away with their offsets passed (a worker taking over partitions saw one event of them
   until the next rebalance). :func:`refetch_cleared_events` seeks their partitions back.
 - Faust's table recovery reads each changelog up to the end offsets its consumer thread asks
-  for (``AIOKafkaConsumerThread._highwaters``); :func:`correct_recovery_end_offsets` routes them
+  for (``AIOKafkaConsumerThread._highwaters``); :func:`correct_recovery_end_offsets` routes them,
+  for one app's consumer (the class :func:`install_consumer` made for it, nothing process-wide),
   through a correction (:mod:`streams.dev_broker.end_offsets`, for brokers that under-report them).
 - Ownership fencing (:mod:`streams.node.ownership`) reads the group generation and member id of
   the aiokafka consumer Faust runs in its consumer thread (:func:`group_membership`), and when its
@@ -139,25 +140,17 @@ def owned_actives(app: AppT) -> set[TP]:
 EndOffsetCorrection = Callable[[Mapping[TP, int]], Awaitable[Mapping[TP, int]]]
 
 
-def correct_recovery_end_offsets(correct: EndOffsetCorrection) -> None:
-    """Make Faust's table recovery read up to ``correct(reported)`` instead of the reported end offsets.
+def correct_recovery_end_offsets(app: AppT, correct: EndOffsetCorrection) -> None:
+    """Make ``app``'s table recovery read up to ``correct(reported)`` instead of the reported end offsets.
 
-    Idempotent: a second call keeps the first correction. Offsets asked inside a transaction are
-    left as reported (the node does not use transactions; Faust's exactly-once mode would).
+    Only this app's consumer is affected (its consumer class is its own, see :func:`install_consumer`,
+    which must have run). Offsets asked inside a transaction are left as reported (the node does not
+    use transactions; Faust's exactly-once mode would). Call it before the app starts.
     """
-    thread = faust_aiokafka.AIOKafkaConsumerThread
-    original = thread._highwaters
-    if getattr(original, "_corrected", False):
-        return
-
-    async def _highwaters(self: Any, partitions: list[TP]) -> Mapping[TP, int]:
-        reported = await original(self, partitions)
-        if self.consumer.in_transaction:
-            return reported
-        return await correct(reported)
-
-    _highwaters._corrected = True  # type: ignore[attr-defined]
-    thread._highwaters = _highwaters  # type: ignore[method-assign]
+    consumer = app.transport.Consumer
+    if not issubclass(consumer, TunedConsumer):
+        raise TypeError("install_consumer(app) first: the correction belongs to the app's own consumer class")
+    consumer.end_offset_correction = staticmethod(correct)
 
 
 def upstream_drain_digest() -> str:
@@ -215,6 +208,14 @@ class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     consuming records that Faust drops (see :meth:`_fetch_records`)."""
 
     fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS
+    end_offset_correction: EndOffsetCorrection | None = None
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:  # Faust's, in the consumer thread
+        """The end offsets table recovery reads up to: the broker's, through the app's correction if any."""
+        reported = await super()._highwaters(partitions)
+        if self.end_offset_correction is None or self.consumer.in_transaction:
+            return reported
+        return await self.end_offset_correction(reported)
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -252,10 +253,13 @@ class TunedConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with the fetch wait of the settings (see :func:`install_consumer`)."""
 
     fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS
+    #: Set per app by :func:`correct_recovery_end_offsets` (a staticmethod on the app's own subclass).
+    end_offset_correction: EndOffsetCorrection | None = None
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         thread = _TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
         thread.fetch_max_wait_ms = self.fetch_max_wait_ms
+        thread.end_offset_correction = self.end_offset_correction
         return thread
 
 

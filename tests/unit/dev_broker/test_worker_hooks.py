@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from streams.dev_broker import attach_to_worker, detect
 from streams.dev_broker.detect import classify_broker
@@ -28,10 +27,14 @@ def _timers(node: PacingNode) -> int:
     return len(node.app._app_tasks)  # Faust's list of the app's tasks and timers
 
 
+def _probes(node: PacingNode) -> bool:
+    """Whether the app's table recovery corrects the end offsets the broker reports."""
+    return node.app.transport.Consumer.end_offset_correction is not None
+
+
 @pytest.fixture
 def questions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every question to the cluster about its kind (answered "kafka"); Faust's recovery hook restored after."""
-    monkeypatch.setattr(AIOKafkaConsumerThread, "_highwaters", AIOKafkaConsumerThread._highwaters)
+    """Every question to the cluster about its kind (answered "kafka")."""
     asked: list[str] = []
 
     async def detect_broker_kind(options: dict[str, Any], timeout_s: float = 10.0) -> str:
@@ -45,10 +48,9 @@ def questions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 async def test_a_worker_configured_for_apache_kafka_gets_no_dev_broker_hook_and_asks_nothing(
         tmp_path: Path, questions: list[str]) -> None:
     node = _node(tmp_path, broker_kind="kafka")
-    recovery_end_offsets = AIOKafkaConsumerThread._highwaters
     timers = _timers(node)
     assert await attach_to_worker(node) is None
-    assert AIOKafkaConsumerThread._highwaters is recovery_end_offsets  # no end-offset probe
+    assert not _probes(node)
     assert _timers(node) == timers  # no topic watch
     assert node.readiness == []
     assert questions == []
@@ -57,11 +59,10 @@ async def test_a_worker_configured_for_apache_kafka_gets_no_dev_broker_hook_and_
 async def test_a_worker_on_tansu_gets_the_probe_and_a_topic_watch_that_holds_readiness(
         tmp_path: Path, questions: list[str]) -> None:
     node = _node(tmp_path, broker_kind="tansu")
-    recovery_end_offsets = AIOKafkaConsumerThread._highwaters
     timers = _timers(node)
     watch = await attach_to_worker(node)
     assert watch is not None
-    assert AIOKafkaConsumerThread._highwaters is not recovery_end_offsets
+    assert _probes(node)
     assert _timers(node) == timers + 1
     node._took_events = True  # serving, as far as the node itself can tell
     assert node.ready
@@ -74,15 +75,20 @@ async def test_auto_asks_the_cluster_once_and_attaches_nothing_to_a_worker_on_ap
         tmp_path: Path, questions: list[str]) -> None:
     node = _node(tmp_path)  # broker_kind = "auto", the default
     assert await attach_to_worker(node) is None
-    assert node.readiness == []
+    assert node.readiness == [] and not _probes(node)
     assert questions == ["127.0.0.1:1"]
 
 
-async def test_auto_keeps_the_workarounds_when_the_cluster_does_not_say_it_is_apache_kafka(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(AIOKafkaConsumerThread, "_highwaters", AIOKafkaConsumerThread._highwaters)
+async def test_auto_keeps_the_workarounds_when_the_cluster_does_not_say_it_is_apache_kafka(tmp_path: Path) -> None:
     node = _node(tmp_path, connect_timeout_s=0.5)  # nobody listens: no answer
-    assert await attach_to_worker(node) is not None
+    assert await attach_to_worker(node) is not None and _probes(node)
+
+
+async def test_an_explicit_probe_setting_wins_over_the_broker_kind(tmp_path: Path, questions: list[str]) -> None:
+    on_kafka = _node(tmp_path / "a", broker_kind="kafka", probe_end_offsets=True)
+    assert await attach_to_worker(on_kafka) is None and _probes(on_kafka)
+    on_tansu = _node(tmp_path / "b", broker_kind="tansu", probe_end_offsets=False)
+    assert await attach_to_worker(on_tansu) is not None and not _probes(on_tansu)
 
 
 @pytest.mark.parametrize(("kind", "configured", "probes"), [

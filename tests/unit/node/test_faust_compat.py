@@ -304,10 +304,10 @@ async def test_events_a_resume_throws_away_are_fetched_again() -> None:
     app.flow_control.resume()  # nothing thrown away: no seek
     assert seeks == []
 
-async def test_recovery_end_offsets_go_through_the_correction_once(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_recovery_end_offsets_go_through_the_apps_own_correction(monkeypatch: pytest.MonkeyPatch) -> None:
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-    from streams.node.faust_compat import correct_recovery_end_offsets
+    from streams.node.faust_compat import _TunedConsumerThread, correct_recovery_end_offsets, install_consumer
 
     async def reported(self: object, partitions: list[str]) -> dict[str, int]:
         return dict.fromkeys(partitions, 8)
@@ -316,12 +316,26 @@ async def test_recovery_end_offsets_go_through_the_correction_once(monkeypatch: 
         return {tp: end + 4 for tp, end in offsets.items()}
 
     monkeypatch.setattr(AIOKafkaConsumerThread, "_highwaters", reported)
-    correct_recovery_end_offsets(corrected)
-    correct_recovery_end_offsets(corrected)  # idempotent: not corrected twice
-    thread = SimpleNamespace(consumer=SimpleNamespace(in_transaction=False))
-    assert await AIOKafkaConsumerThread._highwaters(thread, ["tp"]) == {"tp": 12}
+    corrected_app, other_app = (faust.App(f"unit-{name}", broker="kafka://127.0.0.1:1") for name in ("a", "b"))
+    with pytest.raises(TypeError):  # the correction belongs to the app's own consumer class
+        correct_recovery_end_offsets(corrected_app, corrected)
+    for app in (corrected_app, other_app):
+        install_consumer(app, fetch_max_wait_ms=100)
+    correct_recovery_end_offsets(corrected_app, corrected)
+
+    def thread_of(app: faust.App) -> _TunedConsumerThread:
+        # A consumer thread as the app's consumer makes one (_new_consumer_thread), without starting it.
+        thread = object.__new__(_TunedConsumerThread)
+        thread.end_offset_correction = app.transport.Consumer.end_offset_correction
+        thread.consumer = SimpleNamespace(in_transaction=False)
+        return thread
+
+    thread = thread_of(corrected_app)
+    assert await thread._highwaters(["tp"]) == {"tp": 12}
     thread.consumer.in_transaction = True
-    assert await AIOKafkaConsumerThread._highwaters(thread, ["tp"]) == {"tp": 8}
+    assert await thread._highwaters(["tp"]) == {"tp": 8}
+    assert await thread_of(other_app)._highwaters(["tp"]) == {"tp": 8}  # nothing process-wide
+    assert AIOKafkaConsumerThread._highwaters is reported
 
 
 def test_the_node_reads_as_a_faust_app(tmp_path: Path) -> None:
