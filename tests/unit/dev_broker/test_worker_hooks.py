@@ -1,7 +1,8 @@
 """What a pacing node gets attached for the dev broker: everything on Tansu, nothing on Apache Kafka.
 
 The node is the production one (:func:`streams.node.app.create_app`) on an address where no broker
-listens; the broker kind is configured, or the question to the cluster is answered by the test.
+listens; the broker kind is configured, or the question to the cluster is answered by the test
+(``questions``, in conftest.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from streams.dev_broker import attach_to_worker, detect
+from streams.dev_broker import attach_to_worker
 from streams.dev_broker.detect import classify_broker
 from streams.dev_broker.worker import probes_end_offsets
 from streams.node.app import PacingNode, create_app
@@ -30,19 +31,6 @@ def _timers(node: PacingNode) -> int:
 def _probes(node: PacingNode) -> bool:
     """Whether the app's table recovery corrects the end offsets the broker reports."""
     return node.app.transport.Consumer.end_offset_correction is not None
-
-
-@pytest.fixture
-def questions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every question to the cluster about its kind (answered "kafka")."""
-    asked: list[str] = []
-
-    async def detect_broker_kind(options: dict[str, Any], timeout_s: float = 10.0) -> str:
-        asked.append(options["bootstrap_servers"])
-        return "kafka"
-
-    monkeypatch.setattr(detect, "detect_broker_kind", detect_broker_kind)
-    return asked
 
 
 async def test_a_worker_configured_for_apache_kafka_gets_no_dev_broker_hook_and_asks_nothing(
