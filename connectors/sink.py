@@ -168,7 +168,8 @@ class BulkSink:
         if self.settings.sink.web_port:
             web = await start_metrics_server(self.metrics.registry, "0.0.0.0", self.settings.sink.web_port, self.ready)
         session = aiohttp.ClientSession()
-        writer = ActionTargetWriter(JourneyClient(self.settings, session))
+        writer = ActionTargetWriter(JourneyClient(self.settings.sink, session, auth_url=self.settings.base_auth_url,
+                                                  bulk_url=self.settings.bulk_url))
         tasks = [
             asyncio.create_task(self._consume_loop(), name="sink-consume"),
             asyncio.create_task(self.sending.run(writer), name="sink-send"),

@@ -83,7 +83,8 @@ class Sink:
         self.sink = BulkSink(self.settings)
         self.producer = RecordingKafkaProducer()
         self.sink._producer = self.producer  # type: ignore[assignment]
-        self.writer = ActionTargetWriter(JourneyClient(self.settings, http))
+        self.writer = ActionTargetWriter(JourneyClient(self.settings.sink, http, auth_url=self.settings.base_auth_url,
+                                                       bulk_url=self.settings.bulk_url))
         self.emulator = emulator
         self._offset = 0
 
