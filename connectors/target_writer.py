@@ -43,14 +43,14 @@ from connectors.journey_client import (
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Applied:
     """The endpoint holds this entity now."""
 
     pending: Pending
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """The endpoint refused this entity; ``error`` (``status``/``message`` or the endpoint's own) says why."""
 
@@ -58,7 +58,7 @@ class Rejected:
     error: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RetryLater:
     """Not taken this time; try again no sooner than ``retry_after_s`` (a floor under the caller's backoff)."""
 
