@@ -261,3 +261,33 @@ def _reaches(path: Path, package: str, helpers: str | None = None) -> bool:
               for name in names if helpers is not None and name.startswith(helpers)]
     return any(helper.exists() and not helper.name.startswith("test_") and _reaches(helper, package)
                for helper in beside)
+
+
+#: The sink's endpoint contract (``write(batch)`` → outcome per entity) knows HTTP, not Kafka: these
+#: modules import no Kafka client and none of the sink's Kafka side (loop, commits, writes, recovery).
+ENDPOINT_SIDE = ("connectors/target_writer.py", "connectors/journey_client.py")
+KAFKA_SIDE = ("aiokafka", "connectors.sink", "connectors.commits", "connectors.side_writes", "connectors.intake",
+              "connectors.settlement", "connectors.send_loop", "connectors.topic_recovery", "connectors.fence_log",
+              "streams.runtime.kafka", "streams.runtime.outbox", "streams.runtime.topics")
+
+
+def _kafka_imports(path: Path, source: str | None = None) -> list[str]:
+    tree = ast.parse(path.read_text() if source is None else source, str(path))
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    return sorted(n for n in names if any(n == k or n.startswith(k + ".") for k in KAFKA_SIDE))
+
+
+def test_the_sinks_endpoint_writer_knows_no_kafka() -> None:
+    assert [f"{where}: {name}" for where in ENDPOINT_SIDE for name in _kafka_imports(ROOT / where)] == []
+    probe = "from aiokafka import AIOKafkaConsumer\nimport connectors.side_writes\n"
+    assert _kafka_imports(ROOT / ENDPOINT_SIDE[0], probe) == ["aiokafka", "connectors.side_writes"]
+
+
+def test_the_sinks_topic_recovery_stays_in_one_module() -> None:
+    # The dev-broker workaround (recreating lost topics, replacing the consumer) moves as a whole.
+    recovery = ROOT / "connectors" / "topic_recovery.py"
+    used = sorted(f"{path.relative_to(ROOT)}: {name}" for path in (ROOT / "connectors").glob("*.py")
+                  if path != recovery for name in ("repair_topics", "missing_topics", "went back from offset")
+                  if name in path.read_text())
+    assert used == []
