@@ -30,7 +30,7 @@ from yarl import URL
 
 from connectors.bulk_models import BulkActionTargetsResponse, TokenResponse
 from schemas import describe_validation_error
-from streams.runtime.config import Settings
+from streams.runtime.config import SinkSettings
 
 RETRIABLE_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 """The endpoint is busy or failing: try again later."""
@@ -134,18 +134,23 @@ def _without_credentials(url: str) -> str:
 
 
 class JourneyClient:
-    """Posts bulk upserts with a cached OAuth2 token, renewed before expiry and on 401."""
+    """Posts bulk upserts with a cached OAuth2 token, renewed before expiry and on 401.
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession):
-        self.settings = settings
+    ``sink`` gives the credentials, proxy, TLS and timeout; ``auth_url`` is where tokens come
+    from (``base_auth_url``), ``bulk_url`` where the upserts go (``Settings.bulk_url``).
+    """
+
+    def __init__(self, sink: SinkSettings, session: aiohttp.ClientSession, *, auth_url: str, bulk_url: str):
+        self.sink = sink
+        self.auth_url = auth_url
+        self.bulk_url = bulk_url
         self.session = session
         self._token: str | None = None
         self._token_expires_at = 0.0
         self._token_lock = asyncio.Lock()
-        sink = settings.sink
         self._request_options: dict[str, Any] = {
             "proxy": sink.proxy_url,
-            "ssl": tls_option(settings),
+            "ssl": tls_option(sink),
             "timeout": aiohttp.ClientTimeout(total=sink.request_timeout_s),
         }
         if sink.proxy_url and sink.proxy_username is not None:
@@ -155,21 +160,21 @@ class JourneyClient:
         self._via = f" via proxy {_without_credentials(sink.proxy_url)}" if sink.proxy_url else ""
 
     async def _fetch_token(self) -> None:
-        sink = self.settings.sink
+        sink = self.sink
         async with self.session.post(
-            self.settings.base_auth_url,
+            self.auth_url,
             data={"grant_type": "client_credentials"},
             auth=aiohttp.BasicAuth(sink.client_id, sink.client_secret.get_secret_value()),
             **self._request_options,
         ) as response:
             if response.status != 200:
-                raise TokenError(f"token request to {self.settings.base_auth_url} answered HTTP {response.status}",
+                raise TokenError(f"token request to {self.auth_url} answered HTTP {response.status}",
                                  response.status)
             text = await response.text()
         try:
             token = TokenResponse.model_validate_json(text)
         except ValidationError as exc:
-            raise TokenError(f"token response from {self.settings.base_auth_url} is not a token: "
+            raise TokenError(f"token response from {self.auth_url} is not a token: "
                              f"{text[:200]!r}") from exc
         self._token = token.access_token
         # Renew a little early so a request never leaves with a token about to expire.
@@ -186,9 +191,9 @@ class JourneyClient:
     async def post_bulk(self, entities: list[dict[str, Any]]) -> Outcome:
         """One bulk upsert, classified; a 401 renews the token and retries once."""
         body = {"entities": entities}
-        bulk_url = self.settings.bulk_url
+        bulk_url = self.bulk_url
         for attempt in (1, 2):
-            url = self.settings.base_auth_url  # where a transport error came from
+            url = self.auth_url  # where a transport error came from
             try:
                 token = await self.token(renew=attempt == 2)
                 url = bulk_url
@@ -202,11 +207,11 @@ class JourneyClient:
                 if exc.status is not None and exc.status < 500 and exc.status not in RETRIABLE_STATUSES:
                     hint = ("proxy authentication required: check sink.proxy_username/proxy_password"
                             if exc.status == 407 else "check sink.client_id/client_secret")
-                    return OperatorError(exc.status, self.settings.base_auth_url,
+                    return OperatorError(exc.status, self.auth_url,
                                          f"authorization failed: {exc} ({hint})")
                 return RetriableFailure(f"authorization failed: {exc}")
             except aiohttp.ClientHttpProxyError as exc:
-                proxy = _without_credentials(self.settings.sink.proxy_url or "")
+                proxy = _without_credentials(self.sink.proxy_url or "")
                 if exc.status == 407:
                     return OperatorError(407, proxy, f"HTTP 407 from proxy {proxy}: proxy authentication "
                                          "required (check sink.proxy_username/proxy_password)")
@@ -244,13 +249,12 @@ class JourneyClient:
             return InvalidResponse(f"response does not match the bulk result model: {describe_validation_error(exc)}")
 
 
-def tls_option(settings: Settings) -> ssl.SSLContext | bool | None:
+def tls_option(sink: SinkSettings) -> ssl.SSLContext | bool | None:
     """aiohttp's ``ssl`` argument: no verification, a context trusting ``sink.ca_file``, or the default.
 
     ``sink.ca_file`` names a PEM bundle of the certificate authorities to trust *instead of* the
     system's (a private CA, or a TLS-intercepting proxy's).
     """
-    sink = settings.sink
     if not sink.verify_tls:
         return False
     if sink.ca_file:

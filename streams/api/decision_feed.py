@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from streams.api.directory import TargetDirectory
 from streams.runtime.compacted_topic import CompactedTopicReader
-from streams.runtime.config import Settings
-from streams.runtime.topics import topic_names
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,15 @@ REFRESH_SLICE = 200
 
 
 class DecisionFeed(CompactedTopicReader):
-    """A background reader of ``pacing.actiontargets`` folding every record into a directory."""
+    """A background reader of ``pacing.actiontargets`` (``topic``) folding every record into a directory.
+
+    ``options`` connect the consumer (:func:`streams.runtime.kafka.consumer_options`).
+    """
 
     max_records = 1000
 
-    def __init__(self, settings: Settings, directory: TargetDirectory):
-        super().__init__(settings, topic_names(settings).actiontargets)
+    def __init__(self, options: Mapping[str, Any], topic: str, directory: TargetDirectory):
+        super().__init__(options, topic)
         self.directory = directory
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:

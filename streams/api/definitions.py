@@ -18,8 +18,6 @@ from pydantic import ValidationError
 
 from schemas import DecodeError, TargetConfig, decode, decode_target_config, encode_target_config
 from streams.api.problems import ProblemError, field_problems
-from streams.runtime.config import Settings
-from streams.runtime.topics import topic_names
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +29,17 @@ _WHITESPACE = b" \t\r\n"
 
 
 class DefinitionWriter:
-    """Validates definitions and writes them (or their deletion) to ``pacing.targets``."""
+    """Validates definitions and writes them (or their deletion) to ``pacing.targets``.
 
-    def __init__(self, settings: Settings, send: Send, timeout_s: float | None = None):
-        self.tenant = settings.tenant
-        self.topic = topic_names(settings).targets
+    ``tenant`` is the deployment's (a definition for another is refused), ``topic`` its ``pacing.targets``;
+    a write not acknowledged within ``timeout_s`` (``worker.send_timeout_s``) fails.
+    """
+
+    def __init__(self, tenant: str, topic: str, send: Send, timeout_s: float):
+        self.tenant = tenant
+        self.topic = topic
         self._send = send
-        self._timeout_s = timeout_s or settings.worker.send_timeout_s
+        self._timeout_s = timeout_s
 
     def validate(self, target_id: str, body: bytes) -> TargetConfig:
         """The definition ``body`` gives ``target_id``; raises :class:`ProblemError` 400 or 422."""

@@ -33,6 +33,8 @@ from streams.api.models import MAX_ID_LEN, GroupsQuery, ListQuery
 from streams.api.openapi import openapi_document
 from streams.api.problems import ProblemError, field_problems, problem_middleware
 from streams.runtime.config import ApiSettings, Settings
+from streams.runtime.kafka import consumer_options
+from streams.runtime.topics import topic_names
 
 log = logging.getLogger(__name__)
 
@@ -231,13 +233,16 @@ class NodeApi:
     never blocked by HTTP. What the two threads share is small: the directory (its id index is
     locked; decisions are stored and read by the API thread only), the node's definitions (read
     only), ``ready()``, and the producer, reached on the node's loop for each definition write.
+
+    It wires the API's parts, so it is the one that reads the whole :class:`Settings`: each part gets
+    the values it uses (the feed its consumer options and topic, the writer its tenant, topic and timeout).
     """
 
     def __init__(self, settings: Settings, definitions: DefinitionSource, send: Send, ready: Callable[[], bool],
                  caught_up: Callable[[], bool] = lambda: True):
         self.settings = settings
         self.directory = TargetDirectory(settings.kafka.stats_partitions, definitions)  # listens from this thread
-        self.feed = DecisionFeed(settings, self.directory)
+        self.feed = DecisionFeed(consumer_options(settings), topic_names(settings).actiontargets, self.directory)
         self._send = send
         self._ready = ready
         self._caught_up = caught_up
@@ -271,7 +276,8 @@ class NodeApi:
         try:
             await feed.start()
             api = PacingApi(self.settings.api, self.settings.node_id, self.directory,
-                            DefinitionWriter(self.settings, self._send_on_node_loop),
+                            DefinitionWriter(self.settings.tenant, topic_names(self.settings).targets,
+                                             self._send_on_node_loop, self.settings.worker.send_timeout_s),
                             ready=lambda: self._ready() and feed.caught_up and self._caught_up())
             runner = await serve(api)
         except BaseException as exc:

@@ -85,7 +85,7 @@ from streams.runtime import alarms
 from streams.runtime.alarm_publisher import AlarmPublisher
 from streams.runtime.alarms import AlarmBoard
 from streams.runtime.config import Settings
-from streams.runtime.kafka import ssl_context
+from streams.runtime.kafka import consumer_options, ssl_context
 from streams.runtime.metrics import NodeMetrics, record_lag, start_metrics_server
 from streams.runtime.metrics_reporter import run_reporters
 from streams.runtime.outbox import Outbox, SendFailed, TransportProducer
@@ -148,7 +148,8 @@ class PacingNode:
         self.names: TopicNames = topic_names(settings)
         self.metrics = NodeMetrics()
         self.board = AlarmBoard(settings.tenant, settings.node_id)
-        self.definitions = definitions or TargetDefinitions(settings)
+        self.definitions = definitions or TargetDefinitions(consumer_options(settings), self.names.targets,
+                                                            settings.tenant)
         self.health = ProcessHealth(settings.metrics, self.board)
         worker = settings.worker
         self._producer = producer
@@ -158,11 +159,13 @@ class PacingNode:
                                    lambda: {self.names.actiontargets, self.store.changelog_topic})
         self.store = TargetStore(table, lambda: self.ownership.epoch)
         self.alarm_publisher = AlarmPublisher(self.board, self.names.alarms, self.metrics, self._new_outbox)
-        self.intake = StatIntake(settings, self.names, self.store, self.metrics)
+        self.intake = StatIntake(settings.tenant, settings.kafka.stats_partitions, worker, self.names, self.store,
+                                 self.metrics)
         self.catch_up = CatchUp(self.names.stats, self.intake.next_offset, lambda tp: self.app.consumer.highwater(tp))
-        self.publisher = DecisionPublisher(settings, self.names.actiontargets, self.definitions, self.metrics,
+        self.publisher = DecisionPublisher(settings.tenant, settings.node_id, settings.targets, worker,
+                                           self.names.actiontargets, self.definitions, self.metrics,
                                            self.alarm_publisher, self.ownership, self.catch_up.reached)
-        self.keepalive = Keepalive(settings, self.store, self.publisher, self.definitions, self.alarm_publisher,
+        self.keepalive = Keepalive(worker, self.store, self.publisher, self.definitions, self.alarm_publisher,
                                    self.health, self.metrics)
         self.checkpoint = Checkpoint(self.intake, self.store, self.metrics, worker.checkpoint_interval_s, clock)
         self.cadence = DecideCadence(worker.decide_interval_s, settings.targets.refresh_period_s, clock())

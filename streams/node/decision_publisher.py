@@ -26,7 +26,7 @@ from streams.node.ownership import Ownership
 from streams.node.target_definitions import TargetDefinitions
 from streams.runtime import alarms
 from streams.runtime.alarm_publisher import AlarmPublisher
-from streams.runtime.config import Settings
+from streams.runtime.config import TargetDefaults, WorkerSettings
 from streams.runtime.metrics import NodeMetrics
 from streams.runtime.outbox import Outbox
 
@@ -71,20 +71,26 @@ class _Published:
 
 
 class DecisionPublisher:
-    """Decides targets and publishes to ``pacing.actiontargets``; remembers what it last published."""
+    """Decides targets and publishes to ``pacing.actiontargets``; remembers what it last published.
 
-    def __init__(self, settings: Settings, topic: str, definitions: TargetDefinitions, metrics: NodeMetrics,
-                 alarm_publisher: AlarmPublisher, ownership: Ownership | None = None,
-                 caught_up: Callable[[int], bool] | None = None):
-        self._settings = settings
+    ``tenant`` and ``node_id`` stamp every decision; ``defaults`` are the configured target defaults
+    (a definition overrides them); ``worker`` gives ``keepalive_s`` and ``publish_interval_s``.
+    """
+
+    def __init__(self, tenant: str, node_id: str, defaults: TargetDefaults, worker: WorkerSettings, topic: str,
+                 definitions: TargetDefinitions, metrics: NodeMetrics, alarm_publisher: AlarmPublisher,
+                 ownership: Ownership | None = None, caught_up: Callable[[int], bool] | None = None):
+        self._tenant = tenant
+        self._node_id = node_id
+        self._defaults = defaults
         self._ownership = ownership
         self._caught_up = caught_up  # whether a partition's replay after an assignment is done
         self._topic = topic
         self._definitions = definitions
         self._metrics = metrics
         self._alarms = alarm_publisher
-        self._keepalive_ms = settings.worker.keepalive_s * 1000
-        self._interval_ms = min(settings.worker.publish_interval_s, settings.worker.keepalive_s) * 1000
+        self._keepalive_ms = worker.keepalive_s * 1000
+        self._interval_ms = min(worker.publish_interval_s, worker.keepalive_s) * 1000
         self._published: dict[str, _Published] = {}
         # Targets whose changed decision waits for the end of its publish interval: when it ends (ms).
         self._held: dict[str, int] = {}
@@ -143,7 +149,7 @@ class DecisionPublisher:
         board = self._alarms.board
         definition = self._definitions.get(target_id)
         try:
-            record = decision_record(self._settings.tenant, self._settings.node_id, state, self._settings.targets,
+            record = decision_record(self._tenant, self._node_id, state, self._defaults,
                                      now_ms, definition, stale=stale,
                                      owner_epoch=0 if ownership is None else ownership.epoch)
         except Exception as exc:
@@ -174,7 +180,7 @@ class DecisionPublisher:
         self._held.pop(target_id, None)
         published_now = _Published.of(record, fingerprint, now_ms)
 
-        period_s = target_settings(self._settings.targets, definition).refresh_period_s
+        period_s = target_settings(self._defaults, definition).refresh_period_s
 
         def published() -> None:
             self._published[target_id] = published_now

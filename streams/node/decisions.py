@@ -1,8 +1,9 @@
 """From a target's state and pacing settings to the published decision record.
 
-The node builds decisions as plain Avro-shaped dicts (:func:`decision_record`): a pydantic model
-per target per tick cost more than the engine's decision itself. :func:`build_decision` wraps the
-same record in the validated :class:`~schemas.ActionTargetDecision` for everyone else.
+The node builds decisions as plain Avro-shaped dicts (:func:`decision_record`) and encodes them
+as such (:func:`encode_decision_record`): a pydantic model per target per tick cost more than the
+engine's decision itself. Nothing in the product needs the model form; the tests build it
+(``tests/unit/node/decision_models.py``).
 """
 
 from __future__ import annotations
@@ -123,20 +124,6 @@ def decision_record(
     return record
 
 
-def build_decision(
-    tenant: str,
-    node: str,
-    state: TargetState,
-    defaults: TargetDefaults,
-    now_ms: int,
-    definition: dict[str, Any] | None = None,
-    stale: bool = False,
-) -> ActionTargetDecision:
-    """The validated decision model for one target (same content as :func:`decision_record`)."""
-    return ActionTargetDecision.model_validate(
-        decision_record(tenant, node, state, defaults, now_ms, definition, stale))
-
-
 def encode_decision_record(record: dict[str, Any]) -> bytes:
     """A decision record as Avro single-object bytes, as :func:`schemas.encode_decision` writes the model."""
     return encode_decision_fields(record)
@@ -150,8 +137,3 @@ def record_fingerprint(record: dict[str, Any]) -> tuple[Any, ...]:
     """The parts of a decision whose change must be published at once (rates rounded to 3 decimals)."""
     return (*(record[name] for name in _FINGERPRINT_FIELDS),
             round(record["acceptance_rate"], 3), round(record["reactive_admission"], 3))
-
-
-def decision_fingerprint(decision: ActionTargetDecision) -> tuple[Any, ...]:
-    """The fingerprint of a decision model (see :func:`record_fingerprint`)."""
-    return record_fingerprint(decision.to_avro_dict())

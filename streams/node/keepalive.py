@@ -16,7 +16,7 @@ from streams.node.target_definitions import TargetDefinitions
 from streams.node.target_store import TargetStore
 from streams.runtime import alarms
 from streams.runtime.alarm_publisher import AlarmPublisher
-from streams.runtime.config import Settings
+from streams.runtime.config import WorkerSettings
 from streams.runtime.metrics import NodeMetrics
 from streams.runtime.outbox import Outbox
 from streams.runtime.process_health import ProcessHealth
@@ -36,7 +36,7 @@ class KeepalivePass:
 class Keepalive:
     """One pass over the owned targets per keepalive interval: planned at once, published in slices."""
 
-    def __init__(self, settings: Settings, store: TargetStore, publisher: DecisionPublisher,
+    def __init__(self, worker: WorkerSettings, store: TargetStore, publisher: DecisionPublisher,
                  definitions: TargetDefinitions, alarm_publisher: AlarmPublisher, health: ProcessHealth,
                  metrics: NodeMetrics):
         self._store = store
@@ -45,8 +45,8 @@ class Keepalive:
         self._alarms = alarm_publisher
         self._health = health
         self._metrics = metrics
-        self._stale_after_s = settings.worker.stale_after_s
-        self._keepalive_ms = settings.worker.keepalive_s * 1000
+        self._stale_after_s = worker.stale_after_s
+        self._keepalive_ms = worker.keepalive_s * 1000
 
     async def run(self, owned: set[int], now_ms: int, outbox: Outbox) -> int:
         """A whole pass at once: publish what is due for the targets of the ``owned`` partitions; return

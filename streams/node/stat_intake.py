@@ -38,7 +38,7 @@ from streams.node.cadence import MATERIAL_GAUGES, material_gauge_change
 from streams.node.partitioning import home_partition
 from streams.node.target_entry import TargetEntry
 from streams.node.target_store import TargetStore
-from streams.runtime.config import Settings
+from streams.runtime.config import WorkerSettings
 from streams.runtime.dead_letters import dead_letter_headers
 from streams.runtime.metrics import NodeMetrics, RejectReason
 from streams.runtime.outbox import Outbox, SendFailed
@@ -75,13 +75,18 @@ def event_key(event: EventT) -> tuple[int, int]:
 
 
 class StatIntake:
-    """The events taken and not yet acknowledged, the targets they touched, and the failures seen."""
+    """The events taken and not yet acknowledged, the targets they touched, and the failures seen.
 
-    def __init__(self, settings: Settings, names: TopicNames, store: TargetStore, metrics: NodeMetrics):
-        self._tenant = settings.tenant
-        self._partitions = settings.kafka.stats_partitions
-        self._max_attempts = settings.worker.max_attempts
-        self._stale_after_ms = settings.worker.stale_after_s * 1000
+    ``tenant``: events of another tenant are rejected; ``partitions``: ``pacing.stats``'s count, which
+    says a target's home partition; ``worker``: ``max_attempts`` and ``stale_after_s``.
+    """
+
+    def __init__(self, tenant: str, partitions: int, worker: WorkerSettings, names: TopicNames, store: TargetStore,
+                 metrics: NodeMetrics):
+        self._tenant = tenant
+        self._partitions = partitions
+        self._max_attempts = worker.max_attempts
+        self._stale_after_ms = worker.stale_after_s * 1000
         self.names = names
         self._store = store
         self.metrics = metrics

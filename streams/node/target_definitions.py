@@ -12,22 +12,25 @@ and then flap back to their definitions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from schemas import DecodeError, decode_target_config
 from streams.runtime.compacted_topic import CompactedTopicReader
-from streams.runtime.config import Settings
-from streams.runtime.topics import topic_names
 
 log = logging.getLogger(__name__)
 
 
 class TargetDefinitions(CompactedTopicReader):
-    """The latest definition per target id, kept current by a background consumer."""
+    """The latest definition per target id, kept current by a background consumer.
 
-    def __init__(self, settings: Settings):
-        super().__init__(settings, topic_names(settings).targets)
+    ``options`` connect the consumer (:func:`streams.runtime.kafka.consumer_options`), ``topic`` is the
+    deployment's ``pacing.targets`` and ``tenant`` its tenant: a definition for another tenant is ignored.
+    """
+
+    def __init__(self, options: Mapping[str, Any], topic: str, tenant: str):
+        super().__init__(options, topic)
+        self.tenant = tenant
         self._definitions: dict[str, dict[str, Any]] = {}
         self._changed: set[str] = set()
         self._listeners: list[Callable[[str, bool], None]] = []
@@ -75,7 +78,7 @@ class TargetDefinitions(CompactedTopicReader):
         except DecodeError as exc:
             log.warning("ignored pacing target definition %r: %s", key, exc.reason)
             return
-        if config.tenant != self.settings.tenant:
+        if config.tenant != self.tenant:
             log.warning("ignored pacing target definition %s for tenant %r", config.target_id, config.tenant)
             return
         self._definitions[config.target_id] = config.model_dump()

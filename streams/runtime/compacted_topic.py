@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-
-from streams.runtime.config import Settings
-from streams.runtime.kafka import consumer_options
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +23,17 @@ RETRY_S = 1.0
 
 
 class CompactedTopicReader:
-    """Reads ``topic`` into memory in the background (see the module docstring); subclasses fold the records."""
+    """Reads ``topic`` into memory in the background (see the module docstring); subclasses fold the records.
+
+    ``options`` are the consumer's connection options (:func:`streams.runtime.kafka.consumer_options`):
+    all the reader needs of the configuration.
+    """
 
     #: Records taken per fetch.
     max_records: int | None = None
 
-    def __init__(self, settings: Settings, topic: str):
-        self.settings = settings
+    def __init__(self, options: Mapping[str, Any], topic: str):
+        self.options = options
         self.topic = topic
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
@@ -82,7 +85,7 @@ class CompactedTopicReader:
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(self.topic, group_id=None, auto_offset_reset="earliest",
-                                    enable_auto_commit=False, **consumer_options(self.settings))
+                                    enable_auto_commit=False, **self.options)
         await consumer.start()
         try:
             apply = self.apply

@@ -11,6 +11,23 @@ Precedence (highest first): the command line (``pacing … --bootstrap-servers``
 by ``--config`` or ``PACING_CONFIG``, then the defaults below. A wrong value — or an unknown option
 name, from any of these — raises :class:`ConfigError` naming the option, and the process stops
 before it touches Kafka.
+
+Each layer is one of pydantic-settings' own sources, and pydantic-settings merges them (deeply:
+an option from one layer keeps the other options of its section from the layers below). The
+command line is an ``InitSettingsSource``, the environment ``EnvSettingsSource``,
+``KAFKA_BOOTSTRAP_SERVERS`` another ``InitSettingsSource``, the file ``TomlConfigSettingsSource``,
+and the defaults are the fields' own; a caller's ``overrides`` (tests, tools) are one more
+``InitSettingsSource``, between the environment and ``KAFKA_BOOTSTRAP_SERVERS``.
+
+Why :func:`load_settings` hands :class:`Settings` the sources of each load (``_build_sources``)
+instead of declaring them in ``settings_customise_sources``: that hook is a classmethod, and the
+file a command names, what was typed on its command line and a caller's overrides exist only for
+the one load, so the hook could reach them only through a global (it did: a ``ContextVar``).
+``_build_sources`` is the constructor argument with which pydantic-settings' own ``CliApp`` builds
+settings from sources it made (pydantic-settings >= 2.13); ``tests/unit/runtime/test_config.py``
+checks every layer's place. Not ``CliSettingsSource``: it would give ``pacing`` an option for every
+setting, where the command line has one (``--bootstrap-servers``) and names what it does not know
+(``infra/cli.py``).
 """
 
 from __future__ import annotations
@@ -20,13 +37,18 @@ import re
 import socket
 import ssl
 import tomllib
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from schemas.models import ALGORITHMS, MEDIA_TYPES, describe_validation_error
 from streams.runtime.fencing import FENCE_WINDOW_MS
@@ -368,7 +390,7 @@ class MetricsSettings(_Section):
 
 
 class Settings(BaseSettings):
-    """All options of the pacing service."""
+    """All options of the pacing service; :func:`load_settings` builds them from their layers."""
 
     model_config = SettingsConfigDict(
         env_prefix="PACING_", env_nested_delimiter="__", extra="forbid", populate_by_name=True,
@@ -397,41 +419,28 @@ class Settings(BaseSettings):
         """Where the sink posts: ``{base_service_url}{pacingEndpoint.targetEndpoint}``."""
         return self.base_service_url + self.pacing_endpoint.target_endpoint.lstrip("/")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The command line wins over the environment, which wins over the file (init arguments).
-        return _CommandLineSource(settings_cls), env_settings, init_settings, file_secret_settings
+
+def _layers(path: str | os.PathLike[str] | None, command_line: dict[str, Any],
+            overrides: dict[str, Any]) -> tuple[PydanticBaseSettingsSource, ...]:
+    """The sources of one load, highest precedence first (the module docstring; docs/operations.md)."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    return (
+        InitSettingsSource(Settings, command_line),
+        EnvSettingsSource(Settings),  # PACING_<SECTION>__<OPTION>, as Settings.model_config says
+        InitSettingsSource(Settings, overrides),
+        InitSettingsSource(Settings, {"kafka": {"bootstrap_servers": bootstrap}} if bootstrap else {}),
+        _config_file(path),
+    )  # below them all: the defaults of the fields
 
 
-_COMMAND_LINE: ContextVar[dict[str, Any] | None] = ContextVar("pacing_command_line", default=None)
-"""Options given on the command line, for the :class:`Settings` being built by :func:`load_settings`."""
-
-
-class _CommandLineSource(PydanticBaseSettingsSource):
-    """The highest-precedence source: options typed on the ``pacing`` command line."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return (_COMMAND_LINE.get() or {}).get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(_COMMAND_LINE.get() or {})
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+def _config_file(path: str | os.PathLike[str] | None) -> TomlConfigSettingsSource:
+    """The configuration file's source (none: no file); a missing or broken file is a :class:`ConfigError`."""
+    if path and not Path(path).is_file():
+        raise ConfigError(f"configuration file {path} {'is not a file' if Path(path).exists() else 'does not exist'}")
+    try:
+        return TomlConfigSettingsSource(Settings, toml_file=Path(path) if path else None)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
 
 
 def _option_name(loc: tuple[Any, ...]) -> str:
@@ -448,23 +457,9 @@ def load_settings(
     the user typed for this one run (see the module docstring for the whole order).
     Raises :class:`ConfigError` naming the wrong options and why.
     """
-    path = path or os.environ.get("PACING_CONFIG")
-    data: dict[str, Any] = {}
-    if path:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"configuration file {path} does not exist") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and "PACING_KAFKA__BOOTSTRAP_SERVERS" not in os.environ:
-        data = _merge(data, {"kafka": {"bootstrap_servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]}})
-    data = _merge(data, overrides)
-    token = _COMMAND_LINE.set(command_line)
+    sources = _layers(path or os.environ.get("PACING_CONFIG"), command_line or {}, overrides)
     try:
-        return Settings(**data)
+        return Settings(_build_sources=(sources, {}))
     except ValidationError as exc:
         problems = describe_validation_error(exc, every=True, name=lambda loc: f"option '{_option_name(loc)}'")
         raise ConfigError(f"invalid configuration: {problems}") from None
-    finally:
-        _COMMAND_LINE.reset(token)

@@ -66,9 +66,9 @@ from aiokafka import AIOKafkaProducer
 
 from infra.broker import die_with_parent, free_port
 from infra.emulator import JourneyEmulator
-from schemas import STATISTICS, StatEvent, decode_stat_events, encode_decision, encode_stat_event
+from schemas import STATISTICS, StatEvent, decode_stat_events, encode_stat_event
 from streams.engine import TargetState
-from streams.node.decisions import build_decision
+from streams.node.decisions import decision_record, encode_decision_record
 from streams.runtime.collector import tune_for_long_running_service
 from streams.runtime.topics import ensure_topics
 from tests.benchmarks.on_broker import run_on_broker
@@ -414,8 +414,8 @@ async def bench_sink(pipeline: Pipeline, targets: int, updates: int) -> float:
     for i in range(targets * updates):
         state = TargetState(f"vq-{i % targets:05d}")
         state.apply("ready_agents", float(i % 9), 1)
-        decision = build_decision("acme", "bench", state, settings.targets, int(time.time() * 1000))
-        records.append((state.target_id.encode(), encode_decision(decision)))
+        record = decision_record("acme", "bench", state, settings.targets, int(time.time() * 1000))
+        records.append((state.target_id.encode(), encode_decision_record(record)))  # as a node publishes it
     before = len(pipeline.emulator.targets)
     await pipeline.start_sink(PACING_SINK__BATCH_MAX_ENTITIES="2000")
     started = time.perf_counter()

@@ -7,8 +7,8 @@ import time
 
 from schemas import StatEvent, decode_decision, encode_stat_event
 from streams.engine import TargetState
-from streams.node.decisions import build_decision
 from tests.integration.pipeline import Pipeline, eventually, user_data
+from tests.unit.node.decision_models import build_decision
 
 
 def stat_events(tenant: str, target_id: str, stats: dict[str, float], media: str = "webchat") -> list[StatEvent]:

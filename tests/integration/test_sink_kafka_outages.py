@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-import connectors.sink as sink_module
+import connectors.topic_recovery as topic_recovery_module
 from infra.broker import EmbeddedBroker
 from infra.emulator import JourneyEmulator
 from schemas import AlarmState
@@ -116,13 +116,13 @@ class CommitRefusals(logging.Handler):
 def notice_missing_topics_only_when(ready: Callable[[], bool], monkeypatch: pytest.MonkeyPatch) -> None:
     """The sink's topic check reports the lost topics only once ``ready()``: the order of events of a
     sink on the default 5 s check interval, without waiting that long."""
-    real = sink_module.missing_topics
+    real = topic_recovery_module.missing_topics
 
     async def delayed(*args, **kwargs) -> list[str]:  # type: ignore[no-untyped-def]
         missing = await real(*args, **kwargs)
         return missing if ready() else []
 
-    monkeypatch.setattr(sink_module, "missing_topics", delayed)
+    monkeypatch.setattr(topic_recovery_module, "missing_topics", delayed)
 
 
 async def test_offsets_of_a_lost_topic_are_never_committed_to_the_recreated_one(
@@ -149,7 +149,7 @@ async def test_offsets_of_a_lost_topic_are_never_committed_to_the_recreated_one(
             await asyncio.to_thread(private_broker.start)
             restarted_at.append(time.monotonic())
 
-            await eventually(lambda: run.running() and run.sink is not None and run.sink._topics_missing,
+            await eventually(lambda: run.running() and run.sink is not None and run.sink.topics.missing,
                              interval_s=0.02, message="the sink notices its topics are gone")
             await eventually(lambda: run.running() and run.sink is not None and run.sink.ready(),
                              message="the sink ready again")

@@ -246,7 +246,8 @@ async def test_client_proxy_credentials_in_the_url_or_options_and_407_over_plain
         settings = load_settings(base_auth_url=journey.base_auth_url, base_service_url=journey.base_service_url,
                                  sink={"ca_file": ca_file, **sink})
         async with aiohttp.ClientSession() as http:
-            return await JourneyClient(settings, http).post_bulk(target)
+            client = JourneyClient(settings.sink, http, auth_url=settings.base_auth_url, bulk_url=settings.bulk_url)
+            return await client.post_bulk(target)
 
     in_url = f"http://pacing:pr0xy-secret@127.0.0.1:{proxy.port}"
     assert isinstance(await post(https_emulator, proxy_url=in_url), Delivered)

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 from streams.node.target_definitions import TargetDefinitions
+from streams.runtime.kafka import consumer_options
 from streams.runtime.topics import ensure_topics
 from tests.integration.pipeline import Pipeline
 
@@ -22,7 +23,7 @@ async def test_caught_up_only_after_the_last_definition_was_read(pipeline: Pipel
     await pipeline.produce([definition(f"vq-{i}", f"Queue {i}") for i in range(5000)], topic=pipeline.topics.targets)
     await pipeline.produce([(b"vq-7", None), definition("vq-last", "Last one")], topic=pipeline.topics.targets)
 
-    definitions = TargetDefinitions(settings)
+    definitions = TargetDefinitions(consumer_options(settings), pipeline.topics.targets, settings.tenant)
     assert not definitions.caught_up
     await definitions.start()
     try:
@@ -35,8 +36,9 @@ async def test_caught_up_only_after_the_last_definition_was_read(pipeline: Pipel
 
 
 async def test_an_empty_topic_is_caught_up_at_once(pipeline: Pipeline) -> None:
-    await ensure_topics(pipeline.settings)
-    definitions = TargetDefinitions(pipeline.settings)
+    settings = pipeline.settings
+    await ensure_topics(settings)
+    definitions = TargetDefinitions(consumer_options(settings), pipeline.topics.targets, settings.tenant)
     await definitions.start()
     try:
         await asyncio.wait_for(definitions.wait_caught_up(), timeout=15)

@@ -34,9 +34,8 @@ from cryptography.hazmat.primitives import serialization
 from infra.broker import free_port
 from infra.emulator import JourneyEmulator
 from infra.kafka_broker import KafkaCluster, java_command
-from schemas import encode_decision
 from streams.engine import TargetState
-from streams.node.decisions import build_decision
+from streams.node.decisions import decision_record, encode_decision_record
 from tests.integration.pipeline import ROOT, Pipeline, eventually, read_topic, user_data
 
 USER, PASSWORD = "pacing-svc", "s3cret-scram-password"
@@ -150,11 +149,11 @@ async def test_sink_and_cli_work_over_sasl_ssl(secured_kafka: SaslSslKafka, emul
         now = int(time.time() * 1000)
         for name, value in (("logged_in_agents", 6), ("ready_agents", 2), ("busy_agents", 4)):
             state.apply(name, value, now, "webchat")
-        decision = build_decision("acme", "node-x", state, pipeline.settings.targets, now)
+        record = decision_record("acme", "node-x", state, pipeline.settings.targets, now)
         producer = AIOKafkaProducer(bootstrap_servers=plaintext, acks="all")
         await producer.start()
         try:
-            await producer.send_and_wait(pipeline.topics.actiontargets, encode_decision(decision), key=b"vq-sink")
+            await producer.send_and_wait(pipeline.topics.actiontargets, encode_decision_record(record), key=b"vq-sink")
         finally:
             await producer.stop()
         await eventually(lambda: "vq-sink" in emulator.targets

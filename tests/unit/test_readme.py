@@ -264,7 +264,8 @@ def test_the_api_definition_example_is_accepted_as_a_pacing_targets_record() -> 
     from streams.api.definitions import DefinitionWriter
     from tests.unit.api.api_doubles import RecordingSend
 
-    writer = DefinitionWriter(load_settings(), RecordingSend())
+    settings = load_settings()
+    writer = DefinitionWriter(settings.tenant, "pacing.targets", RecordingSend(), settings.worker.send_timeout_s)
     config = writer.validate("vq-sales-chat", block('{"name": "Sales chat"').text.encode())
     assert (config.target_id, config.algorithm, config.proactive_ratio) == ("vq-sales-chat", "PREDICTIVE_B_DUAL", 0.5)
 

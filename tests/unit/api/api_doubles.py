@@ -16,6 +16,8 @@ from streams.api.directory import TargetDirectory
 from streams.api.server import PacingApi, api_url, serve
 from streams.node.target_definitions import TargetDefinitions
 from streams.runtime.config import Settings, load_settings
+from streams.runtime.kafka import consumer_options
+from streams.runtime.topics import topic_names
 
 WRITE_TOKEN = "write-token-0123456789abcdef"
 READ_TOKEN = "read-token-0123456789abcdef"
@@ -71,9 +73,10 @@ async def serve_api(send: Send | None = None, ready: Callable[[], bool] = lambda
                     **api: Any) -> ServedApi:
     """A PacingApi on a free loopback port (``api``: options of the [api] section)."""
     settings = load_settings(api={"host": "127.0.0.1", "port": free_port(), **api})
-    definitions = TargetDefinitions(settings)
+    topics = topic_names(settings)
+    definitions = TargetDefinitions(consumer_options(settings), topics.targets, settings.tenant)
     directory = TargetDirectory(settings.kafka.stats_partitions, definitions)
-    writer = DefinitionWriter(settings, send or RecordingSend())
+    writer = DefinitionWriter(settings.tenant, topics.targets, send or RecordingSend(), settings.worker.send_timeout_s)
     runner = await serve(PacingApi(settings.api, "node-a", directory, writer, ready))
     return ServedApi(settings, directory, definitions, runner, api_url(settings.api))
 

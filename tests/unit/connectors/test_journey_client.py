@@ -45,7 +45,7 @@ def client_for(emulator: JourneyEmulator, http: aiohttp.ClientSession, **overrid
     settings = load_settings(base_auth_url=overrides.pop("base_auth_url", emulator.base_auth_url),
                              base_service_url=overrides.pop("base_service_url", emulator.base_service_url),
                              **overrides)
-    return JourneyClient(settings, http)
+    return JourneyClient(settings.sink, http, auth_url=settings.base_auth_url, bulk_url=settings.bulk_url)
 
 
 async def post_one(client: JourneyClient) -> Outcome:
@@ -65,8 +65,8 @@ async def test_operator_error_statuses_name_status_and_url(
     client = client_for(emulator, http)
     outcome = await post_one(client)
     assert isinstance(outcome, OperatorError), outcome
-    assert outcome.status == status and outcome.url == client.settings.bulk_url
-    assert f"HTTP {status}" in outcome.reason and client.settings.bulk_url in outcome.reason
+    assert outcome.status == status and outcome.url == client.bulk_url
+    assert f"HTTP {status}" in outcome.reason and client.bulk_url in outcome.reason
 
 
 async def test_wrong_endpoint_path_is_an_operator_error(emulator: JourneyEmulator, http: aiohttp.ClientSession) -> None:
@@ -160,7 +160,7 @@ async def test_timeout_is_retriable(emulator: JourneyEmulator, http: aiohttp.Cli
 
 async def test_nobody_listening_is_retriable_and_names_the_url(http: aiohttp.ClientSession) -> None:
     base = f"http://127.0.0.1:{free_port()}"
-    client = JourneyClient(load_settings(base_auth_url=f"{base}/oauth/token", base_service_url=f"{base}/api/"), http)
+    client = JourneyClient(load_settings().sink, http, auth_url=f"{base}/oauth/token", bulk_url=f"{base}/api/bulk")
     outcome = await post_one(client)
     assert isinstance(outcome, RetriableFailure) and f"{base}/oauth/token" in outcome.reason
 

@@ -72,7 +72,7 @@ async def server() -> AsyncIterator[tuple[Scripted, str]]:
 def client(base: str, http: aiohttp.ClientSession, **sink: Any) -> JourneyClient:
     settings = load_settings(base_auth_url=f"{base}/oauth/token", base_service_url=f"{base}/api/",
                              sink={"request_timeout_s": 2.0, **sink})
-    return JourneyClient(settings, http)
+    return JourneyClient(settings.sink, http, auth_url=settings.base_auth_url, bulk_url=settings.bulk_url)
 
 
 ENTITY = [{"id": "vq-1"}]

@@ -1,8 +1,9 @@
 """BulkSink's delivery logic in-process: intake, posting, outcomes, alarms, error records, retry delays.
 
-The real sink, ledger, JourneyClient and emulator over a real local socket; only the Kafka
-producer under the sink is a recording stand-in (the consumer loop is not run: records are
-handed to ``_intake`` as the consume loop would). On a broker: ``tests/integration/test_sink_*``.
+The real sink's parts (intake, writer, settlement, send loop), ledger, JourneyClient and
+emulator over a real local socket; only the Kafka producer under the sink is a recording
+stand-in (the consumer loop is not run: records are handed to its ``SinkIntake`` as the consume
+loop would). On a broker: ``tests/integration/test_sink_*``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import aiohttp
 import pytest
 from aiokafka.structs import TopicPartition
 
-import connectors.sink as sink_module
+import connectors.intake as intake_module
+from connectors.backoff import MAX_RETRY_AFTER_S
+from connectors.delivery import Pending
 from connectors.entities import action_target
 from connectors.journey_client import JourneyClient
-from connectors.sink import MAX_RETRY_AFTER_S, BulkSink
+from connectors.sink import BulkSink
+from connectors.target_writer import ActionTargetWriter
 from infra.emulator import JourneyEmulator
 from schemas import ActionTargetDecision, decode_alarm, decode_decision, encode_decision
 from streams.runtime import alarms
@@ -79,25 +83,28 @@ class Sink:
         self.sink = BulkSink(self.settings)
         self.producer = RecordingKafkaProducer()
         self.sink._producer = self.producer  # type: ignore[assignment]
-        self.client = JourneyClient(self.settings, http)
+        self.writer = ActionTargetWriter(JourneyClient(self.settings.sink, http, auth_url=self.settings.base_auth_url,
+                                                       bulk_url=self.settings.bulk_url))
         self.emulator = emulator
         self._offset = 0
 
     async def consume(self, *values: bytes | None) -> None:
         """Book records as the consume loop does (undeliverable ones to the error topic), then write what it queued."""
         for value in values:
-            problem = self.sink._intake(TP, self._offset, b"k", value)
-            if problem is not None:
-                self.sink._report_unreadable(TP, self._offset, b"k", value or b"", *problem)
+            self.sink.intake.book(TP, self._offset, b"k", value)
             self._offset += 1
         assert await self.sink.side_writes.write_queued()
 
     async def post(self) -> float | None:
         """Post what is pending as one batch, then write what it queued (error records, alarms);
         the retry delay floor, if it must be retried."""
-        retry_after = await self.sink._post(self.client, self.sink.ledger.take_batch(500, 4_000_000))
+        retry_after = await self.write(self.sink.ledger.take_batch(500, 4_000_000))
         assert await self.sink.side_writes.write_queued()
         return retry_after
+
+    async def write(self, batch: list[Pending]) -> float | None:
+        """Write one batch and settle its outcomes as the send loop does; the retry delay floor, if any."""
+        return self.sink.settlement.settle(await self.writer.write(batch))
 
     def alarms(self) -> list[tuple[str, str]]:
         return [(a.name, a.state.value) for a in (decode_alarm(r["value"])
@@ -141,8 +148,8 @@ async def test_an_error_record_kafka_refuses_holds_its_offset_and_does_not_stop_
     s = Sink(emulator, http)
     s.producer.refuse[s.sink.names.bulk_errors] = 1
     for offset, value in enumerate([decision("vq-1"), decision("vq-2"), decision("vq-3")]):
-        assert s.sink._intake(TP, offset, b"k", value) is None
-    assert await s.sink._post(s.client, s.sink.ledger.take_batch(500, 4_000_000)) is None  # nothing awaited Kafka
+        assert s.sink.intake.intake(TP, offset, b"k", value) is None
+    assert await s.write(s.sink.ledger.take_batch(500, 4_000_000)) is None  # nothing awaited Kafka
     assert sorted(emulator.targets) == ["vq-1", "vq-3"] and s.sink.ledger.pending_count == 0
     assert s.sink.ledger.safe_offsets() == {TP: 1}  # vq-2's error record is not on Kafka yet
     assert not await s.sink.side_writes.write_queued()  # Kafka refuses it
@@ -159,14 +166,14 @@ def test_every_intake_rejection_is_a_reject_reason(emulator: JourneyEmulator, mo
     cases = {b"\xc3\x01" + b"\x00" * 8: RejectReason.UNKNOWN_SCHEMA, b"{}": RejectReason.UNKNOWN_FORMAT,
              decision("a", tenant="x"): RejectReason.WRONG_TENANT, decision("a")[:-3]: RejectReason.MALFORMED_AVRO}
     for offset, (value, expected) in enumerate(cases.items()):
-        category, reason = sink._intake(TP, offset, None, value) or (None, "")
+        category, reason = sink.intake.intake(TP, offset, None, value) or (None, "")
         assert category is expected and reason and reason != category.value
 
     def cannot_build(*_: Any) -> Any:
         raise KeyError("name")
 
-    monkeypatch.setattr(sink_module, "action_target", cannot_build)  # decodes, but is no ActionTarget
-    category, reason = sink._intake(TP, 9, None, decision("a")) or (None, "")
+    monkeypatch.setattr(intake_module, "action_target", cannot_build)  # decodes, but is no ActionTarget
+    category, reason = sink.intake.intake(TP, 9, None, decision("a")) or (None, "")
     assert category is RejectReason.INVALID_FIELD and "cannot build an ActionTarget" in reason
 
 
@@ -212,7 +219,7 @@ async def test_the_send_loop_waits_at_least_retry_after_before_the_next_attempt(
     emulator.faults.set(status=503, retry_after=1, remaining=1)
     s = Sink(emulator, http)
     await s.consume(decision("vq-1"))
-    loop = asyncio.create_task(s.sink._send_loop(s.client))
+    loop = asyncio.create_task(s.sink.sending.run(s.writer))
     try:
         started = time.monotonic()
         while "vq-1" not in emulator.targets:

@@ -25,7 +25,8 @@ class Parts:
         settings = node_settings()
         self.metrics = NodeMetrics()
         self.store = TargetStore(memory_table())
-        self.intake = StatIntake(settings, NAMES, self.store, self.metrics)
+        self.intake = StatIntake(settings.tenant, settings.kafka.stats_partitions, settings.worker, NAMES, self.store,
+                                 self.metrics)
         self.checkpoint = Checkpoint(self.intake, self.store, self.metrics, interval_s=5.0)
         self.producer = RecordingProducer()
         self.acked: list[EventT] = []

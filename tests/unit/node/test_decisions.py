@@ -5,8 +5,9 @@ from __future__ import annotations
 import gc
 
 from streams.engine import TargetState
-from streams.node.decisions import build_decision, decision_fingerprint, pacing_settings, target_settings
+from streams.node.decisions import pacing_settings, target_settings
 from streams.runtime.config import TargetDefaults, load_settings
+from tests.unit.node.decision_models import build_decision, decision_fingerprint
 
 
 def staffed() -> TargetState:

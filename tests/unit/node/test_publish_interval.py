@@ -12,6 +12,7 @@ from streams.node.decision_publisher import DecisionPublisher
 from streams.node.target_definitions import TargetDefinitions
 from streams.runtime.alarm_publisher import AlarmPublisher
 from streams.runtime.alarms import AlarmBoard
+from streams.runtime.kafka import consumer_options
 from streams.runtime.metrics import NodeMetrics
 from streams.runtime.outbox import Outbox
 from tests.unit.node_doubles import T0, RecordingProducer, node_settings
@@ -28,7 +29,9 @@ class Node:
         self.metrics = NodeMetrics()
         alarms = AlarmPublisher(AlarmBoard(settings.tenant, settings.node_id), "pacing.alarms", self.metrics,
                                 self.outbox)
-        self.publisher = DecisionPublisher(settings, TOPIC, TargetDefinitions(settings), self.metrics, alarms)
+        definitions = TargetDefinitions(consumer_options(settings), "pacing.targets", settings.tenant)
+        self.publisher = DecisionPublisher(settings.tenant, settings.node_id, settings.targets, settings.worker, TOPIC,
+                                           definitions, self.metrics, alarms)
 
     def outbox(self) -> Outbox:
         return Outbox(self.producer, 5.0)

@@ -54,7 +54,8 @@ class Node:
         self.settings = node_settings(**settings)
         self.metrics = NodeMetrics()
         self.store = TargetStore(memory_table())
-        self.intake = StatIntake(self.settings, NAMES, self.store, self.metrics)
+        self.intake = StatIntake(TENANT, self.settings.kafka.stats_partitions, self.settings.worker, NAMES, self.store,
+                                 self.metrics)
         self.producer = RecordingProducer()
         self._offset = 0
 
