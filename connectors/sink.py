@@ -16,8 +16,11 @@ committed:
 - *commit* commits (:mod:`connectors.commits`), every ``commit_interval_s`` and on revocation,
   only offsets whose records are all delivered and whose error records are on the broker —
   at-least-once: a crash re-sends, never skips (upserts are idempotent);
-- *topics* (:class:`~connectors.topic_recovery.TopicRecovery`) notices topics a broker lost
-  and has the consume loop replace its consumer.
+- *topics* (:class:`~connectors.sink_topics.SinkTopics`) is what the consume loop asks about its
+  topics; on Apache Kafka they stay. On the embedded dev broker, which loses them when it
+  restarts, ``pacing sink`` attaches :class:`streams.dev_broker.sink_topics.TopicRecovery` instead
+  (:func:`run_sink`'s ``dev_broker``), which notices lost topics and has the consume loop replace
+  its consumer.
 
 Nothing the sink writes to Kafka — error records, alarms, metrics — is awaited by those loops:
 :mod:`connectors.side_writes` queues and retries them in a task of its own, so Kafka being
@@ -29,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -44,8 +47,8 @@ from connectors.journey_client import JourneyClient
 from connectors.send_loop import SendLoop
 from connectors.settlement import Settlement
 from connectors.side_writes import SideWrites
+from connectors.sink_topics import SinkTopics
 from connectors.target_writer import ActionTargetWriter
-from connectors.topic_recovery import TopicRecovery
 from streams.runtime.alarm_publisher import AlarmPublisher
 from streams.runtime.alarms import AlarmBoard
 from streams.runtime.config import Settings
@@ -133,14 +136,14 @@ class BulkSink:
         self.sending = SendLoop(settings.sink, self.ledger, self.settlement, self.metrics)
         self.intake = SinkIntake(settings.tenant, self.ledger, self.fence, self.metrics, self.side_writes,
                                  errors_topic=self.names.bulk_errors, on_pending=self.sending.note_pending)
-        self.topics = TopicRecovery(settings, self.ledger, self.commits, self.fence, self.side_writes, self.board,
-                                    self.scope, self._new_consumer)
+        #: What the consume loop asks about its topics (replaced before the sink runs on the dev broker).
+        self.topics = SinkTopics(self.ledger, self.commits, self.fence)
 
     def ready(self) -> bool:
         """Ready (``/readyz``): the consumer owns partitions, the cluster answers and the sink's topics exist."""
         return bool(self._consumer and self._consumer.assignment()) and self.topics.healthy()
 
-    def _new_consumer(self, from_beginning: bool = False) -> AIOKafkaConsumer:
+    def new_consumer(self, from_beginning: bool = False) -> AIOKafkaConsumer:
         """A consumer of the decision topic; ``from_beginning``: the topic was recreated, ignore committed offsets."""
         kafka = self.settings.kafka
         consumer = AIOKafkaConsumer(
@@ -159,7 +162,7 @@ class BulkSink:
         stop = stop or asyncio.Event()
         await ensure_topics(self.settings)
         options = client_options(self.settings)
-        self._consumer = self._new_consumer()
+        self._consumer = self.new_consumer()
         self._producer = AIOKafkaProducer(acks="all", **options)
         await self._producer.start()
         await self._consumer.start()
@@ -268,8 +271,12 @@ class BulkSink:
         await self.commits.commit(only)
 
 
-def run_sink(settings: Settings) -> None:
-    """Run the sink until SIGINT/SIGTERM."""
+def run_sink(settings: Settings, *, dev_broker: Callable[[BulkSink], Awaitable[object]] | None = None) -> None:
+    """Run the sink until SIGINT/SIGTERM.
+
+    ``dev_broker`` attaches the embedded broker's workaround to the sink before it runs (``pacing sink``
+    passes :func:`streams.dev_broker.attach_to_sink`, which attaches nothing on Apache Kafka).
+    """
     import signal
 
     from streams.runtime.collector import tune_for_long_running_service
@@ -280,6 +287,8 @@ def run_sink(settings: Settings) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         sink = BulkSink(settings)
+        if dev_broker is not None:
+            await dev_broker(sink)
         tune_for_long_running_service()
         await sink.run(stop)
 

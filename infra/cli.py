@@ -195,8 +195,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_sink(args: argparse.Namespace) -> int:
     from connectors.sink import run_sink
+    from streams.dev_broker import attach_to_sink
 
-    run_sink(_settings(args))
+    run_sink(_settings(args), dev_broker=attach_to_sink)
     return 0
 
 

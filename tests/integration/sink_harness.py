@@ -23,6 +23,7 @@ from aiokafka.structs import TopicPartition
 from connectors.sink import BulkSink
 from infra.emulator import JourneyEmulator
 from schemas import ActionTargetDecision, Alarm, decode_alarm, encode_decision
+from streams.dev_broker import attach_to_sink
 from streams.runtime.config import Settings, load_settings
 from streams.runtime.topics import TopicNames, ensure_topics
 from tests.integration.pipeline import eventually, read_topic
@@ -117,6 +118,7 @@ class SinkRun:
         """Start the sink and return once it owns partitions."""
         await ensure_topics(self.settings)
         self.sink = BulkSink(self.settings)
+        await attach_to_sink(self.sink)  # as pacing sink does: the dev broker's topic recovery, none on Kafka
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self.sink.run(self._stop))
 

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-import connectors.topic_recovery as topic_recovery_module
+import streams.dev_broker.sink_topics as topic_recovery_module
 from infra.broker import EmbeddedBroker
 from infra.emulator import JourneyEmulator
 from schemas import AlarmState

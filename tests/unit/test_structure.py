@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "streams.api": {"streams.runtime", "schemas"},
     "streams.node": {"streams.api", "streams.runtime", "streams.engine", "schemas"},
     "connectors": {"streams.runtime", "schemas"},
-    "streams.dev_broker": {"streams.node", "streams.runtime", "schemas"},
+    "streams.dev_broker": {"streams.node", "connectors", "streams.runtime", "schemas"},
 }
 PACKAGES = sorted(ALLOWED, key=len, reverse=True)
 
@@ -211,7 +211,7 @@ def test_the_dev_broker_is_met_only_through_its_package() -> None:
     users = sorted(str(p.relative_to(ROOT)) for p in _product_files() + _tool_files()
                    if not p.is_relative_to(ROOT / "streams" / "dev_broker")
                    and any(name.startswith("streams.dev_broker") for name in _imports(p)))
-    assert users == ["infra/cli.py"]
+    assert users == ["infra/cli.py"]  # pacing worker and pacing sink
     compat = (ROOT / "streams" / "node" / "faust_compat.py").read_text()
     assert all(f"def {hook}(" in compat for hook in DEV_BROKER_HOOKS)
 
@@ -333,7 +333,7 @@ def _reaches(path: Path, package: str, helpers: str | None = None) -> bool:
 #: modules import no Kafka client and none of the sink's Kafka side (loop, commits, writes, recovery).
 ENDPOINT_SIDE = ("connectors/target_writer.py", "connectors/journey_client.py")
 KAFKA_SIDE = ("aiokafka", "connectors.sink", "connectors.commits", "connectors.side_writes", "connectors.intake",
-              "connectors.settlement", "connectors.send_loop", "connectors.topic_recovery", "connectors.fence_log",
+              "connectors.settlement", "connectors.send_loop", "connectors.sink_topics", "connectors.fence_log",
               "streams.runtime.kafka", "streams.runtime.outbox", "streams.runtime.topics")
 
 
@@ -350,10 +350,9 @@ def test_the_sinks_endpoint_writer_knows_no_kafka() -> None:
     assert _kafka_imports(ROOT / ENDPOINT_SIDE[0], probe) == ["aiokafka", "connectors.side_writes"]
 
 
-def test_the_sinks_topic_recovery_stays_in_one_module() -> None:
-    # The dev-broker workaround (recreating lost topics, replacing the consumer) moves as a whole.
-    recovery = ROOT / "connectors" / "topic_recovery.py"
+def test_the_sinks_topic_recovery_is_the_dev_brokers() -> None:
+    # Recreating lost topics and replacing the consumer is a dev-broker workaround
+    # (streams/dev_broker/sink_topics.py): no module of the sink recreates or looks for topics.
     used = sorted(f"{path.relative_to(ROOT)}: {name}" for path in (ROOT / "connectors").glob("*.py")
-                  if path != recovery for name in ("repair_topics", "missing_topics", "went back from offset")
-                  if name in path.read_text())
+                  for name in ("repair_topics", "missing_topics", "topic_problems") if name in path.read_text())
     assert used == []

@@ -1,4 +1,4 @@
-"""The sink surviving a broker that lost its topics (the embedded broker restarted on memory storage).
+"""The sink surviving a broker that lost its topics (Tansu restarted on memory storage).
 
 Every ``kafka.topic_check_interval_s`` (``sink.`` overrides) :meth:`TopicRecovery.run` checks
 that the sink's topics exist: a broker restarted on memory storage loses them, and the consumer
@@ -6,11 +6,18 @@ would then wait forever. When they are gone, the sink reports not ready, raises
 ``PacingTopicsMissing``, stops committing offsets of the old topic, and the consume loop
 replaces its consumer (:meth:`TopicRecovery.restart_consumer`: the old one first stopped, then
 the topics recreated, then the new one reads them from the beginning); the alarm clears once
-partitions are assigned again. A consumer whose log goes backwards under it (the topic was
-recreated between two fetches) forgets that partition's positions (:meth:`check_position`).
+partitions are assigned again.
 
-All of it is kept in this one class, with a narrow interface to the consuming loop, so that it
-can move as a whole to where the other dev-broker workarounds live.
+Topics recreated by another process (a worker's topic watch) before the sink looks are not
+missing, yet its consumer's positions belong to the old logs. On Apache Kafka a fetch past a log's
+end answers OffsetOutOfRange and the consumer starts the new log again from its beginning
+(:meth:`~connectors.sink_topics.SinkTopics.check_position` then forgets the old positions); Tansu
+answers nothing, so the consumer would wait until the new log grew past its old position and skip
+every record before. Before each fetch (:meth:`TopicRecovery.consuming`), a partition whose high
+watermark lies below the sink's position starts the same recovery as missing topics.
+
+The sink meets this class as its :class:`~connectors.sink_topics.SinkTopics`, the interface of its
+consume loop; :func:`streams.dev_broker.sink.attach_to_sink` gives it to a sink off Apache Kafka.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from connectors.commits import OffsetCommits
 from connectors.delivery import DeliveryLedger
 from connectors.side_writes import SideWrites
+from connectors.sink_topics import SinkTopics
 from streams.runtime import alarms
 from streams.runtime.alarms import AlarmBoard
 from streams.runtime.config import Settings
@@ -38,17 +46,15 @@ from streams.runtime.topics import missing_topics, repair_topics, topic_names
 log = logging.getLogger(__name__)
 
 
-class TopicRecovery:
-    """Notices lost topics, recreates them and replaces the sink's consumer; the consume loop asks it when."""
+class TopicRecovery(SinkTopics):
+    """Notices lost topics and logs, recreates them and replaces the sink's consumer; the consume loop asks it when."""
 
     def __init__(self, settings: Settings, ledger: DeliveryLedger, commits: OffsetCommits, fence: EpochFence,
                  side_writes: SideWrites, board: AlarmBoard, scope: str,
                  new_consumer: Callable[[bool], AIOKafkaConsumer]):
+        super().__init__(ledger, commits, fence)
         self.settings = settings
         self.names = topic_names(settings)
-        self.ledger = ledger
-        self.commits = commits
-        self.fence = fence
         self.side_writes = side_writes
         self.board = board
         self.scope = scope
@@ -57,6 +63,7 @@ class TopicRecovery:
         self.cluster_unreachable = False  # the last topic check got no answer
         self._resubscribe = asyncio.Event()  # the consume loop restarts its consumer when set
         self._resumed = asyncio.Event()  # set by the consume loop once the new consumer owns partitions
+        self._recovery: asyncio.Task[None] | None = None  # the recovery under way
 
     # -- what the consume loop asks ------------------------------------------------------
 
@@ -70,9 +77,16 @@ class TopicRecovery:
         return self._resubscribe.is_set()
 
     def consuming(self, consumer: AIOKafkaConsumer) -> None:
-        """The consume loop's consumer before a fetch: once it owns partitions, a recovery is over."""
+        """The consume loop's consumer before a fetch: once it owns partitions, a recovery is over; a log
+        that ended below the sink's position was lost and recreated (see the module docstring)."""
         if not self._resumed.is_set() and consumer.assignment():
             self._resumed.set()
+        behind = [f"{tp.topic}[{tp.partition}] went back from offset {position} to {end}"
+                  for tp in sorted(consumer.assignment())
+                  if (end := consumer.highwater(tp)) is not None
+                  and (position := self.ledger.position(tp)) is not None and end < position]
+        if behind:
+            self._start_recovery(behind)
 
     def stale(self, batches: dict[TopicPartition, list[ConsumerRecord]], incarnation: int) -> bool:
         """True when ``batches``, fetched under ledger ``incarnation``, belong to a lost topic (dropped)."""
@@ -83,17 +97,6 @@ class TopicRecovery:
             log.warning("%d records fetched by the consumer being replaced dropped (the new one reads "
                         "the recreated topic from its beginning)", count)
         return True
-
-    def check_position(self, tp: TopicPartition, offset: int) -> None:
-        """Before a record is booked: a log that went backwards was recreated under the consumer."""
-        position = self.ledger.position(tp)
-        if position is not None and offset < position:
-            # The log went backwards: the topic was recreated under us (a broker that lost its
-            # data). Old positions would commit offsets past records of the new topic.
-            log.warning("%s went back from offset %d to %d: topic recreated; forgetting its old positions",
-                        tp, position, offset)
-            self.commits.forget([tp])
-            self.fence.forget()  # epochs of the lost topic say nothing about the new one
 
     # -- the topic check -------------------------------------------------------------------
 
@@ -113,7 +116,7 @@ class TopicRecovery:
                                                      timeout=max(interval, 5.0))
                     self.cluster_unreachable = False
                     if missing or self.missing:  # the latter: a recovery interrupted before
-                        await self._recover_topics(missing or self.missing)
+                        self._start_recovery(missing or self.missing)
                 except (KafkaError, OSError, TimeoutError) as exc:  # broker away: try again, fresh client
                     self.cluster_unreachable = True
                     log.warning("topic check failed (%s); will retry", str(exc) or type(exc).__name__)
@@ -122,28 +125,36 @@ class TopicRecovery:
                             await admin.close()
                     admin = None
         finally:
+            if self._recovery is not None:
+                self._recovery.cancel()
             if admin is not None:
                 with contextlib.suppress(Exception):
                     await admin.close()
 
+    def _start_recovery(self, lost: list[str]) -> None:
+        """Recover from ``lost`` unless a recovery is under way (it replaces the consumer of every partition)."""
+        if self._recovery is None or self._recovery.done():
+            self.missing = lost  # not ready from now on
+            self._recovery = asyncio.create_task(self._recover_topics(lost), name="sink-topic-recovery")
+
     async def _recover_topics(self, missing: list[str]) -> None:
         """Not ready, alarm, replace the consumer (which recreates the topics); clear once partitions are assigned."""
         self.missing = missing
-        log.error("topics missing: %s; recreating them", ", ".join(missing))
+        log.error("topics lost: %s; recreating them", "; ".join(missing))
         # The old records and offsets are gone: keep the undelivered decisions, forget their
         # positions, and commit nothing more of the old topic (commits in flight are cancelled).
         self.commits.forget()
         self.side_writes.pause()  # until the topics exist again (resumed by restart_consumer)
         self.side_writes.alarm(self.board.raise_alarm(
             alarms.TOPICS_MISSING, self.scope,
-            f"topics missing: {', '.join(missing)} (recreated; the sink resumes once it owns partitions)",
+            f"topics lost: {'; '.join(missing)} (recreated; the sink resumes once it owns partitions)",
             severity="critical", observed_value=float(len(missing)), threshold=0.0))
         self._resumed.clear()
         self._resubscribe.set()
         await self._resumed.wait()
         self.missing = []
         self.side_writes.alarm(self.board.clear_alarm(
-            alarms.TOPICS_MISSING, self.scope, f"topics {', '.join(missing)} recreated; consuming again"))
+            alarms.TOPICS_MISSING, self.scope, f"topics recreated after: {'; '.join(missing)}; consuming again"))
 
     # -- replacing the consumer ------------------------------------------------------------
 
