@@ -66,6 +66,11 @@ log = logging.getLogger(__name__)
 KAFKA_WRITE_TIMEOUT_S = 30.0
 # How long a stopping sink keeps trying to write the records it still has queued.
 STOP_WRITE_GRACE_S = 5.0
+# How often the consumer refreshes the cluster's metadata (aiokafka's default: 5 minutes). A decision
+# topic deleted and created again -- by an operator, on any broker -- drops out of the assignment
+# and is consumed again only once the consumer's metadata shows it: within this (measured on Apache
+# Kafka: every record of the new topic delivered, tests/integration/test_sink_recreated_topics.py).
+METADATA_MAX_AGE_MS = 5_000
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -150,7 +155,8 @@ class BulkSink:
             group_id=self.settings.sink.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=int(kafka.session_timeout_s * 1000),
             rebalance_timeout_ms=int(kafka.rebalance_timeout_s * 1000),
-            heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000), **consumer_options(self.settings),
+            heartbeat_interval_ms=int(kafka.heartbeat_interval_s * 1000), metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            **consumer_options(self.settings),
         )
         consumer.subscribe([self.names.actiontargets], listener=_Rebalance(self, consumer, from_beginning))
         return consumer

@@ -3,9 +3,12 @@
 A running sink's topics are not lost on Apache Kafka (persistent, replicated storage), so there is
 nothing to watch and no consumer to replace: :class:`SinkTopics` is always healthy and never asks
 for a restart. One thing can still happen on any broker: an operator deletes the decision topic and
-creates it again. The consumer then reads the new log from offsets below those it had reached;
-:meth:`SinkTopics.check_position` makes the sink forget that partition's old positions, so that no
-offset computed for the old topic is committed to the new one.
+creates it again. The topic then drops out of the consumer's assignment and comes back at its next
+metadata refresh (``METADATA_MAX_AGE_MS`` in :mod:`connectors.sink`); a fetch past the new log's end
+is answered with OffsetOutOfRange, and the consumer starts the log again from its beginning. Where
+the consumer reads the new log below the offsets it had reached, :meth:`SinkTopics.check_position`
+makes the sink forget that partition's old positions, so that no offset computed for the old topic
+is committed to the new one.
 
 The embedded development broker (Tansu) loses every topic when it restarts; its sink gets
 :class:`streams.dev_broker.sink_topics.TopicRecovery` instead (attached by ``pacing sink``), which
