@@ -163,9 +163,9 @@ def test_faust_internals_are_used_only_in_the_compatibility_module() -> None:
 
 
 #: The constructors that take the whole ``Settings``: the composition roots, which hand each part the
-#: values or sections it reads. The sink's (connectors/) and TopicWatch follow on their own branches.
+#: values or sections it reads. The dev-broker recoveries (TopicWatch, TopicRecovery) follow on their branch.
 TAKE_ALL_SETTINGS = {"streams.node.app.PacingNode", "streams.api.server.NodeApi", "connectors.sink.BulkSink",
-                     "connectors.journey_client.JourneyClient", "streams.node.topic_watch.TopicWatch"}
+                     "streams.node.topic_watch.TopicWatch", "connectors.topic_recovery.TopicRecovery"}
 
 
 def _settings_takers(files: dict[Path, str | None]) -> list[str]:
