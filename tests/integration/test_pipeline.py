@@ -96,7 +96,8 @@ async def test_bad_events_go_to_the_dlq_with_a_reason_and_good_ones_still_flow(p
 
 
 async def test_target_definition_change_reaches_the_endpoint_without_restart(pipeline: Pipeline) -> None:
-    await pipeline.start_worker_and_sink(worker={"PACING_WORKER__KEEPALIVE_S": "600"})
+    # The longest keepalive allowed: the redefinition must arrive well before a keepalive would carry it.
+    await pipeline.start_worker_and_sink(worker={"PACING_WORKER__KEEPALIVE_S": "30"})
     await pipeline.produce([(e.target_id.encode(), encode_stat_event(e))
                             for e in stat_events("acme", "vq-def", STAFFED)])
     first = await eventually(lambda: pipeline.emulator.targets.get("vq-def"), message="target at the endpoint")
@@ -111,7 +112,7 @@ async def test_target_definition_change_reaches_the_endpoint_without_restart(pip
         entity = pipeline.emulator.targets.get("vq-def")
         return entity if entity is not None and entity.name == "Sales chat" else None
 
-    entity = await eventually(redefined, message="the new definition at the endpoint")
+    entity = await eventually(redefined, timeout_s=15.0, message="the new definition at the endpoint")
     assert entity.serviceLevel.percentage == 0.9 and entity.serviceLevel.durationMs == 30000
     assert [m.value for m in entity.supportedMediaTypes] == ["webchat", "callback"]
 

@@ -227,11 +227,10 @@ def test_the_dev_broker_check_catches_a_leak(where: str, text: str, leak: str) -
 
 
 #: The constructors that take the whole ``Settings``: the composition roots, which hand each part the
-#: values or sections it reads. The sink's (connectors/) follow on their own branch; the dev broker's
-#: topic recoveries call streams.runtime.topics, whose functions take the whole Settings.
+#: values or sections it reads. The dev broker's topic recoveries (TopicWatch, TopicRecovery) call
+#: streams.runtime.topics (topic_problems, repair_topics, missing_topics), whose functions take the whole Settings.
 TAKE_ALL_SETTINGS = {"streams.node.app.PacingNode", "streams.api.server.NodeApi", "connectors.sink.BulkSink",
-                     "connectors.journey_client.JourneyClient", "streams.dev_broker.topic_watch.TopicWatch",
-                     "streams.dev_broker.sink_topics.TopicRecovery"}
+                     "streams.dev_broker.topic_watch.TopicWatch", "streams.dev_broker.sink_topics.TopicRecovery"}
 
 
 def _settings_takers(files: dict[Path, str | None]) -> list[str]:
