@@ -60,12 +60,12 @@ async def test_writes_kafka_did_not_acknowledge_are_redone_before_the_batch_coun
     records.append((b"vq-bad", b"not a stat event"))
     await pipeline.produce(records)
     await pipeline.start_sink()
-    # Decisions and DLQ records fail at the broker for a while; keepalive is far away, so only a
-    # replay of the batch can deliver them.
-    await pipeline.start_worker(faulty=True, PACING_WORKER__KEEPALIVE_S="600",
+    # Decisions and DLQ records fail at the broker for a while; the keepalive (the longest allowed,
+    # 30 s) comes after the deadline, so only a replay of the batch can deliver them.
+    await pipeline.start_worker(faulty=True, PACING_WORKER__KEEPALIVE_S="30",
                                 PACING_TEST_SEND_FAILS="pacing.actiontargets:5,pacing.stats.dlq:2")
 
-    await eventually(lambda: delivered(pipeline, GOOD, 6), timeout_s=30, message="every decision delivered")
+    await eventually(lambda: delivered(pipeline, GOOD, 6), timeout_s=25, message="every decision delivered")
     [rejected] = await dlq(pipeline, 1)
     assert rejected.value == b"not a stat event"
     states = await eventually(lambda: _both(alarms(pipeline, "PacingKafkaUnavailable")),
