@@ -589,21 +589,42 @@ static void fft(double complex *a, long size, const double *cosines, const doubl
     }
 }
 
-/* The transforms of one layout on one window size: per frequency, sin and cos of its angle, the
- * signed sum of the fixed rows' transforms per offer column, and (non-exact) one offer's transform
- * by the end of each slice. They depend on the horizon and the size, not on the offer counts or
- * the window's position, so the 2-4 calls of one decision share them: a size prepared before is
- * reused while it is at most twice what is needed (as the numpy version did). */
+/* Which terms row r multiplies into the previous row's product (rows follow the horizon's events
+ * in order, each holding the previous one's terms), and how often: the rows' transforms are then
+ * one running product. A row that does not grow from the previous one (none of this layout's
+ * but row 0) starts afresh. */
+typedef struct {
+    int count[MAX_ROWS], term[MAX_ROWS][MAX_TERMS], from_previous[MAX_ROWS];
+    long times[MAX_ROWS][MAX_TERMS];
+} Steps;
+
+/* Each row's mean and variance: of its fixed part, and (non-exact) what one new offer adds. */
+typedef struct {
+    double mean0[MAX_ROWS], var0[MAX_ROWS];
+    double per_offer_q[SLICES], mean_n[MAX_ROWS], var_n[MAX_ROWS];
+} Moments;
+
+/* The transforms of one layout on one window size: per frequency, the signed sum of the fixed
+ * rows' transforms per offer column, and (non-exact) one offer's transform by the end of each
+ * slice. They depend on the horizon and the size, not on the offer counts or the window's
+ * position, so the calls of one decision share them: a size prepared before is reused while it
+ * is at most twice what is needed (as the numpy version did). The offer columns are computed only
+ * up to the frequency the smallest count evaluated so far needs (`f_done`, see
+ * frequencies_needed), and extended when a call brings a smaller one. */
 typedef struct {
     int used, exact;
     long busy, outstanding, agents, size;
     double p, slice_s, tail_s, tail_finish, reactive_rate;
     double finish_share[SLICES], new_share[SLICES], pending_share[SLICES];
+    Layout layout; /* the horizon's rows, their steps and moments: to extend the offer columns */
+    Steps steps;
+    Moments moments;
     double complex *signed_fixed; /* (SLICES + 1) x frequencies */
     double complex *per_offer;    /* (SLICES + 1) x frequencies */
     double *log_fixed;            /* (SLICES + 1) x frequencies: log |signed_fixed| (-inf: 0) */
     double *offer_limit;          /* (SLICES + 1) x frequencies: the largest count not skipped (-1: none) */
     const double *sines, *cosines; /* frequencies each: the size's twiddles (not owned) */
+    long f_done;                  /* the offer columns are computed below this frequency (0 beyond) */
     long f_end;                   /* beyond: every column but 0 is negligible (log_fixed < e^-45) */
     /* The queue's cost over the last window used at this size, transformed and weighted but not
        yet shifted to a start (the calls of one decision mostly fit the first call's window). */
@@ -611,14 +632,12 @@ typedef struct {
     long cost_low, cost_agents, cost_positions;
     double cost_handle, cost_patience, cost_short, cost_sl;
     double complex *cost_a, *cost_b; /* frequencies each */
-    /* Non-exact: one offer's transform to the powers 2^j (j < levels) per offer column and
-       frequency, squared as power() squares, so that products of them are power()'s results. */
-    /* The cost window shifted to the last start and times each offer column's fixed part (the
-       batches of one search share their start), and column 0's sums there. */
+    /* The cost window shifted to the last start and times each offer column's fixed part. */
     int weighted_valid;
     long weighted_shift;
-    double weighted_fixed_a, weighted_fixed_b;
     double complex *weighted; /* 2 x SLICES x frequencies: (abandons), (abandons + late) */
+    /* Non-exact: one offer's transform to the powers 2^j (j < levels) per offer column and
+       frequency, squared as power() squares, so that products of them are power()'s results. */
     int levels;
     double complex *squares; /* SLICES x LEVELS x frequencies */
     /* Non-exact: the powers of one offer's transform of the counts evaluated in this epoch (NaN
@@ -653,7 +672,9 @@ static const double *twiddles(long size) {
     return twiddle_tables[index];
 }
 
-#define PREPARED 2
+/* Four: a search's base (no offers, a narrow window of its own when the counts are wide), its
+   batches' window, a narrower one for its last batches, and the costs from the actual start. */
+#define PREPARED 4
 static Prepared prepared[PREPARED];
 static int next_prepared = 0;
 /* One top-level call (a search, or horizon_costs): the cost window and the offers' powers its
@@ -716,420 +737,458 @@ static int parse_model(PyObject *model, Model *h) {
     return 0;
 }
 
-/* How one call computes one count's powers of one offer's transform (see horizon_eval). */
+/* How one call computes one count's powers of one offer's transform (see plan_powers). */
 typedef struct {
     int from, keep, nbits, large;
     int bits[LEVELS];
 } Plan;
 
-/* Expected (abandons, abandons + late answers) of the horizon starting from `start` free agents
- * minus queue, for each of `count` offer counts, into total_a and total_b. */
-static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize_t count, double *total_a,
-                        double *total_b) {
-    double reactive_rate = h->reactive_rate, p = h->p, slice_s = h->slice_s, tail_s = h->tail_s;
-    double tail_finish = h->tail_finish;
-    long busy = h->busy, outstanding = h->outstanding, agents = h->agents;
-    int exact = h->exact;
-    const double *finish_share = h->finish_share, *new_share = h->new_share, *pending_share = h->pending_share;
-    long t_agents = h->t_agents, t_positions = h->t_positions;
-    double t_handle = h->t_handle, t_patience = h->t_patience, t_short = h->t_short, t_sl = h->t_sl;
-    int failed = 0;
-    double *shares = malloc(sizeof(double) * (count ? count : 1) * (SLICES + 1)); /* exact: [0, C0, C1, C2] */
-    double complex *buffer = NULL;
-    Plan *plans = NULL;
-    if (!shares) {
-        PyErr_NoMemory();
-        return -1;
-    }
+/* ---- horizon_eval's steps, in the order it takes them ---- */
 
-    /* The layout: rows before and after each slice's arrivals, then around the reactive tail. */
-    Layout l;
-    memset(&l, 0, sizeof(l));
-    double reactive = reactive_rate * slice_s;
+/* The layout: rows before and after each slice's arrivals, then around the reactive tail. */
+static void layout_rows(const Model *h, Layout *l) {
+    memset(l, 0, sizeof(*l));
+    double reactive = h->reactive_rate * h->slice_s;
     int finishing[SLICES];
-    for (int s = 0; s < SLICES; s++) finishing[s] = term(&l, BINOMIAL, busy, finish_share[s], 1);
-    if (exact) {
-        int one_slice = term(&l, POISSON, 0, reactive, -1);
+    for (int s = 0; s < SLICES; s++) finishing[s] = term(l, BINOMIAL, h->busy, h->finish_share[s], 1);
+    if (h->exact) {
+        int one_slice = term(l, POISSON, 0, reactive, -1);
         for (int s = 0; s < SLICES; s++) {
             for (int f = 0; f <= s; f++) {
-                add(&l, 2 * s, finishing[f], 1);
-                add(&l, 2 * s + 1, finishing[f], 1);
+                add(l, 2 * s, finishing[f], 1);
+                add(l, 2 * s + 1, finishing[f], 1);
             }
-            add(&l, 2 * s, one_slice, s);
-            add(&l, 2 * s + 1, one_slice, s + 1);
-            l.selects[2 * s] = s - 1;
-            l.selects[2 * s + 1] = s;
+            add(l, 2 * s, one_slice, s);
+            add(l, 2 * s + 1, one_slice, s + 1);
+            l->selects[2 * s] = s - 1;
+            l->selects[2 * s + 1] = s;
         }
     } else {
         for (int s = 0; s < SLICES; s++) {
             for (int f = 0; f <= s; f++) {
-                add(&l, 2 * s, finishing[f], 1);
-                add(&l, 2 * s + 1, finishing[f], 1);
+                add(l, 2 * s, finishing[f], 1);
+                add(l, 2 * s + 1, finishing[f], 1);
             }
             for (int e = 0; e < s; e++) { /* the arrivals of earlier slices */
-                int pending = term(&l, BINOMIAL, outstanding, p * pending_share[e], -1);
-                int poisson = term(&l, POISSON, 0, reactive, -1);
-                add(&l, 2 * s, pending, 1);
-                add(&l, 2 * s, poisson, 1);
-                add(&l, 2 * s + 1, pending, 1);
-                add(&l, 2 * s + 1, poisson, 1);
+                int pending = term(l, BINOMIAL, h->outstanding, h->p * h->pending_share[e], -1);
+                int poisson = term(l, POISSON, 0, reactive, -1);
+                add(l, 2 * s, pending, 1);
+                add(l, 2 * s, poisson, 1);
+                add(l, 2 * s + 1, pending, 1);
+                add(l, 2 * s + 1, poisson, 1);
             }
-            add(&l, 2 * s + 1, term(&l, BINOMIAL, outstanding, p * pending_share[s], -1), 1);
-            add(&l, 2 * s + 1, term(&l, POISSON, 0, reactive, -1), 1);
-            l.selects[2 * s] = s - 1;
-            l.selects[2 * s + 1] = s;
+            add(l, 2 * s + 1, term(l, BINOMIAL, h->outstanding, h->p * h->pending_share[s], -1), 1);
+            add(l, 2 * s + 1, term(l, POISSON, 0, reactive, -1), 1);
+            l->selects[2 * s] = s - 1;
+            l->selects[2 * s + 1] = s;
         }
     }
-    l.rows = 2 * SLICES;
-    if (reactive_rate > 0) {
-        int tail_finishing = term(&l, BINOMIAL, agents, tail_finish, 1);
-        int tail_arrivals = term(&l, POISSON, 0, reactive_rate * tail_s, -1);
-        for (int t = 0; t < l.n_terms; t++) {
-            l.fixed[l.rows][t] = l.fixed[l.rows - 1][t];
-        }
-        add(&l, l.rows, tail_finishing, 1);
-        for (int t = 0; t < l.n_terms; t++) l.fixed[l.rows + 1][t] = l.fixed[l.rows][t];
-        add(&l, l.rows + 1, tail_arrivals, 1);
-        l.selects[l.rows] = l.selects[l.rows + 1] = SLICES - 1;
-        l.rows += 2;
+    l->rows = 2 * SLICES;
+    if (h->reactive_rate > 0) {
+        int tail_finishing = term(l, BINOMIAL, h->agents, h->tail_finish, 1);
+        int tail_arrivals = term(l, POISSON, 0, h->reactive_rate * h->tail_s, -1);
+        for (int t = 0; t < l->n_terms; t++) l->fixed[l->rows][t] = l->fixed[l->rows - 1][t];
+        add(l, l->rows, tail_finishing, 1);
+        for (int t = 0; t < l->n_terms; t++) l->fixed[l->rows + 1][t] = l->fixed[l->rows][t];
+        add(l, l->rows + 1, tail_arrivals, 1);
+        l->selects[l->rows] = l->selects[l->rows + 1] = SLICES - 1;
+        l->rows += 2;
     }
-    double mean0[MAX_ROWS], var0[MAX_ROWS];
-    for (int r = 0; r < l.rows; r++) {
-        mean0[r] = var0[r] = 0.0;
-        for (int t = 0; t < l.n_terms; t++) {
-            const Term *term_t = &l.terms[t];
-            double times = l.fixed[r][t];
+}
+
+/* Each row's fixed mean and variance, and what one new offer adds to them (non-exact: row r
+   subtracts Binomial(n, p new_share[s]) for every slice s <= selects[r]; exact: Binomial(n +
+   pending, p (share_0 + ... + share_selects[r])), which count_window works out per count). */
+static void row_moments(const Model *h, const Layout *l, Moments *m) {
+    for (int r = 0; r < l->rows; r++) {
+        m->mean0[r] = m->var0[r] = 0.0;
+        for (int t = 0; t < l->n_terms; t++) {
+            const Term *term_t = &l->terms[t];
+            double times = l->fixed[r][t];
             if (times == 0) continue;
             if (term_t->kind == BINOMIAL) {
-                mean0[r] += times * term_t->sign * (double)term_t->trials * term_t->q;
-                var0[r] += times * (double)term_t->trials * term_t->q * (1 - term_t->q);
+                m->mean0[r] += times * term_t->sign * (double)term_t->trials * term_t->q;
+                m->var0[r] += times * (double)term_t->trials * term_t->q * (1 - term_t->q);
             } else {
-                mean0[r] += times * term_t->sign * term_t->q;
-                var0[r] += times * term_t->q;
+                m->mean0[r] += times * term_t->sign * term_t->q;
+                m->var0[r] += times * term_t->q;
             }
         }
     }
-    /* Offers: non-exact, row r subtracts Binomial(n, p new_share[s]) for every slice s <= selects[r];
-       exact, Binomial(n + pending, p (share_0 + ... + share_selects[r])). */
-    double per_offer_q[SLICES], mean_n[MAX_ROWS], var_n[MAX_ROWS];
-    for (int s = 0; s < SLICES; s++) per_offer_q[s] = p * new_share[s];
-    for (int r = 0; r < l.rows; r++) {
-        mean_n[r] = var_n[r] = 0.0;
-        for (int s = 0; s <= l.selects[r]; s++) {
-            mean_n[r] -= per_offer_q[s];
-            var_n[r] += per_offer_q[s] * (1 - per_offer_q[s]);
+    for (int s = 0; s < SLICES; s++) m->per_offer_q[s] = h->p * h->new_share[s];
+    for (int r = 0; r < l->rows; r++) {
+        m->mean_n[r] = m->var_n[r] = 0.0;
+        for (int s = 0; s <= l->selects[r]; s++) {
+            m->mean_n[r] -= m->per_offer_q[s];
+            m->var_n[r] += m->per_offer_q[s] * (1 - m->per_offer_q[s]);
         }
     }
-    /* The window holds each row of each count to WINDOW_SIGMAS of its own standard deviations (plus
-       WINDOW_PAD values, for the skewed tails of narrow rows) on either side of its mean. It was
-       8 and 16: over the models of 1,029 searches (5 counts, 2 starts each) pad 4 moves the costs
-       by at most 2.1e-11, and 7 standard deviations by at most 9.4e-10 (the mass beyond them,
-       ~1e-12, wraps around the window); none of engine_same_decisions' 18,000 decisions (seeds 1
-       and 2) changes, and more windows fit 128 values instead of 256 (half the frequencies). */
-    double low_edge = INFINITY, high_edge = -INFINITY;
+}
+
+/* The smallest variance of a row the offers reach, with n new offers (non-exact). */
+static double narrowest_offer_row(const Layout *l, const Moments *m, long n) {
+    double narrowest = INFINITY;
+    for (int r = 0; r < l->rows; r++)
+        if (l->selects[r] >= 0) narrowest = fmin(narrowest, m->var0[r] + (double)n * m->var_n[r]);
+    return narrowest;
+}
+
+/* The frequencies an offer column needs for counts of at least n: a row of variance V has
+   |transform| <= e^(-V (1 - cos theta)) (a Bernoulli's squared modulus is 1 - 2 q (1 - q)
+   (1 - cos theta), a Poisson's modulus e^(-lambda (1 - cos theta))), so where that is below e^-50
+   for every offer row, each column's products (at most three rows) are below e^-45 and the
+   offers' loop skips them. Exact layouts (small groups, narrow windows) take every frequency. */
+static long frequencies_needed(const Layout *l, const Moments *m, int exact, long n, long size) {
+    long frequencies = size / 2 + 1;
+    double narrowest = exact ? 0.0 : narrowest_offer_row(l, m, n);
+    if (!(narrowest > 0) || NEGLIGIBLE_ROW / narrowest >= 2.0) return frequencies;
+    double theta = acos(1 - NEGLIGIBLE_ROW / narrowest);
+    long needed = (long)ceil(theta * (double)size / (2 * M_PI)) + 1;
+    return needed < frequencies ? needed : frequencies;
+}
+
+/* Whether a batch whose smallest count is 0 is cheaper as two: the base (no offers) in a narrow
+   window of its own, and the other counts, whose accepts spread the window (their mean at the next
+   count is at least WIDE_ACCEPTS) while their narrowest offer row has a variance of at least 25, so
+   that they need at most two thirds of its frequencies (frequencies_needed). Together, the base's
+   narrow rows needed every frequency of a window sized for thousands of offers. */
+#define WIDE_ACCEPTS 64.0
+static int base_apart(const Model *h, const Layout *l, const Moments *m, const long *offers, Py_ssize_t count) {
+    return !h->exact && count > 1 && offers[0] == 0 && (double)offers[1] * h->p >= WIDE_ACCEPTS &&
+           narrowest_offer_row(l, m, offers[1]) >= NEGLIGIBLE_ROW / 2;
+}
+
+/* The window that holds each row of each count to WINDOW_SIGMAS of its own standard deviations
+   (plus WINDOW_PAD values, for the skewed tails of narrow rows) on either side of its mean: its
+   lowest value of free minus queue and its length. It was 8 and 16: over the models of 1,029
+   searches (5 counts, 2 starts each) pad 4 moves the costs by at most 2.1e-11, and 7 standard
+   deviations by at most 9.4e-10 (the mass beyond them, ~1e-12, wraps around the window); none of
+   engine_same_decisions' 18,000 decisions (seeds 1 and 2) changes, and more windows fit 128
+   values instead of 256 (half the frequencies). Exact: each count's cumulative accept shares by
+   the end of each slice go to shares ([0, C0, C1, C2] per count). */
+static void count_window(const Model *h, const Layout *l, const Moments *m, long start, const long *offers,
+                         Py_ssize_t count, double *shares, long *low, long *needed) {
+    double p = h->p, low_edge = INFINITY, high_edge = -INFINITY;
     for (Py_ssize_t k = 0; k < count; k++) {
         double n = (double)offers[k];
         double *c = shares + k * (SLICES + 1);
         c[0] = 0.0;
-        if (exact) {
-            double mean_new = n * p, mean_pending = (double)outstanding * p, accepts = mean_new + mean_pending;
+        if (h->exact) {
+            double mean_new = n * p, mean_pending = (double)h->outstanding * p, accepts = mean_new + mean_pending;
             double arrived = 0.0;
             for (int s = 0; s < SLICES; s++) {
-                double share = accepts > 0 ? (mean_new * new_share[s] + mean_pending * pending_share[s]) / accepts : 0.0;
+                double share =
+                    accepts > 0 ? (mean_new * h->new_share[s] + mean_pending * h->pending_share[s]) / accepts : 0.0;
                 arrived = s == SLICES - 1 ? 1.0 : fmin(1.0, arrived + share);
                 c[s + 1] = arrived;
             }
         }
-        for (int r = 0; r < l.rows; r++) {
+        for (int r = 0; r < l->rows; r++) {
             double mean, var;
-            if (exact) {
-                double q = p * c[l.selects[r] + 1], trials = n + (double)outstanding;
-                mean = (double)start + mean0[r] - trials * q;
-                var = var0[r] + trials * q * (1 - q);
+            if (h->exact) {
+                double q = p * c[l->selects[r] + 1], trials = n + (double)h->outstanding;
+                mean = (double)start + m->mean0[r] - trials * q;
+                var = m->var0[r] + trials * q * (1 - q);
             } else {
-                mean = (double)start + mean0[r] + n * mean_n[r];
-                var = var0[r] + n * var_n[r];
+                mean = (double)start + m->mean0[r] + n * m->mean_n[r];
+                var = m->var0[r] + n * m->var_n[r];
             }
             double half = WINDOW_SIGMAS * sqrt(var) + WINDOW_PAD;
             low_edge = fmin(low_edge, mean - half);
             high_edge = fmax(high_edge, mean + half);
         }
     }
-    if (count == 0) goto done;
-    long low = (long)floor(low_edge); /* the window: free minus queue = low, low + 1, ... */
-    long needed = (long)ceil(high_edge) - low + 1;
-    Prepared *ready = NULL;
+    *low = (long)floor(low_edge);
+    *needed = (long)ceil(high_edge) - *low + 1;
+}
+
+static void row_steps(const Layout *l, Steps *s) {
+    for (int r = 0; r < l->rows; r++) {
+        int grows = r > 0;
+        for (int t = 0; grows && t < l->n_terms; t++)
+            if (l->fixed[r][t] < l->fixed[r - 1][t]) grows = 0;
+        s->from_previous[r] = grows;
+        s->count[r] = 0;
+        for (int t = 0; t < l->n_terms; t++) {
+            long times = (long)(l->fixed[r][t] - (grows ? l->fixed[r - 1][t] : 0.0));
+            if (times > 0) {
+                s->term[r][s->count[r]] = t;
+                s->times[r][s->count[r]++] = times;
+            }
+        }
+    }
+}
+
+/* The prepared transforms of this horizon at a window size that holds `needed` values. */
+static Prepared *find_prepared(const Model *h, long needed) {
     for (int i = 0; i < PREPARED; i++) {
         Prepared *c = &prepared[i];
-        if (c->used && c->size >= needed && c->size <= 2 * needed + 16 && c->exact == exact && c->busy == busy &&
-            c->outstanding == outstanding && c->agents == agents && c->p == p && c->slice_s == slice_s &&
-            c->tail_s == tail_s && c->tail_finish == tail_finish && c->reactive_rate == reactive_rate &&
-            same_shares(c->finish_share, finish_share) && same_shares(c->new_share, new_share) &&
-            same_shares(c->pending_share, pending_share)) {
-            ready = c;
-            break;
+        if (c->used && c->size >= needed && (c->size <= 2 * needed + 16 || c->epoch == epoch) && c->exact == h->exact && c->busy == h->busy &&
+            c->outstanding == h->outstanding && c->agents == h->agents && c->p == h->p && c->slice_s == h->slice_s &&
+            c->tail_s == h->tail_s && c->tail_finish == h->tail_finish && c->reactive_rate == h->reactive_rate &&
+            same_shares(c->finish_share, h->finish_share) && same_shares(c->new_share, h->new_share) &&
+            same_shares(c->pending_share, h->pending_share))
+            return c;
+    }
+    return NULL;
+}
+
+/* Per frequency of [from, to): (non-exact) one offer's transform by the end of each slice, a
+   product of Bernoullis; the rows' fixed transforms, signed and summed per offer column (row 0,
+   the only row no new accept reaches, is summed directly: see row0_costs); their rough log moduli;
+   and each column's largest count n whose product is not below e^-45, n log|offer| + log|fixed| >=
+   -45 (non-exact; exact: any count, or none). Where even the fixed part of every offer row is
+   negligible (below e^-50: see frequencies_needed) the columns stay 0. */
+static void offer_columns(Prepared *ready, long from, long to) {
+    const Layout *l = &ready->layout;
+    const Steps *st = &ready->steps;
+    long frequencies = ready->size / 2 + 1;
+    double complex *signed_fixed = ready->signed_fixed;
+    double narrowest = INFINITY;
+    for (int r = 0; r < l->rows; r++)
+        if (l->selects[r] >= 0) narrowest = fmin(narrowest, ready->moments.var0[r]);
+    for (int col = 1; col <= SLICES; col++)
+        for (long f = from; f < to; f++) signed_fixed[col * frequencies + f] = 0.0;
+    for (long f = from; f < to; f++) {
+        double sin_t = ready->sines[f], cos_t = ready->cosines[f];
+        if (!ready->exact) {
+            double complex running = 1.0;
+            for (int s = 0; s < SLICES; s++) {
+                running *= bernoulli(ready->moments.per_offer_q[s], sin_t, cos_t, -1.0);
+                ready->per_offer[(s + 1) * frequencies + f] = running;
+            }
+        }
+        if ((1 - cos_t) * narrowest > NEGLIGIBLE_ROW) continue;
+        double complex terms[MAX_TERMS];
+        for (int t = 0; t < l->n_terms; t++) terms[t] = transform(&l->terms[t], sin_t, cos_t);
+        double complex product = 1.0;
+        for (int r = 0; r < l->rows; r++) {
+            /* rows are cumulative: each row's product from the previous one's (steps[r]) */
+            if (!st->from_previous[r]) product = 1.0;
+            for (int i = 0; i < st->count[r]; i++) {
+                long times = st->times[r][i];
+                product *= times == 1 ? terms[st->term[r][i]] : power(terms[st->term[r][i]], times);
+            }
+            if (l->selects[r] >= 0) signed_fixed[(l->selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
         }
     }
-    long size;
-    if (ready) {
-        size = ready->size;
-    } else {
-        size = 16;
-        while (size < needed) size <<= 1;
-    }
-    long frequencies = size / 2 + 1;
-    if (!ready) {
-        ready = &prepared[next_prepared];
-        next_prepared = (next_prepared + 1) % PREPARED;
-        ready->used = 0;
-        free(ready->signed_fixed);
-        free(ready->squares);
-        free(ready->weighted);
-        ready->weighted = malloc(sizeof(double complex) * 2 * SLICES * frequencies);
-        ready->weighted_valid = 0;
-        ready->squares = exact ? NULL : malloc(sizeof(double complex) * SLICES * (LEVELS + MEMO) * frequencies);
-        ready->memo = exact ? NULL : ready->squares + SLICES * LEVELS * frequencies;
-        ready->levels = 0;
-        ready->memo_count = 0;
-        ready->signed_fixed = malloc(sizeof(double complex) * (2 * (SLICES + 1) + 2) * frequencies +
-                                     sizeof(double) * (2 * SLICES + 2) * frequencies);
-        const double *twiddle = twiddles(size);
-        if (!ready->signed_fixed || !ready->weighted || (!exact && !ready->squares) || !twiddle) {
-            PyErr_NoMemory();
-            goto fail;
-        }
-        ready->per_offer = ready->signed_fixed + (SLICES + 1) * frequencies;
-        ready->sines = twiddle;
-        ready->cosines = twiddle + frequencies;
-        ready->log_fixed = (double *)(ready->per_offer + (SLICES + 1) * frequencies);
-        ready->offer_limit = ready->log_fixed + (SLICES + 1) * frequencies;
-        ready->cost_a = (double complex *)(ready->offer_limit + (SLICES + 1) * frequencies);
-        ready->cost_b = ready->cost_a + frequencies;
-        ready->cost_valid = 0;
-        double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
-        /* Row r's product is row r - 1's times the terms it adds (every row holds the previous
-           one's terms: rows follow the horizon's events in order); a row that does not (none of
-           this layout's) starts afresh. */
-        int steps[MAX_ROWS], step_terms[MAX_ROWS][MAX_TERMS], step_from_previous[MAX_ROWS];
-        long step_times[MAX_ROWS][MAX_TERMS];
-        for (int r = 0; r < l.rows; r++) {
-            int grows = r > 0;
-            for (int t = 0; grows && t < l.n_terms; t++)
-                if (l.fixed[r][t] < l.fixed[r - 1][t]) grows = 0;
-            step_from_previous[r] = grows;
-            steps[r] = 0;
-            for (int t = 0; t < l.n_terms; t++) {
-                long times = (long)(l.fixed[r][t] - (grows ? l.fixed[r - 1][t] : 0.0));
-                if (times > 0) {
-                    step_terms[r][steps[r]] = t;
-                    step_times[r][steps[r]++] = times;
-                }
-            }
-        }
-        /* Per frequency: the rows' fixed transforms, signed and summed per offer column. A row of
-           variance V has |transform| <= e^(-V (1 - cos theta)) (a Bernoulli's squared modulus is
-           1 - 2 q (1 - q) (1 - cos theta), a Poisson's modulus e^(-lambda (1 - cos theta))), so
-           where that is below e^-50 for every row of the offer columns, their sums (of at most
-           three rows) are below e^-45 and the offers' loop would skip them: they are not computed
-           (0); where row 0 is below e^-50 too, it is left out of column 0 likewise. Wide rows
-           (large groups) leave only the low frequencies to compute. */
-        double narrowest_offer_row = INFINITY, narrowest_zero_row = INFINITY;
-        for (int r = 0; r < l.rows; r++) {
-            if (l.selects[r] >= 0) narrowest_offer_row = fmin(narrowest_offer_row, var0[r]);
-            else narrowest_zero_row = fmin(narrowest_zero_row, var0[r]);
-        }
-        for (long i = 0; i < (SLICES + 1) * frequencies; i++) signed_fixed[i] = 0.0;
-        for (long f = 0; f < frequencies; f++) {
-            double sin_t = ready->sines[f], cos_t = ready->cosines[f];
-            if (!exact) { /* one offer's transform by the end of each slice: a product of Bernoullis */
-                double complex running = 1.0;
-                per_offer[f] = 1.0;
-                for (int s = 0; s < SLICES; s++) {
-                    running *= bernoulli(per_offer_q[s], sin_t, cos_t, -1.0);
-                    per_offer[(s + 1) * frequencies + f] = running;
-                }
-            }
-            double spread = 1 - cos_t;
-            if (spread * narrowest_offer_row > NEGLIGIBLE_ROW) {
-                if (spread * narrowest_zero_row > NEGLIGIBLE_ROW) continue;
-                double complex product = 1.0; /* row 0 alone: its terms, never from a previous row */
-                for (int i = 0; i < steps[0]; i++) {
-                    double complex z = transform(&l.terms[step_terms[0][i]], sin_t, cos_t);
-                    product *= step_times[0][i] == 1 ? z : power(z, step_times[0][i]);
-                }
-                signed_fixed[f] = -product;
-                continue;
-            }
-            double complex terms[MAX_TERMS];
-            for (int t = 0; t < l.n_terms; t++) terms[t] = transform(&l.terms[t], sin_t, cos_t);
-            double complex product = 1.0;
-            for (int r = 0; r < l.rows; r++) {
-                /* rows are cumulative: each row's product from the previous one's (steps[r]) */
-                if (!step_from_previous[r]) product = 1.0;
-                for (int i = 0; i < steps[r]; i++) {
-                    long times = step_times[r][i];
-                    product *= times == 1 ? terms[step_terms[r][i]] : power(terms[step_terms[r][i]], times);
-                }
-                signed_fixed[(l.selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
-            }
-        }
-        /* rough log moduli from the squared moduli (only compared with -45), for the offer
-           columns (column 0 is never pruned); and the largest count n whose product is not below
-           e^-45, n log|offer| + log|fixed| >= -45 (non-exact; exact: any count, or none) */
-        for (long i = 0; i < frequencies; i++) ready->log_fixed[i] = ready->offer_limit[i] = 0.0;
-        for (long i = frequencies; i < (SLICES + 1) * frequencies; i++) {
+    for (int col = 1; col <= SLICES; col++) {
+        for (long f = from; f < to; f++) {
+            long i = col * frequencies + f;
             double norm = creal(signed_fixed[i]) * creal(signed_fixed[i]) + cimag(signed_fixed[i]) * cimag(signed_fixed[i]);
             double log_fixed = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
             ready->log_fixed[i] = log_fixed;
-            norm = exact ? 1.0 : creal(per_offer[i]) * creal(per_offer[i]) + cimag(per_offer[i]) * cimag(per_offer[i]);
+            norm = ready->exact ? 1.0
+                                : creal(ready->per_offer[i]) * creal(ready->per_offer[i]) +
+                                      cimag(ready->per_offer[i]) * cimag(ready->per_offer[i]);
             double log_offer = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
             ready->offer_limit[i] = log_fixed < NEGLIGIBLE_LOG_PRODUCT ? -1.0
                                     : log_offer < 0 ? (NEGLIGIBLE_LOG_PRODUCT - log_fixed) / log_offer
                                                     : INFINITY;
         }
-        ready->f_end = 0;
-        for (int col = 1; col <= SLICES; col++)
-            for (long f = frequencies - 1; f >= ready->f_end; f--)
-                if (ready->log_fixed[col * frequencies + f] >= NEGLIGIBLE_LOG_PRODUCT) {
-                    ready->f_end = f + 1;
-                    break;
-                }
-        ready->exact = exact;
-        ready->busy = busy;
-        ready->outstanding = outstanding;
-        ready->agents = agents;
-        ready->size = size;
-        ready->p = p;
-        ready->slice_s = slice_s;
-        ready->tail_s = tail_s;
-        ready->tail_finish = tail_finish;
-        ready->reactive_rate = reactive_rate;
-        memcpy(ready->finish_share, finish_share, sizeof(double) * SLICES);
-        memcpy(ready->new_share, new_share, sizeof(double) * SLICES);
-        memcpy(ready->pending_share, pending_share, sizeof(double) * SLICES);
-        ready->used = 1;
     }
-    const double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
-    const double *sines = ready->sines, *cosines = ready->cosines, *offer_limit = ready->offer_limit;
+    ready->f_done = to;
+    ready->f_end = 0;
+    for (int col = 1; col <= SLICES; col++)
+        for (long f = to - 1; f >= ready->f_end; f--)
+            if (ready->log_fixed[col * frequencies + f] >= NEGLIGIBLE_LOG_PRODUCT) {
+                ready->f_end = f + 1;
+                break;
+            }
+    /* what was computed from the offer columns' old extent */
+    ready->weighted_valid = 0;
+    ready->levels = 0;
+    ready->memo_count = 0;
+}
 
-    /* The queue's costs over the window, transformed: one complex FFT of (abandons) + i (abandons +
-       late answers), then split by symmetry. A window of this size that holds every row of every
-       count (the previous call's, usually) is reused: only its shift to this call's start is new. */
-    Table *table = table_for(t_agents, t_handle, t_patience, t_short, t_sl, t_positions);
-    if (ready->epoch != epoch) { /* a new search (or horizon_costs call): its own window and powers */
-        ready->epoch = epoch;
-        ready->cost_valid = ready->weighted_valid = 0;
-        ready->memo_count = 0;
-    }
-    if (ready->cost_valid && ready->cost_low <= low && ready->cost_low + size >= low + needed &&
-        ready->cost_agents == t_agents && ready->cost_positions == t_positions && ready->cost_handle == t_handle &&
-        ready->cost_patience == t_patience && ready->cost_short == t_short && ready->cost_sl == t_sl) {
-        low = ready->cost_low;
-    } else {
-        long longest = -low;
-        if (table_price(table, longest > 0 ? longest : 0) < 0) goto fail;
-        buffer = malloc(sizeof(double complex) * size);
-        if (!buffer) {
-            PyErr_NoMemory();
-            goto fail;
-        }
-        double complex *cost = buffer;
-        for (long m = 0; m < size; m++) {
-            long length = -(low + m);
-            double a = table_at(table, 0, length);
-            cost[m] = a + I * (a + table_at(table, 1, length));
-        }
-        fft(cost, size, cosines, sines);
-        for (long f = 0; f < frequencies; f++) {
-            double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
-            /* conj(transform) times Parseval's weight (a power of two: exact) */
-            double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
-            ready->cost_a[f] = conj((z + mirror) / 2) * weight;
-            ready->cost_b[f] = conj((z - mirror) / (2 * I)) * weight;
-        }
-        ready->cost_valid = 1;
-        ready->weighted_valid = 0;
-        ready->cost_low = low;
-        ready->cost_agents = t_agents;
-        ready->cost_positions = t_positions;
-        ready->cost_handle = t_handle;
-        ready->cost_patience = t_patience;
-        ready->cost_short = t_short;
-        ready->cost_sl = t_sl;
-    }
-    /* Each offer count: its columns' transforms times the fixed part times the cost, shifted by
-       e^(-i theta_f (start - low)). The counts' powers of one offer's transform are built from the
-       previous count's (the counts come sorted, often in neighbouring pairs). A column's product
-       is skipped where it is below e^-45 in modulus (the offers' transform, at most 1, times the
-       fixed rows'): the window's costs are at most a few hundred, so all skipped products
-       together move a cost by < 1e-14, well below the FFT's own rounding; wide distributions
-       (large groups, many offers) have transforms that vanish over most of the frequencies. */
-    long shift_by = ((start - low) % size + size) % size;
-    long f_end = ready->f_end;
-    plans = malloc(sizeof(Plan) * (count ? count : 1));
-    if (!plans) {
+/* A slot for this horizon at a window size of at least `needed` values: the layout's steps and
+   moments kept; its transforms are left to offer_columns. */
+static Prepared *prepare(const Model *h, const Layout *l, const Moments *m, long needed) {
+    long size = 16;
+    while (size < needed) size <<= 1;
+    long frequencies = size / 2 + 1;
+    Prepared *ready = &prepared[next_prepared];
+    next_prepared = (next_prepared + 1) % PREPARED;
+    ready->used = 0;
+    free(ready->signed_fixed);
+    free(ready->squares);
+    free(ready->weighted);
+    ready->signed_fixed = NULL;
+    ready->squares = NULL;
+    ready->weighted = malloc(sizeof(double complex) * 2 * SLICES * frequencies);
+    ready->squares = h->exact ? NULL : malloc(sizeof(double complex) * SLICES * (LEVELS + MEMO) * frequencies);
+    ready->memo = h->exact ? NULL : ready->squares + SLICES * LEVELS * frequencies;
+    ready->signed_fixed = malloc(sizeof(double complex) * (2 * (SLICES + 1) + 2) * frequencies +
+                                 sizeof(double) * (2 * SLICES + 2) * frequencies);
+    const double *twiddle = twiddles(size);
+    if (!ready->signed_fixed || !ready->weighted || (!h->exact && !ready->squares) || !twiddle) {
         PyErr_NoMemory();
-        goto fail;
+        return NULL;
     }
-    /* The cost's transform shifted to this start, times each offer column's fixed part. Column 0
-       (the rows no new accept has reached) is the same for every count. */
-    const double complex *weighted_a = ready->weighted, *weighted_b = ready->weighted + SLICES * frequencies;
-    if (!ready->weighted_valid || ready->weighted_shift != shift_by) {
-        double complex *out_a = ready->weighted, *out_b = ready->weighted + SLICES * frequencies;
-        double fixed_a = 0.0, fixed_b = 0.0;
-        for (long f = 0; f < frequencies; f++) {
-            long turns = shift_by * f % size;
-            double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
-                                                    : cosines[size - turns] + I * sines[size - turns];
-            double complex ca = ready->cost_a[f] * root, cb = ready->cost_b[f] * root;
-            fixed_a += creal(signed_fixed[f] * ca);
-            fixed_b += creal(signed_fixed[f] * cb);
-            if (f >= f_end) continue;
-            for (int col = 1; col <= SLICES; col++) {
-                out_a[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * ca;
-                out_b[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * cb;
+    ready->per_offer = ready->signed_fixed + (SLICES + 1) * frequencies;
+    ready->sines = twiddle;
+    ready->cosines = twiddle + frequencies;
+    ready->log_fixed = (double *)(ready->per_offer + (SLICES + 1) * frequencies);
+    ready->offer_limit = ready->log_fixed + (SLICES + 1) * frequencies;
+    ready->cost_a = (double complex *)(ready->offer_limit + (SLICES + 1) * frequencies);
+    ready->cost_b = ready->cost_a + frequencies;
+    ready->cost_valid = ready->weighted_valid = 0;
+    ready->levels = ready->memo_count = 0;
+    ready->layout = *l;
+    ready->moments = *m;
+    row_steps(l, &ready->steps);
+    ready->f_done = ready->f_end = 0;
+    ready->exact = h->exact;
+    ready->busy = h->busy;
+    ready->outstanding = h->outstanding;
+    ready->agents = h->agents;
+    ready->size = size;
+    ready->p = h->p;
+    ready->slice_s = h->slice_s;
+    ready->tail_s = h->tail_s;
+    ready->tail_finish = h->tail_finish;
+    ready->reactive_rate = h->reactive_rate;
+    memcpy(ready->finish_share, h->finish_share, sizeof(double) * SLICES);
+    memcpy(ready->new_share, h->new_share, sizeof(double) * SLICES);
+    memcpy(ready->pending_share, h->pending_share, sizeof(double) * SLICES);
+    ready->used = 1;
+    return ready;
+}
+
+/* The queue's costs over the window, transformed: one complex FFT of (abandons) + i (abandons +
+   late answers), then split by symmetry. A window of this size that holds every row of every count
+   (the previous call's, usually) is reused: only its shift to this call's start is new. *low moves
+   to the window's lowest value. */
+static int cost_window(Prepared *ready, const Model *h, long *low, long needed) {
+    long size = ready->size, frequencies = size / 2 + 1;
+    Table *table = table_for(h->t_agents, h->t_handle, h->t_patience, h->t_short, h->t_sl, h->t_positions);
+    if (ready->cost_valid && ready->cost_low <= *low && ready->cost_low + size >= *low + needed &&
+        ready->cost_agents == h->t_agents && ready->cost_positions == h->t_positions &&
+        ready->cost_handle == h->t_handle && ready->cost_patience == h->t_patience &&
+        ready->cost_short == h->t_short && ready->cost_sl == h->t_sl) {
+        *low = ready->cost_low;
+        return 0;
+    }
+    long longest = -*low;
+    if (table_price(table, longest > 0 ? longest : 0) < 0) return -1;
+    double complex *cost = malloc(sizeof(double complex) * size);
+    if (!cost) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (long m = 0; m < size; m++) {
+        long length = -(*low + m);
+        double a = table_at(table, 0, length);
+        cost[m] = a + I * (a + table_at(table, 1, length));
+    }
+    fft(cost, size, ready->cosines, ready->sines);
+    for (long f = 0; f < frequencies; f++) {
+        double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
+        /* conj(transform) times Parseval's weight (a power of two: exact) */
+        double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
+        ready->cost_a[f] = conj((z + mirror) / 2) * weight;
+        ready->cost_b[f] = conj((z - mirror) / (2 * I)) * weight;
+    }
+    free(cost);
+    ready->cost_valid = 1;
+    ready->weighted_valid = 0;
+    ready->cost_low = *low;
+    ready->cost_agents = h->t_agents;
+    ready->cost_positions = h->t_positions;
+    ready->cost_handle = h->t_handle;
+    ready->cost_patience = h->t_patience;
+    ready->cost_short = h->t_short;
+    ready->cost_sl = h->t_sl;
+    return 0;
+}
+
+/* Row 0's expected costs, directly: before any arrival, free minus queue is the start plus the
+   busy agents finishing in the first half slice, Binomial(busy, finish_share[0]) (layout_rows),
+   summed from its mode outwards until the weights fall below 1e-17 of the mode's. In the window's
+   sums a row this narrow needed every frequency of a window sized for thousands of offers. */
+static int row0_costs(const Model *h, long start, double *a, double *b) {
+    Table *table = table_for(h->t_agents, h->t_handle, h->t_patience, h->t_short, h->t_sl, h->t_positions);
+    if (table_price(table, start < 0 ? -start : 0) < 0) return -1;
+    long n = h->busy;
+    double q = h->finish_share[0];
+    if (n <= 0 || !(q > 0)) {
+        *a = table_at(table, 0, -start);
+        *b = *a + table_at(table, 1, -start);
+        return 0;
+    }
+    if (q > 1) q = 1;
+    long mode = (long)floor((double)(n + 1) * q);
+    mode = mode > n ? n : mode;
+    double odds = q / (1 - q), total = 0.0, sum_a = 0.0, sum_b = 0.0, w = 1.0;
+    for (long k = mode; k >= 0 && w >= 1e-17; k--) { /* downwards from the mode, the mode included */
+        double late, abandon = table_at(table, 0, -(start + k));
+        late = table_at(table, 1, -(start + k));
+        total += w;
+        sum_a += w * abandon;
+        sum_b += w * (abandon + late);
+        if (k > 0) w *= (double)k / ((double)(n - k + 1) * odds);
+    }
+    w = 1.0;
+    for (long k = mode; k < n && q < 1; k++) { /* upwards from the mode */
+        w *= (double)(n - k) / (double)(k + 1) * odds;
+        if (w < 1e-17) break;
+        double abandon = table_at(table, 0, -(start + k + 1)), late = table_at(table, 1, -(start + k + 1));
+        total += w;
+        sum_a += w * abandon;
+        sum_b += w * (abandon + late);
+    }
+    *a = sum_a / total;
+    *b = sum_b / total;
+    return 0;
+}
+
+/* The cost's transform shifted by e^(-i theta_f shift) to this call's start, times each offer
+   column's fixed part (the batches of one search share their start). */
+static void weight_by_start(Prepared *ready, long shift) {
+    if (ready->weighted_valid && ready->weighted_shift == shift) return;
+    long size = ready->size, frequencies = size / 2 + 1;
+    const double *cosines = ready->cosines, *sines = ready->sines;
+    const double complex *signed_fixed = ready->signed_fixed;
+    double complex *out_a = ready->weighted, *out_b = ready->weighted + SLICES * frequencies;
+    for (long f = 0; f < ready->f_end; f++) {
+        long turns = shift * f % size;
+        double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
+                                                : cosines[size - turns] + I * sines[size - turns];
+        double complex ca = ready->cost_a[f] * root, cb = ready->cost_b[f] * root;
+        for (int col = 1; col <= SLICES; col++) {
+            out_a[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * ca;
+            out_b[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * cb;
+        }
+    }
+    ready->weighted_valid = 1;
+    ready->weighted_shift = shift;
+}
+
+/* Non-exact: the squares of one offer's transform up to the largest count's top bit (over the
+   frequencies the offer columns reach). */
+static void offer_squares(Prepared *ready, long largest) {
+    long frequencies = ready->size / 2 + 1, f_end = ready->f_end;
+    int levels = 0;
+    while (levels < LEVELS && (largest >> levels) > 0) levels++;
+    for (; ready->levels < levels; ready->levels++) {
+        int j = ready->levels;
+        for (int col = 1; col <= SLICES; col++) {
+            double complex *level = ready->squares + ((col - 1) * LEVELS + j) * frequencies;
+            if (j == 0) {
+                memcpy(level, ready->per_offer + col * frequencies, sizeof(double complex) * f_end);
+            } else {
+                const double complex *below = level - frequencies;
+                for (long f = 0; f < f_end; f++) level[f] = below[f] * below[f];
             }
         }
-        ready->weighted_valid = 1;
-        ready->weighted_shift = shift_by;
-        ready->weighted_fixed_a = fixed_a;
-        ready->weighted_fixed_b = fixed_b;
     }
+}
+
+/* Non-exact, each count's powers: those of the largest count below it that this epoch kept
+   (`from`, -1: none) times the squares of the difference's set bits (`bits`, `nbits`), kept in
+   memo slot `keep` (the last slot is scratch when the memo is full; -2: kept already). */
+static void plan_powers(Prepared *ready, const long *offers, Py_ssize_t count, Plan *plans) {
     for (Py_ssize_t k = 0; k < count; k++) {
-        total_a[k] = ready->weighted_fixed_a;
-        total_b[k] = ready->weighted_fixed_b;
-    }
-    /* Non-exact: the squares of one offer's transform up to the largest count's top bit. */
-    if (!exact) {
-        long largest = 0;
-        for (Py_ssize_t k = 0; k < count; k++) largest = offers[k] > largest ? offers[k] : largest;
-        int levels = 0;
-        while (levels < LEVELS && (largest >> levels) > 0) levels++;
-        for (; ready->levels < levels; ready->levels++) {
-            int j = ready->levels;
-            for (int col = 1; col <= SLICES; col++) {
-                double complex *level = ready->squares + ((col - 1) * LEVELS + j) * frequencies;
-                if (j == 0) {
-                    memcpy(level, per_offer + col * frequencies, sizeof(double complex) * frequencies);
-                } else {
-                    const double complex *below = level - frequencies;
-                    for (long f = 0; f < frequencies; f++) level[f] = below[f] * below[f];
-                }
-            }
-        }
-    }
-    /* Each offer count, column by column: its transform times the weighted fixed part, summed over
-       the frequencies. A count's power of one offer's transform is the previous count's times the
-       squares of the difference's bits (as power() multiplies them: the same numbers), the counts
-       coming sorted, often in neighbouring pairs. A product is skipped where it is below e^-45 in
-       modulus (the offers' transform, at most 1, times the fixed rows'): the window's costs are at
-       most a few hundred, so all skipped products together move a cost by < 1e-14, well below the
-       FFT's own rounding; wide distributions (large groups, many offers) have transforms that
-       vanish over most of the frequencies. */
-    /* Non-exact, each count's powers: those of the largest count below it that this epoch kept
-       (`from`, -1: none) times the squares of the difference's set bits (`bits`, `nbits`), kept
-       in memo slot `keep` (the last slot is scratch when the memo is full; -2: kept already). */
-    for (Py_ssize_t k = 0; !exact && k < count; k++) {
         long n = offers[k], below = 0;
         int from = -1, keep = -1;
         for (int i = 0; i < ready->memo_count; i++) {
@@ -1157,78 +1216,141 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
             if (((n - below) >> j) & 1) plans[k].bits[plans[k].nbits++] = j;
         plans[k].large = n >= (1L << LEVELS);
     }
+}
+
+/* Exact: one column's sums for one count, whose accepts (with the pending offers') have arrived by
+   the column's slice with probability q each. */
+static void exact_column(const Prepared *ready, const double *limit, const double complex *wa,
+                         const double complex *wb, double q, long trials, double *sum_a, double *sum_b) {
+    for (long f = 0; f < ready->f_end; f++) {
+        if (limit[f] < 0) continue;
+        double complex offer = power(bernoulli(q, ready->sines[f], ready->cosines[f], -1.0), trials);
+        *sum_a += creal(offer * wa[f]);
+        *sum_b += creal(offer * wb[f]);
+    }
+}
+
+/* Non-exact: one column's sums for one count n, its power of one offer's transform built as
+   `plan` says and kept for later counts. The same products in the same order in loops of one kind
+   each: a count kept already, a count one set bit above a kept one (neighbouring pairs), any other.
+   A product is skipped where it is below e^-45 in modulus (the offers' transform, at most 1, times
+   the fixed rows'): the window's costs are at most a few hundred, so all skipped products together
+   move a cost by < 1e-14, well below the FFT's own rounding; wide distributions (large groups, many
+   offers) have transforms that vanish over most of the frequencies. */
+static void offer_column(const Prepared *ready, int col, const Plan *plan, long n, const double *limit,
+                         const double complex *wa, const double complex *wb, double *sum_a, double *sum_b) {
+    long frequencies = ready->size / 2 + 1, f_end = ready->f_end, stride = (long)SLICES * frequencies;
+    long at = (long)(col - 1) * frequencies;
+    const double complex *squares = ready->squares + (col - 1) * LEVELS * frequencies;
+    const double complex *per_offer = ready->per_offer + col * frequencies;
+    const double complex *from = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
+    double complex *keep = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
+    double count_n = (double)n, a = 0.0, b = 0.0;
+    if (!keep) {
+        for (long f = 0; f < f_end; f++) {
+            if (count_n > limit[f]) continue;
+            double complex offer = from[f];
+            a += creal(offer * wa[f]);
+            b += creal(offer * wb[f]);
+        }
+    } else if (!plan->large && from && plan->nbits == 1) {
+        const double complex *bit = squares + plan->bits[0] * frequencies;
+        for (long f = 0; f < f_end; f++) {
+            if (count_n > limit[f]) {
+                keep[f] = NAN;
+                continue;
+            }
+            double complex offer = isnan(creal(from[f])) ? power(per_offer[f], n) : from[f] * bit[f];
+            keep[f] = offer;
+            a += creal(offer * wa[f]);
+            b += creal(offer * wb[f]);
+        }
+    } else {
+        for (long f = 0; f < f_end; f++) {
+            if (count_n > limit[f]) {
+                keep[f] = NAN;
+                continue;
+            }
+            double complex offer;
+            if (plan->large || (from && isnan(creal(from[f])))) {
+                offer = power(per_offer[f], n);
+            } else {
+                offer = plan->nbits ? squares[plan->bits[0] * frequencies + f] : 1.0;
+                for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * frequencies + f];
+                if (from) offer = from[f] * offer;
+            }
+            keep[f] = offer;
+            a += creal(offer * wa[f]);
+            b += creal(offer * wb[f]);
+        }
+    }
+    *sum_a += a;
+    *sum_b += b;
+}
+
+/* Expected (abandons, abandons + late answers) of the horizon starting from `start` free agents
+ * minus queue, for each of `count` offer counts, into total_a and total_b: E[cost(free minus
+ * queue)] summed with signs over the layout's rows, by Parseval over one window (see the file's
+ * head and horizon.py). */
+static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize_t count, double *total_a,
+                        double *total_b) {
+    if (count == 0) return 0;
+    Layout l;
+    Moments m;
+    layout_rows(h, &l);
+    row_moments(h, &l, &m);
+    if (base_apart(h, &l, &m, offers, count)) {
+        if (horizon_eval(h, start, offers, 1, total_a, total_b) < 0) return -1;
+        return horizon_eval(h, start, offers + 1, count - 1, total_a + 1, total_b + 1);
+    }
+    int failed = 0;
+    double *shares = malloc(sizeof(double) * count * (SLICES + 1)); /* exact: [0, C0, C1, C2] per count */
+    Plan *plans = malloc(sizeof(Plan) * count);
+    if (!shares || !plans) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    long low, needed;
+    count_window(h, &l, &m, start, offers, count, shares, &low, &needed);
+    Prepared *ready = find_prepared(h, needed);
+    if (!ready && !(ready = prepare(h, &l, &m, needed))) goto fail;
+    long smallest = offers[0];
+    for (Py_ssize_t k = 1; k < count; k++) smallest = offers[k] < smallest ? offers[k] : smallest;
+    long reach = frequencies_needed(&l, &m, h->exact, smallest, ready->size);
+    if (reach > ready->f_done) offer_columns(ready, ready->f_done, reach);
+    if (ready->epoch != epoch) { /* a new search (or horizon_costs call): its own window and powers */
+        ready->epoch = epoch;
+        ready->cost_valid = ready->weighted_valid = 0;
+        ready->memo_count = 0;
+    }
+    if (cost_window(ready, h, &low, needed) < 0) goto fail;
+    long size = ready->size, frequencies = size / 2 + 1;
+    weight_by_start(ready, ((start - low) % size + size) % size);
+    double row0_a, row0_b;
+    if (row0_costs(h, start, &row0_a, &row0_b) < 0) goto fail;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        total_a[k] = -row0_a; /* row 0 is an even row: it counts with a minus sign */
+        total_b[k] = -row0_b;
+    }
+    if (!h->exact) {
+        long largest = 0;
+        for (Py_ssize_t k = 0; k < count; k++) largest = offers[k] > largest ? offers[k] : largest;
+        offer_squares(ready, largest);
+        plan_powers(ready, offers, count, plans);
+    }
     /* Each offer count, column by column: its transform times the weighted fixed part, summed over
-       the frequencies. A count's power of one offer's transform is a smaller count's times the
-       squares of the difference's set bits, as power() multiplies them (from 1: the same numbers).
-       A product is skipped where it is below e^-45 in modulus (the offers' transform, at most 1,
-       times the fixed rows'): the window's costs are at most a few hundred, so all skipped
-       products together move a cost by < 1e-14, well below the FFT's own rounding; wide
-       distributions (large groups, many offers) have transforms that vanish over most of the
-       frequencies. */
-    long stride = (long)SLICES * frequencies;
+       the frequencies. */
+    const double complex *weighted_a = ready->weighted, *weighted_b = ready->weighted + SLICES * frequencies;
     for (int col = 1; col <= SLICES; col++) {
         const double complex *wa = weighted_a + (col - 1) * frequencies, *wb = weighted_b + (col - 1) * frequencies;
-        const double *limit = offer_limit + col * frequencies;
-        const double complex *squares = exact ? NULL : ready->squares + (col - 1) * LEVELS * frequencies;
+        const double *limit = ready->offer_limit + col * frequencies;
         for (Py_ssize_t k = 0; k < count; k++) {
-            long n = offers[k];
             double sum_a = 0.0, sum_b = 0.0;
-            if (exact) {
-                double q = p * shares[k * (SLICES + 1) + col];
-                for (long f = 0; f < f_end; f++) {
-                    if (limit[f] < 0) continue;
-                    double complex offer = power(bernoulli(q, sines[f], cosines[f], -1.0), n + outstanding);
-                    sum_a += creal(offer * wa[f]);
-                    sum_b += creal(offer * wb[f]);
-                }
-            } else {
-                const Plan *plan = &plans[k];
-                long at = (long)(col - 1) * frequencies;
-                const double complex *from = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
-                double complex *keep = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
-                double count_n = (double)n;
-                /* the same products in the same order in loops of one kind each: a count kept
-                   already, a count one set bit above a kept one (neighbouring pairs), any other */
-                if (!keep) {
-                    for (long f = 0; f < f_end; f++) {
-                        if (count_n > limit[f]) continue;
-                        double complex offer = from[f];
-                        sum_a += creal(offer * wa[f]);
-                        sum_b += creal(offer * wb[f]);
-                    }
-                } else if (!plan->large && from && plan->nbits == 1) {
-                    const double complex *bit = squares + plan->bits[0] * frequencies;
-                    for (long f = 0; f < f_end; f++) {
-                        if (count_n > limit[f]) {
-                            keep[f] = NAN;
-                            continue;
-                        }
-                        double complex offer = isnan(creal(from[f])) ? power(per_offer[col * frequencies + f], n)
-                                                                     : from[f] * bit[f];
-                        keep[f] = offer;
-                        sum_a += creal(offer * wa[f]);
-                        sum_b += creal(offer * wb[f]);
-                    }
-                } else {
-                    for (long f = 0; f < f_end; f++) {
-                        if (count_n > limit[f]) {
-                            keep[f] = NAN;
-                            continue;
-                        }
-                        double complex offer;
-                        if (plan->large || (from && isnan(creal(from[f])))) {
-                            offer = power(per_offer[col * frequencies + f], n);
-                        } else {
-                            offer = plan->nbits ? squares[plan->bits[0] * frequencies + f] : 1.0;
-                            for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * frequencies + f];
-                            if (from) offer = from[f] * offer;
-                        }
-                        keep[f] = offer;
-                        sum_a += creal(offer * wa[f]);
-                        sum_b += creal(offer * wb[f]);
-                    }
-                }
-            }
+            if (h->exact)
+                exact_column(ready, limit, wa, wb, h->p * shares[k * (SLICES + 1) + col], offers[k] + h->outstanding,
+                             &sum_a, &sum_b);
+            else
+                offer_column(ready, col, &plans[k], offers[k], limit, wa, wb, &sum_a, &sum_b);
             total_a[k] += sum_a;
             total_b[k] += sum_b;
         }
@@ -1243,7 +1365,6 @@ fail:
     failed = 1;
 done:
     free(shares);
-    free(buffer);
     free(plans);
     return failed ? -1 : 0;
 }
