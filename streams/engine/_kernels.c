@@ -609,7 +609,7 @@ typedef struct {
  * slice. They depend on the horizon and the size, not on the offer counts or the window's
  * position, so the calls of one decision share them: a size prepared before is reused while it
  * is at most twice what is needed (as the numpy version did). The offer columns are computed only
- * up to the frequency the smallest count evaluated so far needs (`f_done`, see
+ * each up to the frequency the smallest count evaluated so far needs (`done`, see
  * frequencies_needed), and extended when a call brings a smaller one. */
 typedef struct {
     int used, exact;
@@ -624,8 +624,10 @@ typedef struct {
     double *log_fixed;            /* (SLICES + 1) x frequencies: log |signed_fixed| (-inf: 0) */
     double *offer_limit;          /* (SLICES + 1) x frequencies: the largest count not skipped (-1: none) */
     const double *sines, *cosines; /* frequencies each: the size's twiddles (not owned) */
-    long f_done;                  /* the offer columns are computed below this frequency (0 beyond) */
-    long f_end;                   /* beyond: every column but 0 is negligible (log_fixed < e^-45) */
+    long offer_done;              /* per_offer is computed below this frequency */
+    long done[SLICES + 1];        /* offer column c is computed below done[c] (0 beyond) */
+    long end[SLICES + 1];         /* beyond end[c], column c is negligible (log_fixed < e^-45) */
+    long f_end;                   /* the largest end[c] */
     /* The queue's cost over the last window used at this size, transformed and weighted but not
        yet shifted to a start (the calls of one decision mostly fit the first call's window). */
     int cost_valid;
@@ -825,22 +827,25 @@ static void row_moments(const Model *h, const Layout *l, Moments *m) {
     }
 }
 
-/* The smallest variance of a row the offers reach, with n new offers (non-exact). */
-static double narrowest_offer_row(const Layout *l, const Moments *m, long n) {
+/* The smallest variance of a row of offer column `col` (0: any offer column) with n new offers
+   (non-exact). */
+static double narrowest_offer_row(const Layout *l, const Moments *m, int col, long n) {
     double narrowest = INFINITY;
     for (int r = 0; r < l->rows; r++)
-        if (l->selects[r] >= 0) narrowest = fmin(narrowest, m->var0[r] + (double)n * m->var_n[r]);
+        if (l->selects[r] >= 0 && (col == 0 || l->selects[r] + 1 == col))
+            narrowest = fmin(narrowest, m->var0[r] + (double)n * m->var_n[r]);
     return narrowest;
 }
 
-/* The frequencies an offer column needs for counts of at least n: a row of variance V has
+/* The frequencies offer column `col` needs for counts of at least n: a row of variance V has
    |transform| <= e^(-V (1 - cos theta)) (a Bernoulli's squared modulus is 1 - 2 q (1 - q)
    (1 - cos theta), a Poisson's modulus e^(-lambda (1 - cos theta))), so where that is below e^-50
-   for every offer row, each column's products (at most three rows) are below e^-45 and the
-   offers' loop skips them. Exact layouts (small groups, narrow windows) take every frequency. */
-static long frequencies_needed(const Layout *l, const Moments *m, int exact, long n, long size) {
+   for every row of the column, its products (at most three rows) are below e^-45 and the offers'
+   loop skips them. The later columns hold more of the offers' accepts: wider rows, fewer
+   frequencies. Exact layouts (small groups, narrow windows) take every frequency. */
+static long frequencies_needed(const Layout *l, const Moments *m, int exact, int col, long n, long size) {
     long frequencies = size / 2 + 1;
-    double narrowest = exact ? 0.0 : narrowest_offer_row(l, m, n);
+    double narrowest = exact ? 0.0 : narrowest_offer_row(l, m, col, n);
     if (!(narrowest > 0) || NEGLIGIBLE_ROW / narrowest >= 2.0) return frequencies;
     double theta = acos(1 - NEGLIGIBLE_ROW / narrowest);
     long needed = (long)ceil(theta * (double)size / (2 * M_PI)) + 1;
@@ -855,7 +860,7 @@ static long frequencies_needed(const Layout *l, const Moments *m, int exact, lon
 #define WIDE_ACCEPTS 64.0
 static int base_apart(const Model *h, const Layout *l, const Moments *m, const long *offers, Py_ssize_t count) {
     return !h->exact && count > 1 && offers[0] == 0 && (double)offers[1] * h->p >= WIDE_ACCEPTS &&
-           narrowest_offer_row(l, m, offers[1]) >= NEGLIGIBLE_ROW / 2;
+           narrowest_offer_row(l, m, 0, offers[1]) >= NEGLIGIBLE_ROW / 2;
 }
 
 /* The window that holds each row of each count to WINDOW_SIGMAS of its own standard deviations
@@ -933,47 +938,63 @@ static Prepared *find_prepared(const Model *h, long needed) {
     return NULL;
 }
 
-/* Per frequency of [from, to): (non-exact) one offer's transform by the end of each slice, a
-   product of Bernoullis; the rows' fixed transforms, signed and summed per offer column (row 0,
-   the only row no new accept reaches, is summed directly: see row0_costs); their rough log moduli;
-   and each column's largest count n whose product is not below e^-45, n log|offer| + log|fixed| >=
-   -45 (non-exact; exact: any count, or none). Where even the fixed part of every offer row is
-   negligible (below e^-50: see frequencies_needed) the columns stay 0. */
-static void offer_columns(Prepared *ready, long from, long to) {
+/* Each offer column c over the frequencies [done[c], reach[c]) not computed yet: the rows' fixed
+   transforms, signed and summed per column (row 0, the only row no new accept reaches, is summed
+   directly: see row0_costs); their rough log moduli; and each column's largest count n whose
+   product is not below e^-45, n log|offer| + log|fixed| >= -45 (non-exact; exact: any count, or
+   none). (Non-exact) one offer's transform by the end of each slice, a product of Bernoullis, too.
+   Rows are cumulative, each row's product from the previous one's (steps), so a frequency only
+   the first columns need stops after their rows, and computes only the terms those use. A row
+   whose fixed part is negligible there (below e^-50: see frequencies_needed) adds nothing. */
+static void offer_columns(Prepared *ready, const long reach[SLICES + 1]) {
     const Layout *l = &ready->layout;
     const Steps *st = &ready->steps;
-    long frequencies = ready->size / 2 + 1;
+    long frequencies = ready->size / 2 + 1, from = frequencies, to = 0;
     double complex *signed_fixed = ready->signed_fixed;
-    double narrowest = INFINITY;
-    for (int r = 0; r < l->rows; r++)
-        if (l->selects[r] >= 0) narrowest = fmin(narrowest, ready->moments.var0[r]);
-    for (int col = 1; col <= SLICES; col++)
-        for (long f = from; f < to; f++) signed_fixed[col * frequencies + f] = 0.0;
-    for (long f = from; f < to; f++) {
-        double sin_t = ready->sines[f], cos_t = ready->cosines[f];
-        if (!ready->exact) {
+    for (int col = 1; col <= SLICES; col++) {
+        if (reach[col] <= ready->done[col]) continue;
+        from = ready->done[col] < from ? ready->done[col] : from;
+        to = reach[col] > to ? reach[col] : to;
+        for (long f = ready->done[col]; f < reach[col]; f++) signed_fixed[col * frequencies + f] = 0.0;
+    }
+    if (!ready->exact) {
+        for (long f = ready->offer_done; f < to; f++) {
             double complex running = 1.0;
             for (int s = 0; s < SLICES; s++) {
-                running *= bernoulli(ready->moments.per_offer_q[s], sin_t, cos_t, -1.0);
+                running *= bernoulli(ready->moments.per_offer_q[s], ready->sines[f], ready->cosines[f], -1.0);
                 ready->per_offer[(s + 1) * frequencies + f] = running;
             }
         }
-        if ((1 - cos_t) * narrowest > NEGLIGIBLE_ROW) continue;
-        double complex terms[MAX_TERMS];
-        for (int t = 0; t < l->n_terms; t++) terms[t] = transform(&l->terms[t], sin_t, cos_t);
-        double complex product = 1.0;
+        ready->offer_done = to > ready->offer_done ? to : ready->offer_done;
+    }
+    for (long f = from; f < to; f++) {
+        double sin_t = ready->sines[f], cos_t = ready->cosines[f];
+        int needs[MAX_ROWS], last = -1;
         for (int r = 0; r < l->rows; r++) {
-            /* rows are cumulative: each row's product from the previous one's (steps[r]) */
+            int col = l->selects[r] + 1;
+            needs[r] = col > 0 && f >= ready->done[col] && f < reach[col] &&
+                       (1 - cos_t) * ready->moments.var0[r] <= NEGLIGIBLE_ROW;
+            if (needs[r]) last = r;
+        }
+        double complex terms[MAX_TERMS];
+        int known[MAX_TERMS] = {0};
+        double complex product = 1.0;
+        for (int r = 0; r <= last; r++) {
             if (!st->from_previous[r]) product = 1.0;
             for (int i = 0; i < st->count[r]; i++) {
+                int t = st->term[r][i];
+                if (!known[t]) {
+                    terms[t] = transform(&l->terms[t], sin_t, cos_t);
+                    known[t] = 1;
+                }
                 long times = st->times[r][i];
-                product *= times == 1 ? terms[st->term[r][i]] : power(terms[st->term[r][i]], times);
+                product *= times == 1 ? terms[t] : power(terms[t], times);
             }
-            if (l->selects[r] >= 0) signed_fixed[(l->selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
+            if (needs[r]) signed_fixed[(l->selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
         }
     }
     for (int col = 1; col <= SLICES; col++) {
-        for (long f = from; f < to; f++) {
+        for (long f = ready->done[col]; f < reach[col]; f++) {
             long i = col * frequencies + f;
             double norm = creal(signed_fixed[i]) * creal(signed_fixed[i]) + cimag(signed_fixed[i]) * cimag(signed_fixed[i]);
             double log_fixed = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
@@ -986,15 +1007,16 @@ static void offer_columns(Prepared *ready, long from, long to) {
                                     : log_offer < 0 ? (NEGLIGIBLE_LOG_PRODUCT - log_fixed) / log_offer
                                                     : INFINITY;
         }
-    }
-    ready->f_done = to;
-    ready->f_end = 0;
-    for (int col = 1; col <= SLICES; col++)
-        for (long f = to - 1; f >= ready->f_end; f--)
+        if (reach[col] > ready->done[col]) ready->done[col] = reach[col];
+        ready->end[col] = 0;
+        for (long f = ready->done[col] - 1; f >= 0; f--)
             if (ready->log_fixed[col * frequencies + f] >= NEGLIGIBLE_LOG_PRODUCT) {
-                ready->f_end = f + 1;
+                ready->end[col] = f + 1;
                 break;
             }
+    }
+    ready->f_end = 0;
+    for (int col = 1; col <= SLICES; col++) ready->f_end = ready->end[col] > ready->f_end ? ready->end[col] : ready->f_end;
     /* what was computed from the offer columns' old extent */
     ready->weighted_valid = 0;
     ready->levels = 0;
@@ -1037,7 +1059,8 @@ static Prepared *prepare(const Model *h, const Layout *l, const Moments *m, long
     ready->layout = *l;
     ready->moments = *m;
     row_steps(l, &ready->steps);
-    ready->f_done = ready->f_end = 0;
+    ready->offer_done = ready->f_end = 0;
+    for (int col = 0; col <= SLICES; col++) ready->done[col] = ready->end[col] = 0;
     ready->exact = h->exact;
     ready->busy = h->busy;
     ready->outstanding = h->outstanding;
@@ -1156,6 +1179,7 @@ static void weight_by_start(Prepared *ready, long shift) {
                                                 : cosines[size - turns] + I * sines[size - turns];
         double complex ca = ready->cost_a[f] * root, cb = ready->cost_b[f] * root;
         for (int col = 1; col <= SLICES; col++) {
+            if (f >= ready->end[col]) continue;
             out_a[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * ca;
             out_b[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * cb;
         }
@@ -1167,12 +1191,13 @@ static void weight_by_start(Prepared *ready, long shift) {
 /* Non-exact: the squares of one offer's transform up to the largest count's top bit (over the
    frequencies the offer columns reach). */
 static void offer_squares(Prepared *ready, long largest) {
-    long frequencies = ready->size / 2 + 1, f_end = ready->f_end;
+    long frequencies = ready->size / 2 + 1;
     int levels = 0;
     while (levels < LEVELS && (largest >> levels) > 0) levels++;
     for (; ready->levels < levels; ready->levels++) {
         int j = ready->levels;
         for (int col = 1; col <= SLICES; col++) {
+            long f_end = ready->end[col];
             double complex *level = ready->squares + ((col - 1) * LEVELS + j) * frequencies;
             if (j == 0) {
                 memcpy(level, ready->per_offer + col * frequencies, sizeof(double complex) * f_end);
@@ -1220,9 +1245,9 @@ static void plan_powers(Prepared *ready, const long *offers, Py_ssize_t count, P
 
 /* Exact: one column's sums for one count, whose accepts (with the pending offers') have arrived by
    the column's slice with probability q each. */
-static void exact_column(const Prepared *ready, const double *limit, const double complex *wa,
+static void exact_column(const Prepared *ready, int col, const double *limit, const double complex *wa,
                          const double complex *wb, double q, long trials, double *sum_a, double *sum_b) {
-    for (long f = 0; f < ready->f_end; f++) {
+    for (long f = 0; f < ready->end[col]; f++) {
         if (limit[f] < 0) continue;
         double complex offer = power(bernoulli(q, ready->sines[f], ready->cosines[f], -1.0), trials);
         *sum_a += creal(offer * wa[f]);
@@ -1239,7 +1264,7 @@ static void exact_column(const Prepared *ready, const double *limit, const doubl
    offers) have transforms that vanish over most of the frequencies. */
 static void offer_column(const Prepared *ready, int col, const Plan *plan, long n, const double *limit,
                          const double complex *wa, const double complex *wb, double *sum_a, double *sum_b) {
-    long frequencies = ready->size / 2 + 1, f_end = ready->f_end, stride = (long)SLICES * frequencies;
+    long frequencies = ready->size / 2 + 1, f_end = ready->end[col], stride = (long)SLICES * frequencies;
     long at = (long)(col - 1) * frequencies;
     const double complex *squares = ready->squares + (col - 1) * LEVELS * frequencies;
     const double complex *per_offer = ready->per_offer + col * frequencies;
@@ -1316,8 +1341,13 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
     if (!ready && !(ready = prepare(h, &l, &m, needed))) goto fail;
     long smallest = offers[0];
     for (Py_ssize_t k = 1; k < count; k++) smallest = offers[k] < smallest ? offers[k] : smallest;
-    long reach = frequencies_needed(&l, &m, h->exact, smallest, ready->size);
-    if (reach > ready->f_done) offer_columns(ready, ready->f_done, reach);
+    long reach[SLICES + 1] = {0};
+    int extend = 0;
+    for (int col = 1; col <= SLICES; col++) {
+        reach[col] = frequencies_needed(&l, &m, h->exact, col, smallest, ready->size);
+        extend |= reach[col] > ready->done[col];
+    }
+    if (extend) offer_columns(ready, reach);
     if (ready->epoch != epoch) { /* a new search (or horizon_costs call): its own window and powers */
         ready->epoch = epoch;
         ready->cost_valid = ready->weighted_valid = 0;
@@ -1347,7 +1377,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         for (Py_ssize_t k = 0; k < count; k++) {
             double sum_a = 0.0, sum_b = 0.0;
             if (h->exact)
-                exact_column(ready, limit, wa, wb, h->p * shares[k * (SLICES + 1) + col], offers[k] + h->outstanding,
+                exact_column(ready, col, limit, wa, wb, h->p * shares[k * (SLICES + 1) + col], offers[k] + h->outstanding,
                              &sum_a, &sum_b);
             else
                 offer_column(ready, col, &plans[k], offers[k], limit, wa, wb, &sum_a, &sum_b);
