@@ -49,6 +49,7 @@
 #define NEGLIGIBLE_ROW 50.0
 #define LEVELS 16 /* offer counts below 2^16 use the prepared squares; larger ones power() */
 #define MEMO 16   /* offer counts whose powers one search keeps */
+#define MAX_BATCH 16 /* offer counts one batch of the progressive search evaluates */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Queue position tables                                                                        */
@@ -614,6 +615,7 @@ typedef struct {
 typedef struct {
     int used, exact;
     long busy, outstanding, agents, size;
+    long capacity; /* frequencies the buffers hold */
     double p, slice_s, tail_s, tail_finish, reactive_rate;
     double finish_share[SLICES], new_share[SLICES], pending_share[SLICES];
     Layout layout; /* the horizon's rows, their steps and moments: to extend the offer columns */
@@ -852,17 +854,6 @@ static long frequencies_needed(const Layout *l, const Moments *m, int exact, int
     return needed < frequencies ? needed : frequencies;
 }
 
-/* Whether a batch whose smallest count is 0 is cheaper as two: the base (no offers) in a narrow
-   window of its own, and the other counts, whose accepts spread the window (their mean at the next
-   count is at least WIDE_ACCEPTS) while their narrowest offer row has a variance of at least 25, so
-   that they need at most two thirds of its frequencies (frequencies_needed). Together, the base's
-   narrow rows needed every frequency of a window sized for thousands of offers. */
-#define WIDE_ACCEPTS 64.0
-static int base_apart(const Model *h, const Layout *l, const Moments *m, const long *offers, Py_ssize_t count) {
-    return !h->exact && count > 1 && offers[0] == 0 && (double)offers[1] * h->p >= WIDE_ACCEPTS &&
-           narrowest_offer_row(l, m, 0, offers[1]) >= NEGLIGIBLE_ROW / 2;
-}
-
 /* The window that holds each row of each count to WINDOW_SIGMAS of its own standard deviations
    (plus WINDOW_PAD values, for the skewed tails of narrow rows) on either side of its mean: its
    lowest value of free minus queue and its length. It was 8 and 16: over the models of 1,029
@@ -905,6 +896,27 @@ static void count_window(const Model *h, const Layout *l, const Moments *m, long
     }
     *low = (long)floor(low_edge);
     *needed = (long)ceil(high_edge) - *low + 1;
+}
+
+/* Whether a batch whose smallest count is 0 is cheaper as two: the base (no offers) in a window of
+   its own, and the other counts in theirs, at least twice as large, where their narrowest offer row
+   has a variance of at least 25, so that they need at most two thirds of its frequencies
+   (frequencies_needed). Together, the base's narrow rows needed every frequency of a window sized
+   for hundreds or thousands of offers. */
+static int base_apart(const Model *h, const Layout *l, const Moments *m, long start, const long *offers,
+                      Py_ssize_t count) {
+    if (h->exact || count < 2 || offers[0] != 0 || offers[1] <= 0 ||
+        narrowest_offer_row(l, m, 0, offers[1]) < NEGLIGIBLE_ROW / 2)
+        return 0;
+    double shares[MAX_BATCH * (SLICES + 1)]; /* (not read: non-exact) */
+    long low, base_needed, rest_needed;
+    if (count - 1 > MAX_BATCH) return 0;
+    count_window(h, l, m, start, offers, 1, shares, &low, &base_needed);
+    count_window(h, l, m, start, offers + 1, count - 1, shares, &low, &rest_needed);
+    long base_size = 16, rest_size = 16;
+    while (base_size < base_needed) base_size <<= 1;
+    while (rest_size < rest_needed) rest_size <<= 1;
+    return rest_size >= 2 * base_size;
 }
 
 static void row_steps(const Layout *l, Steps *s) {
@@ -1032,18 +1044,21 @@ static Prepared *prepare(const Model *h, const Layout *l, const Moments *m, long
     Prepared *ready = &prepared[next_prepared];
     next_prepared = (next_prepared + 1) % PREPARED;
     ready->used = 0;
-    free(ready->signed_fixed);
-    free(ready->squares);
-    free(ready->weighted);
-    ready->signed_fixed = NULL;
-    ready->squares = NULL;
-    ready->weighted = malloc(sizeof(double complex) * 2 * SLICES * frequencies);
-    ready->squares = h->exact ? NULL : malloc(sizeof(double complex) * SLICES * (LEVELS + MEMO) * frequencies);
-    ready->memo = h->exact ? NULL : ready->squares + SLICES * LEVELS * frequencies;
-    ready->signed_fixed = malloc(sizeof(double complex) * (2 * (SLICES + 1) + 2) * frequencies +
-                                 sizeof(double) * (2 * SLICES + 2) * frequencies);
+    /* The buffers stay between preparations and only grow: freed and allocated afresh, the large
+       ones came back from the system as new pages, and a cold decision paid their page faults. */
+    if (ready->capacity < frequencies) {
+        free(ready->signed_fixed);
+        free(ready->squares);
+        free(ready->weighted);
+        ready->weighted = malloc(sizeof(double complex) * 2 * SLICES * frequencies);
+        ready->squares = malloc(sizeof(double complex) * SLICES * (LEVELS + MEMO) * frequencies);
+        ready->signed_fixed = malloc(sizeof(double complex) * (2 * (SLICES + 1) + 2) * frequencies +
+                                     sizeof(double) * (2 * SLICES + 2) * frequencies);
+        ready->capacity = ready->signed_fixed && ready->weighted && ready->squares ? frequencies : 0;
+    }
+    ready->memo = ready->squares + SLICES * LEVELS * frequencies;
     const double *twiddle = twiddles(size);
-    if (!ready->signed_fixed || !ready->weighted || (!h->exact && !ready->squares) || !twiddle) {
+    if (!ready->capacity || !twiddle) {
         PyErr_NoMemory();
         return NULL;
     }
@@ -1094,10 +1109,16 @@ static int cost_window(Prepared *ready, const Model *h, long *low, long needed) 
     }
     long longest = -*low;
     if (table_price(table, longest > 0 ? longest : 0) < 0) return -1;
-    double complex *cost = malloc(sizeof(double complex) * size);
-    if (!cost) {
-        PyErr_NoMemory();
-        return -1;
+    static double complex *cost = NULL; /* scratch, kept (and grown) between calls as the slots' buffers */
+    static long cost_capacity = 0;
+    if (cost_capacity < size) {
+        free(cost);
+        cost = malloc(sizeof(double complex) * size);
+        cost_capacity = cost ? size : 0;
+        if (!cost) {
+            PyErr_NoMemory();
+            return -1;
+        }
     }
     for (long m = 0; m < size; m++) {
         long length = -(*low + m);
@@ -1112,7 +1133,6 @@ static int cost_window(Prepared *ready, const Model *h, long *low, long needed) 
         ready->cost_a[f] = conj((z + mirror) / 2) * weight;
         ready->cost_b[f] = conj((z - mirror) / (2 * I)) * weight;
     }
-    free(cost);
     ready->cost_valid = 1;
     ready->weighted_valid = 0;
     ready->cost_low = *low;
@@ -1324,7 +1344,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
     Moments m;
     layout_rows(h, &l);
     row_moments(h, &l, &m);
-    if (base_apart(h, &l, &m, offers, count)) {
+    if (base_apart(h, &l, &m, start, offers, count)) {
         if (horizon_eval(h, start, offers, 1, total_a, total_b) < 0) return -1;
         return horizon_eval(h, start, offers + 1, count - 1, total_a + 1, total_b + 1);
     }
@@ -1461,7 +1481,6 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
 /* The progressive plan's search over offer counts                                              */
 
 #define MAX_KNOWN 512
-#define MAX_BATCH 16
 
 typedef struct {
     long n[MAX_KNOWN];
