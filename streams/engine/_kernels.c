@@ -68,6 +68,17 @@ typedef struct {
 } Table;
 
 #define TABLES 4
+/* A table's buffers hold this many positions at first (48 KB each: a 1,000-agent group's first
+   few hundred), grown by doubling, kept, and touched when allocated (see touch). */
+#define MIN_TABLE_POSITIONS 2048
+
+/* Writes one byte of every page of a new buffer, so that the system maps its pages now (through a
+   volatile pointer: a memset of fresh memory to 0 may become calloc's, which leaves them unmapped). */
+static void touch(void *buffer, size_t size) {
+    volatile char *bytes = buffer;
+    for (size_t i = 0; i < size; i += 4096) bytes[i] = 0;
+}
+
 static Table tables[TABLES];
 static int next_table = 0;
 
@@ -90,7 +101,7 @@ static double gamma_tail(long stages, double x) {
 
 static int table_reserve(Table *t, long count) {
     if (count <= t->capacity) return 0;
-    long capacity = t->capacity ? t->capacity : 64;
+    long capacity = t->capacity ? t->capacity : MIN_TABLE_POSITIONS;
     while (capacity < count) capacity *= 2;
     double *inc = malloc(sizeof(double) * 3 * capacity), *cum = malloc(sizeof(double) * 3 * (capacity + 1));
     if (!inc || !cum) {
@@ -99,6 +110,8 @@ static int table_reserve(Table *t, long count) {
         PyErr_NoMemory();
         return -1;
     }
+    touch(inc, sizeof(double) * 3 * capacity);
+    touch(cum, sizeof(double) * 3 * (capacity + 1));
     for (int r = 0; r < 3; r++) {
         if (t->priced) {
             memcpy(inc + r * capacity, t->inc + r * t->capacity, sizeof(double) * t->priced);
@@ -643,13 +656,14 @@ typedef struct {
     /* Non-exact: one offer's transform to the powers 2^j (j < levels) per offer column and
        frequency, squared as power() squares, so that products of them are power()'s results. */
     int levels;
-    double complex *squares; /* SLICES x LEVELS x frequencies */
+    double complex *squares; /* SLICES x LEVELS x f_end (each row f_end long: the frequencies the
+                                offer columns reach, so the pages touched are the buffers' first) */
     /* Non-exact: the powers of one offer's transform of the counts evaluated in this epoch (NaN
        where skipped as negligible): a later call's count starts from the nearest one below. */
     unsigned long epoch;
     int memo_count;
     long memo_n[MEMO];
-    double complex *memo; /* MEMO x SLICES x frequencies */
+    double complex *memo; /* MEMO x SLICES x f_end, after the squares */
 } Prepared;
 
 /* sin and cos of 2 pi f / size for f <= size / 2, per power-of-two size (index log2(size)): the
@@ -679,6 +693,7 @@ static const double *twiddles(long size) {
 /* Four: a search's base (no offers, a narrow window of its own when the counts are wide), its
    batches' window, a narrower one for its last batches, and the costs from the actual start. */
 #define PREPARED 4
+#define MIN_SLOT_SIZE 2048
 static Prepared prepared[PREPARED];
 static int next_prepared = 0;
 /* One top-level call (a search, or horizon_costs): the cost window and the offers' powers its
@@ -1029,10 +1044,59 @@ static void offer_columns(Prepared *ready, const long reach[SLICES + 1]) {
     }
     ready->f_end = 0;
     for (int col = 1; col <= SLICES; col++) ready->f_end = ready->end[col] > ready->f_end ? ready->end[col] : ready->f_end;
+    ready->memo = ready->squares + SLICES * LEVELS * ready->f_end;
     /* what was computed from the offer columns' old extent */
     ready->weighted_valid = 0;
     ready->levels = 0;
     ready->memo_count = 0;
+}
+
+/* A slot's buffers for `frequencies`. They are the process's, like the twiddles: every slot gets
+   them at once, for windows of up to MIN_SLOT_SIZE values (~1.9 MB a slot), touched at once, and
+   keeps them (grown, rarely, for a larger window). Freed and allocated afresh for each window, the
+   large ones came back from the system as new pages, and a cold decision paid up to 190 page
+   faults (~300 us) for them. */
+static int reserve_slot(Prepared *slot, long frequencies) {
+    if (slot->capacity >= frequencies) return 0;
+    long capacity = frequencies > MIN_SLOT_SIZE / 2 + 1 ? frequencies : MIN_SLOT_SIZE / 2 + 1;
+    size_t weighted = sizeof(double complex) * 2 * SLICES * capacity;
+    size_t squares = sizeof(double complex) * SLICES * (LEVELS + MEMO) * capacity;
+    size_t fixed = sizeof(double complex) * (2 * (SLICES + 1) + 2) * capacity + sizeof(double) * (2 * SLICES + 2) * capacity;
+    free(slot->signed_fixed);
+    free(slot->squares);
+    free(slot->weighted);
+    slot->weighted = malloc(weighted);
+    slot->squares = malloc(squares);
+    slot->signed_fixed = malloc(fixed);
+    slot->capacity = slot->signed_fixed && slot->weighted && slot->squares ? capacity : 0;
+    if (!slot->capacity) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    touch(slot->weighted, weighted);
+    touch(slot->squares, squares);
+    touch(slot->signed_fixed, fixed);
+    return 0;
+}
+
+/* The slot to prepare a window of `frequencies` in: one this search has not used (its windows may
+   serve its later batches), the smallest whose buffers hold it already, else the largest (grown),
+   else the next in turn. */
+static Prepared *slot_for(long frequencies) {
+    Prepared *fits = NULL, *largest = NULL;
+    for (int i = 0; i < PREPARED; i++) /* the first window: every slot's buffers */
+        if (prepared[i].capacity == 0 && reserve_slot(&prepared[i], 1) < 0) return NULL;
+    for (int i = 0; i < PREPARED; i++) {
+        Prepared *c = &prepared[i];
+        if (c->used && c->epoch == epoch) continue;
+        if (c->capacity >= frequencies && (!fits || c->capacity < fits->capacity)) fits = c;
+        if (!largest || c->capacity > largest->capacity) largest = c;
+    }
+    if (fits) return fits;
+    if (largest) return largest;
+    Prepared *next = &prepared[next_prepared];
+    next_prepared = (next_prepared + 1) % PREPARED;
+    return next;
 }
 
 /* A slot for this horizon at a window size of at least `needed` values: the layout's steps and
@@ -1041,24 +1105,12 @@ static Prepared *prepare(const Model *h, const Layout *l, const Moments *m, long
     long size = 16;
     while (size < needed) size <<= 1;
     long frequencies = size / 2 + 1;
-    Prepared *ready = &prepared[next_prepared];
-    next_prepared = (next_prepared + 1) % PREPARED;
+    Prepared *ready = slot_for(frequencies);
+    if (!ready) return NULL;
     ready->used = 0;
-    /* The buffers stay between preparations and only grow: freed and allocated afresh, the large
-       ones came back from the system as new pages, and a cold decision paid their page faults. */
-    if (ready->capacity < frequencies) {
-        free(ready->signed_fixed);
-        free(ready->squares);
-        free(ready->weighted);
-        ready->weighted = malloc(sizeof(double complex) * 2 * SLICES * frequencies);
-        ready->squares = malloc(sizeof(double complex) * SLICES * (LEVELS + MEMO) * frequencies);
-        ready->signed_fixed = malloc(sizeof(double complex) * (2 * (SLICES + 1) + 2) * frequencies +
-                                     sizeof(double) * (2 * SLICES + 2) * frequencies);
-        ready->capacity = ready->signed_fixed && ready->weighted && ready->squares ? frequencies : 0;
-    }
-    ready->memo = ready->squares + SLICES * LEVELS * frequencies;
+    if (reserve_slot(ready, frequencies) < 0) return NULL;
     const double *twiddle = twiddles(size);
-    if (!ready->capacity || !twiddle) {
+    if (!twiddle) {
         PyErr_NoMemory();
         return NULL;
     }
@@ -1112,13 +1164,15 @@ static int cost_window(Prepared *ready, const Model *h, long *low, long needed) 
     static double complex *cost = NULL; /* scratch, kept (and grown) between calls as the slots' buffers */
     static long cost_capacity = 0;
     if (cost_capacity < size) {
+        long capacity = size > MIN_SLOT_SIZE ? size : MIN_SLOT_SIZE;
         free(cost);
-        cost = malloc(sizeof(double complex) * size);
-        cost_capacity = cost ? size : 0;
+        cost = malloc(sizeof(double complex) * capacity);
+        cost_capacity = cost ? capacity : 0;
         if (!cost) {
             PyErr_NoMemory();
             return -1;
         }
+        touch(cost, sizeof(double complex) * capacity);
     }
     for (long m = 0; m < size; m++) {
         long length = -(*low + m);
@@ -1218,11 +1272,11 @@ static void offer_squares(Prepared *ready, long largest) {
         int j = ready->levels;
         for (int col = 1; col <= SLICES; col++) {
             long f_end = ready->end[col];
-            double complex *level = ready->squares + ((col - 1) * LEVELS + j) * frequencies;
+            double complex *level = ready->squares + ((col - 1) * LEVELS + j) * ready->f_end;
             if (j == 0) {
                 memcpy(level, ready->per_offer + col * frequencies, sizeof(double complex) * f_end);
             } else {
-                const double complex *below = level - frequencies;
+                const double complex *below = level - ready->f_end;
                 for (long f = 0; f < f_end; f++) level[f] = below[f] * below[f];
             }
         }
@@ -1284,9 +1338,9 @@ static void exact_column(const Prepared *ready, int col, const double *limit, co
    offers) have transforms that vanish over most of the frequencies. */
 static void offer_column(const Prepared *ready, int col, const Plan *plan, long n, const double *limit,
                          const double complex *wa, const double complex *wb, double *sum_a, double *sum_b) {
-    long frequencies = ready->size / 2 + 1, f_end = ready->end[col], stride = (long)SLICES * frequencies;
-    long at = (long)(col - 1) * frequencies;
-    const double complex *squares = ready->squares + (col - 1) * LEVELS * frequencies;
+    long frequencies = ready->size / 2 + 1, f_end = ready->end[col], row = ready->f_end;
+    long stride = (long)SLICES * row, at = (long)(col - 1) * row;
+    const double complex *squares = ready->squares + (col - 1) * LEVELS * row;
     const double complex *per_offer = ready->per_offer + col * frequencies;
     const double complex *from = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
     double complex *keep = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
@@ -1299,7 +1353,7 @@ static void offer_column(const Prepared *ready, int col, const Plan *plan, long 
             b += creal(offer * wb[f]);
         }
     } else if (!plan->large && from && plan->nbits == 1) {
-        const double complex *bit = squares + plan->bits[0] * frequencies;
+        const double complex *bit = squares + plan->bits[0] * row;
         for (long f = 0; f < f_end; f++) {
             if (count_n > limit[f]) {
                 keep[f] = NAN;
@@ -1320,8 +1374,8 @@ static void offer_column(const Prepared *ready, int col, const Plan *plan, long 
             if (plan->large || (from && isnan(creal(from[f])))) {
                 offer = power(per_offer[f], n);
             } else {
-                offer = plan->nbits ? squares[plan->bits[0] * frequencies + f] : 1.0;
-                for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * frequencies + f];
+                offer = plan->nbits ? squares[plan->bits[0] * row + f] : 1.0;
+                for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * row + f];
                 if (from) offer = from[f] * offer;
             }
             keep[f] = offer;
