@@ -45,7 +45,7 @@ import math
 from collections.abc import Sequence
 from functools import lru_cache
 
-from streams.engine import _kernels
+from streams.engine.kernels import kernels as _kernels
 from streams.engine.queueing import QueueCosts
 
 _SLICES = 3  # _kernels.c's SLICES: the kernel reads three shares per slice list
