@@ -11,6 +11,7 @@ reference keeps pacing, but a cold decision costs milliseconds instead of micros
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from types import ModuleType
@@ -29,12 +30,10 @@ def load(choice: str | None = None) -> ModuleType:
         raise ValueError(f"{CHOICE_VARIABLE} must be 'compiled' or 'python', not {choice!r}")
     if choice != "python":
         try:
-            from streams.engine import _kernels
+            return importlib.import_module("streams.engine._kernels")
         except ImportError as error:
             reason = (f"the compiled kernels (streams/engine/_kernels.c) do not import ({error}); "
                       "`make install` builds them")
-        else:
-            return _kernels
     else:
         reason = f"{CHOICE_VARIABLE}=python"
     from streams.engine import reference
