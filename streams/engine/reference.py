@@ -389,14 +389,6 @@ def reactive_reserve(agents: int, reactive_rate: float, handle_s: float, queued_
     return agents
 
 
-def _uniform_plus_exponential_cdf(t: float, period_s: float, response_s: float) -> float:
-    if t <= 0:
-        return 0.0
-    if t <= period_s:
-        return (t - response_s * (1 - math.exp(-t / response_s))) / period_s
-    return 1 - response_s / period_s * (math.exp(-(t - period_s) / response_s) - math.exp(-t / response_s))
-
-
 def progressive_plan(ready: int, busy: int, waiting: int, outstanding: int, p: float, handle_s: float,
                      patience_s: float, reactive_per_hour: float, period_s: float, response_s: float, short_s: float,
                      sl_s: float, goal: float, service_level: float, cap: int,
@@ -409,25 +401,20 @@ def progressive_plan(ready: int, busy: int, waiting: int, outstanding: int, p: f
             and reactive_per_hour >= 0):
         raise ValueError("progressive_plan needs handle, patience, period and response > 0, thresholds and the "
                          "reactive rate >= 0")
-    positions = 2 * agents + 60
-    table = position_costs(agents, float(handle_s), float(patience_s), float(short_s), float(sl_s), positions)
+    # The horizon's parameters from the Python class the compiled plan mirrors (imported here:
+    # horizon.py imports the kernels, which may be this module).
+    from streams.engine.horizon import Horizon
+    from streams.engine.queueing import QueueCosts
+
+    costs = QueueCosts(agents, handle_s, patience_s, short_s, sl_s, 2 * agents + 60)
+    table = position_costs(*costs.table)
     reactive = reactive_per_hour / 3600
     reserve = reactive_reserve(agents, reactive, handle_s, table_at(table, 0, 1), goal)
-    length_s = period_s + response_s
-    slice_s = length_s / _SLICES
-    finish_share = [math.exp(-max(0.0, s - 0.5) * slice_s / handle_s) - math.exp(-(s + 0.5) * slice_s / handle_s)
-                    for s in range(_SLICES)]
-    new_edges = [_uniform_plus_exponential_cdf(slice_s * s, period_s, response_s) for s in range(1, _SLICES)]
-    pending_edges = [1 - math.exp(-slice_s * s / response_s) for s in range(1, _SLICES)]
-    new_share = [b - a for a, b in zip([0.0, *new_edges], [*new_edges, 1.0], strict=True)]
-    pending_share = [b - a for a, b in zip([0.0, *pending_edges], [*pending_edges, 1.0], strict=True)]
-    tail_s = max(length_s, handle_s / max(1, agents))
-    tail_finish = 1 - math.exp(-(slice_s / 2 + tail_s / 2) / handle_s)
-    model = (reactive, busy, outstanding, agents, p, exact, slice_s, tail_s, tail_finish, finish_share, new_share,
-             pending_share, (agents, handle_s, patience_s, short_s, sl_s, positions))
-    guess = (ready - reserve - waiting + busy * (1 - math.exp(-length_s / handle_s)) - outstanding * p
-             - reactive * length_s) / p
-    start = ready - waiting
+    horizon = Horizon(ready, busy, waiting, outstanding, p, handle_s, period_s, response_s, costs, exact)
+    model = horizon.model(reactive)
+    guess = (ready - reserve - waiting + busy * (1 - math.exp(-horizon.length_s / handle_s)) - outstanding * p
+             - reactive * horizon.length_s) / p
+    start = horizon.start
     offers, abandon, bad = progressive_search(model, start - reserve, start, p, goal, service_level, cap, guess)
-    arriving = (offers + outstanding) * p + reactive * (length_s + tail_s)
+    arriving = (offers + outstanding) * p + reactive * horizon.reactive_span_s
     return offers, abandon / arriving if arriving > 0 else 0.0, 1 - bad / arriving if arriving > 0 else 1.0
