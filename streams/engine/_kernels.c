@@ -965,17 +965,168 @@ static Prepared *find_prepared(const Model *h, long needed) {
     return NULL;
 }
 
+/* Scratch for fixed_rows: each term's transform and the running product over a range of
+   frequencies, as separate real and imaginary arrays (kept and grown as the slots' buffers). */
+static double *fixed_scratch = NULL;
+static long fixed_capacity = 0;
+
+/* z[f] *= w[f] over n frequencies (split complex numbers: the same products as C's complex
+   multiply, in a loop the compiler vectorises). */
+static void multiply_into(double *restrict zr, double *restrict zi, const double *restrict wr,
+                          const double *restrict wi, long n) {
+    for (long f = 0; f < n; f++) {
+        double a = zr[f], b = zi[f];
+        zr[f] = a * wr[f] - b * wi[f];
+        zi[f] = a * wi[f] + b * wr[f];
+    }
+}
+
+/* z[f] *= z[f] over n frequencies (as C's complex z * z). */
+static void square_into(double *restrict zr, double *restrict zi, long n) {
+    for (long f = 0; f < n; f++) {
+        double a = zr[f], b = zi[f];
+        zr[f] = a * a - b * b;
+        zi[f] = a * b + b * a;
+    }
+}
+
+/* z[f] = z[f]^power over n frequencies, as power() does it for each (the same products in the
+   same order: the exponent is the same at every frequency); out_r/out_i are scratch. */
+static void power_over(double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i,
+                       long n, long power) {
+    if (power <= 0) {
+        for (long f = 0; f < n; f++) zr[f] = 1.0, zi[f] = 0.0;
+        return;
+    }
+    while (!(power & 1)) {
+        power >>= 1;
+        square_into(zr, zi, n);
+    }
+    memcpy(out_r, zr, sizeof(double) * n);
+    memcpy(out_i, zi, sizeof(double) * n);
+    power >>= 1;
+    while (power > 0) {
+        square_into(zr, zi, n);
+        if (power & 1) multiply_into(out_r, out_i, zr, zi, n);
+        power >>= 1;
+    }
+    memcpy(zr, out_r, sizeof(double) * n);
+    memcpy(zi, out_i, sizeof(double) * n);
+}
+
+/* One term's transform (see transform) at the frequencies [from, from + n). */
+static void transform_over(const Term *t, const double *sines, const double *cosines, long from, long n,
+                           double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i) {
+    if (t->kind == BINOMIAL) {
+        double q = t->q, sign = (double)t->sign;
+        for (long f = 0; f < n; f++) {
+            zr[f] = 1 - q + q * cosines[from + f];
+            zi[f] = -(sign * q * sines[from + f]);
+        }
+        power_over(zr, zi, out_r, out_i, n, t->trials);
+        return;
+    }
+    for (long f = 0; f < n; f++) {
+        double angle = t->q * sines[from + f], size = exp(t->q * (cosines[from + f] - 1));
+        zr[f] = size * cos(angle);
+        zi[f] = size * -((double)t->sign * sin(angle));
+    }
+}
+
+/* The offer columns' fixed parts at the frequencies [from, to): the rows' transforms, signed and
+   summed per column where the row's column is being computed there (reach) and its fixed part is
+   not negligible. Rows are cumulative, each row's product from the previous one's (steps): a row's
+   product is computed over the frequencies it or a later row of its chain needs, a term's over
+   those its rows need; each step is one loop over the frequencies (the same products as one
+   frequency at a time, which cost a scalar complex multiply's latency each). */
+static int fixed_rows(Prepared *ready, const long reach[SLICES + 1], long from, long to) {
+    const Layout *l = &ready->layout;
+    const Steps *st = &ready->steps;
+    long frequencies = ready->size / 2 + 1, n = to - from;
+    long need_from[MAX_ROWS], need_to[MAX_ROWS], term_from[MAX_TERMS], term_to[MAX_TERMS];
+    if (fixed_capacity < n) {
+        long capacity = n > MIN_SLOT_SIZE / 2 + 1 ? n : MIN_SLOT_SIZE / 2 + 1;
+        free(fixed_scratch);
+        fixed_scratch = malloc(sizeof(double) * 2 * (MAX_TERMS + 2) * capacity);
+        fixed_capacity = fixed_scratch ? capacity : 0;
+        if (!fixed_scratch) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        touch(fixed_scratch, sizeof(double) * 2 * (MAX_TERMS + 2) * capacity);
+    }
+    double *term_r = fixed_scratch, *term_i = term_r + MAX_TERMS * n;
+    double *prod_r = term_i + MAX_TERMS * n, *prod_i = prod_r + n, *tmp_r = prod_i + n, *tmp_i = tmp_r + n;
+    /* the frequencies each row's product is needed on, from the last row back */
+    long later_from = to, later_to = from;
+    for (int r = l->rows - 1; r >= 0; r--) {
+        int col = l->selects[r] + 1;
+        long own_from = to, own_to = from;
+        if (col > 0 && reach[col] > ready->done[col]) {
+            own_from = ready->done[col] > from ? ready->done[col] : from;
+            own_to = reach[col] < to ? reach[col] : to;
+        }
+        need_from[r] = own_from < later_from ? own_from : later_from;
+        need_to[r] = own_to > later_to ? own_to : later_to;
+        if (!st->from_previous[r]) { /* a chain starts here: rows before it do not feed it */
+            later_from = to;
+            later_to = from;
+        } else {
+            later_from = need_from[r];
+            later_to = need_to[r];
+        }
+    }
+    for (int t = 0; t < l->n_terms; t++) term_from[t] = to, term_to[t] = from;
+    for (int r = 0; r < l->rows; r++)
+        for (int i = 0; i < st->count[r]; i++) {
+            int t = st->term[r][i];
+            term_from[t] = need_from[r] < term_from[t] ? need_from[r] : term_from[t];
+            term_to[t] = need_to[r] > term_to[t] ? need_to[r] : term_to[t];
+        }
+    for (int t = 0; t < l->n_terms; t++)
+        if (term_to[t] > term_from[t])
+            transform_over(&l->terms[t], ready->sines, ready->cosines, term_from[t], term_to[t] - term_from[t],
+                           term_r + t * n + (term_from[t] - from), term_i + t * n + (term_from[t] - from), tmp_r,
+                           tmp_i);
+    for (int r = 0; r < l->rows; r++) {
+        long a = need_from[r], b = need_to[r];
+        if (b <= a) continue;
+        double *pr = prod_r + (a - from), *pi = prod_i + (a - from);
+        if (!st->from_previous[r])
+            for (long f = 0; f < b - a; f++) pr[f] = 1.0, pi[f] = 0.0;
+        for (int i = 0; i < st->count[r]; i++) {
+            int t = st->term[r][i];
+            const double *wr = term_r + t * n + (a - from), *wi = term_i + t * n + (a - from);
+            if (st->times[r][i] == 1) {
+                multiply_into(pr, pi, wr, wi, b - a);
+            } else { /* a term counted several times in one step (exact layouts): power() of it */
+                for (long f = 0; f < b - a; f++) {
+                    double complex z = power(wr[f] + I * wi[f], st->times[r][i]);
+                    double x = pr[f], y = pi[f];
+                    pr[f] = x * creal(z) - y * cimag(z);
+                    pi[f] = x * cimag(z) + y * creal(z);
+                }
+            }
+        }
+        int col = l->selects[r] + 1;
+        if (col == 0 || reach[col] <= ready->done[col]) continue;
+        double sign = r % 2 ? 1.0 : -1.0, var0 = ready->moments.var0[r];
+        long lo = ready->done[col] > from ? ready->done[col] : from, hi = reach[col] < to ? reach[col] : to;
+        double complex *column = ready->signed_fixed + col * frequencies;
+        for (long f = lo; f < hi; f++)
+            if ((1 - ready->cosines[f]) * var0 <= NEGLIGIBLE_ROW)
+                column[f] += sign * (prod_r[f - from] + I * prod_i[f - from]);
+    }
+    return 0;
+}
+
 /* Each offer column c over the frequencies [done[c], reach[c]) not computed yet: the rows' fixed
    transforms, signed and summed per column (row 0, the only row no new accept reaches, is summed
    directly: see row0_costs); their rough log moduli; and each column's largest count n whose
    product is not below e^-45, n log|offer| + log|fixed| >= -45 (non-exact; exact: any count, or
    none). (Non-exact) one offer's transform by the end of each slice, a product of Bernoullis, too.
-   Rows are cumulative, each row's product from the previous one's (steps), so a frequency only
-   the first columns need stops after their rows, and computes only the terms those use. A row
-   whose fixed part is negligible there (below e^-50: see frequencies_needed) adds nothing. */
-static void offer_columns(Prepared *ready, const long reach[SLICES + 1]) {
-    const Layout *l = &ready->layout;
-    const Steps *st = &ready->steps;
+   The rows' transforms: fixed_rows. */
+static int offer_columns(Prepared *ready, const long reach[SLICES + 1]) {
     long frequencies = ready->size / 2 + 1, from = frequencies, to = 0;
     double complex *signed_fixed = ready->signed_fixed;
     for (int col = 1; col <= SLICES; col++) {
@@ -994,32 +1145,7 @@ static void offer_columns(Prepared *ready, const long reach[SLICES + 1]) {
         }
         ready->offer_done = to > ready->offer_done ? to : ready->offer_done;
     }
-    for (long f = from; f < to; f++) {
-        double sin_t = ready->sines[f], cos_t = ready->cosines[f];
-        int needs[MAX_ROWS], last = -1;
-        for (int r = 0; r < l->rows; r++) {
-            int col = l->selects[r] + 1;
-            needs[r] = col > 0 && f >= ready->done[col] && f < reach[col] &&
-                       (1 - cos_t) * ready->moments.var0[r] <= NEGLIGIBLE_ROW;
-            if (needs[r]) last = r;
-        }
-        double complex terms[MAX_TERMS];
-        int known[MAX_TERMS] = {0};
-        double complex product = 1.0;
-        for (int r = 0; r <= last; r++) {
-            if (!st->from_previous[r]) product = 1.0;
-            for (int i = 0; i < st->count[r]; i++) {
-                int t = st->term[r][i];
-                if (!known[t]) {
-                    terms[t] = transform(&l->terms[t], sin_t, cos_t);
-                    known[t] = 1;
-                }
-                long times = st->times[r][i];
-                product *= times == 1 ? terms[t] : power(terms[t], times);
-            }
-            if (needs[r]) signed_fixed[(l->selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
-        }
-    }
+    if (to > from && fixed_rows(ready, reach, from, to) < 0) return -1;
     for (int col = 1; col <= SLICES; col++) {
         for (long f = ready->done[col]; f < reach[col]; f++) {
             long i = col * frequencies + f;
@@ -1049,6 +1175,7 @@ static void offer_columns(Prepared *ready, const long reach[SLICES + 1]) {
     ready->weighted_valid = 0;
     ready->levels = 0;
     ready->memo_count = 0;
+    return 0;
 }
 
 /* A slot's buffers for `frequencies`. They are the process's, like the twiddles: every slot gets
@@ -1421,7 +1548,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
         reach[col] = frequencies_needed(&l, &m, h->exact, col, smallest, ready->size);
         extend |= reach[col] > ready->done[col];
     }
-    if (extend) offer_columns(ready, reach);
+    if (extend && offer_columns(ready, reach) < 0) goto fail;
     if (ready->epoch != epoch) { /* a new search (or horizon_costs call): its own window and powers */
         ready->epoch = epoch;
         ready->cost_valid = ready->weighted_valid = 0;
