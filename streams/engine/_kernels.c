@@ -18,12 +18,13 @@
  * - the progressive plan's search over offer counts (progressive.py), each batch one horizon
  *   evaluation, so a plan is one call.
  *
- * tests/unit/engine/test_engine_reference.py checks every kernel against straightforward loops.
- * State: a few position tables and two prepared horizon transforms are kept between calls (the
- * calls of one decision share them), each with the squares of one offer's transform and, for the
- * current search only (an epoch: one top-level call), its transformed cost window (and its shift
- * to the last start) and the offers' powers of the counts it evaluated; every call holds the GIL
- * throughout, so they need no lock.
+ * tests/unit/engine/test_engine_reference.py checks every kernel against straightforward loops
+ * (streams/engine/reference.py, which the engine also falls back on where this does not build).
+ * State: a few position tables and four slots of prepared horizon transforms are kept between
+ * calls (the calls of one decision share them; their buffers are the process's, allocated once),
+ * each with the squares of one offer's transform and, for the current search only (an epoch: one
+ * top-level call), its transformed cost window (and its shift to the last start) and the offers'
+ * powers of the counts it evaluated; every call holds the GIL throughout, so they need no lock.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -570,13 +571,6 @@ static inline double complex bernoulli(double q, double sin_t, double cos_t, dou
     return (1 - q + q * cos_t) - I * (sign * q * sin_t);
 }
 
-/* E[e^(-i theta sign X)] of one count of the layout. */
-static inline double complex transform(const Term *t, double sin_t, double cos_t) {
-    if (t->kind == BINOMIAL) return power(bernoulli(t->q, sin_t, cos_t, (double)t->sign), t->trials);
-    double angle = t->q * sin_t;
-    return exp(t->q * (cos_t - 1)) * (cos(angle) - I * ((double)t->sign * sin(angle)));
-}
-
 /* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)), size a power of two; the twiddles are
  * the size's cos and sin of 2 pi k / size for k <= size / 2. */
 static void fft(double complex *a, long size, const double *cosines, const double *sines) {
@@ -1014,7 +1008,8 @@ static void power_over(double *restrict zr, double *restrict zi, double *restric
     memcpy(zi, out_i, sizeof(double) * n);
 }
 
-/* One term's transform (see transform) at the frequencies [from, from + n). */
+/* E[e^(-i theta_f sign X)] of one count of the layout at the frequencies [from, from + n): a
+   binomial's is a Bernoulli's to the power of its trials, a Poisson's a closed form. */
 static void transform_over(const Term *t, const double *sines, const double *cosines, long from, long n,
                            double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i) {
     if (t->kind == BINOMIAL) {
