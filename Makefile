@@ -20,10 +20,15 @@ run: install
 	$(BIN)/pacing run --duration $(DURATION)
 
 ## the whole test suite on the embedded broker, in TEST_WORKERS processes (pytest-xdist), each with its own broker;
-## the tests mostly wait on brokers and child processes, so more processes than cores pay (TEST_WORKERS=0: one process)
+## the tests mostly wait on brokers and child processes, so more processes than cores pay (TEST_WORKERS=0: one process).
+## Then the engine's unit tests once more on its Python reference kernels, the fallback where the compiled ones do not
+## build (~10 s; not the two files that compare the compiled kernels with the reference, which need both)
 TEST_WORKERS ?= 4
+ENGINE_FALLBACK_TESTS := tests/unit/engine --ignore=tests/unit/engine/test_engine_reference.py \
+	--ignore=tests/unit/engine/test_engine_kernels.py
 test: install
 	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist worksteal
+	PACING_ENGINE_KERNELS=python $(BIN)/python -m pytest -q -rs $(ENGINE_FALLBACK_TESTS)
 
 ## Apache Kafka's jars (infra/kafka/pom.xml) into infra/kafka/.cache: Maven runs only when missing or stale
 kafka-lib: install

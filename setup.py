@@ -1,7 +1,9 @@
 """Build of the engine's compiled kernels (everything else is configured in pyproject.toml).
 
 ``pip install -e .`` (``make install``) compiles ``streams/engine/_kernels.c`` next to its source;
-``python setup.py build_ext --inplace`` does the same by hand after editing it.
+``python setup.py build_ext --inplace`` does the same by hand after editing it. The extension is
+optional: without a compiler the install goes on, and the engine computes with its Python
+reference kernels (``streams.engine.kernels`` says so in one warning).
 """
 
 from setuptools import Extension, setup
@@ -13,6 +15,7 @@ setup(
             sources=["streams/engine/_kernels.c"],
             extra_compile_args=["-O3", "-fno-math-errno", "-fcx-limited-range", "-Wall", "-Wno-unused-label"],
             libraries=["m"],
+            optional=True,
         )
     ]
 )

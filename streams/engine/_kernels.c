@@ -18,12 +18,13 @@
  * - the progressive plan's search over offer counts (progressive.py), each batch one horizon
  *   evaluation, so a plan is one call.
  *
- * tests/unit/engine/test_engine_reference.py checks every kernel against straightforward loops.
- * State: a few position tables and two prepared horizon transforms are kept between calls (the
- * calls of one decision share them), each with the squares of one offer's transform and, for the
- * current search only (an epoch: one top-level call), its transformed cost window (and its shift
- * to the last start) and the offers' powers of the counts it evaluated; every call holds the GIL
- * throughout, so they need no lock.
+ * tests/unit/engine/test_engine_reference.py checks every kernel against straightforward loops
+ * (streams/engine/reference.py, which the engine also falls back on where this does not build).
+ * State: a few position tables and four slots of prepared horizon transforms are kept between
+ * calls (the calls of one decision share them; their buffers are the process's, allocated once),
+ * each with the squares of one offer's transform and, for the current search only (an epoch: one
+ * top-level call), its transformed cost window (and its shift to the last start) and the offers'
+ * powers of the counts it evaluated; every call holds the GIL throughout, so they need no lock.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -49,6 +50,7 @@
 #define NEGLIGIBLE_ROW 50.0
 #define LEVELS 16 /* offer counts below 2^16 use the prepared squares; larger ones power() */
 #define MEMO 16   /* offer counts whose powers one search keeps */
+#define MAX_BATCH 16 /* offer counts one batch of the progressive search evaluates */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Queue position tables                                                                        */
@@ -67,6 +69,17 @@ typedef struct {
 } Table;
 
 #define TABLES 4
+/* A table's buffers hold this many positions at first (48 KB each: a 1,000-agent group's first
+   few hundred), grown by doubling, kept, and touched when allocated (see touch). */
+#define MIN_TABLE_POSITIONS 2048
+
+/* Writes one byte of every page of a new buffer, so that the system maps its pages now (through a
+   volatile pointer: a memset of fresh memory to 0 may become calloc's, which leaves them unmapped). */
+static void touch(void *buffer, size_t size) {
+    volatile char *bytes = buffer;
+    for (size_t i = 0; i < size; i += 4096) bytes[i] = 0;
+}
+
 static Table tables[TABLES];
 static int next_table = 0;
 
@@ -89,7 +102,7 @@ static double gamma_tail(long stages, double x) {
 
 static int table_reserve(Table *t, long count) {
     if (count <= t->capacity) return 0;
-    long capacity = t->capacity ? t->capacity : 64;
+    long capacity = t->capacity ? t->capacity : MIN_TABLE_POSITIONS;
     while (capacity < count) capacity *= 2;
     double *inc = malloc(sizeof(double) * 3 * capacity), *cum = malloc(sizeof(double) * 3 * (capacity + 1));
     if (!inc || !cum) {
@@ -98,6 +111,8 @@ static int table_reserve(Table *t, long count) {
         PyErr_NoMemory();
         return -1;
     }
+    touch(inc, sizeof(double) * 3 * capacity);
+    touch(cum, sizeof(double) * 3 * (capacity + 1));
     for (int r = 0; r < 3; r++) {
         if (t->priced) {
             memcpy(inc + r * capacity, t->inc + r * t->capacity, sizeof(double) * t->priced);
@@ -556,13 +571,6 @@ static inline double complex bernoulli(double q, double sin_t, double cos_t, dou
     return (1 - q + q * cos_t) - I * (sign * q * sin_t);
 }
 
-/* E[e^(-i theta sign X)] of one count of the layout. */
-static inline double complex transform(const Term *t, double sin_t, double cos_t) {
-    if (t->kind == BINOMIAL) return power(bernoulli(t->q, sin_t, cos_t, (double)t->sign), t->trials);
-    double angle = t->q * sin_t;
-    return exp(t->q * (cos_t - 1)) * (cos(angle) - I * ((double)t->sign * sin(angle)));
-}
-
 /* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)), size a power of two; the twiddles are
  * the size's cos and sin of 2 pi k / size for k <= size / 2. */
 static void fft(double complex *a, long size, const double *cosines, const double *sines) {
@@ -589,44 +597,67 @@ static void fft(double complex *a, long size, const double *cosines, const doubl
     }
 }
 
-/* The transforms of one layout on one window size: per frequency, sin and cos of its angle, the
- * signed sum of the fixed rows' transforms per offer column, and (non-exact) one offer's transform
- * by the end of each slice. They depend on the horizon and the size, not on the offer counts or
- * the window's position, so the 2-4 calls of one decision share them: a size prepared before is
- * reused while it is at most twice what is needed (as the numpy version did). */
+/* Which terms row r multiplies into the previous row's product (rows follow the horizon's events
+ * in order, each holding the previous one's terms), and how often: the rows' transforms are then
+ * one running product. A row that does not grow from the previous one (none of this layout's
+ * but row 0) starts afresh. */
+typedef struct {
+    int count[MAX_ROWS], term[MAX_ROWS][MAX_TERMS], from_previous[MAX_ROWS];
+    long times[MAX_ROWS][MAX_TERMS];
+} Steps;
+
+/* Each row's mean and variance: of its fixed part, and (non-exact) what one new offer adds. */
+typedef struct {
+    double mean0[MAX_ROWS], var0[MAX_ROWS];
+    double per_offer_q[SLICES], mean_n[MAX_ROWS], var_n[MAX_ROWS];
+} Moments;
+
+/* The transforms of one layout on one window size: per frequency, the signed sum of the fixed
+ * rows' transforms per offer column, and (non-exact) one offer's transform by the end of each
+ * slice. They depend on the horizon and the size, not on the offer counts or the window's
+ * position, so the calls of one decision share them: a size prepared before is reused while it
+ * is at most twice what is needed (as the numpy version did). The offer columns are computed only
+ * each up to the frequency the smallest count evaluated so far needs (`done`, see
+ * frequencies_needed), and extended when a call brings a smaller one. */
 typedef struct {
     int used, exact;
     long busy, outstanding, agents, size;
+    long capacity; /* frequencies the buffers hold */
     double p, slice_s, tail_s, tail_finish, reactive_rate;
     double finish_share[SLICES], new_share[SLICES], pending_share[SLICES];
+    Layout layout; /* the horizon's rows, their steps and moments: to extend the offer columns */
+    Steps steps;
+    Moments moments;
     double complex *signed_fixed; /* (SLICES + 1) x frequencies */
     double complex *per_offer;    /* (SLICES + 1) x frequencies */
     double *log_fixed;            /* (SLICES + 1) x frequencies: log |signed_fixed| (-inf: 0) */
     double *offer_limit;          /* (SLICES + 1) x frequencies: the largest count not skipped (-1: none) */
     const double *sines, *cosines; /* frequencies each: the size's twiddles (not owned) */
-    long f_end;                   /* beyond: every column but 0 is negligible (log_fixed < e^-45) */
+    long offer_done;              /* per_offer is computed below this frequency */
+    long done[SLICES + 1];        /* offer column c is computed below done[c] (0 beyond) */
+    long end[SLICES + 1];         /* beyond end[c], column c is negligible (log_fixed < e^-45) */
+    long f_end;                   /* the largest end[c] */
     /* The queue's cost over the last window used at this size, transformed and weighted but not
        yet shifted to a start (the calls of one decision mostly fit the first call's window). */
     int cost_valid;
     long cost_low, cost_agents, cost_positions;
     double cost_handle, cost_patience, cost_short, cost_sl;
     double complex *cost_a, *cost_b; /* frequencies each */
-    /* Non-exact: one offer's transform to the powers 2^j (j < levels) per offer column and
-       frequency, squared as power() squares, so that products of them are power()'s results. */
-    /* The cost window shifted to the last start and times each offer column's fixed part (the
-       batches of one search share their start), and column 0's sums there. */
+    /* The cost window shifted to the last start and times each offer column's fixed part. */
     int weighted_valid;
     long weighted_shift;
-    double weighted_fixed_a, weighted_fixed_b;
     double complex *weighted; /* 2 x SLICES x frequencies: (abandons), (abandons + late) */
+    /* Non-exact: one offer's transform to the powers 2^j (j < levels) per offer column and
+       frequency, squared as power() squares, so that products of them are power()'s results. */
     int levels;
-    double complex *squares; /* SLICES x LEVELS x frequencies */
+    double complex *squares; /* SLICES x LEVELS x f_end (each row f_end long: the frequencies the
+                                offer columns reach, so the pages touched are the buffers' first) */
     /* Non-exact: the powers of one offer's transform of the counts evaluated in this epoch (NaN
        where skipped as negligible): a later call's count starts from the nearest one below. */
     unsigned long epoch;
     int memo_count;
     long memo_n[MEMO];
-    double complex *memo; /* MEMO x SLICES x frequencies */
+    double complex *memo; /* MEMO x SLICES x f_end, after the squares */
 } Prepared;
 
 /* sin and cos of 2 pi f / size for f <= size / 2, per power-of-two size (index log2(size)): the
@@ -653,7 +684,10 @@ static const double *twiddles(long size) {
     return twiddle_tables[index];
 }
 
-#define PREPARED 2
+/* Four: a search's base (no offers, a narrow window of its own when the counts are wide), its
+   batches' window, a narrower one for its last batches, and the costs from the actual start. */
+#define PREPARED 4
+#define MIN_SLOT_SIZE 2048
 static Prepared prepared[PREPARED];
 static int next_prepared = 0;
 /* One top-level call (a search, or horizon_costs): the cost window and the offers' powers its
@@ -716,420 +750,666 @@ static int parse_model(PyObject *model, Model *h) {
     return 0;
 }
 
-/* How one call computes one count's powers of one offer's transform (see horizon_eval). */
+/* How one call computes one count's powers of one offer's transform (see plan_powers). */
 typedef struct {
     int from, keep, nbits, large;
     int bits[LEVELS];
 } Plan;
 
-/* Expected (abandons, abandons + late answers) of the horizon starting from `start` free agents
- * minus queue, for each of `count` offer counts, into total_a and total_b. */
-static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize_t count, double *total_a,
-                        double *total_b) {
-    double reactive_rate = h->reactive_rate, p = h->p, slice_s = h->slice_s, tail_s = h->tail_s;
-    double tail_finish = h->tail_finish;
-    long busy = h->busy, outstanding = h->outstanding, agents = h->agents;
-    int exact = h->exact;
-    const double *finish_share = h->finish_share, *new_share = h->new_share, *pending_share = h->pending_share;
-    long t_agents = h->t_agents, t_positions = h->t_positions;
-    double t_handle = h->t_handle, t_patience = h->t_patience, t_short = h->t_short, t_sl = h->t_sl;
-    int failed = 0;
-    double *shares = malloc(sizeof(double) * (count ? count : 1) * (SLICES + 1)); /* exact: [0, C0, C1, C2] */
-    double complex *buffer = NULL;
-    Plan *plans = NULL;
-    if (!shares) {
-        PyErr_NoMemory();
-        return -1;
-    }
+/* ---- horizon_eval's steps, in the order it takes them ---- */
 
-    /* The layout: rows before and after each slice's arrivals, then around the reactive tail. */
-    Layout l;
-    memset(&l, 0, sizeof(l));
-    double reactive = reactive_rate * slice_s;
+/* The layout: rows before and after each slice's arrivals, then around the reactive tail. */
+static void layout_rows(const Model *h, Layout *l) {
+    memset(l, 0, sizeof(*l));
+    double reactive = h->reactive_rate * h->slice_s;
     int finishing[SLICES];
-    for (int s = 0; s < SLICES; s++) finishing[s] = term(&l, BINOMIAL, busy, finish_share[s], 1);
-    if (exact) {
-        int one_slice = term(&l, POISSON, 0, reactive, -1);
+    for (int s = 0; s < SLICES; s++) finishing[s] = term(l, BINOMIAL, h->busy, h->finish_share[s], 1);
+    if (h->exact) {
+        int one_slice = term(l, POISSON, 0, reactive, -1);
         for (int s = 0; s < SLICES; s++) {
             for (int f = 0; f <= s; f++) {
-                add(&l, 2 * s, finishing[f], 1);
-                add(&l, 2 * s + 1, finishing[f], 1);
+                add(l, 2 * s, finishing[f], 1);
+                add(l, 2 * s + 1, finishing[f], 1);
             }
-            add(&l, 2 * s, one_slice, s);
-            add(&l, 2 * s + 1, one_slice, s + 1);
-            l.selects[2 * s] = s - 1;
-            l.selects[2 * s + 1] = s;
+            add(l, 2 * s, one_slice, s);
+            add(l, 2 * s + 1, one_slice, s + 1);
+            l->selects[2 * s] = s - 1;
+            l->selects[2 * s + 1] = s;
         }
     } else {
         for (int s = 0; s < SLICES; s++) {
             for (int f = 0; f <= s; f++) {
-                add(&l, 2 * s, finishing[f], 1);
-                add(&l, 2 * s + 1, finishing[f], 1);
+                add(l, 2 * s, finishing[f], 1);
+                add(l, 2 * s + 1, finishing[f], 1);
             }
             for (int e = 0; e < s; e++) { /* the arrivals of earlier slices */
-                int pending = term(&l, BINOMIAL, outstanding, p * pending_share[e], -1);
-                int poisson = term(&l, POISSON, 0, reactive, -1);
-                add(&l, 2 * s, pending, 1);
-                add(&l, 2 * s, poisson, 1);
-                add(&l, 2 * s + 1, pending, 1);
-                add(&l, 2 * s + 1, poisson, 1);
+                int pending = term(l, BINOMIAL, h->outstanding, h->p * h->pending_share[e], -1);
+                int poisson = term(l, POISSON, 0, reactive, -1);
+                add(l, 2 * s, pending, 1);
+                add(l, 2 * s, poisson, 1);
+                add(l, 2 * s + 1, pending, 1);
+                add(l, 2 * s + 1, poisson, 1);
             }
-            add(&l, 2 * s + 1, term(&l, BINOMIAL, outstanding, p * pending_share[s], -1), 1);
-            add(&l, 2 * s + 1, term(&l, POISSON, 0, reactive, -1), 1);
-            l.selects[2 * s] = s - 1;
-            l.selects[2 * s + 1] = s;
+            add(l, 2 * s + 1, term(l, BINOMIAL, h->outstanding, h->p * h->pending_share[s], -1), 1);
+            add(l, 2 * s + 1, term(l, POISSON, 0, reactive, -1), 1);
+            l->selects[2 * s] = s - 1;
+            l->selects[2 * s + 1] = s;
         }
     }
-    l.rows = 2 * SLICES;
-    if (reactive_rate > 0) {
-        int tail_finishing = term(&l, BINOMIAL, agents, tail_finish, 1);
-        int tail_arrivals = term(&l, POISSON, 0, reactive_rate * tail_s, -1);
-        for (int t = 0; t < l.n_terms; t++) {
-            l.fixed[l.rows][t] = l.fixed[l.rows - 1][t];
-        }
-        add(&l, l.rows, tail_finishing, 1);
-        for (int t = 0; t < l.n_terms; t++) l.fixed[l.rows + 1][t] = l.fixed[l.rows][t];
-        add(&l, l.rows + 1, tail_arrivals, 1);
-        l.selects[l.rows] = l.selects[l.rows + 1] = SLICES - 1;
-        l.rows += 2;
+    l->rows = 2 * SLICES;
+    if (h->reactive_rate > 0) {
+        int tail_finishing = term(l, BINOMIAL, h->agents, h->tail_finish, 1);
+        int tail_arrivals = term(l, POISSON, 0, h->reactive_rate * h->tail_s, -1);
+        for (int t = 0; t < l->n_terms; t++) l->fixed[l->rows][t] = l->fixed[l->rows - 1][t];
+        add(l, l->rows, tail_finishing, 1);
+        for (int t = 0; t < l->n_terms; t++) l->fixed[l->rows + 1][t] = l->fixed[l->rows][t];
+        add(l, l->rows + 1, tail_arrivals, 1);
+        l->selects[l->rows] = l->selects[l->rows + 1] = SLICES - 1;
+        l->rows += 2;
     }
-    double mean0[MAX_ROWS], var0[MAX_ROWS];
-    for (int r = 0; r < l.rows; r++) {
-        mean0[r] = var0[r] = 0.0;
-        for (int t = 0; t < l.n_terms; t++) {
-            const Term *term_t = &l.terms[t];
-            double times = l.fixed[r][t];
+}
+
+/* Each row's fixed mean and variance, and what one new offer adds to them (non-exact: row r
+   subtracts Binomial(n, p new_share[s]) for every slice s <= selects[r]; exact: Binomial(n +
+   pending, p (share_0 + ... + share_selects[r])), which count_window works out per count). */
+static void row_moments(const Model *h, const Layout *l, Moments *m) {
+    for (int r = 0; r < l->rows; r++) {
+        m->mean0[r] = m->var0[r] = 0.0;
+        for (int t = 0; t < l->n_terms; t++) {
+            const Term *term_t = &l->terms[t];
+            double times = l->fixed[r][t];
             if (times == 0) continue;
             if (term_t->kind == BINOMIAL) {
-                mean0[r] += times * term_t->sign * (double)term_t->trials * term_t->q;
-                var0[r] += times * (double)term_t->trials * term_t->q * (1 - term_t->q);
+                m->mean0[r] += times * term_t->sign * (double)term_t->trials * term_t->q;
+                m->var0[r] += times * (double)term_t->trials * term_t->q * (1 - term_t->q);
             } else {
-                mean0[r] += times * term_t->sign * term_t->q;
-                var0[r] += times * term_t->q;
+                m->mean0[r] += times * term_t->sign * term_t->q;
+                m->var0[r] += times * term_t->q;
             }
         }
     }
-    /* Offers: non-exact, row r subtracts Binomial(n, p new_share[s]) for every slice s <= selects[r];
-       exact, Binomial(n + pending, p (share_0 + ... + share_selects[r])). */
-    double per_offer_q[SLICES], mean_n[MAX_ROWS], var_n[MAX_ROWS];
-    for (int s = 0; s < SLICES; s++) per_offer_q[s] = p * new_share[s];
-    for (int r = 0; r < l.rows; r++) {
-        mean_n[r] = var_n[r] = 0.0;
-        for (int s = 0; s <= l.selects[r]; s++) {
-            mean_n[r] -= per_offer_q[s];
-            var_n[r] += per_offer_q[s] * (1 - per_offer_q[s]);
+    for (int s = 0; s < SLICES; s++) m->per_offer_q[s] = h->p * h->new_share[s];
+    for (int r = 0; r < l->rows; r++) {
+        m->mean_n[r] = m->var_n[r] = 0.0;
+        for (int s = 0; s <= l->selects[r]; s++) {
+            m->mean_n[r] -= m->per_offer_q[s];
+            m->var_n[r] += m->per_offer_q[s] * (1 - m->per_offer_q[s]);
         }
     }
-    /* The window holds each row of each count to WINDOW_SIGMAS of its own standard deviations (plus
-       WINDOW_PAD values, for the skewed tails of narrow rows) on either side of its mean. It was
-       8 and 16: over the models of 1,029 searches (5 counts, 2 starts each) pad 4 moves the costs
-       by at most 2.1e-11, and 7 standard deviations by at most 9.4e-10 (the mass beyond them,
-       ~1e-12, wraps around the window); none of engine_same_decisions' 18,000 decisions (seeds 1
-       and 2) changes, and more windows fit 128 values instead of 256 (half the frequencies). */
-    double low_edge = INFINITY, high_edge = -INFINITY;
+}
+
+/* The smallest variance of a row of offer column `col` (0: any offer column) with n new offers
+   (non-exact). */
+static double narrowest_offer_row(const Layout *l, const Moments *m, int col, long n) {
+    double narrowest = INFINITY;
+    for (int r = 0; r < l->rows; r++)
+        if (l->selects[r] >= 0 && (col == 0 || l->selects[r] + 1 == col))
+            narrowest = fmin(narrowest, m->var0[r] + (double)n * m->var_n[r]);
+    return narrowest;
+}
+
+/* The frequencies offer column `col` needs for counts of at least n: a row of variance V has
+   |transform| <= e^(-V (1 - cos theta)) (a Bernoulli's squared modulus is 1 - 2 q (1 - q)
+   (1 - cos theta), a Poisson's modulus e^(-lambda (1 - cos theta))), so where that is below e^-50
+   for every row of the column, its products (at most three rows) are below e^-45 and the offers'
+   loop skips them. The later columns hold more of the offers' accepts: wider rows, fewer
+   frequencies. Exact layouts (small groups, narrow windows) take every frequency. */
+static long frequencies_needed(const Layout *l, const Moments *m, int exact, int col, long n, long size) {
+    long frequencies = size / 2 + 1;
+    double narrowest = exact ? 0.0 : narrowest_offer_row(l, m, col, n);
+    if (!(narrowest > 0) || NEGLIGIBLE_ROW / narrowest >= 2.0) return frequencies;
+    double theta = acos(1 - NEGLIGIBLE_ROW / narrowest);
+    long needed = (long)ceil(theta * (double)size / (2 * M_PI)) + 1;
+    return needed < frequencies ? needed : frequencies;
+}
+
+/* The window that holds each row of each count to WINDOW_SIGMAS of its own standard deviations
+   (plus WINDOW_PAD values, for the skewed tails of narrow rows) on either side of its mean: its
+   lowest value of free minus queue and its length. It was 8 and 16: over the models of 1,029
+   searches (5 counts, 2 starts each) pad 4 moves the costs by at most 2.1e-11, and 7 standard
+   deviations by at most 9.4e-10 (the mass beyond them, ~1e-12, wraps around the window); none of
+   engine_same_decisions' 18,000 decisions (seeds 1 and 2) changes, and more windows fit 128
+   values instead of 256 (half the frequencies). Exact: each count's cumulative accept shares by
+   the end of each slice go to shares ([0, C0, C1, C2] per count). */
+static void count_window(const Model *h, const Layout *l, const Moments *m, long start, const long *offers,
+                         Py_ssize_t count, double *shares, long *low, long *needed) {
+    double p = h->p, low_edge = INFINITY, high_edge = -INFINITY;
     for (Py_ssize_t k = 0; k < count; k++) {
         double n = (double)offers[k];
         double *c = shares + k * (SLICES + 1);
         c[0] = 0.0;
-        if (exact) {
-            double mean_new = n * p, mean_pending = (double)outstanding * p, accepts = mean_new + mean_pending;
+        if (h->exact) {
+            double mean_new = n * p, mean_pending = (double)h->outstanding * p, accepts = mean_new + mean_pending;
             double arrived = 0.0;
             for (int s = 0; s < SLICES; s++) {
-                double share = accepts > 0 ? (mean_new * new_share[s] + mean_pending * pending_share[s]) / accepts : 0.0;
+                double share =
+                    accepts > 0 ? (mean_new * h->new_share[s] + mean_pending * h->pending_share[s]) / accepts : 0.0;
                 arrived = s == SLICES - 1 ? 1.0 : fmin(1.0, arrived + share);
                 c[s + 1] = arrived;
             }
         }
-        for (int r = 0; r < l.rows; r++) {
+        for (int r = 0; r < l->rows; r++) {
             double mean, var;
-            if (exact) {
-                double q = p * c[l.selects[r] + 1], trials = n + (double)outstanding;
-                mean = (double)start + mean0[r] - trials * q;
-                var = var0[r] + trials * q * (1 - q);
+            if (h->exact) {
+                double q = p * c[l->selects[r] + 1], trials = n + (double)h->outstanding;
+                mean = (double)start + m->mean0[r] - trials * q;
+                var = m->var0[r] + trials * q * (1 - q);
             } else {
-                mean = (double)start + mean0[r] + n * mean_n[r];
-                var = var0[r] + n * var_n[r];
+                mean = (double)start + m->mean0[r] + n * m->mean_n[r];
+                var = m->var0[r] + n * m->var_n[r];
             }
             double half = WINDOW_SIGMAS * sqrt(var) + WINDOW_PAD;
             low_edge = fmin(low_edge, mean - half);
             high_edge = fmax(high_edge, mean + half);
         }
     }
-    if (count == 0) goto done;
-    long low = (long)floor(low_edge); /* the window: free minus queue = low, low + 1, ... */
-    long needed = (long)ceil(high_edge) - low + 1;
-    Prepared *ready = NULL;
+    *low = (long)floor(low_edge);
+    *needed = (long)ceil(high_edge) - *low + 1;
+}
+
+/* Whether a batch whose smallest count is 0 is cheaper as two: the base (no offers) in a window of
+   its own, and the other counts in theirs, at least twice as large, where their narrowest offer row
+   has a variance of at least 25, so that they need at most two thirds of its frequencies
+   (frequencies_needed). Together, the base's narrow rows needed every frequency of a window sized
+   for hundreds or thousands of offers. */
+static int base_apart(const Model *h, const Layout *l, const Moments *m, long start, const long *offers,
+                      Py_ssize_t count) {
+    if (h->exact || count < 2 || offers[0] != 0 || offers[1] <= 0 ||
+        narrowest_offer_row(l, m, 0, offers[1]) < NEGLIGIBLE_ROW / 2)
+        return 0;
+    double shares[MAX_BATCH * (SLICES + 1)]; /* (not read: non-exact) */
+    long low, base_needed, rest_needed;
+    if (count - 1 > MAX_BATCH) return 0;
+    count_window(h, l, m, start, offers, 1, shares, &low, &base_needed);
+    count_window(h, l, m, start, offers + 1, count - 1, shares, &low, &rest_needed);
+    long base_size = 16, rest_size = 16;
+    while (base_size < base_needed) base_size <<= 1;
+    while (rest_size < rest_needed) rest_size <<= 1;
+    return rest_size >= 2 * base_size;
+}
+
+static void row_steps(const Layout *l, Steps *s) {
+    for (int r = 0; r < l->rows; r++) {
+        int grows = r > 0;
+        for (int t = 0; grows && t < l->n_terms; t++)
+            if (l->fixed[r][t] < l->fixed[r - 1][t]) grows = 0;
+        s->from_previous[r] = grows;
+        s->count[r] = 0;
+        for (int t = 0; t < l->n_terms; t++) {
+            long times = (long)(l->fixed[r][t] - (grows ? l->fixed[r - 1][t] : 0.0));
+            if (times > 0) {
+                s->term[r][s->count[r]] = t;
+                s->times[r][s->count[r]++] = times;
+            }
+        }
+    }
+}
+
+/* The prepared transforms of this horizon at a window size that holds `needed` values. */
+static Prepared *find_prepared(const Model *h, long needed) {
     for (int i = 0; i < PREPARED; i++) {
         Prepared *c = &prepared[i];
-        if (c->used && c->size >= needed && c->size <= 2 * needed + 16 && c->exact == exact && c->busy == busy &&
-            c->outstanding == outstanding && c->agents == agents && c->p == p && c->slice_s == slice_s &&
-            c->tail_s == tail_s && c->tail_finish == tail_finish && c->reactive_rate == reactive_rate &&
-            same_shares(c->finish_share, finish_share) && same_shares(c->new_share, new_share) &&
-            same_shares(c->pending_share, pending_share)) {
-            ready = c;
-            break;
+        if (c->used && c->size >= needed && (c->size <= 2 * needed + 16 || c->epoch == epoch) && c->exact == h->exact && c->busy == h->busy &&
+            c->outstanding == h->outstanding && c->agents == h->agents && c->p == h->p && c->slice_s == h->slice_s &&
+            c->tail_s == h->tail_s && c->tail_finish == h->tail_finish && c->reactive_rate == h->reactive_rate &&
+            same_shares(c->finish_share, h->finish_share) && same_shares(c->new_share, h->new_share) &&
+            same_shares(c->pending_share, h->pending_share))
+            return c;
+    }
+    return NULL;
+}
+
+/* Scratch for fixed_rows: each term's transform and the running product over a range of
+   frequencies, as separate real and imaginary arrays (kept and grown as the slots' buffers). */
+static double *fixed_scratch = NULL;
+static long fixed_capacity = 0;
+
+/* z[f] *= w[f] over n frequencies (split complex numbers: the same products as C's complex
+   multiply, in a loop the compiler vectorises). */
+static void multiply_into(double *restrict zr, double *restrict zi, const double *restrict wr,
+                          const double *restrict wi, long n) {
+    for (long f = 0; f < n; f++) {
+        double a = zr[f], b = zi[f];
+        zr[f] = a * wr[f] - b * wi[f];
+        zi[f] = a * wi[f] + b * wr[f];
+    }
+}
+
+/* z[f] *= z[f] over n frequencies (as C's complex z * z). */
+static void square_into(double *restrict zr, double *restrict zi, long n) {
+    for (long f = 0; f < n; f++) {
+        double a = zr[f], b = zi[f];
+        zr[f] = a * a - b * b;
+        zi[f] = a * b + b * a;
+    }
+}
+
+/* z[f] = z[f]^power over n frequencies, as power() does it for each (the same products in the
+   same order: the exponent is the same at every frequency); out_r/out_i are scratch. */
+static void power_over(double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i,
+                       long n, long power) {
+    if (power <= 0) {
+        for (long f = 0; f < n; f++) zr[f] = 1.0, zi[f] = 0.0;
+        return;
+    }
+    while (!(power & 1)) {
+        power >>= 1;
+        square_into(zr, zi, n);
+    }
+    memcpy(out_r, zr, sizeof(double) * n);
+    memcpy(out_i, zi, sizeof(double) * n);
+    power >>= 1;
+    while (power > 0) {
+        square_into(zr, zi, n);
+        if (power & 1) multiply_into(out_r, out_i, zr, zi, n);
+        power >>= 1;
+    }
+    memcpy(zr, out_r, sizeof(double) * n);
+    memcpy(zi, out_i, sizeof(double) * n);
+}
+
+/* E[e^(-i theta_f sign X)] of one count of the layout at the frequencies [from, from + n): a
+   binomial's is a Bernoulli's to the power of its trials, a Poisson's a closed form. */
+static void transform_over(const Term *t, const double *sines, const double *cosines, long from, long n,
+                           double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i) {
+    if (t->kind == BINOMIAL) {
+        double q = t->q, sign = (double)t->sign;
+        for (long f = 0; f < n; f++) {
+            zr[f] = 1 - q + q * cosines[from + f];
+            zi[f] = -(sign * q * sines[from + f]);
         }
+        power_over(zr, zi, out_r, out_i, n, t->trials);
+        return;
     }
-    long size;
-    if (ready) {
-        size = ready->size;
-    } else {
-        size = 16;
-        while (size < needed) size <<= 1;
+    for (long f = 0; f < n; f++) {
+        double angle = t->q * sines[from + f], size = exp(t->q * (cosines[from + f] - 1));
+        zr[f] = size * cos(angle);
+        zi[f] = size * -((double)t->sign * sin(angle));
     }
-    long frequencies = size / 2 + 1;
-    if (!ready) {
-        ready = &prepared[next_prepared];
-        next_prepared = (next_prepared + 1) % PREPARED;
-        ready->used = 0;
-        free(ready->signed_fixed);
-        free(ready->squares);
-        free(ready->weighted);
-        ready->weighted = malloc(sizeof(double complex) * 2 * SLICES * frequencies);
-        ready->weighted_valid = 0;
-        ready->squares = exact ? NULL : malloc(sizeof(double complex) * SLICES * (LEVELS + MEMO) * frequencies);
-        ready->memo = exact ? NULL : ready->squares + SLICES * LEVELS * frequencies;
-        ready->levels = 0;
-        ready->memo_count = 0;
-        ready->signed_fixed = malloc(sizeof(double complex) * (2 * (SLICES + 1) + 2) * frequencies +
-                                     sizeof(double) * (2 * SLICES + 2) * frequencies);
-        const double *twiddle = twiddles(size);
-        if (!ready->signed_fixed || !ready->weighted || (!exact && !ready->squares) || !twiddle) {
+}
+
+/* The offer columns' fixed parts at the frequencies [from, to): the rows' transforms, signed and
+   summed per column where the row's column is being computed there (reach) and its fixed part is
+   not negligible. Rows are cumulative, each row's product from the previous one's (steps): a row's
+   product is computed over the frequencies it or a later row of its chain needs, a term's over
+   those its rows need; each step is one loop over the frequencies (the same products as one
+   frequency at a time, which cost a scalar complex multiply's latency each). */
+static int fixed_rows(Prepared *ready, const long reach[SLICES + 1], long from, long to) {
+    const Layout *l = &ready->layout;
+    const Steps *st = &ready->steps;
+    long frequencies = ready->size / 2 + 1, n = to - from;
+    long need_from[MAX_ROWS], need_to[MAX_ROWS], term_from[MAX_TERMS], term_to[MAX_TERMS];
+    if (fixed_capacity < n) {
+        long capacity = n > MIN_SLOT_SIZE / 2 + 1 ? n : MIN_SLOT_SIZE / 2 + 1;
+        free(fixed_scratch);
+        fixed_scratch = malloc(sizeof(double) * 2 * (MAX_TERMS + 2) * capacity);
+        fixed_capacity = fixed_scratch ? capacity : 0;
+        if (!fixed_scratch) {
             PyErr_NoMemory();
-            goto fail;
+            return -1;
         }
-        ready->per_offer = ready->signed_fixed + (SLICES + 1) * frequencies;
-        ready->sines = twiddle;
-        ready->cosines = twiddle + frequencies;
-        ready->log_fixed = (double *)(ready->per_offer + (SLICES + 1) * frequencies);
-        ready->offer_limit = ready->log_fixed + (SLICES + 1) * frequencies;
-        ready->cost_a = (double complex *)(ready->offer_limit + (SLICES + 1) * frequencies);
-        ready->cost_b = ready->cost_a + frequencies;
-        ready->cost_valid = 0;
-        double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
-        /* Row r's product is row r - 1's times the terms it adds (every row holds the previous
-           one's terms: rows follow the horizon's events in order); a row that does not (none of
-           this layout's) starts afresh. */
-        int steps[MAX_ROWS], step_terms[MAX_ROWS][MAX_TERMS], step_from_previous[MAX_ROWS];
-        long step_times[MAX_ROWS][MAX_TERMS];
-        for (int r = 0; r < l.rows; r++) {
-            int grows = r > 0;
-            for (int t = 0; grows && t < l.n_terms; t++)
-                if (l.fixed[r][t] < l.fixed[r - 1][t]) grows = 0;
-            step_from_previous[r] = grows;
-            steps[r] = 0;
-            for (int t = 0; t < l.n_terms; t++) {
-                long times = (long)(l.fixed[r][t] - (grows ? l.fixed[r - 1][t] : 0.0));
-                if (times > 0) {
-                    step_terms[r][steps[r]] = t;
-                    step_times[r][steps[r]++] = times;
+        touch(fixed_scratch, sizeof(double) * 2 * (MAX_TERMS + 2) * capacity);
+    }
+    double *term_r = fixed_scratch, *term_i = term_r + MAX_TERMS * n;
+    double *prod_r = term_i + MAX_TERMS * n, *prod_i = prod_r + n, *tmp_r = prod_i + n, *tmp_i = tmp_r + n;
+    /* the frequencies each row's product is needed on, from the last row back */
+    long later_from = to, later_to = from;
+    for (int r = l->rows - 1; r >= 0; r--) {
+        int col = l->selects[r] + 1;
+        long own_from = to, own_to = from;
+        if (col > 0 && reach[col] > ready->done[col]) {
+            own_from = ready->done[col] > from ? ready->done[col] : from;
+            own_to = reach[col] < to ? reach[col] : to;
+        }
+        need_from[r] = own_from < later_from ? own_from : later_from;
+        need_to[r] = own_to > later_to ? own_to : later_to;
+        if (!st->from_previous[r]) { /* a chain starts here: rows before it do not feed it */
+            later_from = to;
+            later_to = from;
+        } else {
+            later_from = need_from[r];
+            later_to = need_to[r];
+        }
+    }
+    for (int t = 0; t < l->n_terms; t++) term_from[t] = to, term_to[t] = from;
+    for (int r = 0; r < l->rows; r++)
+        for (int i = 0; i < st->count[r]; i++) {
+            int t = st->term[r][i];
+            term_from[t] = need_from[r] < term_from[t] ? need_from[r] : term_from[t];
+            term_to[t] = need_to[r] > term_to[t] ? need_to[r] : term_to[t];
+        }
+    for (int t = 0; t < l->n_terms; t++)
+        if (term_to[t] > term_from[t])
+            transform_over(&l->terms[t], ready->sines, ready->cosines, term_from[t], term_to[t] - term_from[t],
+                           term_r + t * n + (term_from[t] - from), term_i + t * n + (term_from[t] - from), tmp_r,
+                           tmp_i);
+    for (int r = 0; r < l->rows; r++) {
+        long a = need_from[r], b = need_to[r];
+        if (b <= a) continue;
+        double *pr = prod_r + (a - from), *pi = prod_i + (a - from);
+        if (!st->from_previous[r])
+            for (long f = 0; f < b - a; f++) pr[f] = 1.0, pi[f] = 0.0;
+        for (int i = 0; i < st->count[r]; i++) {
+            int t = st->term[r][i];
+            const double *wr = term_r + t * n + (a - from), *wi = term_i + t * n + (a - from);
+            if (st->times[r][i] == 1) {
+                multiply_into(pr, pi, wr, wi, b - a);
+            } else { /* a term counted several times in one step (exact layouts): power() of it */
+                for (long f = 0; f < b - a; f++) {
+                    double complex z = power(wr[f] + I * wi[f], st->times[r][i]);
+                    double x = pr[f], y = pi[f];
+                    pr[f] = x * creal(z) - y * cimag(z);
+                    pi[f] = x * cimag(z) + y * creal(z);
                 }
             }
         }
-        /* Per frequency: the rows' fixed transforms, signed and summed per offer column. A row of
-           variance V has |transform| <= e^(-V (1 - cos theta)) (a Bernoulli's squared modulus is
-           1 - 2 q (1 - q) (1 - cos theta), a Poisson's modulus e^(-lambda (1 - cos theta))), so
-           where that is below e^-50 for every row of the offer columns, their sums (of at most
-           three rows) are below e^-45 and the offers' loop would skip them: they are not computed
-           (0); where row 0 is below e^-50 too, it is left out of column 0 likewise. Wide rows
-           (large groups) leave only the low frequencies to compute. */
-        double narrowest_offer_row = INFINITY, narrowest_zero_row = INFINITY;
-        for (int r = 0; r < l.rows; r++) {
-            if (l.selects[r] >= 0) narrowest_offer_row = fmin(narrowest_offer_row, var0[r]);
-            else narrowest_zero_row = fmin(narrowest_zero_row, var0[r]);
-        }
-        for (long i = 0; i < (SLICES + 1) * frequencies; i++) signed_fixed[i] = 0.0;
-        for (long f = 0; f < frequencies; f++) {
-            double sin_t = ready->sines[f], cos_t = ready->cosines[f];
-            if (!exact) { /* one offer's transform by the end of each slice: a product of Bernoullis */
-                double complex running = 1.0;
-                per_offer[f] = 1.0;
-                for (int s = 0; s < SLICES; s++) {
-                    running *= bernoulli(per_offer_q[s], sin_t, cos_t, -1.0);
-                    per_offer[(s + 1) * frequencies + f] = running;
-                }
-            }
-            double spread = 1 - cos_t;
-            if (spread * narrowest_offer_row > NEGLIGIBLE_ROW) {
-                if (spread * narrowest_zero_row > NEGLIGIBLE_ROW) continue;
-                double complex product = 1.0; /* row 0 alone: its terms, never from a previous row */
-                for (int i = 0; i < steps[0]; i++) {
-                    double complex z = transform(&l.terms[step_terms[0][i]], sin_t, cos_t);
-                    product *= step_times[0][i] == 1 ? z : power(z, step_times[0][i]);
-                }
-                signed_fixed[f] = -product;
-                continue;
-            }
-            double complex terms[MAX_TERMS];
-            for (int t = 0; t < l.n_terms; t++) terms[t] = transform(&l.terms[t], sin_t, cos_t);
-            double complex product = 1.0;
-            for (int r = 0; r < l.rows; r++) {
-                /* rows are cumulative: each row's product from the previous one's (steps[r]) */
-                if (!step_from_previous[r]) product = 1.0;
-                for (int i = 0; i < steps[r]; i++) {
-                    long times = step_times[r][i];
-                    product *= times == 1 ? terms[step_terms[r][i]] : power(terms[step_terms[r][i]], times);
-                }
-                signed_fixed[(l.selects[r] + 1) * frequencies + f] += (r % 2 ? 1.0 : -1.0) * product;
+        int col = l->selects[r] + 1;
+        if (col == 0 || reach[col] <= ready->done[col]) continue;
+        double sign = r % 2 ? 1.0 : -1.0, var0 = ready->moments.var0[r];
+        long lo = ready->done[col] > from ? ready->done[col] : from, hi = reach[col] < to ? reach[col] : to;
+        double complex *column = ready->signed_fixed + col * frequencies;
+        for (long f = lo; f < hi; f++)
+            if ((1 - ready->cosines[f]) * var0 <= NEGLIGIBLE_ROW)
+                column[f] += sign * (prod_r[f - from] + I * prod_i[f - from]);
+    }
+    return 0;
+}
+
+/* Each offer column c over the frequencies [done[c], reach[c]) not computed yet: the rows' fixed
+   transforms, signed and summed per column (row 0, the only row no new accept reaches, is summed
+   directly: see row0_costs); their rough log moduli; and each column's largest count n whose
+   product is not below e^-45, n log|offer| + log|fixed| >= -45 (non-exact; exact: any count, or
+   none). (Non-exact) one offer's transform by the end of each slice, a product of Bernoullis, too.
+   The rows' transforms: fixed_rows. */
+static int offer_columns(Prepared *ready, const long reach[SLICES + 1]) {
+    long frequencies = ready->size / 2 + 1, from = frequencies, to = 0;
+    double complex *signed_fixed = ready->signed_fixed;
+    for (int col = 1; col <= SLICES; col++) {
+        if (reach[col] <= ready->done[col]) continue;
+        from = ready->done[col] < from ? ready->done[col] : from;
+        to = reach[col] > to ? reach[col] : to;
+        for (long f = ready->done[col]; f < reach[col]; f++) signed_fixed[col * frequencies + f] = 0.0;
+    }
+    if (!ready->exact) {
+        for (long f = ready->offer_done; f < to; f++) {
+            double complex running = 1.0;
+            for (int s = 0; s < SLICES; s++) {
+                running *= bernoulli(ready->moments.per_offer_q[s], ready->sines[f], ready->cosines[f], -1.0);
+                ready->per_offer[(s + 1) * frequencies + f] = running;
             }
         }
-        /* rough log moduli from the squared moduli (only compared with -45), for the offer
-           columns (column 0 is never pruned); and the largest count n whose product is not below
-           e^-45, n log|offer| + log|fixed| >= -45 (non-exact; exact: any count, or none) */
-        for (long i = 0; i < frequencies; i++) ready->log_fixed[i] = ready->offer_limit[i] = 0.0;
-        for (long i = frequencies; i < (SLICES + 1) * frequencies; i++) {
+        ready->offer_done = to > ready->offer_done ? to : ready->offer_done;
+    }
+    if (to > from && fixed_rows(ready, reach, from, to) < 0) return -1;
+    for (int col = 1; col <= SLICES; col++) {
+        for (long f = ready->done[col]; f < reach[col]; f++) {
+            long i = col * frequencies + f;
             double norm = creal(signed_fixed[i]) * creal(signed_fixed[i]) + cimag(signed_fixed[i]) * cimag(signed_fixed[i]);
             double log_fixed = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
             ready->log_fixed[i] = log_fixed;
-            norm = exact ? 1.0 : creal(per_offer[i]) * creal(per_offer[i]) + cimag(per_offer[i]) * cimag(per_offer[i]);
+            norm = ready->exact ? 1.0
+                                : creal(ready->per_offer[i]) * creal(ready->per_offer[i]) +
+                                      cimag(ready->per_offer[i]) * cimag(ready->per_offer[i]);
             double log_offer = norm > 0 ? 0.5 * rough_log(norm) : -INFINITY;
             ready->offer_limit[i] = log_fixed < NEGLIGIBLE_LOG_PRODUCT ? -1.0
                                     : log_offer < 0 ? (NEGLIGIBLE_LOG_PRODUCT - log_fixed) / log_offer
                                                     : INFINITY;
         }
-        ready->f_end = 0;
-        for (int col = 1; col <= SLICES; col++)
-            for (long f = frequencies - 1; f >= ready->f_end; f--)
-                if (ready->log_fixed[col * frequencies + f] >= NEGLIGIBLE_LOG_PRODUCT) {
-                    ready->f_end = f + 1;
-                    break;
-                }
-        ready->exact = exact;
-        ready->busy = busy;
-        ready->outstanding = outstanding;
-        ready->agents = agents;
-        ready->size = size;
-        ready->p = p;
-        ready->slice_s = slice_s;
-        ready->tail_s = tail_s;
-        ready->tail_finish = tail_finish;
-        ready->reactive_rate = reactive_rate;
-        memcpy(ready->finish_share, finish_share, sizeof(double) * SLICES);
-        memcpy(ready->new_share, new_share, sizeof(double) * SLICES);
-        memcpy(ready->pending_share, pending_share, sizeof(double) * SLICES);
-        ready->used = 1;
+        if (reach[col] > ready->done[col]) ready->done[col] = reach[col];
+        ready->end[col] = 0;
+        for (long f = ready->done[col] - 1; f >= 0; f--)
+            if (ready->log_fixed[col * frequencies + f] >= NEGLIGIBLE_LOG_PRODUCT) {
+                ready->end[col] = f + 1;
+                break;
+            }
     }
-    const double complex *signed_fixed = ready->signed_fixed, *per_offer = ready->per_offer;
-    const double *sines = ready->sines, *cosines = ready->cosines, *offer_limit = ready->offer_limit;
+    ready->f_end = 0;
+    for (int col = 1; col <= SLICES; col++) ready->f_end = ready->end[col] > ready->f_end ? ready->end[col] : ready->f_end;
+    ready->memo = ready->squares + SLICES * LEVELS * ready->f_end;
+    /* what was computed from the offer columns' old extent */
+    ready->weighted_valid = 0;
+    ready->levels = 0;
+    ready->memo_count = 0;
+    return 0;
+}
 
-    /* The queue's costs over the window, transformed: one complex FFT of (abandons) + i (abandons +
-       late answers), then split by symmetry. A window of this size that holds every row of every
-       count (the previous call's, usually) is reused: only its shift to this call's start is new. */
-    Table *table = table_for(t_agents, t_handle, t_patience, t_short, t_sl, t_positions);
-    if (ready->epoch != epoch) { /* a new search (or horizon_costs call): its own window and powers */
-        ready->epoch = epoch;
-        ready->cost_valid = ready->weighted_valid = 0;
-        ready->memo_count = 0;
-    }
-    if (ready->cost_valid && ready->cost_low <= low && ready->cost_low + size >= low + needed &&
-        ready->cost_agents == t_agents && ready->cost_positions == t_positions && ready->cost_handle == t_handle &&
-        ready->cost_patience == t_patience && ready->cost_short == t_short && ready->cost_sl == t_sl) {
-        low = ready->cost_low;
-    } else {
-        long longest = -low;
-        if (table_price(table, longest > 0 ? longest : 0) < 0) goto fail;
-        buffer = malloc(sizeof(double complex) * size);
-        if (!buffer) {
-            PyErr_NoMemory();
-            goto fail;
-        }
-        double complex *cost = buffer;
-        for (long m = 0; m < size; m++) {
-            long length = -(low + m);
-            double a = table_at(table, 0, length);
-            cost[m] = a + I * (a + table_at(table, 1, length));
-        }
-        fft(cost, size, cosines, sines);
-        for (long f = 0; f < frequencies; f++) {
-            double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
-            /* conj(transform) times Parseval's weight (a power of two: exact) */
-            double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
-            ready->cost_a[f] = conj((z + mirror) / 2) * weight;
-            ready->cost_b[f] = conj((z - mirror) / (2 * I)) * weight;
-        }
-        ready->cost_valid = 1;
-        ready->weighted_valid = 0;
-        ready->cost_low = low;
-        ready->cost_agents = t_agents;
-        ready->cost_positions = t_positions;
-        ready->cost_handle = t_handle;
-        ready->cost_patience = t_patience;
-        ready->cost_short = t_short;
-        ready->cost_sl = t_sl;
-    }
-    /* Each offer count: its columns' transforms times the fixed part times the cost, shifted by
-       e^(-i theta_f (start - low)). The counts' powers of one offer's transform are built from the
-       previous count's (the counts come sorted, often in neighbouring pairs). A column's product
-       is skipped where it is below e^-45 in modulus (the offers' transform, at most 1, times the
-       fixed rows'): the window's costs are at most a few hundred, so all skipped products
-       together move a cost by < 1e-14, well below the FFT's own rounding; wide distributions
-       (large groups, many offers) have transforms that vanish over most of the frequencies. */
-    long shift_by = ((start - low) % size + size) % size;
-    long f_end = ready->f_end;
-    plans = malloc(sizeof(Plan) * (count ? count : 1));
-    if (!plans) {
+/* A slot's buffers for `frequencies`. They are the process's, like the twiddles: every slot gets
+   them at once, for windows of up to MIN_SLOT_SIZE values (~1.9 MB a slot), touched at once, and
+   keeps them (grown, rarely, for a larger window). Freed and allocated afresh for each window, the
+   large ones came back from the system as new pages, and a cold decision paid up to 190 page
+   faults (~300 us) for them. */
+static int reserve_slot(Prepared *slot, long frequencies) {
+    if (slot->capacity >= frequencies) return 0;
+    long capacity = frequencies > MIN_SLOT_SIZE / 2 + 1 ? frequencies : MIN_SLOT_SIZE / 2 + 1;
+    size_t weighted = sizeof(double complex) * 2 * SLICES * capacity;
+    size_t squares = sizeof(double complex) * SLICES * (LEVELS + MEMO) * capacity;
+    size_t fixed = sizeof(double complex) * (2 * (SLICES + 1) + 2) * capacity + sizeof(double) * (2 * SLICES + 2) * capacity;
+    free(slot->signed_fixed);
+    free(slot->squares);
+    free(slot->weighted);
+    slot->weighted = malloc(weighted);
+    slot->squares = malloc(squares);
+    slot->signed_fixed = malloc(fixed);
+    slot->capacity = slot->signed_fixed && slot->weighted && slot->squares ? capacity : 0;
+    if (!slot->capacity) {
         PyErr_NoMemory();
-        goto fail;
+        return -1;
     }
-    /* The cost's transform shifted to this start, times each offer column's fixed part. Column 0
-       (the rows no new accept has reached) is the same for every count. */
-    const double complex *weighted_a = ready->weighted, *weighted_b = ready->weighted + SLICES * frequencies;
-    if (!ready->weighted_valid || ready->weighted_shift != shift_by) {
-        double complex *out_a = ready->weighted, *out_b = ready->weighted + SLICES * frequencies;
-        double fixed_a = 0.0, fixed_b = 0.0;
-        for (long f = 0; f < frequencies; f++) {
-            long turns = shift_by * f % size;
-            double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
-                                                    : cosines[size - turns] + I * sines[size - turns];
-            double complex ca = ready->cost_a[f] * root, cb = ready->cost_b[f] * root;
-            fixed_a += creal(signed_fixed[f] * ca);
-            fixed_b += creal(signed_fixed[f] * cb);
-            if (f >= f_end) continue;
-            for (int col = 1; col <= SLICES; col++) {
-                out_a[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * ca;
-                out_b[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * cb;
+    touch(slot->weighted, weighted);
+    touch(slot->squares, squares);
+    touch(slot->signed_fixed, fixed);
+    return 0;
+}
+
+/* The slot to prepare a window of `frequencies` in: one this search has not used (its windows may
+   serve its later batches), the smallest whose buffers hold it already, else the largest (grown),
+   else the next in turn. */
+static Prepared *slot_for(long frequencies) {
+    Prepared *fits = NULL, *largest = NULL;
+    for (int i = 0; i < PREPARED; i++) /* the first window: every slot's buffers */
+        if (prepared[i].capacity == 0 && reserve_slot(&prepared[i], 1) < 0) return NULL;
+    for (int i = 0; i < PREPARED; i++) {
+        Prepared *c = &prepared[i];
+        if (c->used && c->epoch == epoch) continue;
+        if (c->capacity >= frequencies && (!fits || c->capacity < fits->capacity)) fits = c;
+        if (!largest || c->capacity > largest->capacity) largest = c;
+    }
+    if (fits) return fits;
+    if (largest) return largest;
+    Prepared *next = &prepared[next_prepared];
+    next_prepared = (next_prepared + 1) % PREPARED;
+    return next;
+}
+
+/* A slot for this horizon at a window size of at least `needed` values: the layout's steps and
+   moments kept; its transforms are left to offer_columns. */
+static Prepared *prepare(const Model *h, const Layout *l, const Moments *m, long needed) {
+    long size = 16;
+    while (size < needed) size <<= 1;
+    long frequencies = size / 2 + 1;
+    Prepared *ready = slot_for(frequencies);
+    if (!ready) return NULL;
+    ready->used = 0;
+    if (reserve_slot(ready, frequencies) < 0) return NULL;
+    const double *twiddle = twiddles(size);
+    if (!twiddle) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    ready->per_offer = ready->signed_fixed + (SLICES + 1) * frequencies;
+    ready->sines = twiddle;
+    ready->cosines = twiddle + frequencies;
+    ready->log_fixed = (double *)(ready->per_offer + (SLICES + 1) * frequencies);
+    ready->offer_limit = ready->log_fixed + (SLICES + 1) * frequencies;
+    ready->cost_a = (double complex *)(ready->offer_limit + (SLICES + 1) * frequencies);
+    ready->cost_b = ready->cost_a + frequencies;
+    ready->cost_valid = ready->weighted_valid = 0;
+    ready->levels = ready->memo_count = 0;
+    ready->layout = *l;
+    ready->moments = *m;
+    row_steps(l, &ready->steps);
+    ready->offer_done = ready->f_end = 0;
+    for (int col = 0; col <= SLICES; col++) ready->done[col] = ready->end[col] = 0;
+    ready->exact = h->exact;
+    ready->busy = h->busy;
+    ready->outstanding = h->outstanding;
+    ready->agents = h->agents;
+    ready->size = size;
+    ready->p = h->p;
+    ready->slice_s = h->slice_s;
+    ready->tail_s = h->tail_s;
+    ready->tail_finish = h->tail_finish;
+    ready->reactive_rate = h->reactive_rate;
+    memcpy(ready->finish_share, h->finish_share, sizeof(double) * SLICES);
+    memcpy(ready->new_share, h->new_share, sizeof(double) * SLICES);
+    memcpy(ready->pending_share, h->pending_share, sizeof(double) * SLICES);
+    ready->used = 1;
+    return ready;
+}
+
+/* The queue's costs over the window, transformed: one complex FFT of (abandons) + i (abandons +
+   late answers), then split by symmetry. A window of this size that holds every row of every count
+   (the previous call's, usually) is reused: only its shift to this call's start is new. *low moves
+   to the window's lowest value. */
+static int cost_window(Prepared *ready, const Model *h, long *low, long needed) {
+    long size = ready->size, frequencies = size / 2 + 1;
+    Table *table = table_for(h->t_agents, h->t_handle, h->t_patience, h->t_short, h->t_sl, h->t_positions);
+    if (ready->cost_valid && ready->cost_low <= *low && ready->cost_low + size >= *low + needed &&
+        ready->cost_agents == h->t_agents && ready->cost_positions == h->t_positions &&
+        ready->cost_handle == h->t_handle && ready->cost_patience == h->t_patience &&
+        ready->cost_short == h->t_short && ready->cost_sl == h->t_sl) {
+        *low = ready->cost_low;
+        return 0;
+    }
+    long longest = -*low;
+    if (table_price(table, longest > 0 ? longest : 0) < 0) return -1;
+    static double complex *cost = NULL; /* scratch, kept (and grown) between calls as the slots' buffers */
+    static long cost_capacity = 0;
+    if (cost_capacity < size) {
+        long capacity = size > MIN_SLOT_SIZE ? size : MIN_SLOT_SIZE;
+        free(cost);
+        cost = malloc(sizeof(double complex) * capacity);
+        cost_capacity = cost ? capacity : 0;
+        if (!cost) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        touch(cost, sizeof(double complex) * capacity);
+    }
+    for (long m = 0; m < size; m++) {
+        long length = -(*low + m);
+        double a = table_at(table, 0, length);
+        cost[m] = a + I * (a + table_at(table, 1, length));
+    }
+    fft(cost, size, ready->cosines, ready->sines);
+    for (long f = 0; f < frequencies; f++) {
+        double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
+        /* conj(transform) times Parseval's weight (a power of two: exact) */
+        double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
+        ready->cost_a[f] = conj((z + mirror) / 2) * weight;
+        ready->cost_b[f] = conj((z - mirror) / (2 * I)) * weight;
+    }
+    ready->cost_valid = 1;
+    ready->weighted_valid = 0;
+    ready->cost_low = *low;
+    ready->cost_agents = h->t_agents;
+    ready->cost_positions = h->t_positions;
+    ready->cost_handle = h->t_handle;
+    ready->cost_patience = h->t_patience;
+    ready->cost_short = h->t_short;
+    ready->cost_sl = h->t_sl;
+    return 0;
+}
+
+/* Row 0's expected costs, directly: before any arrival, free minus queue is the start plus the
+   busy agents finishing in the first half slice, Binomial(busy, finish_share[0]) (layout_rows),
+   summed from its mode outwards until the weights fall below 1e-17 of the mode's. In the window's
+   sums a row this narrow needed every frequency of a window sized for thousands of offers. */
+static int row0_costs(const Model *h, long start, double *a, double *b) {
+    Table *table = table_for(h->t_agents, h->t_handle, h->t_patience, h->t_short, h->t_sl, h->t_positions);
+    if (table_price(table, start < 0 ? -start : 0) < 0) return -1;
+    long n = h->busy;
+    double q = h->finish_share[0];
+    if (n <= 0 || !(q > 0)) {
+        *a = table_at(table, 0, -start);
+        *b = *a + table_at(table, 1, -start);
+        return 0;
+    }
+    if (q > 1) q = 1;
+    long mode = (long)floor((double)(n + 1) * q);
+    mode = mode > n ? n : mode;
+    double odds = q / (1 - q), total = 0.0, sum_a = 0.0, sum_b = 0.0, w = 1.0;
+    for (long k = mode; k >= 0 && w >= 1e-17; k--) { /* downwards from the mode, the mode included */
+        double late, abandon = table_at(table, 0, -(start + k));
+        late = table_at(table, 1, -(start + k));
+        total += w;
+        sum_a += w * abandon;
+        sum_b += w * (abandon + late);
+        if (k > 0) w *= (double)k / ((double)(n - k + 1) * odds);
+    }
+    w = 1.0;
+    for (long k = mode; k < n && q < 1; k++) { /* upwards from the mode */
+        w *= (double)(n - k) / (double)(k + 1) * odds;
+        if (w < 1e-17) break;
+        double abandon = table_at(table, 0, -(start + k + 1)), late = table_at(table, 1, -(start + k + 1));
+        total += w;
+        sum_a += w * abandon;
+        sum_b += w * (abandon + late);
+    }
+    *a = sum_a / total;
+    *b = sum_b / total;
+    return 0;
+}
+
+/* The cost's transform shifted by e^(-i theta_f shift) to this call's start, times each offer
+   column's fixed part (the batches of one search share their start). */
+static void weight_by_start(Prepared *ready, long shift) {
+    if (ready->weighted_valid && ready->weighted_shift == shift) return;
+    long size = ready->size, frequencies = size / 2 + 1;
+    const double *cosines = ready->cosines, *sines = ready->sines;
+    const double complex *signed_fixed = ready->signed_fixed;
+    double complex *out_a = ready->weighted, *out_b = ready->weighted + SLICES * frequencies;
+    for (long f = 0; f < ready->f_end; f++) {
+        long turns = shift * f % size;
+        double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
+                                                : cosines[size - turns] + I * sines[size - turns];
+        double complex ca = ready->cost_a[f] * root, cb = ready->cost_b[f] * root;
+        for (int col = 1; col <= SLICES; col++) {
+            if (f >= ready->end[col]) continue;
+            out_a[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * ca;
+            out_b[(col - 1) * frequencies + f] = signed_fixed[col * frequencies + f] * cb;
+        }
+    }
+    ready->weighted_valid = 1;
+    ready->weighted_shift = shift;
+}
+
+/* Non-exact: the squares of one offer's transform up to the largest count's top bit (over the
+   frequencies the offer columns reach). */
+static void offer_squares(Prepared *ready, long largest) {
+    long frequencies = ready->size / 2 + 1;
+    int levels = 0;
+    while (levels < LEVELS && (largest >> levels) > 0) levels++;
+    for (; ready->levels < levels; ready->levels++) {
+        int j = ready->levels;
+        for (int col = 1; col <= SLICES; col++) {
+            long f_end = ready->end[col];
+            double complex *level = ready->squares + ((col - 1) * LEVELS + j) * ready->f_end;
+            if (j == 0) {
+                memcpy(level, ready->per_offer + col * frequencies, sizeof(double complex) * f_end);
+            } else {
+                const double complex *below = level - ready->f_end;
+                for (long f = 0; f < f_end; f++) level[f] = below[f] * below[f];
             }
         }
-        ready->weighted_valid = 1;
-        ready->weighted_shift = shift_by;
-        ready->weighted_fixed_a = fixed_a;
-        ready->weighted_fixed_b = fixed_b;
     }
+}
+
+/* Non-exact, each count's powers: those of the largest count below it that this epoch kept
+   (`from`, -1: none) times the squares of the difference's set bits (`bits`, `nbits`), kept in
+   memo slot `keep` (the last slot is scratch when the memo is full; -2: kept already). */
+static void plan_powers(Prepared *ready, const long *offers, Py_ssize_t count, Plan *plans) {
     for (Py_ssize_t k = 0; k < count; k++) {
-        total_a[k] = ready->weighted_fixed_a;
-        total_b[k] = ready->weighted_fixed_b;
-    }
-    /* Non-exact: the squares of one offer's transform up to the largest count's top bit. */
-    if (!exact) {
-        long largest = 0;
-        for (Py_ssize_t k = 0; k < count; k++) largest = offers[k] > largest ? offers[k] : largest;
-        int levels = 0;
-        while (levels < LEVELS && (largest >> levels) > 0) levels++;
-        for (; ready->levels < levels; ready->levels++) {
-            int j = ready->levels;
-            for (int col = 1; col <= SLICES; col++) {
-                double complex *level = ready->squares + ((col - 1) * LEVELS + j) * frequencies;
-                if (j == 0) {
-                    memcpy(level, per_offer + col * frequencies, sizeof(double complex) * frequencies);
-                } else {
-                    const double complex *below = level - frequencies;
-                    for (long f = 0; f < frequencies; f++) level[f] = below[f] * below[f];
-                }
-            }
-        }
-    }
-    /* Each offer count, column by column: its transform times the weighted fixed part, summed over
-       the frequencies. A count's power of one offer's transform is the previous count's times the
-       squares of the difference's bits (as power() multiplies them: the same numbers), the counts
-       coming sorted, often in neighbouring pairs. A product is skipped where it is below e^-45 in
-       modulus (the offers' transform, at most 1, times the fixed rows'): the window's costs are at
-       most a few hundred, so all skipped products together move a cost by < 1e-14, well below the
-       FFT's own rounding; wide distributions (large groups, many offers) have transforms that
-       vanish over most of the frequencies. */
-    /* Non-exact, each count's powers: those of the largest count below it that this epoch kept
-       (`from`, -1: none) times the squares of the difference's set bits (`bits`, `nbits`), kept
-       in memo slot `keep` (the last slot is scratch when the memo is full; -2: kept already). */
-    for (Py_ssize_t k = 0; !exact && k < count; k++) {
         long n = offers[k], below = 0;
         int from = -1, keep = -1;
         for (int i = 0; i < ready->memo_count; i++) {
@@ -1157,78 +1437,146 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
             if (((n - below) >> j) & 1) plans[k].bits[plans[k].nbits++] = j;
         plans[k].large = n >= (1L << LEVELS);
     }
+}
+
+/* Exact: one column's sums for one count, whose accepts (with the pending offers') have arrived by
+   the column's slice with probability q each. */
+static void exact_column(const Prepared *ready, int col, const double *limit, const double complex *wa,
+                         const double complex *wb, double q, long trials, double *sum_a, double *sum_b) {
+    for (long f = 0; f < ready->end[col]; f++) {
+        if (limit[f] < 0) continue;
+        double complex offer = power(bernoulli(q, ready->sines[f], ready->cosines[f], -1.0), trials);
+        *sum_a += creal(offer * wa[f]);
+        *sum_b += creal(offer * wb[f]);
+    }
+}
+
+/* Non-exact: one column's sums for one count n, its power of one offer's transform built as
+   `plan` says and kept for later counts. The same products in the same order in loops of one kind
+   each: a count kept already, a count one set bit above a kept one (neighbouring pairs), any other.
+   A product is skipped where it is below e^-45 in modulus (the offers' transform, at most 1, times
+   the fixed rows'): the window's costs are at most a few hundred, so all skipped products together
+   move a cost by < 1e-14, well below the FFT's own rounding; wide distributions (large groups, many
+   offers) have transforms that vanish over most of the frequencies. */
+static void offer_column(const Prepared *ready, int col, const Plan *plan, long n, const double *limit,
+                         const double complex *wa, const double complex *wb, double *sum_a, double *sum_b) {
+    long frequencies = ready->size / 2 + 1, f_end = ready->end[col], row = ready->f_end;
+    long stride = (long)SLICES * row, at = (long)(col - 1) * row;
+    const double complex *squares = ready->squares + (col - 1) * LEVELS * row;
+    const double complex *per_offer = ready->per_offer + col * frequencies;
+    const double complex *from = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
+    double complex *keep = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
+    double count_n = (double)n, a = 0.0, b = 0.0;
+    if (!keep) {
+        for (long f = 0; f < f_end; f++) {
+            if (count_n > limit[f]) continue;
+            double complex offer = from[f];
+            a += creal(offer * wa[f]);
+            b += creal(offer * wb[f]);
+        }
+    } else if (!plan->large && from && plan->nbits == 1) {
+        const double complex *bit = squares + plan->bits[0] * row;
+        for (long f = 0; f < f_end; f++) {
+            if (count_n > limit[f]) {
+                keep[f] = NAN;
+                continue;
+            }
+            double complex offer = isnan(creal(from[f])) ? power(per_offer[f], n) : from[f] * bit[f];
+            keep[f] = offer;
+            a += creal(offer * wa[f]);
+            b += creal(offer * wb[f]);
+        }
+    } else {
+        for (long f = 0; f < f_end; f++) {
+            if (count_n > limit[f]) {
+                keep[f] = NAN;
+                continue;
+            }
+            double complex offer;
+            if (plan->large || (from && isnan(creal(from[f])))) {
+                offer = power(per_offer[f], n);
+            } else {
+                offer = plan->nbits ? squares[plan->bits[0] * row + f] : 1.0;
+                for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * row + f];
+                if (from) offer = from[f] * offer;
+            }
+            keep[f] = offer;
+            a += creal(offer * wa[f]);
+            b += creal(offer * wb[f]);
+        }
+    }
+    *sum_a += a;
+    *sum_b += b;
+}
+
+/* Expected (abandons, abandons + late answers) of the horizon starting from `start` free agents
+ * minus queue, for each of `count` offer counts, into total_a and total_b: E[cost(free minus
+ * queue)] summed with signs over the layout's rows, by Parseval over one window (see the file's
+ * head and horizon.py). */
+static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize_t count, double *total_a,
+                        double *total_b) {
+    if (count == 0) return 0;
+    Layout l;
+    Moments m;
+    layout_rows(h, &l);
+    row_moments(h, &l, &m);
+    if (base_apart(h, &l, &m, start, offers, count)) {
+        if (horizon_eval(h, start, offers, 1, total_a, total_b) < 0) return -1;
+        return horizon_eval(h, start, offers + 1, count - 1, total_a + 1, total_b + 1);
+    }
+    int failed = 0;
+    double *shares = malloc(sizeof(double) * count * (SLICES + 1)); /* exact: [0, C0, C1, C2] per count */
+    Plan *plans = malloc(sizeof(Plan) * count);
+    if (!shares || !plans) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    long low, needed;
+    count_window(h, &l, &m, start, offers, count, shares, &low, &needed);
+    Prepared *ready = find_prepared(h, needed);
+    if (!ready && !(ready = prepare(h, &l, &m, needed))) goto fail;
+    long smallest = offers[0];
+    for (Py_ssize_t k = 1; k < count; k++) smallest = offers[k] < smallest ? offers[k] : smallest;
+    long reach[SLICES + 1] = {0};
+    int extend = 0;
+    for (int col = 1; col <= SLICES; col++) {
+        reach[col] = frequencies_needed(&l, &m, h->exact, col, smallest, ready->size);
+        extend |= reach[col] > ready->done[col];
+    }
+    if (extend && offer_columns(ready, reach) < 0) goto fail;
+    if (ready->epoch != epoch) { /* a new search (or horizon_costs call): its own window and powers */
+        ready->epoch = epoch;
+        ready->cost_valid = ready->weighted_valid = 0;
+        ready->memo_count = 0;
+    }
+    if (cost_window(ready, h, &low, needed) < 0) goto fail;
+    long size = ready->size, frequencies = size / 2 + 1;
+    weight_by_start(ready, ((start - low) % size + size) % size);
+    double row0_a, row0_b;
+    if (row0_costs(h, start, &row0_a, &row0_b) < 0) goto fail;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        total_a[k] = -row0_a; /* row 0 is an even row: it counts with a minus sign */
+        total_b[k] = -row0_b;
+    }
+    if (!h->exact) {
+        long largest = 0;
+        for (Py_ssize_t k = 0; k < count; k++) largest = offers[k] > largest ? offers[k] : largest;
+        offer_squares(ready, largest);
+        plan_powers(ready, offers, count, plans);
+    }
     /* Each offer count, column by column: its transform times the weighted fixed part, summed over
-       the frequencies. A count's power of one offer's transform is a smaller count's times the
-       squares of the difference's set bits, as power() multiplies them (from 1: the same numbers).
-       A product is skipped where it is below e^-45 in modulus (the offers' transform, at most 1,
-       times the fixed rows'): the window's costs are at most a few hundred, so all skipped
-       products together move a cost by < 1e-14, well below the FFT's own rounding; wide
-       distributions (large groups, many offers) have transforms that vanish over most of the
-       frequencies. */
-    long stride = (long)SLICES * frequencies;
+       the frequencies. */
+    const double complex *weighted_a = ready->weighted, *weighted_b = ready->weighted + SLICES * frequencies;
     for (int col = 1; col <= SLICES; col++) {
         const double complex *wa = weighted_a + (col - 1) * frequencies, *wb = weighted_b + (col - 1) * frequencies;
-        const double *limit = offer_limit + col * frequencies;
-        const double complex *squares = exact ? NULL : ready->squares + (col - 1) * LEVELS * frequencies;
+        const double *limit = ready->offer_limit + col * frequencies;
         for (Py_ssize_t k = 0; k < count; k++) {
-            long n = offers[k];
             double sum_a = 0.0, sum_b = 0.0;
-            if (exact) {
-                double q = p * shares[k * (SLICES + 1) + col];
-                for (long f = 0; f < f_end; f++) {
-                    if (limit[f] < 0) continue;
-                    double complex offer = power(bernoulli(q, sines[f], cosines[f], -1.0), n + outstanding);
-                    sum_a += creal(offer * wa[f]);
-                    sum_b += creal(offer * wb[f]);
-                }
-            } else {
-                const Plan *plan = &plans[k];
-                long at = (long)(col - 1) * frequencies;
-                const double complex *from = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
-                double complex *keep = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
-                double count_n = (double)n;
-                /* the same products in the same order in loops of one kind each: a count kept
-                   already, a count one set bit above a kept one (neighbouring pairs), any other */
-                if (!keep) {
-                    for (long f = 0; f < f_end; f++) {
-                        if (count_n > limit[f]) continue;
-                        double complex offer = from[f];
-                        sum_a += creal(offer * wa[f]);
-                        sum_b += creal(offer * wb[f]);
-                    }
-                } else if (!plan->large && from && plan->nbits == 1) {
-                    const double complex *bit = squares + plan->bits[0] * frequencies;
-                    for (long f = 0; f < f_end; f++) {
-                        if (count_n > limit[f]) {
-                            keep[f] = NAN;
-                            continue;
-                        }
-                        double complex offer = isnan(creal(from[f])) ? power(per_offer[col * frequencies + f], n)
-                                                                     : from[f] * bit[f];
-                        keep[f] = offer;
-                        sum_a += creal(offer * wa[f]);
-                        sum_b += creal(offer * wb[f]);
-                    }
-                } else {
-                    for (long f = 0; f < f_end; f++) {
-                        if (count_n > limit[f]) {
-                            keep[f] = NAN;
-                            continue;
-                        }
-                        double complex offer;
-                        if (plan->large || (from && isnan(creal(from[f])))) {
-                            offer = power(per_offer[col * frequencies + f], n);
-                        } else {
-                            offer = plan->nbits ? squares[plan->bits[0] * frequencies + f] : 1.0;
-                            for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * frequencies + f];
-                            if (from) offer = from[f] * offer;
-                        }
-                        keep[f] = offer;
-                        sum_a += creal(offer * wa[f]);
-                        sum_b += creal(offer * wb[f]);
-                    }
-                }
-            }
+            if (h->exact)
+                exact_column(ready, col, limit, wa, wb, h->p * shares[k * (SLICES + 1) + col], offers[k] + h->outstanding,
+                             &sum_a, &sum_b);
+            else
+                offer_column(ready, col, &plans[k], offers[k], limit, wa, wb, &sum_a, &sum_b);
             total_a[k] += sum_a;
             total_b[k] += sum_b;
         }
@@ -1243,7 +1591,6 @@ fail:
     failed = 1;
 done:
     free(shares);
-    free(buffer);
     free(plans);
     return failed ? -1 : 0;
 }
@@ -1310,7 +1657,6 @@ static PyObject *horizon_costs(PyObject *self, PyObject *args) {
 /* The progressive plan's search over offer counts                                              */
 
 #define MAX_KNOWN 512
-#define MAX_BATCH 16
 
 typedef struct {
     long n[MAX_KNOWN];

@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-from streams.engine import _kernels
 from streams.engine.admission import first_admission, free_now, reactive_admission, reactive_first
 from streams.engine.horizon import exact_for
+from streams.engine.kernels import kernels as _kernels
 from streams.engine.plan import Plan, offer_cap, reactive_floor, sizing_acceptance, steady_capacity
 from streams.engine.rates import Observation
 from streams.engine.settings import PacingSettings

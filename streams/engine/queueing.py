@@ -32,13 +32,7 @@ from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 
-try:
-    from streams.engine import _kernels
-except ImportError as error:  # a checkout whose kernels were never compiled (or for another Python)
-    raise ImportError(
-        "the pacing engine's compiled kernels (streams/engine/_kernels.c) are not built for this Python: "
-        "run `make install` (pip install -e .) or `python setup.py build_ext --inplace`"
-    ) from error
+from streams.engine.kernels import kernels as _kernels
 
 
 class QueueCosts:

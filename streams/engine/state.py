@@ -21,7 +21,7 @@ Beyond the buckets (issue 9):
   they survive a reset of one counter alone (an ACD restart resets ``interactions_entered`` but
   not ``offers_accepted``), so the reactive interactions seen = entered - accepted stays right.
 - ``memory``: offers made and accepted, exponentially decayed with each of
-  ``MEMORY_HALF_LIVES_S`` (1 h, 10 min, 2 min), as of ``memory_ms``: the acceptance estimate
+  ``MEMORY_HALF_LIVES_S`` (1 h, 10 min, 2 min, 30 s), as of ``memory_ms``: the acceptance estimate
   forgets, and a change shows as a faster memory disagreeing with the slow one. An increment is decayed from its own
   timestamp, so the order in which counters arrive does not matter.
 - ``offers_log``: what the node allowed in its recent decisions (``record_offers``), so a
@@ -56,8 +56,9 @@ MAX_BUCKETS = 30
 #: The longest rate window the state can answer for.
 RETENTION_MS = BUCKET_MS * MAX_BUCKETS
 #: Half-lives of the decayed offer memory (acceptance), slowest first: the slow one gives a steady
-#: estimate from many offers, the faster ones show a change within minutes.
-MEMORY_HALF_LIVES_S = (3600.0, 600.0, 120.0)
+#: estimate from many offers, the faster ones show a change within minutes (30 s: within about a
+#: minute where offers are many, issue 20).
+MEMORY_HALF_LIVES_S = (3600.0, 600.0, 120.0, 30.0)
 _DECAY_PER_MS = tuple(math.log(2) / (half_life * 1000) for half_life in MEMORY_HALF_LIVES_S)
 #: A faster memory that disagrees with a slower one by more than this many binomial standard
 #: errors (with at least CHANGE_MIN_OFFERS offers in it) means acceptance changed: the slower
@@ -356,7 +357,10 @@ class TargetState:
 
 
 def _memory(stored: list[float] | None) -> list[float]:
-    """A stored memory of the current size, or an empty one (older formats, other half-lives)."""
+    """A stored memory of the current size: one stored before the 30 s memory takes the 2-minute
+    one's pair for it (it converges within minutes); other sizes start empty."""
+    if stored and len(stored) == _MEMORY_SIZE - 2:
+        stored = [*stored, *stored[-2:]]
     if not stored or len(stored) != _MEMORY_SIZE:
         return [0.0] * _MEMORY_SIZE
     return [float(v) for v in stored]

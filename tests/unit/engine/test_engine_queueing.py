@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+from streams.engine.distributions import binomial, point, poisson
 from streams.engine.queueing import erlang_a_rate, position_costs, steady_state
-from tests.unit.engine.distributions import binomial, point, poisson
 
 
 @pytest.mark.parametrize("pmf", [binomial(40, 0.1), binomial(3, 0.5), poisson(2.5), poisson(0.01), point(4)])

@@ -154,3 +154,48 @@ def test_gauges_are_whole_non_negative_counts_and_logged_in_covers_ready_and_bus
     obs = observe(state, SETTINGS, T0)
     assert (obs.ready, obs.busy, obs.logged_in, obs.agents) == (2, 3, 5, 5)
     assert obs.handle_time_s == 300  # a zero AHT is no information
+
+
+def _acceptance_after_a_step(before: float, after: float, seed: int, step_s: int = 3600,
+                             after_s: int = 60) -> tuple[float, list[float]]:
+    """A group making ~5 offers a second (both counters every 10 s) whose acceptance steps from
+    ``before`` to ``after``: the estimate ``after_s`` later, and its readings over the steady
+    half hour before the step."""
+    rnd = random.Random(seed)
+    state = TargetState("vq")
+    made = accepted = 0.0
+    state.apply("offers_made", 0.0, T0)
+    state.apply("offers_accepted", 0.0, T0)
+    steady = []
+    for k in range(1, (step_s + after_s) // 10 + 1):
+        at = T0 + k * 10_000
+        p = before if k * 10 <= step_s else after
+        offers = sum(rnd.random() < 0.5 for _ in range(100))  # ~50 offers in 10 s
+        made += offers
+        accepted += sum(rnd.random() < p for _ in range(offers))
+        state.apply("offers_made", made, at)
+        state.apply("offers_accepted", accepted, at)
+        if step_s - 1800 <= k * 10 <= step_s:
+            steady.append(observe(state, SETTINGS, at).acceptance)
+    return observe(state, SETTINGS, T0 + (step_s + after_s) * 1000).acceptance, steady
+
+
+@pytest.mark.parametrize(("before", "after"), [(0.1, 0.3), (0.3, 0.1)])
+def test_acceptance_follows_a_threefold_change_within_a_minute_and_stays_quiet_when_steady(
+        before: float, after: float) -> None:
+    """Issue 20: the offer-response estimate follows a 3x change within about a minute where offers
+    are many (the 2-minute memory had moved 0.1 -> 0.3 only to 0.16 a minute later, 0.3 -> 0.1 to
+    0.24), without making steady periods noisy."""
+    readings, errors = [], []
+    for seed in range(6):
+        reading, steady = _acceptance_after_a_step(before, after, seed)
+        readings.append(reading)
+        errors += [abs(estimate / before - 1) for estimate in steady]
+    readings.sort()
+    errors.sort()
+    median = (readings[2] + readings[3]) / 2
+    if after > before:
+        assert median >= 0.2, readings
+    else:
+        assert median <= 0.18, readings
+    assert errors[int(0.95 * len(errors))] <= 0.08  # 95 % of the steady readings within 8 %

@@ -96,3 +96,15 @@ def test_from_dict_reads_the_first_format_without_buckets() -> None:
     assert state.gauge("ready_agents") == 2 and state.buckets == {} and state.counter_since_ms is None
     state.apply("offers_made", 15, T0 + 1000)
     assert totals(state)["offers_made"] == 5
+
+
+def test_a_memory_stored_before_the_30_s_half_life_keeps_its_offers() -> None:
+    """States written with three half-lives (six numbers) load with the 2-minute pair standing in
+    for the 30 s one, not an empty memory (which would forget an hour of acceptance)."""
+    state = TargetState("vq")
+    state.apply("offers_made", 100.0, 1_000)
+    state.apply("offers_accepted", 30.0, 1_000)
+    stored = state.to_dict()
+    stored["memory"] = [400.0, 120.0, 200.0, 60.0, 50.0, 15.0]
+    loaded = TargetState.from_dict(json.loads(json.dumps(stored)))
+    assert loaded.memory == [400.0, 120.0, 200.0, 60.0, 50.0, 15.0, 50.0, 15.0]

@@ -1,10 +1,10 @@
 """Small integer distributions as (offset, probabilities) pairs, truncated where mass is negligible.
 
 ``Pmf(offset, probs)`` gives P(X = offset + i) = probs[i]. The progressive algorithm's first
-implementation combined its binomial and Poisson counts with these; ``streams.engine.horizon``
-now works on their characteristic functions, and these straightforward convolutions are what
-tests/unit/engine/test_engine_reference.py checks it against. No product module imports them,
-so they live with the tests (tests/unit/test_structure.py keeps test-only code out of the product).
+implementation combined its binomial and Poisson counts with these; the compiled kernels now work
+on their characteristic functions, and these straightforward convolutions are the reference
+kernels' (``streams.engine.reference``): what runs where the compiled ones cannot, and what
+tests/unit/engine/test_engine_reference.py checks the compiled ones against.
 """
 
 from __future__ import annotations
