@@ -23,7 +23,7 @@ from streams.runtime import alarms
 from streams.runtime.alarm_publisher import AlarmPublisher
 from streams.runtime.config import Settings
 from streams.runtime.outbox import Outbox, SendFailed
-from streams.runtime.topics import TopicNames, changelog_spec, repair_topics, topic_problems, topic_specs
+from streams.runtime.topics import TopicNames, changelog_spec, repair_topics, topic_problems, worker_topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,9 @@ class TopicWatch:
         """One check, and the recovery if something is lost."""
         names = self._names
         node_id = self._settings.node_id
-        required = {names.stats, names.targets, names.actiontargets, names.alarms, names.stats_dlq}
-        specs = [spec for spec in topic_specs(self._settings) if spec.name in required]
         try:
-            problems = await topic_problems(self._settings, [*specs, self._changelog_spec()])
+            problems = await topic_problems(self._settings,
+                                            worker_topic_specs(self._settings, self._store.changelog_topic))
         except Exception as exc:  # the broker is away: the next check tries again
             log.warning("topic check failed: %s", exc)
             return

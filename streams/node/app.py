@@ -15,7 +15,8 @@ state table, ``@app.agent`` and ``@app.task``, as in Faust's own examples — an
 
 The embedded development broker's workarounds (lost topics, under-reported end offsets) are not
 here: ``pacing worker`` hands :func:`run_worker` the one that attaches them (:mod:`streams.dev_broker`),
-and on Apache Kafka nothing is attached.
+and on Apache Kafka nothing is attached; there a topic that vanishes stops the worker instead
+(:mod:`streams.node.topic_guard`).
 
 One task does the work: the agent only takes batches from its stream and hands them over, and the
 node's loop (:meth:`PacingNode.run`) folds them, decides, publishes, checkpoints and keeps alive,
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -81,6 +83,7 @@ from streams.node.ownership import Fenced, Ownership
 from streams.node.stat_intake import EventsFailed, StatIntake, Touched
 from streams.node.target_definitions import TargetDefinitions
 from streams.node.target_store import TargetStore
+from streams.node.topic_guard import EXIT_TOPICS_MISSING, TopicGuard
 from streams.runtime import alarms
 from streams.runtime.alarm_publisher import AlarmPublisher
 from streams.runtime.alarms import AlarmBoard
@@ -90,7 +93,14 @@ from streams.runtime.metrics import NodeMetrics, record_lag, start_metrics_serve
 from streams.runtime.metrics_reporter import run_reporters
 from streams.runtime.outbox import Outbox, SendFailed, TransportProducer
 from streams.runtime.process_health import ProcessHealth
-from streams.runtime.topics import TopicNames, changelog_spec, topic_configs, topic_names
+from streams.runtime.topics import (
+    TopicNames,
+    changelog_spec,
+    topic_configs,
+    topic_names,
+    topic_problems,
+    worker_topic_specs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -655,21 +665,56 @@ def create_app(settings: Settings, definitions: TargetDefinitions | None = None,
     return node
 
 
+def guard_topics(node: PacingNode) -> TopicGuard:
+    """Stop the worker, with ``PacingTopicsMissing`` and its own exit status, when its topics vanish.
+
+    For brokers where topics do not vanish by themselves (:mod:`streams.node.topic_guard`); checked
+    every ``kafka.topic_check_interval_s``.
+    """
+    settings = node.settings
+
+    async def problems() -> list[str]:
+        return await topic_problems(settings, worker_topic_specs(settings, node.store.changelog_topic))
+
+    async def raise_alarm(lost: list[str]) -> bool:
+        return await node.alarm_publisher.publish_now(node.board.raise_alarm(
+            alarms.TOPICS_MISSING, settings.node_id,
+            f"deployment topics missing or wrong: {'; '.join(lost)}; the worker stops (exit status "
+            f"{EXIT_TOPICS_MISSING}) for its supervisor to restart it, which creates what is missing",
+            severity="critical", observed_value=float(len(lost)), threshold=0.0))
+
+    async def clear_alarm(message: str) -> bool:
+        return await node.alarm_publisher.publish_now(node.board.clear_alarm(
+            alarms.TOPICS_MISSING, settings.node_id, message, force=True))
+
+    mark = Path(settings.worker.data_dir) / settings.node_id / "topics-missing"
+    guard = TopicGuard(problems, raise_alarm, clear_alarm, node.app.crash, mark)
+    node.app.timer(settings.kafka.topic_check_interval_s, name="topic-guard")(guard.check)
+    return guard
+
+
 def run_worker(settings: Settings, loglevel: str = "info", *,
                dev_broker: Callable[[PacingNode], Awaitable[object]] | None = None) -> None:
     """Run one pacing node until SIGINT/SIGTERM.
 
     ``dev_broker`` attaches the embedded broker's workarounds to the node once its topics exist and
     before it starts (``pacing worker`` passes :func:`streams.dev_broker.attach_to_worker`, which
-    attaches nothing on Apache Kafka).
+    attaches nothing on Apache Kafka and returns None). Where it attached no topic recovery, the
+    worker stops when its topics vanish (:func:`guard_topics`), exiting with
+    :data:`~streams.node.topic_guard.EXIT_TOPICS_MISSING`.
     """
     from streams.runtime.collector import tune_for_long_running_service
     from streams.runtime.topics import ensure_topics
 
     node = create_app(settings)
     asyncio.run(ensure_topics(settings, node.internal_topics()))
-    if dev_broker is not None:
-        asyncio.run(dev_broker(node))
+    recovery = asyncio.run(dev_broker(node)) if dev_broker is not None else None
+    guard = guard_topics(node) if recovery is None else None
     worker = faust.Worker(node.app, loglevel=loglevel)
     tune_for_long_running_service()
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if guard is not None and guard.lost:
+            sys.exit(EXIT_TOPICS_MISSING)
+        raise

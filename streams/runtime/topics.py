@@ -71,6 +71,14 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     ]
 
 
+def worker_topic_specs(settings: Settings, changelog_topic: str) -> list[NewTopic]:
+    """The topics a worker cannot work without: what it reads, writes and restores from."""
+    names = topic_names(settings)
+    required = {names.stats, names.targets, names.actiontargets, names.alarms, names.stats_dlq}
+    return [*(spec for spec in topic_specs(settings) if spec.name in required),
+            changelog_spec(settings, changelog_topic)]
+
+
 def changelog_spec(settings: Settings, changelog_topic: str) -> NewTopic:
     """A worker table's changelog topic as this deployment creates it (compacted, partitioned as the stats)."""
     kafka = settings.kafka
