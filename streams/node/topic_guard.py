@@ -34,7 +34,7 @@ class TopicsMissing(RuntimeError):
 
 
 class TopicGuard:
-    """Checks the deployment's topics; on a problem, alarms and stops the worker.
+    """Checks the deployment's topics; on a problem found by two checks in a row, alarms and stops the worker.
 
     ``problems`` lists what is wrong with the topics (empty: all in place); ``raise_alarm`` publishes
     ``PacingTopicsMissing`` and ``clear_alarm`` its end; ``stop`` ends the worker with the given
@@ -52,6 +52,7 @@ class TopicGuard:
         self._mark = mark
         #: What was found missing or wrong, once the guard stopped the worker.
         self.lost: list[str] = []
+        self._suspected: list[str] = []  # what the previous check found: a stop needs two checks in a row
 
     async def check(self) -> None:
         """One check; a cluster that does not answer is not a lost topic (the next check asks again)."""
@@ -63,10 +64,15 @@ class TopicGuard:
             log.warning("topic check failed: %s", exc)
             return
         if not problems:
+            self._suspected = []
             if self._mark.exists():
                 lost = self._mark.read_text(encoding="utf-8")
                 if await self._clear_alarm(f"topics back in place after: {lost}"):
                     self._mark.unlink(missing_ok=True)
+            return
+        if problems != self._suspected:  # seen once: a broker restarting in the cluster may answer wrongly
+            log.warning("deployment topics look missing or wrong: %s; checking again", "; ".join(problems))
+            self._suspected = problems
             return
         self.lost = problems
         log.critical("deployment topics missing or wrong: %s; stopping (exit status %d)",

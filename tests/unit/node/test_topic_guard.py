@@ -53,6 +53,8 @@ async def test_a_missing_topic_alarms_then_stops_the_worker_once_and_its_restart
     recorder = Recorder(["pacing.stats missing"])
     guard = recorder.guard(mark)
     await guard.check()
+    assert (guard.lost, recorder.alarms, recorder.stops) == ([], [], []), "one check is not enough"
+    await guard.check()
     await guard.check()
     assert guard.lost == ["pacing.stats missing"]
     assert recorder.alarms == [["pacing.stats missing"]]
@@ -78,5 +80,18 @@ async def test_the_worker_stops_even_when_the_alarm_cannot_be_published(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr("streams.node.topic_guard.ALARM_TIMEOUT_S", 0.05)
     recorder = Recorder(["pacing.alarms missing"], alarm_hangs=True)
-    await recorder.guard(tmp_path / "mark").check()
+    guard = recorder.guard(tmp_path / "mark")
+    await guard.check()
+    await guard.check()
     assert len(recorder.stops) == 1
+
+
+async def test_a_problem_seen_once_then_gone_does_not_stop_the_worker(tmp_path: Path) -> None:
+    recorder = Recorder(["pacing.stats has 1 partitions, expected 4"])  # a restarting broker's answer
+    guard = recorder.guard(tmp_path / "mark")
+    await guard.check()
+    recorder.problems = []
+    await guard.check()
+    recorder.problems = ["pacing.stats has 1 partitions, expected 4"]
+    await guard.check()
+    assert (guard.lost, recorder.stops) == ([], [])
