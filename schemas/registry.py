@@ -88,11 +88,6 @@ class SchemaVersion:
     """Where the schema came from (file path), for error messages."""
 
     @property
-    def fingerprint_int(self) -> int:
-        """The fingerprint as the unsigned 64-bit integer the Avro spec defines."""
-        return int.from_bytes(self.fingerprint, "little")
-
-    @property
     def header(self) -> bytes:
         """The 10-byte single-object header written before every body."""
         return MAGIC + self.fingerprint
