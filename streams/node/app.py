@@ -494,8 +494,10 @@ class PacingNode:
         if self._kafka_failing:
             self._kafka_failing = False
             log.info("writes to Kafka succeed again")
+            # Forced: a raise that timed out (so the board forgot it) may still have been delivered by
+            # the producer once the broker was reachable again, and would otherwise stay raised.
             await self.alarm_publisher.publish_now(self.board.clear_alarm(
-                alarms.KAFKA_UNAVAILABLE, self.settings.node_id, "writes to Kafka succeed again"))
+                alarms.KAFKA_UNAVAILABLE, self.settings.node_id, "writes to Kafka succeed again", force=True))
 
     # -- the keepalive pass ----------------------------------------------------------------
 

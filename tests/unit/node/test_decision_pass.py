@@ -256,6 +256,24 @@ async def test_a_failed_write_acknowledges_nothing_and_the_work_is_redone_once_k
     assert running.stream.acked == events and len(running.changelog()) == TARGETS
 
 
+async def test_kafka_unavailable_is_cleared_even_when_its_raise_was_not_acknowledged(tmp_path: Path) -> None:
+    """A cut-off worker's raise times out, yet its producer may still deliver it after the heal
+    (seen in the soak: raised, never cleared): once writes succeed the clear goes out regardless."""
+    running = RunningNode(tmp_path, worker={"checkpoint_interval_s": 0.5})
+    node = running.node
+    running.producer.failing |= {changelog_topic_name(node.store.table), node.names.alarms}
+    await node.turn(one_event_each())
+    running.clock.advance(1.0)
+    await node.turn()  # the checkpoint fails, and so does the alarm's raise
+    assert running.producer.to(node.names.alarms) == []
+
+    running.producer.failing.clear()
+    running.clock.advance(1.0)
+    await node.turn()
+    published = [decode_alarm(r.value) for r in running.producer.to(node.names.alarms)]
+    assert [(a.name, a.state.value) for a in published] == [(alarms.KAFKA_UNAVAILABLE, "cleared")]
+
+
 class BatchStream(AckingStream):
     """The agent's stream: hands the node the given batches, then ends."""
 
