@@ -220,14 +220,16 @@ async def serve(api: PacingApi) -> web.AppRunner:
 
 
 async def run_api(settings: Settings, definitions: DefinitionSource, send: Send, ready: Callable[[], bool],
-                  listening: Callable[[], None], stopping: asyncio.Event) -> None:
+                  listening: Callable[[], None], stopping: asyncio.Event,
+                  read: Callable[[], None] = lambda: None) -> None:
     """Follow ``pacing.actiontargets`` and serve the routes until ``stopping`` is set.
 
     The API process's main coroutine (:mod:`streams.node.api_process`). ``definitions`` is a reader of
     ``pacing.targets`` (it calls :meth:`TargetDirectory.definition_changed`); ``send`` writes a record
     and returns once Kafka acknowledged it; ``ready`` is the worker's readiness and whether the
-    definitions are read; ``listening`` is called once the port listens. Raises what kept it from
-    listening (an :class:`OSError` naming ``api.host``/``api.port``).
+    definitions are read; ``listening`` is called once the port listens, ``read`` once every decision
+    on the topic was read. Raises what kept it from listening (an :class:`OSError` naming
+    ``api.host``/``api.port``).
     """
     directory = TargetDirectory(settings.kafka.stats_partitions, definitions)
     feed = DecisionFeed(settings, directory)
@@ -240,8 +242,16 @@ async def run_api(settings: Settings, definitions: DefinitionSource, send: Send,
         await feed.stop()
         raise
     listening()
+    reading = asyncio.create_task(_when_read(feed, read))
     try:
         await stopping.wait()
     finally:
+        reading.cancel()
         await runner.cleanup()
         await feed.stop()
+
+
+async def _when_read(feed: DecisionFeed, then: Callable[[], None]) -> None:
+    while not await feed.wait_caught_up_for(60.0):
+        pass
+    then()

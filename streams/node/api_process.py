@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import signal
@@ -170,12 +171,20 @@ async def _serve(settings: Settings, conn: Connection) -> None:
     await definitions.start()
     try:
         await run_api(settings, definitions, producer.send, lambda: worker_ready and definitions.caught_up,
-                      lambda: conn.send(None), stopping)
+                      lambda: conn.send(None), stopping, read=_freeze_what_was_read)
     except OSError as exc:  # cannot listen: the worker stops, saying which option to change
         conn.send(OSError(exc.errno, exc.strerror or str(exc)))
     finally:
         await producer.stop()
         await definitions.stop()
+
+
+def _freeze_what_was_read() -> None:
+    """Once every decision was read: collect, then move what lives on (the directory's entries, the
+    modules) out of the collector's reach, so that a full collection of the API process walks only
+    what changed since (measured before: 44-69 ms of CPU per full collection at 10,000 targets)."""
+    gc.collect()
+    gc.freeze()
 
 
 class _DefinitionProducer:
