@@ -200,7 +200,11 @@ class _DefinitionProducer:
         async with self._starting:
             if self._producer is None:
                 producer = AIOKafkaProducer(acks="all", **client_options(self.settings))
-                await producer.start()
+                try:
+                    await producer.start()
+                except BaseException:  # Kafka unreachable: this write fails (503), the next one tries again
+                    await producer.stop()
+                    raise
                 self._producer = producer
         outbox = Outbox(AIOKafkaTransport(self._producer), self.settings.worker.send_timeout_s)
         await outbox.send(topic, key, value)

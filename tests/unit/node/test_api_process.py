@@ -23,6 +23,7 @@ import pytest
 from infra.broker import free_port
 from streams.node.api_process import start_api_process
 from streams.runtime.config import Settings, load_settings
+from tests.unit.api.api_doubles import TOKENS, WRITE_TOKEN
 
 ROOT = Path(__file__).resolve().parents[3]
 HOLD_S = 3.0
@@ -120,3 +121,18 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+async def test_a_definition_write_while_kafka_is_unreachable_answers_503() -> None:
+    settings = load_settings(kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},  # nobody listens there
+                             api={"host": "127.0.0.1", "port": free_port(), "tokens": TOKENS})
+    api = await start_api_process(settings, lambda: True)
+    try:
+        async with aiohttp.ClientSession() as http, http.put(
+                f"http://127.0.0.1:{settings.api.port}/v1/targets/vq-1/definition",
+                json={"name": "Sales chat", "supported_media_types": ["webchat"]},
+                headers={"Authorization": f"Bearer {WRITE_TOKEN}"}) as response:
+            assert response.status == 503, await response.text()
+            assert response.content_type == "application/problem+json"
+    finally:
+        await api.stop()
