@@ -46,4 +46,3 @@ async def test_readyz_follows_the_workers_readiness_and_definitions_round_trip(k
             await eventually(defined, timeout_s=30, message="the written definition read back by the API process")
     finally:
         await api.stop()
-
