@@ -140,9 +140,12 @@ async def run(bootstrap: str, emulator: JourneyEmulator, tmp: Path, *, targets: 
             for name in names for statistic, value in (("logged_in_agents", 10.0), ("ready_agents", 3.0))])
 
         async def all_decided() -> bool:
-            async with aiohttp.ClientSession() as http, http.get(
-                    f"{api}/v1/pacing/channelCapacity", params={"channel": "chat"}) as response:
-                return response.status == 200 and (await response.json())["groupsCounted"] >= targets
+            try:
+                async with aiohttp.ClientSession() as http, http.get(
+                        f"{api}/v1/pacing/channelCapacity", params={"channel": "chat"}) as response:
+                    return response.status == 200 and (await response.json())["groupsCounted"] >= targets
+            except aiohttp.ClientConnectionError:  # the worker's API process is not listening yet
+                return False
 
         await eventually(all_decided, timeout_s=240, interval_s=1.0, message="every target decided and served")
         alone, _ = await _phase(pipeline, bootstrap, tmp, port, rate=rate, seconds=seconds, targets=targets, load=None)
