@@ -28,6 +28,7 @@ import gc
 import logging
 import multiprocessing
 import signal
+import time
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -50,6 +51,10 @@ READINESS_EVERY_S = 0.1
 START_TIMEOUT_S = 60.0
 #: How long a stopping API process may take before it is killed.
 STOP_TIMEOUT_S = 10.0
+#: The wait before restarting an API process that ended unasked, doubled up to the maximum while
+#: restarts keep failing or the process keeps ending sooner than that maximum after its start.
+RESTART_DELAY_S = 1.0
+RESTART_DELAY_MAX_S = 30.0
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # the one `pacing` sets up (infra/cli.py)
 
 
@@ -69,7 +74,16 @@ class ApiProcess:
         return None if self._process is None else self._process.pid
 
     async def start(self) -> None:
-        """Start the API process; returns once it listens (raises what kept it from listening)."""
+        """Start the API process; returns once it listens (raises what kept it from listening).
+
+        From then on the worker mirrors its readiness to it and, should it end unasked (killed,
+        crashed), starts it again with backoff: the worker goes on pacing meanwhile, and the load
+        balancer's health check on the API port takes this worker out until the API is back.
+        """
+        await self._spawn()
+        self._mirror = asyncio.create_task(self._supervise())
+
+    async def _spawn(self) -> None:
         context = multiprocessing.get_context("spawn")  # a fork would copy the worker's threads' locks
         self._conn, child_end = context.Pipe()
         self._process = context.Process(target=serve_in_process, args=(self.settings, child_end),
@@ -79,12 +93,11 @@ class ApiProcess:
         try:
             outcome = await asyncio.to_thread(self._first_message)
         except BaseException:
-            await self.stop()
+            await self._end_process()
             raise
         if isinstance(outcome, BaseException):
-            await self.stop()
+            await self._end_process()
             raise outcome
-        self._mirror = asyncio.create_task(self._send_readiness())
 
     def _first_message(self) -> object:
         assert self._conn is not None and self._process is not None
@@ -97,16 +110,37 @@ class ApiProcess:
             raise RuntimeError(f"the API process ended before it listened (exit code {self._process.exitcode})"
                                ) from None
 
-    async def _send_readiness(self) -> None:
-        assert self._conn is not None
-        sent: bool | None = None
+    async def _supervise(self) -> None:
+        delay = RESTART_DELAY_S
         while True:
+            started = time.monotonic()
+            await self._send_readiness()
+            if time.monotonic() - started >= RESTART_DELAY_MAX_S:
+                delay = RESTART_DELAY_S  # it had served a good while: this is not a crash loop
+            log.error("the API process ended (exit code %s); starting it again in %.0f s",
+                      self._process and self._process.exitcode, delay)
+            await self._end_process()
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_DELAY_MAX_S)
+                try:
+                    await self._spawn()
+                except Exception as exc:
+                    log.error("could not start the API process again (%s); next try in %.0f s", exc, delay)
+                    continue
+                log.info("the API process is serving again (pid %s)", self.pid)
+                break
+
+    async def _send_readiness(self) -> None:
+        """Send the worker's readiness whenever it changes; returns when the API process has ended."""
+        assert self._conn is not None and self._process is not None
+        sent: bool | None = None
+        while self._process.is_alive():
             ready = self._ready()
             if ready != sent:
                 try:
                     self._conn.send(ready)
-                except OSError:  # the API process is gone; the worker goes on pacing
-                    log.error("the API process ended (exit code %s)", self._process and self._process.exitcode)
+                except OSError:  # the API process is gone
                     return
                 sent = ready
             await asyncio.sleep(READINESS_EVERY_S)
@@ -118,6 +152,9 @@ class ApiProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._mirror
             self._mirror = None
+        await self._end_process()
+
+    async def _end_process(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -86,6 +86,31 @@ async def test_stop_ends_the_api_process_and_frees_its_port() -> None:
         again.bind(("127.0.0.1", settings.api.port))
 
 
+async def test_an_api_process_that_ends_unasked_is_started_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streams.node.api_process.RESTART_DELAY_S", 0.2)
+    settings = _settings()
+    api = await start_api_process(settings, lambda: True)
+    try:
+        first = api.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)  # a crash, an OOM kill
+        url = f"http://127.0.0.1:{settings.api.port}/healthz"
+        deadline = time.monotonic() + 60
+        while api.pid == first or not await _answers(url):
+            assert time.monotonic() < deadline, "the API process was not started again within 60 s"
+            await asyncio.sleep(0.2)
+        assert api.pid != first
+    finally:
+        await api.stop()
+
+
+async def _answers(url: str) -> bool:
+    try:
+        return await _status(url) == 200
+    except aiohttp.ClientError:
+        return False
+
+
 async def test_a_port_in_use_stops_the_start_naming_the_option() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
