@@ -571,32 +571,6 @@ static inline double complex bernoulli(double q, double sin_t, double cos_t, dou
     return (1 - q + q * cos_t) - I * (sign * q * sin_t);
 }
 
-/* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)), size a power of two; the twiddles are
- * the size's cos and sin of 2 pi k / size for k <= size / 2. */
-static void fft(double complex *a, long size, const double *cosines, const double *sines) {
-    for (long i = 1, j = 0; i < size; i++) {
-        long bit = size >> 1;
-        for (; j & bit; bit >>= 1) j ^= bit;
-        j ^= bit;
-        if (i < j) {
-            double complex tmp = a[i];
-            a[i] = a[j];
-            a[j] = tmp;
-        }
-    }
-    for (long len = 2; len <= size; len <<= 1) {
-        long half = len / 2, stride = size / len;
-        for (long i = 0; i < size; i += len) {
-            for (long k = 0; k < half; k++) {
-                double complex w = cosines[k * stride] - I * sines[k * stride];
-                double complex even = a[i + k], odd = a[i + k + half] * w;
-                a[i + k] = even + odd;
-                a[i + k + half] = even - odd;
-            }
-        }
-    }
-}
-
 /* Which terms row r multiplies into the previous row's product (rows follow the horizon's events
  * in order, each holding the previous one's terms), and how often: the rows' transforms are then
  * one running product. A row that does not grow from the previous one (none of this layout's
@@ -650,14 +624,15 @@ typedef struct {
     /* Non-exact: one offer's transform to the powers 2^j (j < levels) per offer column and
        frequency, squared as power() squares, so that products of them are power()'s results. */
     int levels;
-    double complex *squares; /* SLICES x LEVELS x f_end (each row f_end long: the frequencies the
-                                offer columns reach, so the pages touched are the buffers' first) */
+    double *squares; /* SLICES x LEVELS rows of f_end split complex numbers each (f_end real parts,
+                        then f_end imaginary parts: the frequencies the offer columns reach, so the
+                        pages touched are the buffers' first; split so the products vectorise) */
     /* Non-exact: the powers of one offer's transform of the counts evaluated in this epoch (NaN
        where skipped as negligible): a later call's count starts from the nearest one below. */
     unsigned long epoch;
     int memo_count;
     long memo_n[MEMO];
-    double complex *memo; /* MEMO x SLICES x f_end, after the squares */
+    double *memo; /* MEMO x SLICES rows of f_end split complex numbers, after the squares */
 } Prepared;
 
 /* sin and cos of 2 pi f / size for f <= size / 2, per power-of-two size (index log2(size)): the
@@ -682,6 +657,74 @@ static const double *twiddles(long size) {
         twiddle_tables[index] = table;
     }
     return twiddle_tables[index];
+}
+
+/* The FFT's twiddles stage by stage, per power-of-two size (index log2(size), built once per
+   process): stage `half` (butterflies half apart) holds w_k = e^(-2 pi i k / (2 half)) for
+   k < half at [half - 1, 2 half - 1), real parts then (from `size` on) imaginary parts, each the
+   same expression fft() evaluated in its loop, so the butterflies read them contiguously. */
+static double *stage_tables[TWIDDLE_SIZES];
+
+static const double *stage_twiddles(long size, const double *cosines, const double *sines) {
+    int index = 0;
+    while ((1L << index) < size) index++;
+    if (index >= TWIDDLE_SIZES) return NULL;
+    if (!stage_tables[index]) {
+        double *table = malloc(sizeof(double) * 2 * size);
+        if (!table) return NULL;
+        for (long len = 2; len <= size; len <<= 1) {
+            long half = len / 2, stride = size / len;
+            for (long k = 0; k < half; k++) {
+                double complex w = cosines[k * stride] - I * sines[k * stride];
+                table[half - 1 + k] = creal(w);
+                table[size + half - 1 + k] = cimag(w);
+            }
+        }
+        stage_tables[index] = table;
+    }
+    return stage_tables[index];
+}
+
+/* One FFT stage's butterflies of one block: lo[k], hi[k] = lo[k] +- hi[k] w_k over split complex
+   numbers (the products and sums C's complex arithmetic makes, in a loop the compiler vectorises). */
+static void butterflies(double *restrict lo_r, double *restrict lo_i, double *restrict hi_r, double *restrict hi_i,
+                        const double *restrict w_r, const double *restrict w_i, long half) {
+    for (long k = 0; k < half; k++) {
+        double x = hi_r[k], y = hi_i[k], even_r = lo_r[k], even_i = lo_i[k];
+        double odd_r = x * w_r[k] - y * w_i[k], odd_i = x * w_i[k] + y * w_r[k];
+        lo_r[k] = even_r + odd_r;
+        lo_i[k] = even_i + odd_i;
+        hi_r[k] = even_r - odd_r;
+        hi_i[k] = even_i - odd_i;
+    }
+}
+
+/* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)) of split complex numbers (re, im), size a
+ * power of two; the twiddles are the size's cos and sin of 2 pi k / size for k <= size / 2.
+ * -1 when the stage twiddles cannot be allocated. */
+static int fft(double *re, double *im, long size, const double *cosines, const double *sines) {
+    const double *stages = stage_twiddles(size, cosines, sines);
+    if (!stages) return -1;
+    for (long i = 1, j = 0; i < size; i++) {
+        long bit = size >> 1;
+        for (; j & bit; bit >>= 1) j ^= bit;
+        j ^= bit;
+        if (i < j) {
+            double tmp = re[i];
+            re[i] = re[j];
+            re[j] = tmp;
+            tmp = im[i];
+            im[i] = im[j];
+            im[j] = tmp;
+        }
+    }
+    for (long len = 2; len <= size; len <<= 1) {
+        long half = len / 2;
+        const double *w_r = stages + half - 1, *w_i = stages + size + half - 1;
+        for (long i = 0; i < size; i += len)
+            butterflies(re + i, im + i, re + i + half, im + i + half, w_r, w_i, half);
+    }
+    return 0;
 }
 
 /* Four: a search's base (no offers, a narrow window of its own when the counts are wide), its
@@ -1165,7 +1208,7 @@ static int offer_columns(Prepared *ready, const long reach[SLICES + 1]) {
     }
     ready->f_end = 0;
     for (int col = 1; col <= SLICES; col++) ready->f_end = ready->end[col] > ready->f_end ? ready->end[col] : ready->f_end;
-    ready->memo = ready->squares + SLICES * LEVELS * ready->f_end;
+    ready->memo = ready->squares + 2 * SLICES * LEVELS * ready->f_end;
     /* what was computed from the offer columns' old extent */
     ready->weighted_valid = 0;
     ready->levels = 0;
@@ -1283,27 +1326,35 @@ static int cost_window(Prepared *ready, const Model *h, long *low, long needed) 
     }
     long longest = -*low;
     if (table_price(table, longest > 0 ? longest : 0) < 0) return -1;
-    static double complex *cost = NULL; /* scratch, kept (and grown) between calls as the slots' buffers */
+    /* scratch, kept (and grown) between calls as the slots' buffers: split complex numbers */
+    static double *cost = NULL;
     static long cost_capacity = 0;
     if (cost_capacity < size) {
         long capacity = size > MIN_SLOT_SIZE ? size : MIN_SLOT_SIZE;
         free(cost);
-        cost = malloc(sizeof(double complex) * capacity);
+        cost = malloc(sizeof(double) * 2 * capacity);
         cost_capacity = cost ? capacity : 0;
         if (!cost) {
             PyErr_NoMemory();
             return -1;
         }
-        touch(cost, sizeof(double complex) * capacity);
+        touch(cost, sizeof(double) * 2 * capacity);
     }
+    double *cost_r = cost, *cost_i = cost + size;
     for (long m = 0; m < size; m++) {
         long length = -(*low + m);
         double a = table_at(table, 0, length);
-        cost[m] = a + I * (a + table_at(table, 1, length));
+        double complex z = a + I * (a + table_at(table, 1, length));
+        cost_r[m] = creal(z);
+        cost_i[m] = cimag(z);
     }
-    fft(cost, size, ready->cosines, ready->sines);
+    if (fft(cost_r, cost_i, size, ready->cosines, ready->sines) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
     for (long f = 0; f < frequencies; f++) {
-        double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
+        long g = (size - f) % size;
+        double complex z = CMPLX(cost_r[f], cost_i[f]), mirror = conj(CMPLX(cost_r[g], cost_i[g]));
         /* conj(transform) times Parseval's weight (a power of two: exact) */
         double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
         ready->cost_a[f] = conj((z + mirror) / 2) * weight;
@@ -1393,13 +1444,15 @@ static void offer_squares(Prepared *ready, long largest) {
     for (; ready->levels < levels; ready->levels++) {
         int j = ready->levels;
         for (int col = 1; col <= SLICES; col++) {
-            long f_end = ready->end[col];
-            double complex *level = ready->squares + ((col - 1) * LEVELS + j) * ready->f_end;
+            long f_end = ready->end[col], row = ready->f_end;
+            double *level_r = ready->squares + 2 * ((col - 1) * LEVELS + j) * row, *level_i = level_r + row;
             if (j == 0) {
-                memcpy(level, ready->per_offer + col * frequencies, sizeof(double complex) * f_end);
-            } else {
-                const double complex *below = level - ready->f_end;
-                for (long f = 0; f < f_end; f++) level[f] = below[f] * below[f];
+                const double complex *per_offer = ready->per_offer + col * frequencies;
+                for (long f = 0; f < f_end; f++) level_r[f] = creal(per_offer[f]), level_i[f] = cimag(per_offer[f]);
+            } else { /* the level below, squared (as C's complex z * z) */
+                memcpy(level_r, level_r - 2 * row, sizeof(double) * f_end);
+                memcpy(level_i, level_i - 2 * row, sizeof(double) * f_end);
+                square_into(level_r, level_i, f_end);
             }
         }
     }
@@ -1461,49 +1514,51 @@ static void exact_column(const Prepared *ready, int col, const double *limit, co
 static void offer_column(const Prepared *ready, int col, const Plan *plan, long n, const double *limit,
                          const double complex *wa, const double complex *wb, double *sum_a, double *sum_b) {
     long frequencies = ready->size / 2 + 1, f_end = ready->end[col], row = ready->f_end;
-    long stride = (long)SLICES * row, at = (long)(col - 1) * row;
-    const double complex *squares = ready->squares + (col - 1) * LEVELS * row;
+    long stride = 2L * SLICES * row, at = 2L * (col - 1) * row;
+    const double *squares = ready->squares + 2L * (col - 1) * LEVELS * row;
     const double complex *per_offer = ready->per_offer + col * frequencies;
-    const double complex *from = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
-    double complex *keep = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
+    const double *from_r = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
+    const double *from_i = from_r ? from_r + row : NULL;
+    double *keep_r = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
+    double *keep_i = keep_r ? keep_r + row : NULL;
     double count_n = (double)n, a = 0.0, b = 0.0;
-    if (!keep) {
+    if (!keep_r) {
         for (long f = 0; f < f_end; f++) {
             if (count_n > limit[f]) continue;
-            double complex offer = from[f];
-            a += creal(offer * wa[f]);
-            b += creal(offer * wb[f]);
+            a += from_r[f] * creal(wa[f]) - from_i[f] * cimag(wa[f]);
+            b += from_r[f] * creal(wb[f]) - from_i[f] * cimag(wb[f]);
         }
-    } else if (!plan->large && from && plan->nbits == 1) {
-        const double complex *bit = squares + plan->bits[0] * row;
-        for (long f = 0; f < f_end; f++) {
-            if (count_n > limit[f]) {
-                keep[f] = NAN;
-                continue;
-            }
-            double complex offer = isnan(creal(from[f])) ? power(per_offer[f], n) : from[f] * bit[f];
-            keep[f] = offer;
-            a += creal(offer * wa[f]);
-            b += creal(offer * wb[f]);
+        *sum_a += a;
+        *sum_b += b;
+        return;
+    }
+    if (!plan->large) { /* the product at every frequency, one factor at a time (vectorised) */
+        if (plan->nbits) {
+            memcpy(keep_r, squares + 2 * plan->bits[0] * row, sizeof(double) * f_end);
+            memcpy(keep_i, squares + 2 * plan->bits[0] * row + row, sizeof(double) * f_end);
+        } else {
+            for (long f = 0; f < f_end; f++) keep_r[f] = 1.0, keep_i[f] = 0.0;
         }
-    } else {
-        for (long f = 0; f < f_end; f++) {
-            if (count_n > limit[f]) {
-                keep[f] = NAN;
-                continue;
-            }
-            double complex offer;
-            if (plan->large || (from && isnan(creal(from[f])))) {
-                offer = power(per_offer[f], n);
-            } else {
-                offer = plan->nbits ? squares[plan->bits[0] * row + f] : 1.0;
-                for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * row + f];
-                if (from) offer = from[f] * offer;
-            }
-            keep[f] = offer;
-            a += creal(offer * wa[f]);
-            b += creal(offer * wb[f]);
+        for (int i = 1; i < plan->nbits; i++) {
+            const double *bit_r = squares + 2 * plan->bits[i] * row;
+            multiply_into(keep_r, keep_i, bit_r, bit_r + row, f_end);
         }
+        if (from_r) multiply_into(keep_r, keep_i, from_r, from_i, f_end);
+    }
+    /* then, frequency by frequency: skipped (NaN), from power() where the kept count was skipped,
+       and the sums, in order */
+    for (long f = 0; f < f_end; f++) {
+        if (count_n > limit[f]) {
+            keep_r[f] = NAN;
+            continue;
+        }
+        if (plan->large || (from_r && isnan(from_r[f]))) {
+            double complex offer = power(per_offer[f], n);
+            keep_r[f] = creal(offer);
+            keep_i[f] = cimag(offer);
+        }
+        a += keep_r[f] * creal(wa[f]) - keep_i[f] * cimag(wa[f]);
+        b += keep_r[f] * creal(wb[f]) - keep_i[f] * cimag(wb[f]);
     }
     *sum_a += a;
     *sum_b += b;
