@@ -624,15 +624,14 @@ typedef struct {
     /* Non-exact: one offer's transform to the powers 2^j (j < levels) per offer column and
        frequency, squared as power() squares, so that products of them are power()'s results. */
     int levels;
-    double *squares; /* SLICES x LEVELS rows of f_end split complex numbers each (f_end real parts,
-                        then f_end imaginary parts: the frequencies the offer columns reach, so the
-                        pages touched are the buffers' first; split so the products vectorise) */
+    double complex *squares; /* SLICES x LEVELS x f_end (each row f_end long: the frequencies the
+                                offer columns reach, so the pages touched are the buffers' first) */
     /* Non-exact: the powers of one offer's transform of the counts evaluated in this epoch (NaN
        where skipped as negligible): a later call's count starts from the nearest one below. */
     unsigned long epoch;
     int memo_count;
     long memo_n[MEMO];
-    double *memo; /* MEMO x SLICES rows of f_end split complex numbers, after the squares */
+    double complex *memo; /* MEMO x SLICES x f_end, after the squares */
 } Prepared;
 
 /* sin and cos of 2 pi f / size for f <= size / 2, per power-of-two size (index log2(size)): the
@@ -1208,7 +1207,7 @@ static int offer_columns(Prepared *ready, const long reach[SLICES + 1]) {
     }
     ready->f_end = 0;
     for (int col = 1; col <= SLICES; col++) ready->f_end = ready->end[col] > ready->f_end ? ready->end[col] : ready->f_end;
-    ready->memo = ready->squares + 2 * SLICES * LEVELS * ready->f_end;
+    ready->memo = ready->squares + SLICES * LEVELS * ready->f_end;
     /* what was computed from the offer columns' old extent */
     ready->weighted_valid = 0;
     ready->levels = 0;
@@ -1444,15 +1443,13 @@ static void offer_squares(Prepared *ready, long largest) {
     for (; ready->levels < levels; ready->levels++) {
         int j = ready->levels;
         for (int col = 1; col <= SLICES; col++) {
-            long f_end = ready->end[col], row = ready->f_end;
-            double *level_r = ready->squares + 2 * ((col - 1) * LEVELS + j) * row, *level_i = level_r + row;
+            long f_end = ready->end[col];
+            double complex *level = ready->squares + ((col - 1) * LEVELS + j) * ready->f_end;
             if (j == 0) {
-                const double complex *per_offer = ready->per_offer + col * frequencies;
-                for (long f = 0; f < f_end; f++) level_r[f] = creal(per_offer[f]), level_i[f] = cimag(per_offer[f]);
-            } else { /* the level below, squared (as C's complex z * z) */
-                memcpy(level_r, level_r - 2 * row, sizeof(double) * f_end);
-                memcpy(level_i, level_i - 2 * row, sizeof(double) * f_end);
-                square_into(level_r, level_i, f_end);
+                memcpy(level, ready->per_offer + col * frequencies, sizeof(double complex) * f_end);
+            } else {
+                const double complex *below = level - ready->f_end;
+                for (long f = 0; f < f_end; f++) level[f] = below[f] * below[f];
             }
         }
     }
@@ -1514,51 +1511,49 @@ static void exact_column(const Prepared *ready, int col, const double *limit, co
 static void offer_column(const Prepared *ready, int col, const Plan *plan, long n, const double *limit,
                          const double complex *wa, const double complex *wb, double *sum_a, double *sum_b) {
     long frequencies = ready->size / 2 + 1, f_end = ready->end[col], row = ready->f_end;
-    long stride = 2L * SLICES * row, at = 2L * (col - 1) * row;
-    const double *squares = ready->squares + 2L * (col - 1) * LEVELS * row;
+    long stride = (long)SLICES * row, at = (long)(col - 1) * row;
+    const double complex *squares = ready->squares + (col - 1) * LEVELS * row;
     const double complex *per_offer = ready->per_offer + col * frequencies;
-    const double *from_r = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
-    const double *from_i = from_r ? from_r + row : NULL;
-    double *keep_r = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
-    double *keep_i = keep_r ? keep_r + row : NULL;
+    const double complex *from = plan->from >= 0 ? ready->memo + plan->from * stride + at : NULL;
+    double complex *keep = plan->keep >= 0 ? ready->memo + plan->keep * stride + at : NULL;
     double count_n = (double)n, a = 0.0, b = 0.0;
-    if (!keep_r) {
+    if (!keep) {
         for (long f = 0; f < f_end; f++) {
             if (count_n > limit[f]) continue;
-            a += from_r[f] * creal(wa[f]) - from_i[f] * cimag(wa[f]);
-            b += from_r[f] * creal(wb[f]) - from_i[f] * cimag(wb[f]);
+            double complex offer = from[f];
+            a += creal(offer * wa[f]);
+            b += creal(offer * wb[f]);
         }
-        *sum_a += a;
-        *sum_b += b;
-        return;
-    }
-    if (!plan->large) { /* the product at every frequency, one factor at a time (vectorised) */
-        if (plan->nbits) {
-            memcpy(keep_r, squares + 2 * plan->bits[0] * row, sizeof(double) * f_end);
-            memcpy(keep_i, squares + 2 * plan->bits[0] * row + row, sizeof(double) * f_end);
-        } else {
-            for (long f = 0; f < f_end; f++) keep_r[f] = 1.0, keep_i[f] = 0.0;
+    } else if (!plan->large && from && plan->nbits == 1) {
+        const double complex *bit = squares + plan->bits[0] * row;
+        for (long f = 0; f < f_end; f++) {
+            if (count_n > limit[f]) {
+                keep[f] = NAN;
+                continue;
+            }
+            double complex offer = isnan(creal(from[f])) ? power(per_offer[f], n) : from[f] * bit[f];
+            keep[f] = offer;
+            a += creal(offer * wa[f]);
+            b += creal(offer * wb[f]);
         }
-        for (int i = 1; i < plan->nbits; i++) {
-            const double *bit_r = squares + 2 * plan->bits[i] * row;
-            multiply_into(keep_r, keep_i, bit_r, bit_r + row, f_end);
+    } else {
+        for (long f = 0; f < f_end; f++) {
+            if (count_n > limit[f]) {
+                keep[f] = NAN;
+                continue;
+            }
+            double complex offer;
+            if (plan->large || (from && isnan(creal(from[f])))) {
+                offer = power(per_offer[f], n);
+            } else {
+                offer = plan->nbits ? squares[plan->bits[0] * row + f] : 1.0;
+                for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * row + f];
+                if (from) offer = from[f] * offer;
+            }
+            keep[f] = offer;
+            a += creal(offer * wa[f]);
+            b += creal(offer * wb[f]);
         }
-        if (from_r) multiply_into(keep_r, keep_i, from_r, from_i, f_end);
-    }
-    /* then, frequency by frequency: skipped (NaN), from power() where the kept count was skipped,
-       and the sums, in order */
-    for (long f = 0; f < f_end; f++) {
-        if (count_n > limit[f]) {
-            keep_r[f] = NAN;
-            continue;
-        }
-        if (plan->large || (from_r && isnan(from_r[f]))) {
-            double complex offer = power(per_offer[f], n);
-            keep_r[f] = creal(offer);
-            keep_i[f] = cimag(offer);
-        }
-        a += keep_r[f] * creal(wa[f]) - keep_i[f] * cimag(wa[f]);
-        b += keep_r[f] * creal(wb[f]) - keep_i[f] * cimag(wb[f]);
     }
     *sum_a += a;
     *sum_b += b;
