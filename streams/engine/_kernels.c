@@ -660,8 +660,9 @@ static const double *twiddles(long size) {
 
 /* The FFT's twiddles stage by stage, per power-of-two size (index log2(size), built once per
    process): stage `half` (butterflies half apart) holds w_k = e^(-2 pi i k / (2 half)) for
-   k < half at [half - 1, 2 half - 1), real parts then (from `size` on) imaginary parts, each the
-   same expression fft() evaluated in its loop, so the butterflies read them contiguously. */
+   k < half at [half - 1, 2 half - 1), real parts then (from `size` on) imaginary parts, so the
+   butterflies read them contiguously. Each is cos - i sin of the angle, the expression the FFT
+   evaluated per butterfly before: the same numbers, so the transforms are bit for bit the same. */
 static double *stage_tables[TWIDDLE_SIZES];
 
 static const double *stage_twiddles(long size, const double *cosines, const double *sines) {
