@@ -6,8 +6,8 @@ global table — so any worker answers for any target without asking its owner: 
 and keyed by target id, so it *is* the table's changelog, and a worker is at most one published
 decision behind the owner (plus the fetch wait, ``kafka.fetch_max_wait_ms``).
 
-The API serves from a thread of its own (:class:`streams.api.server.NodeApi`): decisions are stored
-and read there only; definitions change on the node's thread, so the sorted id index is locked.
+The worker's API process (:mod:`streams.node.api_process`) reads both topics and answers on one
+event loop, so nothing here is shared between threads.
 
 Cheap to keep current: a record costs a dict store (no decoding); a decision is decoded the first
 time it is asked for (~10 µs) and cached until the next record of its target. The consolidated
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -111,7 +110,6 @@ class TargetDirectory:
         self._definitions = definitions
         self._decisions: dict[str, _Decision] = {}
         self._ids: list[str] = []  # sorted: every id with a decision or a definition
-        self._ids_lock = threading.Lock()  # definitions change on the node's thread, decisions on the API's
         self._dirty: set[str] = set()  # decisions changed since the sums were last brought up to date
         self._contributions: dict[str, _Contribution] = {}
         self._sums: dict[str, _Sums] = {}
@@ -153,20 +151,18 @@ class TargetDirectory:
             self._drop_id_if_unknown(target_id)
 
     def _add_id(self, target_id: str) -> None:
-        with self._ids_lock:
-            ids = self._ids
-            index = bisect.bisect_left(ids, target_id)
-            if index == len(ids) or ids[index] != target_id:
-                ids.insert(index, target_id)
+        ids = self._ids
+        index = bisect.bisect_left(ids, target_id)
+        if index == len(ids) or ids[index] != target_id:
+            ids.insert(index, target_id)
 
     def _drop_id_if_unknown(self, target_id: str) -> None:
-        with self._ids_lock:
-            if target_id in self._decisions or self._definition(target_id) is not None:
-                return
-            ids = self._ids
-            index = bisect.bisect_left(ids, target_id)
-            if index < len(ids) and ids[index] == target_id:
-                del ids[index]
+        if target_id in self._decisions or self._definition(target_id) is not None:
+            return
+        ids = self._ids
+        index = bisect.bisect_left(ids, target_id)
+        if index < len(ids) and ids[index] == target_id:
+            del ids[index]
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -220,12 +216,11 @@ class TargetDirectory:
     def page(self, prefix: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
         """Up to ``limit`` targets whose id starts with ``prefix``, after ``after``, in id order; and the
         id to continue after (None: no more)."""
-        with self._ids_lock:  # a consistent window: the node's thread may add a defined id meanwhile
-            ids = self._ids
-            start = bisect.bisect_left(ids, prefix)
-            if after is not None and after >= prefix:
-                start = max(start, bisect.bisect_right(ids, after))
-            window = ids[start:start + limit + 1]
+        ids = self._ids
+        start = bisect.bisect_left(ids, prefix)
+        if after is not None and after >= prefix:
+            start = max(start, bisect.bisect_right(ids, after))
+        window = ids[start:start + limit + 1]
         now = time.time() * 1000
         matching = [target_id for target_id in window if target_id.startswith(prefix)]
         items = [view for target_id in matching[:limit] if (view := self.view(target_id, now)) is not None]

@@ -1,4 +1,4 @@
-"""The Pacing REST API's routes and its HTTP(S) server, in a thread of the worker (:class:`NodeApi`).
+"""The Pacing REST API's routes and its HTTP(S) server (:func:`run_api`, run by the worker's API process).
 
 A light aiohttp application (aiohttp is already Faust's): handlers read the in-memory
 :class:`~streams.api.directory.TargetDirectory` (a dict lookup, or a bisect for a page) and never wait
@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import concurrent.futures
 import json
 import logging
 import ssl
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -223,90 +221,39 @@ async def serve(api: PacingApi) -> web.AppRunner:
     return runner
 
 
-class NodeApi:
-    """The API of one worker, served by a thread of its own: its directory, its decision feed, its server.
+async def run_api(settings: Settings, definitions: DefinitionSource, send: Send, ready: Callable[[], bool],
+                  listening: Callable[[], None], stopping: asyncio.Event,
+                  read: Callable[[], None] = lambda: None) -> None:
+    """Follow ``pacing.actiontargets`` and serve the routes until ``stopping`` is set.
 
-    Why a thread: the worker's event loop folds batches of thousands of events and decides targets
-    in slices of tens of milliseconds; requests served on that loop would wait behind them (measured:
-    p99 over 150 ms under pacing load). On its own loop, in its own thread, a request waits at most
-    for the interpreter's switch interval (5 ms) while the pacing work runs, and the pacing loop is
-    never blocked by HTTP. What the two threads share is small: the directory (its id index is
-    locked; decisions are stored and read by the API thread only), the node's definitions (read
-    only), ``ready()``, and the producer, reached on the node's loop for each definition write.
-
-    It wires the API's parts, so it is the one that reads the whole :class:`Settings`: each part gets
-    the values it uses (the feed its consumer options and topic, the writer its tenant, topic and timeout).
+    The API process's main coroutine (:mod:`streams.node.api_process`). ``definitions`` is a reader of
+    ``pacing.targets`` (it calls :meth:`TargetDirectory.definition_changed`); ``send`` writes a record
+    and returns once Kafka acknowledged it; ``ready`` is the worker's readiness and whether the
+    definitions are read; ``listening`` is called once the port listens, ``read`` once every decision
+    on the topic was read. Raises what kept it from listening (an :class:`OSError` naming
+    ``api.host``/``api.port``).
     """
-
-    def __init__(self, settings: Settings, definitions: DefinitionSource, send: Send, ready: Callable[[], bool],
-                 caught_up: Callable[[], bool] = lambda: True):
-        self.settings = settings
-        self.directory = TargetDirectory(settings.kafka.stats_partitions, definitions)  # listens from this thread
-        self.feed = DecisionFeed(consumer_options(settings), topic_names(settings).actiontargets, self.directory)
-        self._send = send
-        self._ready = ready
-        self._caught_up = caught_up
-        self._node_loop: asyncio.AbstractEventLoop | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-
-    async def start(self) -> None:
-        """Start the API's thread; returns once it listens (raises what kept it from listening)."""
-        self._node_loop = asyncio.get_running_loop()
-        started: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run, args=(started,), name="pacing-api", daemon=True)
-        self._thread.start()
-        await asyncio.wrap_future(started)
-
-    async def _send_on_node_loop(self, topic: str, key: bytes, value: bytes | None) -> None:
-        assert self._node_loop is not None
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._send(topic, key, value), self._node_loop))
-
-    def _run(self, started: concurrent.futures.Future[None]) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self._serve(started))
-        finally:
-            loop.close()
-
-    async def _serve(self, started: concurrent.futures.Future[None]) -> None:
-        self._stopping = asyncio.Event()
-        feed = self.feed
-        try:
-            await feed.start()
-            api = PacingApi(self.settings.api, self.settings.node_id, self.directory,
-                            DefinitionWriter(self.settings.tenant, topic_names(self.settings).targets,
-                                             self._send_on_node_loop, self.settings.worker.send_timeout_s),
-                            ready=lambda: self._ready() and feed.caught_up and self._caught_up())
-            runner = await serve(api)
-        except BaseException as exc:
-            await feed.stop()
-            started.set_exception(exc)
-            return
-        started.set_result(None)
-        try:
-            await self._stopping.wait()
-        finally:
-            await runner.cleanup()
-            await feed.stop()
-
-    async def stop(self) -> None:
-        """Stop serving and following; returns once the thread ended."""
-        if self._loop is not None and self._stopping is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-            await asyncio.to_thread(self._thread.join, 10)
+    directory = TargetDirectory(settings.kafka.stats_partitions, definitions)
+    feed = DecisionFeed(consumer_options(settings), topic_names(settings).actiontargets, directory)
+    try:
+        await feed.start()
+        writer = DefinitionWriter(settings.tenant, topic_names(settings).targets, send, settings.worker.send_timeout_s)
+        api = PacingApi(settings.api, settings.node_id, directory, writer, ready=lambda: ready() and feed.caught_up)
+        runner = await serve(api)
+    except BaseException:
+        await feed.stop()
+        raise
+    listening()
+    reading = asyncio.create_task(_when_read(feed, read))
+    try:
+        await stopping.wait()
+    finally:
+        reading.cancel()
+        await runner.cleanup()
+        await feed.stop()
 
 
-async def start_node_api(settings: Settings, definitions: DefinitionSource, send: Send,
-                         ready: Callable[[], bool], caught_up: Callable[[], bool] = lambda: True) -> NodeApi:
-    """Start the API of a worker in its own thread: follow the decisions, serve the routes.
-
-    ``definitions`` is the node's reader of ``pacing.targets`` (it calls
-    :meth:`TargetDirectory.definition_changed`); ``send`` writes a record on the node's loop and
-    returns once Kafka acknowledged it; ``ready`` is the node's readiness and ``caught_up`` whether its
-    definitions are read.
-    """
-    api = NodeApi(settings, definitions, send, ready, caught_up)
-    await api.start()
-    return api
+async def _when_read(feed: DecisionFeed, then: Callable[[], None]) -> None:
+    while not await feed.wait_caught_up_for(60.0):
+        pass
+    then()

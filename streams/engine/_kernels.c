@@ -571,32 +571,6 @@ static inline double complex bernoulli(double q, double sin_t, double cos_t, dou
     return (1 - q + q * cos_t) - I * (sign * q * sin_t);
 }
 
-/* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)), size a power of two; the twiddles are
- * the size's cos and sin of 2 pi k / size for k <= size / 2. */
-static void fft(double complex *a, long size, const double *cosines, const double *sines) {
-    for (long i = 1, j = 0; i < size; i++) {
-        long bit = size >> 1;
-        for (; j & bit; bit >>= 1) j ^= bit;
-        j ^= bit;
-        if (i < j) {
-            double complex tmp = a[i];
-            a[i] = a[j];
-            a[j] = tmp;
-        }
-    }
-    for (long len = 2; len <= size; len <<= 1) {
-        long half = len / 2, stride = size / len;
-        for (long i = 0; i < size; i += len) {
-            for (long k = 0; k < half; k++) {
-                double complex w = cosines[k * stride] - I * sines[k * stride];
-                double complex even = a[i + k], odd = a[i + k + half] * w;
-                a[i + k] = even + odd;
-                a[i + k + half] = even - odd;
-            }
-        }
-    }
-}
-
 /* Which terms row r multiplies into the previous row's product (rows follow the horizon's events
  * in order, each holding the previous one's terms), and how often: the rows' transforms are then
  * one running product. A row that does not grow from the previous one (none of this layout's
@@ -682,6 +656,75 @@ static const double *twiddles(long size) {
         twiddle_tables[index] = table;
     }
     return twiddle_tables[index];
+}
+
+/* The FFT's twiddles stage by stage, per power-of-two size (index log2(size), built once per
+   process): stage `half` (butterflies half apart) holds w_k = e^(-2 pi i k / (2 half)) for
+   k < half at [half - 1, 2 half - 1), real parts then (from `size` on) imaginary parts, so the
+   butterflies read them contiguously. Each is cos - i sin of the angle, the expression the FFT
+   evaluated per butterfly before: the same numbers, so the transforms are bit for bit the same. */
+static double *stage_tables[TWIDDLE_SIZES];
+
+static const double *stage_twiddles(long size, const double *cosines, const double *sines) {
+    int index = 0;
+    while ((1L << index) < size) index++;
+    if (index >= TWIDDLE_SIZES) return NULL;
+    if (!stage_tables[index]) {
+        double *table = malloc(sizeof(double) * 2 * size);
+        if (!table) return NULL;
+        for (long len = 2; len <= size; len <<= 1) {
+            long half = len / 2, stride = size / len;
+            for (long k = 0; k < half; k++) {
+                double complex w = cosines[k * stride] - I * sines[k * stride];
+                table[half - 1 + k] = creal(w);
+                table[size + half - 1 + k] = cimag(w);
+            }
+        }
+        stage_tables[index] = table;
+    }
+    return stage_tables[index];
+}
+
+/* One FFT stage's butterflies of one block: lo[k], hi[k] = lo[k] +- hi[k] w_k over split complex
+   numbers (the products and sums C's complex arithmetic makes, in a loop the compiler vectorises). */
+static void butterflies(double *restrict lo_r, double *restrict lo_i, double *restrict hi_r, double *restrict hi_i,
+                        const double *restrict w_r, const double *restrict w_i, long half) {
+    for (long k = 0; k < half; k++) {
+        double x = hi_r[k], y = hi_i[k], even_r = lo_r[k], even_i = lo_i[k];
+        double odd_r = x * w_r[k] - y * w_i[k], odd_i = x * w_i[k] + y * w_r[k];
+        lo_r[k] = even_r + odd_r;
+        lo_i[k] = even_i + odd_i;
+        hi_r[k] = even_r - odd_r;
+        hi_i[k] = even_i - odd_i;
+    }
+}
+
+/* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)) of split complex numbers (re, im), size a
+ * power of two; the twiddles are the size's cos and sin of 2 pi k / size for k <= size / 2.
+ * -1 when the stage twiddles cannot be allocated. */
+static int fft(double *re, double *im, long size, const double *cosines, const double *sines) {
+    const double *stages = stage_twiddles(size, cosines, sines);
+    if (!stages) return -1;
+    for (long i = 1, j = 0; i < size; i++) {
+        long bit = size >> 1;
+        for (; j & bit; bit >>= 1) j ^= bit;
+        j ^= bit;
+        if (i < j) {
+            double tmp = re[i];
+            re[i] = re[j];
+            re[j] = tmp;
+            tmp = im[i];
+            im[i] = im[j];
+            im[j] = tmp;
+        }
+    }
+    for (long len = 2; len <= size; len <<= 1) {
+        long half = len / 2;
+        const double *w_r = stages + half - 1, *w_i = stages + size + half - 1;
+        for (long i = 0; i < size; i += len)
+            butterflies(re + i, im + i, re + i + half, im + i + half, w_r, w_i, half);
+    }
+    return 0;
 }
 
 /* Four: a search's base (no offers, a narrow window of its own when the counts are wide), its
@@ -1283,27 +1326,35 @@ static int cost_window(Prepared *ready, const Model *h, long *low, long needed) 
     }
     long longest = -*low;
     if (table_price(table, longest > 0 ? longest : 0) < 0) return -1;
-    static double complex *cost = NULL; /* scratch, kept (and grown) between calls as the slots' buffers */
+    /* scratch, kept (and grown) between calls as the slots' buffers: split complex numbers */
+    static double *cost = NULL;
     static long cost_capacity = 0;
     if (cost_capacity < size) {
         long capacity = size > MIN_SLOT_SIZE ? size : MIN_SLOT_SIZE;
         free(cost);
-        cost = malloc(sizeof(double complex) * capacity);
+        cost = malloc(sizeof(double) * 2 * capacity);
         cost_capacity = cost ? capacity : 0;
         if (!cost) {
             PyErr_NoMemory();
             return -1;
         }
-        touch(cost, sizeof(double complex) * capacity);
+        touch(cost, sizeof(double) * 2 * capacity);
     }
+    double *cost_r = cost, *cost_i = cost + size;
     for (long m = 0; m < size; m++) {
         long length = -(*low + m);
         double a = table_at(table, 0, length);
-        cost[m] = a + I * (a + table_at(table, 1, length));
+        double complex z = a + I * (a + table_at(table, 1, length));
+        cost_r[m] = creal(z);
+        cost_i[m] = cimag(z);
     }
-    fft(cost, size, ready->cosines, ready->sines);
+    if (fft(cost_r, cost_i, size, ready->cosines, ready->sines) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
     for (long f = 0; f < frequencies; f++) {
-        double complex z = cost[f], mirror = conj(cost[(size - f) % size]);
+        long g = (size - f) % size;
+        double complex z = CMPLX(cost_r[f], cost_i[f]), mirror = conj(CMPLX(cost_r[g], cost_i[g]));
         /* conj(transform) times Parseval's weight (a power of two: exact) */
         double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
         ready->cost_a[f] = conj((z + mirror) / 2) * weight;

@@ -61,7 +61,7 @@ from aiokafka.admin import NewTopic
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, EventT
 
-from streams.api.server import start_node_api
+from streams.node.api_process import start_api_process
 from streams.node.cadence import DecideCadence
 from streams.node.catch_up import CatchUp
 from streams.node.checkpoint import Acknowledge, Checkpoint
@@ -602,15 +602,8 @@ class PacingNode:
         if port:
             self._web = await start_metrics_server(self.metrics.registry, "0.0.0.0", port, lambda: self.ready)
             log.info("metrics on http://0.0.0.0:%d/metrics", port)
-        if self.settings.api.port:  # the Pacing REST API (streams/api)
-            self.api = await start_node_api(self.settings, self.definitions, self._send_confirmed,
-                                            lambda: self.ready, lambda: self.definitions.caught_up)
-
-    async def _send_confirmed(self, topic: str, key: bytes, value: bytes | None) -> None:
-        """Write one record; return once Kafka acknowledged it (raises SendFailed if not)."""
-        outbox = self._new_outbox()
-        await outbox.send(topic, key, value)
-        await outbox.confirm()
+        if self.settings.api.port:  # the Pacing REST API (streams/api), in a process of its own
+            self.api = await start_api_process(self.settings, lambda: self.ready)
 
 
 def create_app(settings: Settings, definitions: TargetDefinitions | None = None, *,

@@ -227,9 +227,10 @@ def test_the_dev_broker_check_catches_a_leak(where: str, text: str, leak: str) -
 
 
 #: The constructors that take the whole ``Settings``: the composition roots, which hand each part the
-#: values or sections it reads. The dev broker's topic recoveries (TopicWatch, TopicRecovery) call
-#: streams.runtime.topics (topic_problems, repair_topics, missing_topics), whose functions take the whole Settings.
-TAKE_ALL_SETTINGS = {"streams.node.app.PacingNode", "streams.api.server.NodeApi", "connectors.sink.BulkSink",
+#: values or sections it reads (ApiProcess hands them to the API's process, whose root is run_api). The dev
+#: broker's topic recoveries (TopicWatch, TopicRecovery) call streams.runtime.topics (topic_problems,
+#: repair_topics, missing_topics), whose functions take the whole Settings.
+TAKE_ALL_SETTINGS = {"streams.node.app.PacingNode", "streams.node.api_process.ApiProcess", "connectors.sink.BulkSink",
                      "streams.dev_broker.topic_watch.TopicWatch", "streams.dev_broker.sink_topics.TopicRecovery"}
 
 
