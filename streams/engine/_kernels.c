@@ -51,6 +51,14 @@
 #define LEVELS 16 /* offer counts below 2^16 use the prepared squares; larger ones power() */
 #define MEMO 16   /* offer counts whose powers one search keeps */
 #define MAX_BATCH 16 /* offer counts one batch of the progressive search evaluates */
+/* The vectorised loops' callers are compiled twice on x86-64 with GCC: for AVX2 (four doubles a
+   step instead of two) and for the baseline, chosen at load time by the CPU. AVX2 without FMA
+   (and -ffp-contract=off in setup.py) makes the same roundings: the results are bit-identical. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* Queue position tables                                                                        */
@@ -687,7 +695,7 @@ static const double *stage_twiddles(long size, const double *cosines, const doub
 
 /* One FFT stage's butterflies of one block: lo[k], hi[k] = lo[k] +- hi[k] w_k over split complex
    numbers (the products and sums C's complex arithmetic makes, in a loop the compiler vectorises). */
-static void butterflies(double *restrict lo_r, double *restrict lo_i, double *restrict hi_r, double *restrict hi_i,
+static inline void butterflies(double *restrict lo_r, double *restrict lo_i, double *restrict hi_r, double *restrict hi_i,
                         const double *restrict w_r, const double *restrict w_i, long half) {
     for (long k = 0; k < half; k++) {
         double x = hi_r[k], y = hi_i[k], even_r = lo_r[k], even_i = lo_i[k];
@@ -702,7 +710,7 @@ static void butterflies(double *restrict lo_r, double *restrict lo_i, double *re
 /* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)) of split complex numbers (re, im), size a
  * power of two; the twiddles are the size's cos and sin of 2 pi k / size for k <= size / 2.
  * -1 when the stage twiddles cannot be allocated. */
-static int fft(double *re, double *im, long size, const double *cosines, const double *sines) {
+VECTOR_CLONES static int fft(double *re, double *im, long size, const double *cosines, const double *sines) {
     const double *stages = stage_twiddles(size, cosines, sines);
     if (!stages) return -1;
     for (long i = 1, j = 0; i < size; i++) {
@@ -1009,7 +1017,7 @@ static long fixed_capacity = 0;
 
 /* z[f] *= w[f] over n frequencies (split complex numbers: the same products as C's complex
    multiply, in a loop the compiler vectorises). */
-static void multiply_into(double *restrict zr, double *restrict zi, const double *restrict wr,
+static inline void multiply_into(double *restrict zr, double *restrict zi, const double *restrict wr,
                           const double *restrict wi, long n) {
     for (long f = 0; f < n; f++) {
         double a = zr[f], b = zi[f];
@@ -1019,7 +1027,7 @@ static void multiply_into(double *restrict zr, double *restrict zi, const double
 }
 
 /* z[f] *= z[f] over n frequencies (as C's complex z * z). */
-static void square_into(double *restrict zr, double *restrict zi, long n) {
+static inline void square_into(double *restrict zr, double *restrict zi, long n) {
     for (long f = 0; f < n; f++) {
         double a = zr[f], b = zi[f];
         zr[f] = a * a - b * b;
@@ -1029,7 +1037,7 @@ static void square_into(double *restrict zr, double *restrict zi, long n) {
 
 /* z[f] = z[f]^power over n frequencies, as power() does it for each (the same products in the
    same order: the exponent is the same at every frequency); out_r/out_i are scratch. */
-static void power_over(double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i,
+static inline void power_over(double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i,
                        long n, long power) {
     if (power <= 0) {
         for (long f = 0; f < n; f++) zr[f] = 1.0, zi[f] = 0.0;
@@ -1053,7 +1061,7 @@ static void power_over(double *restrict zr, double *restrict zi, double *restric
 
 /* E[e^(-i theta_f sign X)] of one count of the layout at the frequencies [from, from + n): a
    binomial's is a Bernoulli's to the power of its trials, a Poisson's a closed form. */
-static void transform_over(const Term *t, const double *sines, const double *cosines, long from, long n,
+static inline void transform_over(const Term *t, const double *sines, const double *cosines, long from, long n,
                            double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i) {
     if (t->kind == BINOMIAL) {
         double q = t->q, sign = (double)t->sign;
@@ -1077,7 +1085,7 @@ static void transform_over(const Term *t, const double *sines, const double *cos
    product is computed over the frequencies it or a later row of its chain needs, a term's over
    those its rows need; each step is one loop over the frequencies (the same products as one
    frequency at a time, which cost a scalar complex multiply's latency each). */
-static int fixed_rows(Prepared *ready, const long reach[SLICES + 1], long from, long to) {
+VECTOR_CLONES static int fixed_rows(Prepared *ready, const long reach[SLICES + 1], long from, long to) {
     const Layout *l = &ready->layout;
     const Steps *st = &ready->steps;
     long frequencies = ready->size / 2 + 1, n = to - from;
@@ -1353,7 +1361,7 @@ static int cost_window(Prepared *ready, const Model *h, long *low, long needed) 
         return -1;
     }
     for (long f = 0; f < frequencies; f++) {
-        long g = (size - f) % size;
+        long g = (size - f) & (size - 1); /* (size - f) % size: size is a power of two */
         double complex z = CMPLX(cost_r[f], cost_i[f]), mirror = conj(CMPLX(cost_r[g], cost_i[g]));
         /* conj(transform) times Parseval's weight (a power of two: exact) */
         double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
@@ -1414,14 +1422,14 @@ static int row0_costs(const Model *h, long start, double *a, double *b) {
 
 /* The cost's transform shifted by e^(-i theta_f shift) to this call's start, times each offer
    column's fixed part (the batches of one search share their start). */
-static void weight_by_start(Prepared *ready, long shift) {
+VECTOR_CLONES static void weight_by_start(Prepared *ready, long shift) {
     if (ready->weighted_valid && ready->weighted_shift == shift) return;
     long size = ready->size, frequencies = size / 2 + 1;
     const double *cosines = ready->cosines, *sines = ready->sines;
     const double complex *signed_fixed = ready->signed_fixed;
     double complex *out_a = ready->weighted, *out_b = ready->weighted + SLICES * frequencies;
     for (long f = 0; f < ready->f_end; f++) {
-        long turns = shift * f % size;
+        long turns = (shift * f) & (size - 1); /* shift * f % size (a power of two) */
         double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
                                                 : cosines[size - turns] + I * sines[size - turns];
         double complex ca = ready->cost_a[f] * root, cb = ready->cost_b[f] * root;
@@ -1437,7 +1445,7 @@ static void weight_by_start(Prepared *ready, long shift) {
 
 /* Non-exact: the squares of one offer's transform up to the largest count's top bit (over the
    frequencies the offer columns reach). */
-static void offer_squares(Prepared *ready, long largest) {
+VECTOR_CLONES static void offer_squares(Prepared *ready, long largest) {
     long frequencies = ready->size / 2 + 1;
     int levels = 0;
     while (levels < LEVELS && (largest >> levels) > 0) levels++;
@@ -1602,7 +1610,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
     }
     if (cost_window(ready, h, &low, needed) < 0) goto fail;
     long size = ready->size, frequencies = size / 2 + 1;
-    weight_by_start(ready, ((start - low) % size + size) % size);
+    weight_by_start(ready, (start - low) & (size - 1)); /* start - low mod size, a power of two */
     double row0_a, row0_b;
     if (row0_costs(h, start, &row0_a, &row0_b) < 0) goto fail;
     for (Py_ssize_t k = 0; k < count; k++) {
