@@ -1517,7 +1517,38 @@ static void exact_column(const Prepared *ready, int col, const double *limit, co
    the fixed rows'): the window's costs are at most a few hundred, so all skipped products together
    move a cost by < 1e-14, well below the FFT's own rounding; wide distributions (large groups, many
    offers) have transforms that vanish over most of the frequencies. */
-static void offer_column(const Prepared *ready, int col, const Plan *plan, long n, const double *limit,
+#define OFFER_BLOCK 32 /* frequencies whose products offer_products computes before their sums */
+
+/* One block of offer_column's general case: the m products at the frequencies [base, base + m),
+   each the plan's squares multiplied in order and then from[f] times that (offer_column's products
+   and order; split real and imaginary parts, a loop the compiler vectorises). 0 where the product
+   is skipped, so that no product there underflows into slow subnormal numbers. */
+static inline void offer_products(const double *const *bits, int nbits, const double *from, const double *limit,
+                                  double count_n, long base, long m, double *restrict zr, double *restrict zi) {
+    for (long j = 0; j < m; j++) {
+        long f = base + j;
+        int skipped = count_n > limit[f];
+        zr[j] = skipped ? 0.0 : nbits ? bits[0][2 * f] : 1.0;
+        zi[j] = skipped || !nbits ? 0.0 : bits[0][2 * f + 1];
+    }
+    for (int i = 1; i < nbits; i++) {
+        const double *w = bits[i] + 2 * base;
+        for (long j = 0; j < m; j++) {
+            double x = zr[j], y = zi[j];
+            zr[j] = x * w[2 * j] - y * w[2 * j + 1];
+            zi[j] = x * w[2 * j + 1] + y * w[2 * j];
+        }
+    }
+    if (!from) return;
+    from += 2 * base;
+    for (long j = 0; j < m; j++) {
+        double x = zr[j], y = zi[j];
+        zr[j] = from[2 * j] * x - from[2 * j + 1] * y;
+        zi[j] = from[2 * j] * y + from[2 * j + 1] * x;
+    }
+}
+
+VECTOR_CLONES static void offer_column(const Prepared *ready, int col, const Plan *plan, long n, const double *limit,
                          const double complex *wa, const double complex *wb, double *sum_a, double *sum_b) {
     long frequencies = ready->size / 2 + 1, f_end = ready->end[col], row = ready->f_end;
     long stride = (long)SLICES * row, at = (long)(col - 1) * row;
@@ -1545,23 +1576,37 @@ static void offer_column(const Prepared *ready, int col, const Plan *plan, long 
             a += creal(offer * wa[f]);
             b += creal(offer * wb[f]);
         }
-    } else {
+    } else if (plan->large) {
         for (long f = 0; f < f_end; f++) {
             if (count_n > limit[f]) {
                 keep[f] = NAN;
                 continue;
             }
-            double complex offer;
-            if (plan->large || (from && isnan(creal(from[f])))) {
-                offer = power(per_offer[f], n);
-            } else {
-                offer = plan->nbits ? squares[plan->bits[0] * row + f] : 1.0;
-                for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * row + f];
-                if (from) offer = from[f] * offer;
-            }
+            double complex offer = power(per_offer[f], n);
             keep[f] = offer;
             a += creal(offer * wa[f]);
             b += creal(offer * wb[f]);
+        }
+    } else {
+        /* a block's products first (vectorised), then its sums in order: close enough together that
+           the products of the next block overlap the sums' chain of additions */
+        const double *bits[LEVELS];
+        for (int i = 0; i < plan->nbits; i++) bits[i] = (const double *)(squares + plan->bits[i] * row);
+        double zr[OFFER_BLOCK], zi[OFFER_BLOCK];
+        for (long base = 0; base < f_end; base += OFFER_BLOCK) {
+            long m = f_end - base < OFFER_BLOCK ? f_end - base : OFFER_BLOCK;
+            offer_products(bits, plan->nbits, (const double *)from, limit, count_n, base, m, zr, zi);
+            for (long j = 0; j < m; j++) {
+                long f = base + j;
+                if (count_n > limit[f]) {
+                    keep[f] = NAN;
+                    continue;
+                }
+                double complex offer = from && isnan(creal(from[f])) ? power(per_offer[f], n) : CMPLX(zr[j], zi[j]);
+                keep[f] = offer;
+                a += creal(offer * wa[f]);
+                b += creal(offer * wb[f]);
+            }
         }
     }
     *sum_a += a;
