@@ -695,8 +695,9 @@ static const double *stage_twiddles(long size, const double *cosines, const doub
 
 /* One FFT stage's butterflies of one block: lo[k], hi[k] = lo[k] +- hi[k] w_k over split complex
    numbers (the products and sums C's complex arithmetic makes, in a loop the compiler vectorises). */
-static inline void butterflies(double *restrict lo_r, double *restrict lo_i, double *restrict hi_r, double *restrict hi_i,
-                        const double *restrict w_r, const double *restrict w_i, long half) {
+static inline void butterflies(double *restrict lo_r, double *restrict lo_i, double *restrict hi_r,
+                               double *restrict hi_i, const double *restrict w_r, const double *restrict w_i,
+                               long half) {
     for (long k = 0; k < half; k++) {
         double x = hi_r[k], y = hi_i[k], even_r = lo_r[k], even_i = lo_i[k];
         double odd_r = x * w_r[k] - y * w_i[k], odd_i = x * w_i[k] + y * w_r[k];
@@ -1018,7 +1019,7 @@ static long fixed_capacity = 0;
 /* z[f] *= w[f] over n frequencies (split complex numbers: the same products as C's complex
    multiply, in a loop the compiler vectorises). */
 static inline void multiply_into(double *restrict zr, double *restrict zi, const double *restrict wr,
-                          const double *restrict wi, long n) {
+                                 const double *restrict wi, long n) {
     for (long f = 0; f < n; f++) {
         double a = zr[f], b = zi[f];
         zr[f] = a * wr[f] - b * wi[f];
@@ -1038,7 +1039,7 @@ static inline void square_into(double *restrict zr, double *restrict zi, long n)
 /* z[f] = z[f]^power over n frequencies, as power() does it for each (the same products in the
    same order: the exponent is the same at every frequency); out_r/out_i are scratch. */
 static inline void power_over(double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i,
-                       long n, long power) {
+                              long n, long power) {
     if (power <= 0) {
         for (long f = 0; f < n; f++) zr[f] = 1.0, zi[f] = 0.0;
         return;
@@ -1062,7 +1063,8 @@ static inline void power_over(double *restrict zr, double *restrict zi, double *
 /* E[e^(-i theta_f sign X)] of one count of the layout at the frequencies [from, from + n): a
    binomial's is a Bernoulli's to the power of its trials, a Poisson's a closed form. */
 static inline void transform_over(const Term *t, const double *sines, const double *cosines, long from, long n,
-                           double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i) {
+                                  double *restrict zr, double *restrict zi, double *restrict out_r,
+                                  double *restrict out_i) {
     if (t->kind == BINOMIAL) {
         double q = t->q, sign = (double)t->sign;
         for (long f = 0; f < n; f++) {
@@ -1510,13 +1512,6 @@ static void exact_column(const Prepared *ready, int col, const double *limit, co
     }
 }
 
-/* Non-exact: one column's sums for one count n, its power of one offer's transform built as
-   `plan` says and kept for later counts. The same products in the same order in loops of one kind
-   each: a count kept already, a count one set bit above a kept one (neighbouring pairs), any other.
-   A product is skipped where it is below e^-45 in modulus (the offers' transform, at most 1, times
-   the fixed rows'): the window's costs are at most a few hundred, so all skipped products together
-   move a cost by < 1e-14, well below the FFT's own rounding; wide distributions (large groups, many
-   offers) have transforms that vanish over most of the frequencies. */
 #define OFFER_BLOCK 32 /* frequencies whose products offer_products computes before their sums */
 
 /* One block of offer_column's general case: the m products at the frequencies [base, base + m),
@@ -1548,8 +1543,16 @@ static inline void offer_products(const double *const *bits, int nbits, const do
     }
 }
 
-VECTOR_CLONES static void offer_column(const Prepared *ready, int col, const Plan *plan, long n, const double *limit,
-                         const double complex *wa, const double complex *wb, double *sum_a, double *sum_b) {
+/* Non-exact: one column's sums for one count n, its power of one offer's transform built as
+   `plan` says and kept for later counts. The same products in the same order in loops of one kind
+   each: a count kept already, a count one set bit above a kept one (neighbouring pairs), any other.
+   A product is skipped where it is below e^-45 in modulus (the offers' transform, at most 1, times
+   the fixed rows'): the window's costs are at most a few hundred, so all skipped products together
+   move a cost by < 1e-14, well below the FFT's own rounding; wide distributions (large groups, many
+   offers) have transforms that vanish over most of the frequencies. */
+VECTOR_CLONES static void offer_column(const Prepared *ready, int col, const Plan *plan, long n,
+                                       const double *limit, const double complex *wa, const double complex *wb,
+                                       double *sum_a, double *sum_b) {
     long frequencies = ready->size / 2 + 1, f_end = ready->end[col], row = ready->f_end;
     long stride = (long)SLICES * row, at = (long)(col - 1) * row;
     const double complex *squares = ready->squares + (col - 1) * LEVELS * row;
