@@ -51,6 +51,14 @@
 #define LEVELS 16 /* offer counts below 2^16 use the prepared squares; larger ones power() */
 #define MEMO 16   /* offer counts whose powers one search keeps */
 #define MAX_BATCH 16 /* offer counts one batch of the progressive search evaluates */
+/* The vectorised loops' callers are compiled twice on x86-64 with GCC: for AVX2 (four doubles a
+   step instead of two) and for the baseline, chosen at load time by the CPU. AVX2 without FMA
+   (and -ffp-contract=off in setup.py) makes the same roundings: the results are bit-identical. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* Queue position tables                                                                        */
@@ -687,8 +695,9 @@ static const double *stage_twiddles(long size, const double *cosines, const doub
 
 /* One FFT stage's butterflies of one block: lo[k], hi[k] = lo[k] +- hi[k] w_k over split complex
    numbers (the products and sums C's complex arithmetic makes, in a loop the compiler vectorises). */
-static void butterflies(double *restrict lo_r, double *restrict lo_i, double *restrict hi_r, double *restrict hi_i,
-                        const double *restrict w_r, const double *restrict w_i, long half) {
+static inline void butterflies(double *restrict lo_r, double *restrict lo_i, double *restrict hi_r,
+                               double *restrict hi_i, const double *restrict w_r, const double *restrict w_i,
+                               long half) {
     for (long k = 0; k < half; k++) {
         double x = hi_r[k], y = hi_i[k], even_r = lo_r[k], even_i = lo_i[k];
         double odd_r = x * w_r[k] - y * w_i[k], odd_i = x * w_i[k] + y * w_r[k];
@@ -702,7 +711,7 @@ static void butterflies(double *restrict lo_r, double *restrict lo_i, double *re
 /* In-place radix-2 FFT (forward: e^(-2 pi i k m / size)) of split complex numbers (re, im), size a
  * power of two; the twiddles are the size's cos and sin of 2 pi k / size for k <= size / 2.
  * -1 when the stage twiddles cannot be allocated. */
-static int fft(double *re, double *im, long size, const double *cosines, const double *sines) {
+VECTOR_CLONES static int fft(double *re, double *im, long size, const double *cosines, const double *sines) {
     const double *stages = stage_twiddles(size, cosines, sines);
     if (!stages) return -1;
     for (long i = 1, j = 0; i < size; i++) {
@@ -1009,8 +1018,8 @@ static long fixed_capacity = 0;
 
 /* z[f] *= w[f] over n frequencies (split complex numbers: the same products as C's complex
    multiply, in a loop the compiler vectorises). */
-static void multiply_into(double *restrict zr, double *restrict zi, const double *restrict wr,
-                          const double *restrict wi, long n) {
+static inline void multiply_into(double *restrict zr, double *restrict zi, const double *restrict wr,
+                                 const double *restrict wi, long n) {
     for (long f = 0; f < n; f++) {
         double a = zr[f], b = zi[f];
         zr[f] = a * wr[f] - b * wi[f];
@@ -1019,7 +1028,7 @@ static void multiply_into(double *restrict zr, double *restrict zi, const double
 }
 
 /* z[f] *= z[f] over n frequencies (as C's complex z * z). */
-static void square_into(double *restrict zr, double *restrict zi, long n) {
+static inline void square_into(double *restrict zr, double *restrict zi, long n) {
     for (long f = 0; f < n; f++) {
         double a = zr[f], b = zi[f];
         zr[f] = a * a - b * b;
@@ -1029,8 +1038,8 @@ static void square_into(double *restrict zr, double *restrict zi, long n) {
 
 /* z[f] = z[f]^power over n frequencies, as power() does it for each (the same products in the
    same order: the exponent is the same at every frequency); out_r/out_i are scratch. */
-static void power_over(double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i,
-                       long n, long power) {
+static inline void power_over(double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i,
+                              long n, long power) {
     if (power <= 0) {
         for (long f = 0; f < n; f++) zr[f] = 1.0, zi[f] = 0.0;
         return;
@@ -1053,8 +1062,9 @@ static void power_over(double *restrict zr, double *restrict zi, double *restric
 
 /* E[e^(-i theta_f sign X)] of one count of the layout at the frequencies [from, from + n): a
    binomial's is a Bernoulli's to the power of its trials, a Poisson's a closed form. */
-static void transform_over(const Term *t, const double *sines, const double *cosines, long from, long n,
-                           double *restrict zr, double *restrict zi, double *restrict out_r, double *restrict out_i) {
+static inline void transform_over(const Term *t, const double *sines, const double *cosines, long from, long n,
+                                  double *restrict zr, double *restrict zi, double *restrict out_r,
+                                  double *restrict out_i) {
     if (t->kind == BINOMIAL) {
         double q = t->q, sign = (double)t->sign;
         for (long f = 0; f < n; f++) {
@@ -1077,7 +1087,7 @@ static void transform_over(const Term *t, const double *sines, const double *cos
    product is computed over the frequencies it or a later row of its chain needs, a term's over
    those its rows need; each step is one loop over the frequencies (the same products as one
    frequency at a time, which cost a scalar complex multiply's latency each). */
-static int fixed_rows(Prepared *ready, const long reach[SLICES + 1], long from, long to) {
+VECTOR_CLONES static int fixed_rows(Prepared *ready, const long reach[SLICES + 1], long from, long to) {
     const Layout *l = &ready->layout;
     const Steps *st = &ready->steps;
     long frequencies = ready->size / 2 + 1, n = to - from;
@@ -1353,7 +1363,7 @@ static int cost_window(Prepared *ready, const Model *h, long *low, long needed) 
         return -1;
     }
     for (long f = 0; f < frequencies; f++) {
-        long g = (size - f) % size;
+        long g = (size - f) & (size - 1); /* (size - f) % size: size is a power of two */
         double complex z = CMPLX(cost_r[f], cost_i[f]), mirror = conj(CMPLX(cost_r[g], cost_i[g]));
         /* conj(transform) times Parseval's weight (a power of two: exact) */
         double weight = (f == 0 || f == size / 2) ? 1.0 / (double)size : 2.0 / (double)size;
@@ -1414,14 +1424,14 @@ static int row0_costs(const Model *h, long start, double *a, double *b) {
 
 /* The cost's transform shifted by e^(-i theta_f shift) to this call's start, times each offer
    column's fixed part (the batches of one search share their start). */
-static void weight_by_start(Prepared *ready, long shift) {
+VECTOR_CLONES static void weight_by_start(Prepared *ready, long shift) {
     if (ready->weighted_valid && ready->weighted_shift == shift) return;
     long size = ready->size, frequencies = size / 2 + 1;
     const double *cosines = ready->cosines, *sines = ready->sines;
     const double complex *signed_fixed = ready->signed_fixed;
     double complex *out_a = ready->weighted, *out_b = ready->weighted + SLICES * frequencies;
     for (long f = 0; f < ready->f_end; f++) {
-        long turns = shift * f % size;
+        long turns = (shift * f) & (size - 1); /* shift * f % size (a power of two) */
         double complex root = turns <= size / 2 ? cosines[turns] - I * sines[turns]
                                                 : cosines[size - turns] + I * sines[size - turns];
         double complex ca = ready->cost_a[f] * root, cb = ready->cost_b[f] * root;
@@ -1437,7 +1447,7 @@ static void weight_by_start(Prepared *ready, long shift) {
 
 /* Non-exact: the squares of one offer's transform up to the largest count's top bit (over the
    frequencies the offer columns reach). */
-static void offer_squares(Prepared *ready, long largest) {
+VECTOR_CLONES static void offer_squares(Prepared *ready, long largest) {
     long frequencies = ready->size / 2 + 1;
     int levels = 0;
     while (levels < LEVELS && (largest >> levels) > 0) levels++;
@@ -1502,6 +1512,37 @@ static void exact_column(const Prepared *ready, int col, const double *limit, co
     }
 }
 
+#define OFFER_BLOCK 32 /* frequencies whose products offer_products computes before their sums */
+
+/* One block of offer_column's general case: the m products at the frequencies [base, base + m),
+   each the plan's squares multiplied in order and then from[f] times that (offer_column's products
+   and order; split real and imaginary parts, a loop the compiler vectorises). 0 where the product
+   is skipped, so that no product there underflows into slow subnormal numbers. */
+static inline void offer_products(const double *const *bits, int nbits, const double *from, const double *limit,
+                                  double count_n, long base, long m, double *restrict zr, double *restrict zi) {
+    for (long j = 0; j < m; j++) {
+        long f = base + j;
+        int skipped = count_n > limit[f];
+        zr[j] = skipped ? 0.0 : nbits ? bits[0][2 * f] : 1.0;
+        zi[j] = skipped || !nbits ? 0.0 : bits[0][2 * f + 1];
+    }
+    for (int i = 1; i < nbits; i++) {
+        const double *w = bits[i] + 2 * base;
+        for (long j = 0; j < m; j++) {
+            double x = zr[j], y = zi[j];
+            zr[j] = x * w[2 * j] - y * w[2 * j + 1];
+            zi[j] = x * w[2 * j + 1] + y * w[2 * j];
+        }
+    }
+    if (!from) return;
+    from += 2 * base;
+    for (long j = 0; j < m; j++) {
+        double x = zr[j], y = zi[j];
+        zr[j] = from[2 * j] * x - from[2 * j + 1] * y;
+        zi[j] = from[2 * j] * y + from[2 * j + 1] * x;
+    }
+}
+
 /* Non-exact: one column's sums for one count n, its power of one offer's transform built as
    `plan` says and kept for later counts. The same products in the same order in loops of one kind
    each: a count kept already, a count one set bit above a kept one (neighbouring pairs), any other.
@@ -1509,8 +1550,9 @@ static void exact_column(const Prepared *ready, int col, const double *limit, co
    the fixed rows'): the window's costs are at most a few hundred, so all skipped products together
    move a cost by < 1e-14, well below the FFT's own rounding; wide distributions (large groups, many
    offers) have transforms that vanish over most of the frequencies. */
-static void offer_column(const Prepared *ready, int col, const Plan *plan, long n, const double *limit,
-                         const double complex *wa, const double complex *wb, double *sum_a, double *sum_b) {
+VECTOR_CLONES static void offer_column(const Prepared *ready, int col, const Plan *plan, long n,
+                                       const double *limit, const double complex *wa, const double complex *wb,
+                                       double *sum_a, double *sum_b) {
     long frequencies = ready->size / 2 + 1, f_end = ready->end[col], row = ready->f_end;
     long stride = (long)SLICES * row, at = (long)(col - 1) * row;
     const double complex *squares = ready->squares + (col - 1) * LEVELS * row;
@@ -1537,23 +1579,37 @@ static void offer_column(const Prepared *ready, int col, const Plan *plan, long 
             a += creal(offer * wa[f]);
             b += creal(offer * wb[f]);
         }
-    } else {
+    } else if (plan->large) {
         for (long f = 0; f < f_end; f++) {
             if (count_n > limit[f]) {
                 keep[f] = NAN;
                 continue;
             }
-            double complex offer;
-            if (plan->large || (from && isnan(creal(from[f])))) {
-                offer = power(per_offer[f], n);
-            } else {
-                offer = plan->nbits ? squares[plan->bits[0] * row + f] : 1.0;
-                for (int i = 1; i < plan->nbits; i++) offer *= squares[plan->bits[i] * row + f];
-                if (from) offer = from[f] * offer;
-            }
+            double complex offer = power(per_offer[f], n);
             keep[f] = offer;
             a += creal(offer * wa[f]);
             b += creal(offer * wb[f]);
+        }
+    } else {
+        /* a block's products first (vectorised), then its sums in order: close enough together that
+           the products of the next block overlap the sums' chain of additions */
+        const double *bits[LEVELS];
+        for (int i = 0; i < plan->nbits; i++) bits[i] = (const double *)(squares + plan->bits[i] * row);
+        double zr[OFFER_BLOCK], zi[OFFER_BLOCK];
+        for (long base = 0; base < f_end; base += OFFER_BLOCK) {
+            long m = f_end - base < OFFER_BLOCK ? f_end - base : OFFER_BLOCK;
+            offer_products(bits, plan->nbits, (const double *)from, limit, count_n, base, m, zr, zi);
+            for (long j = 0; j < m; j++) {
+                long f = base + j;
+                if (count_n > limit[f]) {
+                    keep[f] = NAN;
+                    continue;
+                }
+                double complex offer = from && isnan(creal(from[f])) ? power(per_offer[f], n) : CMPLX(zr[j], zi[j]);
+                keep[f] = offer;
+                a += creal(offer * wa[f]);
+                b += creal(offer * wb[f]);
+            }
         }
     }
     *sum_a += a;
@@ -1602,7 +1658,7 @@ static int horizon_eval(const Model *h, long start, const long *offers, Py_ssize
     }
     if (cost_window(ready, h, &low, needed) < 0) goto fail;
     long size = ready->size, frequencies = size / 2 + 1;
-    weight_by_start(ready, ((start - low) % size + size) % size);
+    weight_by_start(ready, (start - low) & (size - 1)); /* start - low mod size, a power of two */
     double row0_a, row0_b;
     if (row0_costs(h, start, &row0_a, &row0_b) < 0) goto fail;
     for (Py_ssize_t k = 0; k < count; k++) {
