@@ -54,7 +54,7 @@ end
 """
 _PACED = """
 delay = function()
-  return {delay}
+  return math.random(0, 2 * {delay})
 end
 """
 
